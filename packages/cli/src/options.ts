@@ -1,0 +1,131 @@
+/**
+ * The CLI's options, declared once: name, type, default, unit and help. Parsing, validation and
+ * `--help` all read this table, so a flag cannot be documented one way and parsed another.
+ * Contradictions (e.g. --nesterov without momentum) throw a GradhubError with code E_USAGE.
+ */
+import { GradhubError } from '@gradhub/core';
+
+export type OptionKind = 'string' | 'int' | 'number' | 'boolean' | 'sizes';
+
+export interface OptionSpec {
+  readonly name: string;
+  readonly kind: OptionKind;
+  readonly help: string;
+  /** Default shown in --help and used when absent (undefined: no default). */
+  readonly default?: string | number | boolean;
+  /** Placeholder in --help, e.g. DIR. */
+  readonly arg?: string;
+  /** Lower bound for int/number. */
+  readonly min?: number;
+  /** Not listed in --help (test hooks). */
+  readonly hidden?: boolean;
+}
+
+export const TRAINING_OPTIONS: readonly OptionSpec[] = [
+  { name: 'data', kind: 'string', arg: 'DIR', default: './data', help: 'folder holding the CIFAR-10 binary files (or its parent); downloaded there when absent' },
+  { name: 'no-download', kind: 'boolean', default: false, help: 'never download CIFAR-10; fail with a message when the files are absent' },
+  { name: 'model', kind: 'sizes', arg: 'SIZES', default: '3072,2048,2048,10', help: 'MLP layer sizes, input first, logits last (ReLU between layers)' },
+  { name: 'batch-size', kind: 'int', arg: 'N', default: 64, min: 1, help: 'global batch size in samples (the last batch of an epoch may be short)' },
+  { name: 'lr', kind: 'number', arg: 'X', default: 0.01, min: 0, help: 'SGD learning rate' },
+  { name: 'momentum', kind: 'number', arg: 'X', default: 0, min: 0, help: 'SGD momentum (torch.optim.SGD semantics)' },
+  { name: 'weight-decay', kind: 'number', arg: 'X', default: 0, min: 0, help: 'SGD weight decay (L2), added to the gradient' },
+  { name: 'dampening', kind: 'number', arg: 'X', default: 0, min: 0, help: 'SGD momentum dampening' },
+  { name: 'nesterov', kind: 'boolean', default: false, help: 'Nesterov momentum (needs --momentum > 0 and --dampening 0)' },
+  { name: 'epochs', kind: 'int', arg: 'N', default: 20, min: 1, help: 'number of epochs (see --steps; whichever ends first)' },
+  { name: 'steps', kind: 'int', arg: 'N', min: 1, help: 'stop after N updates (default: no limit)' },
+  { name: 'seed', kind: 'int', arg: 'N', default: 0, min: 0, help: "seed of gradhub's generator: initialisation and epoch shuffles" },
+  { name: 'no-shuffle', kind: 'boolean', default: false, help: 'visit the training set in file order every epoch' },
+  { name: 'chunk', kind: 'int', arg: 'N', default: 16, min: 1, help: 'samples per chunk of the reduction tree (fixes the bits; any worker count gives the same result)' },
+  { name: 'normalize', kind: 'boolean', default: false, help: 'normalise inputs with the CIFAR-10 per-channel mean and std' },
+  { name: 'init-from', kind: 'string', arg: 'FILE', help: 'start from weights in a safetensors file (layers.{i}.weight / layers.{i}.bias, e.g. saved by PyTorch)' },
+  { name: 'export', kind: 'string', arg: 'FILE', help: 'write the final weights as safetensors (PyTorch loads them into the same nn.ModuleList)' },
+  { name: 'metrics', kind: 'string', arg: 'FILE', help: 'append training and evaluation metrics as JSON lines' },
+  { name: 'checkpoint-dir', kind: 'string', arg: 'DIR', help: 'write checkpoints here (atomically; the last --checkpoint-keep kept)' },
+  { name: 'checkpoint-every', kind: 'int', arg: 'N', default: 100, min: 1, help: 'steps between checkpoints (one is also written at the end)' },
+  { name: 'checkpoint-keep', kind: 'int', arg: 'N', default: 3, min: 1, help: 'checkpoints kept in --checkpoint-dir' },
+  { name: 'resume', kind: 'boolean', default: false, help: 'continue from the newest valid checkpoint in --checkpoint-dir' },
+  { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', help: 'compute kernels: wasm (WebAssembly SIMD) or ts (the TypeScript oracle; same bits, slower)' },
+  { name: 'log-level', kind: 'string', arg: 'LEVEL', help: 'pino log level: fatal, error, warn, info, debug, trace (default: warn for train, info otherwise); logs go to stderr' },
+];
+
+export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
+  { name: 'port', kind: 'int', arg: 'P', min: 0, help: 'port of the coordinator (0: any free port); default 8080 for `coordinator`, 0 for `train --workers N`' },
+  { name: 'host', kind: 'string', arg: 'ADDR', default: '0.0.0.0', help: 'address the coordinator listens on' },
+  { name: 'token', kind: 'string', arg: 'T', help: 'join token workers must present (default: a random one, printed at start)' },
+  { name: 'min-workers', kind: 'int', arg: 'N', default: 1, min: 1, help: 'workers to wait for before the first step' },
+  { name: 'heartbeat-ms', kind: 'int', arg: 'MS', default: 10000, min: 100, help: 'a worker silent this long is dropped and its work reassigned' },
+];
+
+export const WORKER_OPTIONS: readonly OptionSpec[] = [
+  { name: 'url', kind: 'string', arg: 'URL', help: 'coordinator address, e.g. ws://HOST:8080 (required)' },
+  { name: 'token', kind: 'string', arg: 'T', help: 'join token printed by the coordinator (required)' },
+  { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', help: 'compute kernels: wasm or ts (same bits)' },
+  { name: 'grace-ms', kind: 'int', arg: 'MS', default: 60000, min: 0, help: 'exit when the coordinator stays unreachable this long' },
+  { name: 'log-level', kind: 'string', arg: 'LEVEL', default: 'info', help: 'pino log level; logs go to stderr' },
+  { name: 'slowdown-ms', kind: 'int', arg: 'MS', default: 0, min: 0, hidden: true, help: 'test hook: sleep this long per tree node (simulates a slow machine)' },
+];
+
+export type ParsedOptions = Record<string, string | number | boolean | number[] | undefined>;
+
+/** Parse `--name value` / `--name=value` / boolean `--flag` against `specs`. */
+export function parseOptions(argv: readonly string[], specs: readonly OptionSpec[]): ParsedOptions {
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const out: ParsedOptions = {};
+  for (const s of specs) if (s.default !== undefined) out[s.name] = convert(s, String(s.default));
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) throw new GradhubError('E_USAGE', `unexpected argument "${a}" (options start with --; see --help)`);
+    const eq = a.indexOf('=');
+    const name = a.slice(2, eq < 0 ? undefined : eq);
+    const spec = byName.get(name);
+    if (!spec) throw new GradhubError('E_USAGE', `unknown option --${name} (see --help)`);
+    if (spec.kind === 'boolean') {
+      if (eq >= 0) throw new GradhubError('E_USAGE', `--${name} is a flag and takes no value`);
+      out[name] = true;
+      continue;
+    }
+    let value: string | undefined;
+    if (eq >= 0) value = a.slice(eq + 1);
+    else value = argv[++i];
+    if (value === undefined) throw new GradhubError('E_USAGE', `--${name} needs a value (${spec.arg ?? 'VALUE'})`);
+    out[name] = convert(spec, value);
+  }
+  return out;
+}
+
+function convert(spec: OptionSpec, raw: string): string | number | boolean | number[] {
+  switch (spec.kind) {
+    case 'string':
+      return raw;
+    case 'boolean':
+      return raw === 'true';
+    case 'sizes': {
+      const parts = raw.split(',');
+      const sizes = parts.map((p) => (/^\s*\d+\s*$/.test(p) ? Number(p) : Number.NaN));
+      if (sizes.length < 2 || sizes.some((v) => !Number.isInteger(v) || v < 1)) {
+        throw new GradhubError('E_USAGE', `--${spec.name} expects at least two positive integers like 3072,2048,2048,10, got "${raw}"`);
+      }
+      return sizes;
+    }
+    case 'int':
+    case 'number': {
+      const v = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(v) || (spec.kind === 'int' && !Number.isInteger(v))) {
+        throw new GradhubError('E_USAGE', `--${spec.name} expects ${spec.kind === 'int' ? 'an integer' : 'a number'}, got "${raw}"`);
+      }
+      if (spec.min !== undefined && v < spec.min) throw new GradhubError('E_USAGE', `--${spec.name} must be >= ${spec.min}, got ${v}`);
+      return v;
+    }
+  }
+}
+
+/** The option list of a command's --help. */
+export function formatOptions(specs: readonly OptionSpec[]): string {
+  const rows = specs.filter((s) => !s.hidden).map((s) => {
+    const left = `  --${s.name}${s.kind === 'boolean' ? '' : ` ${s.arg ?? 'VALUE'}`}`;
+    const def = s.default !== undefined && s.kind !== 'boolean' ? ` (default: ${s.default})` : '';
+    return [left, s.help + def] as const;
+  });
+  const w = Math.max(...rows.map(([l]) => l.length)) + 2;
+  return rows.map(([l, r]) => l.padEnd(w) + r).join('\n');
+}

@@ -1,0 +1,44 @@
+/**
+ * How the trainer gets a step's sums computed, whoever computes them.
+ *
+ * The trainer is authoritative for the parameters and the step; an executor only turns
+ * (parameters of version v, the global batch's samples) into the canonical tree sums of DESIGN
+ * invariant 3: the gradient sum S(0, nChunks) over the whole batch (never divided by the batch
+ * size), the per-sample loss sum, the loss denominator sum and the correct count. The in-process
+ * executor runs the core on the root node; the cluster executor hands tree nodes to workers and
+ * reduces their results. Both must return the same bits for the same input.
+ */
+export interface StepInput {
+  /** 'train': gradient and sums; 'eval': sums only (test-set evaluation). */
+  readonly mode: 'train' | 'eval';
+  /** Update number this gradient is for (1-based); for 'eval' the step after which it runs. */
+  readonly step: number;
+  /** Parameter version the sums must be computed against (the number of updates applied). */
+  readonly version: number;
+  /** The master parameters of that version; read-only while the call runs. */
+  readonly params: Float32Array;
+  /** Global batch pixels: (B, 3072) uint8, CIFAR-10 planes R, G, B. */
+  readonly pixels: Uint8Array;
+  /** Global batch labels: (B) class indices. */
+  readonly labels: Uint8Array;
+  /** B, the number of samples in this batch (the last batch of an epoch may be short). */
+  readonly batch: number;
+}
+
+export interface StepSums {
+  /** Sum over samples of d(loss_s)/d(params), tree order; length = paramCount. Absent for 'eval'. */
+  readonly grad: Float32Array | null;
+  /** Sum over samples of the per-sample loss (float64, tree order). */
+  readonly lossSum: number;
+  /** Sum of the loss denominators (number of non-ignored targets when unweighted). */
+  readonly denomSum: number;
+  /** Number of samples whose argmax logit equals the label. */
+  readonly correct: number;
+}
+
+export interface Executor {
+  /** Compute the sums of one batch. Rejects only for run-ending errors (e.g. a diverged model). */
+  run(input: StepInput): Promise<StepSums>;
+  /** Release sockets, workers and memory. */
+  close(): Promise<void>;
+}

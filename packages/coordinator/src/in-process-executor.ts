@@ -1,0 +1,32 @@
+/**
+ * The executor of `gradhub train --workers 0`: the same engine a worker runs, called on the root
+ * node [0, nChunks) of each batch, in this process. No sockets; the same bits as any cluster.
+ */
+import { createEngine, type Backend, type ModelSpec } from '@gradhub/core';
+import type { Executor, StepInput, StepSums } from './executor.js';
+
+export interface InProcessOptions {
+  readonly spec: ModelSpec;
+  readonly backend: Backend;
+  readonly maxBatch: number;
+  readonly chunk: number;
+  readonly normalize: boolean;
+}
+
+/** The returned grad is the engine's buffer: valid until the next `run`. */
+export function createInProcessExecutor(opts: InProcessOptions): Executor {
+  const engine = createEngine(opts);
+  let version = -1;
+  return {
+    async run(input: StepInput): Promise<StepSums> {
+      if (input.version !== version) {
+        engine.params.set(input.params);
+        version = input.version;
+      }
+      const train = input.mode === 'train';
+      const sums = engine.computeSums(input.pixels, input.labels, input.batch, train);
+      return { ...sums, grad: train ? engine.grads : null };
+    },
+    async close(): Promise<void> {},
+  };
+}

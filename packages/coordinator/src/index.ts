@@ -1,0 +1,5 @@
+export * from './executor.js';
+export * from './in-process-executor.js';
+export * from './metrics.js';
+export * from './settings.js';
+export * from './trainer.js';

@@ -1,0 +1,183 @@
+/**
+ * The training loop: the one place that owns the model (DESIGN invariants 1, 4, 5, 6).
+ *
+ * Per step: the sampler picks the global batch, the executor (in-process or the cluster) returns the
+ * tree sums for the current parameter version, the trainer divides once (loss = lossSum/denomSum)
+ * and applies torch.optim.SGD to the master copy. After each epoch (and at the end of the run) the
+ * test set is evaluated through the same executor. Checkpoints are taken every N steps and at the
+ * end; a resumed run continues from (params, optimizer state, sampler state, step) exactly.
+ *
+ * The executor is the only thing that differs between `--workers 0` and a cluster; everything that
+ * decides bits (sampler, batch gather, SGD) is here, once.
+ */
+import type { Logger } from 'pino';
+import {
+  GradhubError, Sampler, sgdStep, batchesPerEpoch, CIFAR10_IMAGE_BYTES,
+  type SamplerState, type SgdState,
+} from '@gradhub/core';
+import type { Executor } from './executor.js';
+import type { MetricsSink } from './metrics.js';
+import type { TrainSettings } from './settings.js';
+import { bitSettings } from './settings.js';
+import { writeCheckpoint } from './checkpoint.js';
+
+/** A set of CIFAR-10 samples: (count, 3072) pixels and (count) labels. */
+export interface Samples {
+  readonly count: number;
+  readonly pixels: Uint8Array;
+  readonly labels: Uint8Array;
+}
+
+/** Where a run starts: fresh (step 0) or from a checkpoint. */
+export interface TrainStart {
+  readonly params: Float32Array;
+  readonly step: number;
+  readonly sampler: SamplerState;
+  readonly momentumBuffer: Float32Array | null;
+}
+
+export interface StepReport {
+  readonly step: number;
+  readonly totalSteps: number;
+  readonly epoch: number;
+  readonly epochs: number;
+  readonly loss: number;
+  readonly accuracy: number;
+  readonly samplesPerS: number;
+}
+
+export interface EvalReport {
+  readonly epoch: number;
+  readonly step: number;
+  readonly testLoss: number;
+  readonly testAccuracy: number;
+}
+
+export interface TrainOptions {
+  readonly settings: TrainSettings;
+  readonly train: Samples;
+  readonly test: Samples | null;
+  readonly executor: Executor;
+  readonly logger: Logger;
+  readonly start: TrainStart;
+  readonly metrics: MetricsSink;
+  readonly checkpoint?: { readonly dir: string; readonly every: number; readonly keep: number } | null;
+  readonly onStep?: (r: StepReport) => void;
+  readonly onEval?: (r: EvalReport) => void;
+  /** Stop after the current step (a checkpoint is still written). */
+  readonly signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  readonly params: Float32Array;
+  readonly step: number;
+  readonly stopped: boolean;
+}
+
+/** Total updates of a run: epochs x batches per epoch, or --steps when that ends first. */
+export function totalSteps(s: TrainSettings, trainCount: number): number {
+  const all = s.epochs * batchesPerEpoch(trainCount, s.batch);
+  return s.steps === null ? all : Math.min(all, s.steps);
+}
+
+export async function runTraining(o: TrainOptions): Promise<TrainResult> {
+  const { settings: s, train, executor, metrics } = o;
+  const log = o.logger.child({ module: 'trainer' });
+  const params = o.start.params;
+  const sgd: SgdState = { momentumBuffer: o.start.momentumBuffer };
+  const sampler = new Sampler({ count: train.count, batch: s.batch, seed: s.seed, shuffle: s.shuffle }, o.start.sampler);
+  const total = totalSteps(s, train.count);
+  const pixels = new Uint8Array(s.batch * CIFAR10_IMAGE_BYTES);
+  const labels = new Uint8Array(s.batch);
+  let step = o.start.step;
+  let evaluatedAt = -1;
+
+  const saveCheckpoint = (): void => {
+    if (!o.checkpoint) return;
+    writeCheckpoint(o.checkpoint.dir, {
+      format_version: 1,
+      settings: bitSettings(s),
+      step,
+      epoch: sampler.state.epoch,
+      sampler: sampler.state,
+      params,
+      optimizer: { momentum_buffer: sgd.momentumBuffer },
+      metrics: [],
+    }, o.checkpoint.keep);
+    log.debug({ step }, 'checkpoint written');
+  };
+
+  const evaluate = async (epoch: number): Promise<void> => {
+    evaluatedAt = step;
+    if (!o.test) return;
+    const r = await evaluateSet(executor, o.test, params, step, s.batch);
+    const line = { kind: 'epoch' as const, epoch, step, test_loss: r.loss, test_accuracy: r.accuracy };
+    metrics.write(line);
+    o.onEval?.({ epoch, step, testLoss: r.loss, testAccuracy: r.accuracy });
+    log.info(line, 'evaluation');
+  };
+
+  while (step < total && !o.signal?.aborted) {
+    const t0 = performance.now();
+    const { epoch, indices } = sampler.next();
+    const n = gather(train, indices, pixels, labels);
+    const sums = await executor.run({ mode: 'train', step: step + 1, version: step, params, pixels, labels, batch: n });
+    if (!sums.grad) throw new GradhubError('E_INTERNAL', 'executor returned no gradient for a training step');
+    if (sums.denomSum === 0) throw new GradhubError('E_DIVERGED', `step ${step + 1}: every target of the batch is ignored, the loss is NaN (as PyTorch)`);
+    const loss = sums.lossSum / sums.denomSum;
+    if (!Number.isFinite(loss) || !allFinite(sums.grad)) {
+      throw new GradhubError('E_DIVERGED', `step ${step + 1}: the loss or gradient is not finite (loss ${loss}); the model diverged. Lower --lr or check the data.`);
+    }
+    sgdStep(params, sums.grad, sums.denomSum, s, sgd);
+    step++;
+    const samplesPerS = n / ((performance.now() - t0) / 1000);
+    const accuracy = sums.correct / n;
+    metrics.write({ kind: 'step', step, epoch: epoch + 1, loss, accuracy, samples_per_s: samplesPerS });
+    o.onStep?.({ step, totalSteps: total, epoch: epoch + 1, epochs: s.epochs, loss, accuracy, samplesPerS });
+    if (o.checkpoint && o.checkpoint.every > 0 && step % o.checkpoint.every === 0) saveCheckpoint();
+    if (sampler.state.epoch > epoch) await evaluate(epoch + 1);
+  }
+  const stopped = step < total;
+  if (!stopped && evaluatedAt !== step) await evaluate(sampler.state.epoch + 1);
+  saveCheckpoint();
+  return { params, step, stopped };
+}
+
+/** Copy the samples at `indices` into the batch buffers; returns the batch size. */
+function gather(set: Samples, indices: Uint32Array, pixels: Uint8Array, labels: Uint8Array): number {
+  for (let b = 0; b < indices.length; b++) {
+    const i = indices[b];
+    pixels.set(set.pixels.subarray(i * CIFAR10_IMAGE_BYTES, (i + 1) * CIFAR10_IMAGE_BYTES), b * CIFAR10_IMAGE_BYTES);
+    labels[b] = set.labels[i];
+  }
+  return indices.length;
+}
+
+/** Mean loss and accuracy over a whole set, in batches, through the executor (float64 sums in order). */
+export async function evaluateSet(
+  executor: Executor, set: Samples, params: Float32Array, step: number, batch: number,
+): Promise<{ loss: number; accuracy: number }> {
+  let lossSum = 0;
+  let denomSum = 0;
+  let correct = 0;
+  for (let start = 0; start < set.count; start += batch) {
+    const n = Math.min(batch, set.count - start);
+    const r = await executor.run({
+      mode: 'eval', step, version: step, params,
+      pixels: set.pixels.subarray(start * CIFAR10_IMAGE_BYTES, (start + n) * CIFAR10_IMAGE_BYTES),
+      labels: set.labels.subarray(start, start + n),
+      batch: n,
+    });
+    lossSum += r.lossSum;
+    denomSum += r.denomSum;
+    correct += r.correct;
+  }
+  return { loss: lossSum / denomSum, accuracy: correct / set.count };
+}
+
+/** True when every element is finite (x - x is 0 only for finite x). */
+export function allFinite(a: Float32Array): boolean {
+  let acc = 0;
+  for (let i = 0; i < a.length; i++) acc += a[i] - a[i];
+  return acc === 0;
+}

@@ -1,0 +1,125 @@
+/**
+ * One node's forward, loss and backward: what every worker (and the in-process executor) runs.
+ *
+ * An engine owns, inside its backend's memory, the parameters it computes against, the gradient
+ * buffer (same flat layout as the parameters, DESIGN invariant 2) and the per-batch workspaces,
+ * all allocated once for `maxBatch` samples: a step allocates nothing.
+ *
+ * `computeSums` takes the samples of one tree node (n samples, its chunks of `chunk` samples in
+ * order) and returns the node's sums (DESIGN invariant 1): loss sum and denominator sum over
+ * samples in tree order (float64), the correct count, and, when asked, the gradient sum S(node)
+ * in `grads`, summed over samples along the node's own chunk tree (which is the global tree's
+ * subtree, so any cut of the batch into nodes reduces to the same bits).
+ */
+import type { Backend } from './kernels/types.js';
+import type { ModelSpec } from './model.js';
+import { treeSum64 } from './tree.js';
+import { pixelsToInput, CIFAR10_IMAGE_BYTES } from './cifar.js';
+import { softmaxCrossEntropyRows } from './losses.js';
+
+export interface EngineOptions {
+  readonly spec: ModelSpec;
+  readonly backend: Backend;
+  /** Largest number of samples one computeSums call may take. */
+  readonly maxBatch: number;
+  /** Samples per chunk of the reduction tree. */
+  readonly chunk: number;
+  /** Apply the CIFAR-10 per-channel mean/std normalisation to the inputs. */
+  readonly normalize: boolean;
+}
+
+export interface NodeSums {
+  /** Sum of per-sample losses, float64, tree order. */
+  lossSum: number;
+  /** Sum of the loss denominators (the count of non-ignored targets here). */
+  denomSum: number;
+  /** Samples whose first maximal logit is the label. */
+  correct: number;
+}
+
+export interface Engine {
+  readonly spec: ModelSpec;
+  readonly backend: Backend;
+  /** Parameters the engine computes against; write them with `params.set(...)`. */
+  readonly params: Float32Array;
+  /** The last computeSums' gradient sum S(node), flat layout. */
+  readonly grads: Float32Array;
+  /** Run forward + loss (+ backward when withGrad) over n CIFAR-10 samples. See the module comment. */
+  computeSums(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean): NodeSums;
+  /** The input workspace x (n, d0), to fill directly before `forwardBackward`. */
+  input(n: number): Float32Array;
+  /** computeSums on inputs already in `input(n)`. */
+  forwardBackward(labels: ArrayLike<number>, n: number, withGrad: boolean): NodeSums;
+  /** Logits (n, classes) of the last computeSums (a view, valid until the next call). */
+  logits(n: number): Float32Array;
+}
+
+export function createEngine(opts: EngineOptions): Engine {
+  const { spec, backend, maxBatch, chunk, normalize } = opts;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError(`maxBatch must be a positive integer, got ${maxBatch}`);
+  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`chunk must be a positive integer, got ${chunk}`);
+  const L = spec.layers.length;
+  const params = backend.allocF32(spec.paramCount);
+  const grads = backend.allocF32(spec.paramCount);
+  // acts[0] is the input x (B, d0); acts[i+1] is layer i's output (B, d_{i+1}) (post-ReLU except the last).
+  const acts = spec.sizes.map((d) => backend.allocF32(maxBatch * d));
+  // dActs[i] is the gradient w.r.t. acts[i] for i >= 1 (the input's gradient is never needed).
+  const dActs = spec.sizes.map((d, i) => (i === 0 ? null : backend.allocF32(maxBatch * d)));
+  const classes = spec.sizes[L];
+  const lossRows = new Float64Array(maxBatch);
+  const denomRows = new Float64Array(maxBatch);
+  const view = (flat: Float32Array, off: number, len: number): Float32Array => flat.subarray(off, off + len);
+
+  const checkCount = (n: number): void => {
+    if (!Number.isInteger(n) || n < 1 || n > maxBatch) throw new RangeError(`engine: ${n} samples, it holds 1..${maxBatch}`);
+  };
+
+  function computeSums(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean): NodeSums {
+    checkCount(n);
+    if (spec.sizes[0] !== CIFAR10_IMAGE_BYTES) throw new RangeError(`the model's input size ${spec.sizes[0]} is not CIFAR-10's ${CIFAR10_IMAGE_BYTES}`);
+    if (pixels.length < n * CIFAR10_IMAGE_BYTES) throw new RangeError(`computeSums: ${n} samples need ${n * CIFAR10_IMAGE_BYTES} pixel bytes, got ${pixels.length}`);
+    pixelsToInput(pixels, 0, n, acts[0], normalize);
+    return forwardBackward(labels, n, withGrad);
+  }
+
+  function forwardBackward(labels: ArrayLike<number>, n: number, withGrad: boolean): NodeSums {
+    checkCount(n);
+    if (labels.length < n) throw new RangeError(`engine: ${n} samples need ${n} labels, got ${labels.length}`);
+    for (const l of spec.layers) {
+      const x = acts[l.index].subarray(0, n * l.inF);
+      const y = acts[l.index + 1].subarray(0, n * l.outF);
+      const w = view(params, l.weightOffset, l.outF * l.inF);
+      const b = view(params, l.biasOffset, l.outF);
+      backend.linearForward(x, w, b, y, n, l.inF, l.outF, l.index < L - 1);
+    }
+    const logits = acts[L].subarray(0, n * classes);
+    const dLogits = withGrad ? dActs[L]!.subarray(0, n * classes) : null;
+    const correct = softmaxCrossEntropyRows(logits, n, classes, labels, lossRows, denomRows, dLogits);
+    const sums = { lossSum: treeSum64(lossRows, n, chunk), denomSum: treeSum64(denomRows, n, chunk), correct };
+    if (!withGrad) return sums;
+    for (let i = L - 1; i >= 0; i--) {
+      const l = spec.layers[i];
+      const x = acts[i].subarray(0, n * l.inF);
+      const dy = dActs[i + 1]!.subarray(0, n * l.outF);
+      const w = view(params, l.weightOffset, l.outF * l.inF);
+      backend.linearBackwardWeight(dy, x, view(grads, l.weightOffset, l.outF * l.inF), view(grads, l.biasOffset, l.outF), n, l.inF, l.outF, chunk);
+      // The input's gradient is never needed; hidden inputs get ReLU's backward fused in (x is post-ReLU).
+      if (i > 0) backend.linearBackwardInput(dy, w, dActs[i]!.subarray(0, n * l.inF), n, l.inF, l.outF, x);
+    }
+    return sums;
+  }
+
+  return {
+    spec, backend, params, grads, computeSums, forwardBackward,
+    input: (n: number) => { checkCount(n); return acts[0].subarray(0, n * spec.sizes[0]); },
+    logits: (n: number) => acts[L].subarray(0, n * classes),
+  };
+}
+
+/** Floats an engine allocates from its backend: size a WebAssembly backend's memory with it. */
+export function engineFloats(spec: ModelSpec, maxBatch: number): number {
+  const actFloats = spec.sizes.reduce((s, d) => s + d, 0) * maxBatch;
+  const dActFloats = (spec.sizes.reduce((s, d) => s + d, 0) - spec.sizes[0]) * maxBatch;
+  // + 16 floats of alignment slack per allocation
+  return 2 * spec.paramCount + actFloats + dActFloats + 16 * (2 * spec.sizes.length + 2);
+}

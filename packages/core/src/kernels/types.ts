@@ -1,0 +1,48 @@
+/**
+ * The three GEMM shapes of a linear layer, and the memory they run in.
+ *
+ * One arithmetic for every implementation (DESIGN invariant 3): float32 values, every multiply and
+ * every add rounded to float32, no fused multiply-add; each output element is a sum over k in
+ * increasing order starting from +0; the bias is added after the k-sum; ReLU forward is
+ * `z > 0 ? z : 0`, ReLU backward selects (`h > 0 ? g : 0`). The weight-gradient GEMM sums over
+ * samples along the chunk tree (tree.ts): sequential inside a chunk, chunk partials combined in
+ * tree order. Two implementations exist (TypeScript oracle, WebAssembly SIMD) and give the same bits.
+ *
+ * All arrays are views of storage returned by the same backend's `allocF32`, so that the WebAssembly
+ * kernel works on them in place. Outputs are overwritten, never accumulated into.
+ */
+export interface Kernels {
+  /**
+   * y (N, OUT) = x (N, IN) . w^T + b, then ReLU when `relu`.
+   * x is (N, IN) row-major, w is (OUT, IN) row-major (PyTorch layout), b is (OUT).
+   */
+  linearForward(
+    x: Float32Array, w: Float32Array, b: Float32Array, y: Float32Array,
+    n: number, inF: number, outF: number, relu: boolean,
+  ): void;
+  /**
+   * dx (N, IN) = dy (N, OUT) . w (OUT, IN), the sum over o in increasing order.
+   * When `mask` is given (the layer's input activations h (N, IN), the output of a ReLU),
+   * dx = h > 0 ? dx : 0 (ReLU backward fused in).
+   */
+  linearBackwardInput(
+    dy: Float32Array, w: Float32Array, dx: Float32Array,
+    n: number, inF: number, outF: number, mask: Float32Array | null,
+  ): void;
+  /**
+   * dw (OUT, IN) = sum over samples s of dy[s, o] * x[s, i]; db (OUT) = sum over s of dy[s, o].
+   * The sample sum follows the chunk tree of `chunk` samples a chunk over the n samples
+   * (the last chunk may be short): treeSum in tree.ts is the reference order.
+   */
+  linearBackwardWeight(
+    dy: Float32Array, x: Float32Array, dw: Float32Array, db: Float32Array,
+    n: number, inF: number, outF: number, chunk: number,
+  ): void;
+}
+
+export interface Backend extends Kernels {
+  /** 'ts' (the Math.fround oracle) or 'wasm' (WebAssembly SIMD). */
+  readonly name: string;
+  /** Zeroed float32 storage, `length` elements, that the kernels can work on in place. */
+  allocF32(length: number): Float32Array;
+}
