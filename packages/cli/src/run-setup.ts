@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import {
   GradhubError, modelSpec, initParams, validateSgd, engineFloats, createOracleBackend, createWasmBackend,
   decodeSafetensors, safetensorsToParams, paramsToSafetensors,
-  type Backend, type ModelSpec,
+  type Backend, type ModelSpec, type ErrorCode,
 } from '@gradhub/core';
 import {
   loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, openMetricsFile, nullMetrics,
@@ -119,7 +119,7 @@ export function exportWeights(file: string, spec: ModelSpec, params: Float32Arra
   fs.renameSync(tmp, file);
 }
 
-function readFileOrThrow(file: string, code: string): Uint8Array {
+function readFileOrThrow(file: string, code: ErrorCode): Uint8Array {
   try {
     return fs.readFileSync(file);
   } catch (e) {

@@ -3,3 +3,5 @@ export * from './in-process-executor.js';
 export * from './metrics.js';
 export * from './settings.js';
 export * from './trainer.js';
+export * from './dataset.js';
+export * from './checkpoint.js';

@@ -1,0 +1,66 @@
+/**
+ * gradhub's one error type: every failure a user or a peer can cause is a `GradhubError` with a
+ * stable string `code` (never reworded, safe to match on in code, tests and scripts) and a message
+ * that says what is wrong and what to do about it.
+ *
+ * Pure (no I/O), shared by every package. To add a code: add one entry to `ErrorCode` below with a
+ * comment saying when it is raised; never rename or reuse an existing code.
+ */
+
+export const ErrorCode = {
+  // --- datasets (CIFAR-10 binary files) ---
+  /** The dataset files are not there and could not be downloaded (offline, download off or failed). */
+  E_DATA_MISSING: 'E_DATA_MISSING',
+  /** A dataset file's size is not a whole number of records: truncated or not a CIFAR-10 batch. */
+  E_DATA_TRUNCATED: 'E_DATA_TRUNCATED',
+  /** A dataset file has whole records but impossible content (a label outside 0..9, bad class list). */
+  E_DATA_CORRUPT: 'E_DATA_CORRUPT',
+  /** A downloaded dataset archive does not have the expected checksum. */
+  E_DATA_CHECKSUM: 'E_DATA_CHECKSUM',
+
+  // --- tensor files ---
+  /** A safetensors file is malformed (header, JSON, offsets) or holds a dtype gradhub does not read. */
+  E_SAFETENSORS_CORRUPT: 'E_SAFETENSORS_CORRUPT',
+  /** Tensors (from a file or a checkpoint) do not fit the model sizes given with --model. */
+  E_MODEL_MISMATCH: 'E_MODEL_MISMATCH',
+
+  // --- checkpoints ---
+  /** A checkpoint file is truncated, not msgpack, fails its checksum or lacks required fields. */
+  E_CHECKPOINT_CORRUPT: 'E_CHECKPOINT_CORRUPT',
+  /** --resume with settings that fix the bits (model, batch, chunk, seed, optimizer...) changed. */
+  E_RESUME_MISMATCH: 'E_RESUME_MISMATCH',
+
+  // --- runs (CLI and trainer) ---
+  /** A command line that cannot run: unknown option, bad value, contradicting flags. */
+  E_USAGE: 'E_USAGE',
+  /** --init-from names a file that cannot be read. */
+  E_INIT_FROM: 'E_INIT_FROM',
+  /** The loss or reduced gradient is not finite (twice for the same node) or every target is ignored: the run stops. */
+  E_DIVERGED: 'E_DIVERGED',
+  /** A broken promise between gradhub's own modules (a bug): please report it. */
+  E_INTERNAL: 'E_INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class GradhubError extends Error {
+  /** Stable machine-readable code, one of `ErrorCode`. */
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'GradhubError';
+    this.code = code;
+  }
+}
+
+/**
+ * True when `err` is a GradhubError, and (when `code` is given) has that code. Checks the name and
+ * code rather than `instanceof`, so it also holds across two copies of this module (e.g. a package's
+ * `src/` and its built `dist/` loaded side by side).
+ */
+export function isGradhubError(err: unknown, code?: ErrorCode): err is GradhubError {
+  if (!(err instanceof Error) || err.name !== 'GradhubError') return false;
+  const c = (err as { code?: unknown }).code;
+  return typeof c === 'string' && (code === undefined || c === code);
+}
