@@ -12,3 +12,4 @@ export * from './cifar.js';
 export * from './safetensors.js';
 export * from './mathdet.js';
 export * from './losses.js';
+export * from './hash.js';

@@ -1,0 +1,18 @@
+// Helpers shared by the loss tests (not a test file itself).
+import { readFileSync } from 'node:fs';
+import { expect } from 'vitest';
+
+/** Parses a file of ../shared/reference/ (the PyTorch reference numbers). */
+export function loadRef<T>(file: string): T {
+  return JSON.parse(readFileSync(new URL(`../../../../shared/reference/${file}`, import.meta.url), 'utf8')) as T;
+}
+
+/** |a - e| <= rtol*|e| + atol elementwise, failing with a message that names the first bad element. */
+export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol: number, what: string): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i];
+    const e = expected[i];
+    if (!(Math.abs(a - e) <= rtol * Math.abs(e) + atol)) expect.fail(`${what}[${i}]: got ${a}, expected ${e} (diff ${a - e})`);
+  }
+}
