@@ -67,11 +67,29 @@ export const WORKER_OPTIONS: readonly OptionSpec[] = [
 
 export type ParsedOptions = Record<string, string | number | boolean | number[] | undefined>;
 
-/** Parse `--name value` / `--name=value` / boolean `--flag` against `specs`. */
-export function parseOptions(argv: readonly string[], specs: readonly OptionSpec[]): ParsedOptions {
+/**
+ * The environment variable that mirrors a flag, for containers (deploy/): GRADHUB_ + the flag's
+ * name in capitals with '-' as '_' (--batch-size -> GRADHUB_BATCH_SIZE; booleans take true/false).
+ * This is the one place the mapping is defined; flags on the command line win over the environment.
+ */
+export function envName(flag: string): string {
+  return `GRADHUB_${flag.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/**
+ * Parse `--name value` / `--name=value` / boolean `--flag` against `specs`, after defaults and the
+ * GRADHUB_* environment variables (see envName).
+ */
+export function parseOptions(argv: readonly string[], specs: readonly OptionSpec[], env: NodeJS.ProcessEnv = {}): ParsedOptions {
   const byName = new Map(specs.map((s) => [s.name, s]));
   const out: ParsedOptions = {};
   for (const s of specs) if (s.default !== undefined) out[s.name] = convert(s, String(s.default));
+  for (const s of specs) {
+    const raw = env[envName(s.name)];
+    if (raw === undefined || raw === '') continue;
+    if (s.kind === 'boolean' && raw !== 'true' && raw !== 'false') throw new GradhubError('E_USAGE', `${envName(s.name)} must be true or false, got "${raw}"`);
+    out[s.name] = convert(s, raw);
+  }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (!a.startsWith('--')) throw new GradhubError('E_USAGE', `unexpected argument "${a}" (options start with --; see --help)`);

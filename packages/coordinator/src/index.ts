@@ -5,3 +5,4 @@ export * from './settings.js';
 export * from './trainer.js';
 export * from './dataset.js';
 export * from './checkpoint.js';
+export * from './status.js';

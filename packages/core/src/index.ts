@@ -13,3 +13,5 @@ export * from './safetensors.js';
 export * from './mathdet.js';
 export * from './losses.js';
 export * from './hash.js';
+export * from './kernels/oracle.js';
+export * from './kernels/wasm.js';

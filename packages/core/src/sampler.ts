@@ -22,7 +22,7 @@ export interface SamplerOptions {
 }
 
 /** The order of epoch `epoch`: indices 0..count-1. */
-export function epochOrder(opts: SamplerOptions, epoch: number, out = new Uint32Array(opts.count)): Uint32Array {
+export function epochOrder(opts: SamplerOptions, epoch: number, out: Uint32Array = new Uint32Array(opts.count)): Uint32Array {
   for (let i = 0; i < opts.count; i++) out[i] = i;
   if (!opts.shuffle) return out;
   const rng = new Rng(opts.seed, RngStream.shuffleBase + epoch);
@@ -41,7 +41,7 @@ export function batchesPerEpoch(count: number, batch: number): number {
 }
 
 export class Sampler {
-  private order: Uint32Array;
+  private readonly order: Uint32Array;
   private orderEpoch = -1;
   private st: SamplerState;
 

@@ -1,0 +1,146 @@
+/**
+ * The run's observable state, for people and scripts (dashboard, /api/status, /metrics).
+ *
+ * The trainer and the cluster executor report into it; readers take a snapshot or subscribe to
+ * events. It holds only figures (never tensors): the settings, every step's loss and accuracy, every
+ * evaluation, the workers table, the current step's time split and counters. Bounded: the step
+ * history keeps at most `maxSteps` points (older ones are thinned, never the latest).
+ */
+
+export type WorkerState = 'connected' | 'working' | 'idle' | 'paused' | 'gone';
+
+export interface WorkerRow {
+  id: string;
+  runtime: 'node' | 'browser';
+  /** Measured speed, samples/s (EWMA). */
+  samplesPerS: number;
+  /** Tree nodes computed and accepted. */
+  nodesDone: number;
+  /** Samples of accepted nodes. */
+  samplesDone: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** ms since the epoch of the last frame from this worker. */
+  lastSeen: number;
+  state: WorkerState;
+  address?: string;
+}
+
+/** Milliseconds of one step, by phase (cluster; the in-process executor reports compute only). */
+export interface StepSplit {
+  compute: number;
+  upload: number;
+  reduce: number;
+  sgd: number;
+  broadcast: number;
+}
+
+export interface StepPoint {
+  step: number;
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  samplesPerS: number;
+}
+
+export interface EvalPoint {
+  epoch: number;
+  step: number;
+  testLoss: number;
+  testAccuracy: number;
+}
+
+export interface StatusSnapshot {
+  runId: string;
+  name: string;
+  startedAt: number;
+  settings: Record<string, unknown>;
+  totalSteps: number;
+  step: number;
+  epoch: number;
+  state: 'waiting' | 'training' | 'done' | 'stopped' | 'failed';
+  steps: StepPoint[];
+  evals: EvalPoint[];
+  workers: WorkerRow[];
+  split: StepSplit | null;
+  counters: Record<string, number>;
+}
+
+export type StatusEvent =
+  | { type: 'step'; point: StepPoint; split: StepSplit | null }
+  | { type: 'eval'; point: EvalPoint }
+  | { type: 'workers'; workers: WorkerRow[] }
+  | { type: 'state'; state: StatusSnapshot['state']; step: number };
+
+export class RunStatus {
+  private readonly snap: StatusSnapshot;
+  private readonly listeners = new Set<(e: StatusEvent) => void>();
+  private readonly workerRows = new Map<string, WorkerRow>();
+
+  constructor(init: { runId: string; name: string; settings: Record<string, unknown>; totalSteps: number }, private readonly maxSteps = 20_000) {
+    this.snap = {
+      ...init, startedAt: Date.now(), step: 0, epoch: 0, state: 'waiting',
+      steps: [], evals: [], workers: [], split: null, counters: {},
+    };
+  }
+
+  snapshot(): StatusSnapshot {
+    return { ...this.snap, steps: [...this.snap.steps], evals: [...this.snap.evals], workers: [...this.workerRows.values()].map((w) => ({ ...w })), counters: { ...this.snap.counters } };
+  }
+
+  subscribe(fn: (e: StatusEvent) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private emit(e: StatusEvent): void {
+    for (const fn of this.listeners) fn(e);
+  }
+
+  setState(state: StatusSnapshot['state']): void {
+    this.snap.state = state;
+    this.emit({ type: 'state', state, step: this.snap.step });
+  }
+
+  /** Reported by the executor for the step being computed; published with the step. */
+  setSplit(split: StepSplit): void {
+    this.snap.split = split;
+  }
+
+  addStep(point: StepPoint): void {
+    const s = this.snap.steps;
+    s.push(point);
+    if (s.length > this.maxSteps) {
+      // Thin the older half (every other point), keep the recent half whole.
+      const half = s.length >> 1;
+      const kept = s.slice(0, half).filter((_, i) => i % 2 === 0);
+      this.snap.steps = [...kept, ...s.slice(half)];
+    }
+    this.snap.step = point.step;
+    this.snap.epoch = point.epoch;
+    if (this.snap.state === 'waiting') this.setState('training');
+    this.emit({ type: 'step', point, split: this.snap.split });
+  }
+
+  addEval(point: EvalPoint): void {
+    this.snap.evals.push(point);
+    this.emit({ type: 'eval', point });
+  }
+
+  /** Count something (bytes, rejected frames by code, dropped late results...). */
+  count(name: string, by = 1): void {
+    this.snap.counters[name] = (this.snap.counters[name] ?? 0) + by;
+  }
+
+  upsertWorker(row: WorkerRow): void {
+    this.workerRows.set(row.id, row);
+    this.emit({ type: 'workers', workers: [...this.workerRows.values()].map((w) => ({ ...w })) });
+  }
+
+  removeWorker(id: string): void {
+    const row = this.workerRows.get(id);
+    if (!row) return;
+    row.state = 'gone';
+    this.emit({ type: 'workers', workers: [...this.workerRows.values()].map((w) => ({ ...w })) });
+  }
+}
