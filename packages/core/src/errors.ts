@@ -39,6 +39,26 @@ export const ErrorCode = {
   E_DIVERGED: 'E_DIVERGED',
   /** A broken promise between gradhub's own modules (a bug): please report it. */
   E_INTERNAL: 'E_INTERNAL',
+
+  // --- cluster (coordinator server, executor, workers) ---
+  /** A peer sent a frame that breaks the wire protocol; the wire ErrorCode in the message says which. Its connection is closed. */
+  E_PROTOCOL: 'E_PROTOCOL',
+  /** The coordinator refused the worker's join token (HTTP 401 at the upgrade, or Reject BAD_TOKEN). */
+  E_AUTH: 'E_AUTH',
+  /** The coordinator rejected the worker (protocol version, model mismatch, full); the message says why. */
+  E_REJECTED: 'E_REJECTED',
+  /** The worker lost its coordinator and could not reconnect within the grace period (--grace). */
+  E_COORDINATOR_GONE: 'E_COORDINATOR_GONE',
+  /** The coordinator server could not listen (port in use, no permission). */
+  E_LISTEN: 'E_LISTEN',
+  /** The executor or server was closed while a step was still running, or used after close(). */
+  E_CLOSED: 'E_CLOSED',
+  /** No worker connected within the time allowed (waitForWorkers with a timeout). */
+  E_NO_WORKERS: 'E_NO_WORKERS',
+
+  // --- model export (gradhub export) ---
+  /** `gradhub export` was given a CHECKPOINT path that does not exist, or a folder holding no checkpoint file. */
+  E_NO_CHECKPOINT: 'E_NO_CHECKPOINT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

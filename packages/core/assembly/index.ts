@@ -1,0 +1,380 @@
+/**
+ * gradhub's linear-layer GEMMs in WebAssembly SIMD (f32x4), compiled by scripts/build-wasm.js.
+ *
+ * Contract (DESIGN invariant 3, "one arithmetic for every kernel"), the same as the TypeScript
+ * oracle (src/kernels/oracle.ts), bit for bit: float32 values; every multiply and every add rounded
+ * to float32 (f32x4.mul then f32x4.add, no fused multiply-add, no relaxed SIMD); each output element
+ * is a sum over k in increasing order starting from +0, never split into partial sums; the bias is
+ * added after the k-sum; ReLU forward is `z > 0 ? z : 0`, ReLU backward is `h > 0 ? g : 0` (a bit
+ * mask, so signed zeros and NaNs agree). The weight-gradient sum over samples follows the chunk
+ * tree of tree.ts: sequential inside a chunk of `chunk` samples, chunk partials combined in tree order.
+ *
+ * Vectorisation is across independent outputs only; the k loop of a tile may be cut into blocks
+ * (cache blocking) because a block continues from the float32 value the previous block stored:
+ * the order of the additions is unchanged.
+ *
+ * Memory: imported (env.memory), sized once by the host. All pointers are byte offsets; matrices
+ * are row-major float32. The host reserves a scratch region and hands it to `init` once; the
+ * kernels never write outside their outputs and that scratch.
+ *
+ * Organisation (tile 4 x 8, see micro.ts):
+ * - forward, y (N, OUT) = x (N, IN) . w^T + b: tile = 4 outputs (rows of w, splatted, read in place)
+ *   x 8 samples (x block packed transposed, 8 samples a k). Blocks: KC inputs x up to 256 samples.
+ * - backward-input, dx (N, IN) = dy (N, OUT) . w: tile = 4 samples (rows of dy, splatted, in place)
+ *   x 8 inputs (w block of KC outputs x up to 256 inputs, packed 8 inputs a k).
+ * - weight gradient, dw (OUT, IN) = dy^T . x along the chunk tree: tile = 4 outputs (dy block
+ *   transposed) x 8 inputs (x block packed 8 inputs a sample); each tile walks all N samples chunk by
+ *   chunk and combines the chunk partials on a small stack of tiles (below).
+ */
+import { tile2x16, treeTile2x16 } from './micro';
+import { packRowsT16, packCols16, packPairs } from './pack';
+
+/** k block of the forward (input features) and backward-input (outputs) passes. */
+const KC: i32 = 256;
+/** Target size of one packed block, in floats (256 KiB: it stays in L2 next to the A block). */
+const BLOCK_FLOATS: i32 = 65536;
+/** Forward: rows of w per L2 block (128 rows x KC floats = 128 KiB). */
+const MC_F: i32 = 128;
+/** Backward-input: inputs per block (the packed w block is KC x NB_I = 128 KiB). */
+const NB_I: i32 = 128;
+/** Tree stack entries: the stack holds popcount(chunks so far) <= 31 entries. */
+const STACK_DEPTH: i32 = 32;
+/** Fixed part of the scratch region, in floats: zero row, tile, tile stack, vector stack. */
+const FIXED_FLOATS: i32 = KC + 32 + STACK_DEPTH * 32 + STACK_DEPTH * 4;
+
+let zeroRow: usize = 0; // KC floats of +0 (never written): the A row of a tile's padding row
+let tileBuf: usize = 0; // 32 floats: one 2 x 16 tile, layout [r][16]
+let stackBuf: usize = 0; // STACK_DEPTH tiles of 32 floats: the weight-gradient tree stack
+let stackVec: usize = 0; // STACK_DEPTH x 4 floats: the bias-gradient tree stack
+let packA: usize = 0; // packFloats floats: packed A block (weight gradient: dy block as pairs)
+let packB: usize = 0; // packFloats floats: packed B block
+let packFloats: i32 = 0;
+
+/**
+ * Lay the scratch region out: `scratch` (16-byte aligned) holds `scratchFloats` floats. Returns the
+ * size of each of the two packing buffers in floats (the weight gradient needs 16 * N of them), or
+ * 0 when the region is too small (it must hold FIXED_FLOATS + 2 * KC * 16 floats).
+ */
+export function init(scratch: usize, scratchFloats: i32): i32 {
+  const pack = ((scratchFloats - FIXED_FLOATS) >> 1) & ~3;
+  if (pack < KC * 16) return 0;
+  zeroRow = scratch;
+  tileBuf = zeroRow + (<usize>KC << 2);
+  stackBuf = tileBuf + 128;
+  stackVec = stackBuf + (<usize>STACK_DEPTH << 7);
+  packA = stackVec + (<usize>STACK_DEPTH << 4);
+  packB = packA + (<usize>pack << 2);
+  packFloats = pack;
+  memory.fill(scratch, 0, <usize>FIXED_FLOATS << 2);
+  return pack;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tile I/O between the tile buffer ([r][16]) and a matrix m. Natural layout: tile (r, c) is
+// m[r * ld + c]; transposed layout: tile (r, c) is m[c * ld + r]. Only rows < `rows` and columns
+// < `cols` exist in m. Pure moves and selects: no arithmetic except the forward bias add.
+
+/** tile <- m (natural layout); missing entries +0. */
+function loadTileEdge(m: usize, ld: i32, rows: i32, cols: i32): void {
+  memory.fill(tileBuf, 0, 128);
+  const rb = <usize>ld << 2;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      store<f32>(tileBuf + (<usize>(r * 16 + c) << 2), load<f32>(m + <usize>r * rb + (<usize>c << 2)));
+    }
+  }
+}
+
+/** m <- tile (natural layout), then `h > 0 ? m : 0` when h != 0 (h has m's layout). */
+function storeTileEdge(m: usize, h: usize, ld: i32, rows: i32, cols: i32): void {
+  const rb = <usize>ld << 2;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      const off = <usize>r * rb + (<usize>c << 2);
+      let v = load<f32>(tileBuf + (<usize>(r * 16 + c) << 2));
+      if (h != 0 && !(load<f32>(h + off) > 0)) v = 0;
+      store<f32>(m + off, v);
+    }
+  }
+}
+
+/** ReLU backward on a full tile in place: m = h > 0 ? m : 0 (bit select: +0 otherwise). */
+function maskTile(m: usize, h: usize, ld: i32): void {
+  const zero = f32x4.splat(0);
+  for (let r = 0; r < 2; r++) {
+    const off = <usize>r * (<usize>ld << 2);
+    const p = m + off;
+    const q = h + off;
+    v128.store(p, v128.and(v128.load(p, 0), f32x4.gt(v128.load(q, 0), zero)), 0);
+    v128.store(p, v128.and(v128.load(p, 16), f32x4.gt(v128.load(q, 16), zero)), 16);
+    v128.store(p, v128.and(v128.load(p, 32), f32x4.gt(v128.load(q, 32), zero)), 32);
+    v128.store(p, v128.and(v128.load(p, 48), f32x4.gt(v128.load(q, 48), zero)), 48);
+  }
+}
+
+/** tile <- m (transposed layout, ld = m's row stride in floats); missing entries +0. */
+function loadTileT(m: usize, ld: i32, rows: i32, cols: i32): void {
+  const cb = <usize>ld << 2;
+  if (rows == 2 && cols == 16) {
+    // m row c holds (tile[0][c], tile[1][c]) as 8 contiguous bytes
+    for (let j = 0; j < 4; j++) {
+      const p = m + <usize>(4 * j) * cb;
+      let u = v128.load64_zero(p);
+      u = v128.load64_lane(p + cb, u, 1); // t0c0 t1c0 t0c1 t1c1
+      let v = v128.load64_zero(p + 2 * cb);
+      v = v128.load64_lane(p + 3 * cb, v, 1); // t0c2 t1c2 t0c3 t1c3
+      v128.store(tileBuf + (<usize>j << 4), v128.shuffle<i32>(u, v, 0, 2, 4, 6), 0);
+      v128.store(tileBuf + (<usize>j << 4), v128.shuffle<i32>(u, v, 1, 3, 5, 7), 64);
+    }
+    return;
+  }
+  memory.fill(tileBuf, 0, 128);
+  for (let c = 0; c < cols; c++) {
+    const s = m + <usize>c * cb;
+    for (let r = 0; r < rows; r++) {
+      store<f32>(tileBuf + (<usize>(r * 16 + c) << 2), load<f32>(s + (<usize>r << 2)));
+    }
+  }
+}
+
+/**
+ * m <- tile (transposed layout). When `bias` != 0 (the last k block): m = tile + bias[r], then
+ * `z > 0 ? z : 0` when relu (a bit select, so -0 and NaN give +0).
+ */
+function storeTileT(m: usize, ld: i32, rows: i32, cols: i32, bias: usize, relu: bool): void {
+  const cb = <usize>ld << 2;
+  if (rows == 2 && cols == 16) {
+    const zero = f32x4.splat(0);
+    const bv = bias != 0 ? v128.load64_splat(bias) : zero; // b0 b1 b0 b1
+    for (let j = 0; j < 4; j++) {
+      const t0 = v128.load(tileBuf + (<usize>j << 4), 0);
+      const t1 = v128.load(tileBuf + (<usize>j << 4), 64);
+      let u = v128.shuffle<i32>(t0, t1, 0, 4, 1, 5); // columns 4j, 4j+1: (r0, r1) each
+      let v = v128.shuffle<i32>(t0, t1, 2, 6, 3, 7); // columns 4j+2, 4j+3
+      if (bias != 0) {
+        u = f32x4.add(u, bv);
+        v = f32x4.add(v, bv);
+        if (relu) {
+          u = v128.and(u, f32x4.gt(u, zero));
+          v = v128.and(v, f32x4.gt(v, zero));
+        }
+      }
+      const p = m + <usize>(4 * j) * cb;
+      v128.store64_lane(p, u, 0);
+      v128.store64_lane(p + cb, u, 1);
+      v128.store64_lane(p + 2 * cb, v, 0);
+      v128.store64_lane(p + 3 * cb, v, 1);
+    }
+    return;
+  }
+  for (let r = 0; r < rows; r++) {
+    const t = tileBuf + (<usize>r << 6);
+    let d = m + (<usize>r << 2);
+    const br: f32 = bias != 0 ? load<f32>(bias + (<usize>r << 2)) : 0;
+    for (let c = 0; c < cols; c++) {
+      let z = load<f32>(t + (<usize>c << 2));
+      if (bias != 0) {
+        z = z + br;
+        if (relu && !(z > 0)) z = 0;
+      }
+      store<f32>(d, z);
+      d += cb;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward: y (N, OUT) = x (N, IN) . w^T + b, then ReLU when relu != 0.
+//
+// Tile: 2 outputs (A = rows of w, in place) x 16 samples (B = x packed transposed, panels of 16
+// samples). x is packed once for a block of samples and all of IN (when the packing buffer holds
+// it; else IN is cut into super-blocks). Then: block of MC_F rows of w > k block (KC inputs) >
+// panel of 16 samples > pair of outputs. The y block of MC_F outputs x the sample block stays in
+// L2 while the k blocks go by; the w block (MC_F x KC) stays in L2 across the sample panels, and
+// each panel's slice (KC x 16) in L1 across the output pairs. w is read from memory once.
+
+export function linearForward(x: usize, w: usize, b: usize, y: usize, n: i32, inF: i32, outF: i32, relu: i32): void {
+  const superK = min<i32>(inF, packFloats >> 4); // inputs a packed block (all of IN, normally)
+  const wb = <usize>inF << 2;
+  for (let ks = 0; ks < inF; ks += superK) {
+    const kl = min<i32>(superK, inF - ks);
+    const nbMax = max<i32>(16, (packFloats / kl) & ~15); // samples a packed block
+    for (let s0 = 0; s0 < n; s0 += nbMax) {
+      const nb = min<i32>(nbMax, n - s0);
+      packRowsT16(x + ((<usize>s0 * <usize>inF + <usize>ks) << 2), inF, nb, kl, packB);
+      for (let ob = 0; ob < outF; ob += MC_F) {
+        const oe = min<i32>(ob + MC_F, outF);
+        for (let k0 = ks; k0 < ks + kl; k0 += KC) {
+          const kc = min<i32>(KC, ks + kl - k0);
+          const first = k0 == 0;
+          const last = k0 + kc == inF;
+          for (let c0 = 0; c0 < nb; c0 += 16) {
+            const cols = min<i32>(16, nb - c0);
+            const bp = packB + ((<usize>c0 * <usize>kl + <usize>((k0 - ks) << 4)) << 2);
+            for (let o0 = ob; o0 < oe; o0 += 2) {
+              const rows = min<i32>(2, outF - o0);
+              const a0 = w + ((<usize>o0 * <usize>inF + <usize>k0) << 2);
+              const a1 = rows > 1 ? a0 + wb : zeroRow;
+              const yt = y + ((<usize>(s0 + c0) * <usize>outF + <usize>o0) << 2);
+              if (!first) loadTileT(yt, outF, rows, cols);
+              tile2x16(a0, a1, bp, kc, tileBuf, 64, first);
+              storeTileT(yt, outF, rows, cols, last ? b + (<usize>o0 << 2) : 0, relu != 0);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward-input: dx (N, IN) = dy (N, OUT) . w (OUT, IN), then dx = h > 0 ? dx : 0 when mask != 0.
+//
+// Tile: 2 samples (A = rows of dy, in place) x 16 inputs (B = w block packed in panels of 16
+// inputs). Loops: block of NB_I inputs > k block (KC outputs: the w block KC x NB_I is packed,
+// reading w row by row) > panel of 16 inputs (KC x 16, L1) > pair of samples. The dx block
+// (N x NB_I) holds the partial sums in L2 while the k blocks go by; every w element is read once.
+
+export function linearBackwardInput(dy: usize, w: usize, dx: usize, n: i32, inF: i32, outF: i32, mask: usize): void {
+  const dyb = <usize>outF << 2;
+  const dxb = <usize>inF << 2;
+  for (let i0 = 0; i0 < inF; i0 += NB_I) {
+    const nb = min<i32>(NB_I, inF - i0);
+    for (let o0 = 0; o0 < outF; o0 += KC) {
+      const kc = min<i32>(KC, outF - o0);
+      const first = o0 == 0;
+      const last = o0 + kc == outF;
+      packCols16(w + ((<usize>o0 * <usize>inF + <usize>i0) << 2), inF, kc, nb, packB);
+      for (let c0 = 0; c0 < nb; c0 += 16) {
+        const cols = min<i32>(16, nb - c0);
+        const bp = packB + ((<usize>c0 * <usize>kc) << 2);
+        for (let s0 = 0; s0 < n; s0 += 2) {
+          const rows = min<i32>(2, n - s0);
+          const a0 = dy + ((<usize>s0 * <usize>outF + <usize>o0) << 2);
+          const a1 = rows > 1 ? a0 + dyb : zeroRow;
+          const off = (<usize>s0 * <usize>inF + <usize>(i0 + c0)) << 2;
+          const h = last && mask != 0 ? mask + off : 0;
+          const full2 = rows == 2 && cols == 16;
+          const c = full2 ? dx + off : tileBuf;
+          const ldc = full2 ? dxb : 64;
+          if (!full2 && !first) loadTileEdge(dx + off, inF, rows, cols);
+          tile2x16(a0, a1, bp, kc, c, ldc, first);
+          if (full2) {
+            if (h != 0) maskTile(dx + off, h, inF);
+          } else {
+            storeTileEdge(dx + off, h, inF, rows, cols);
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weight gradient along the chunk tree.
+//
+// Tree order with a stack: chunk partials are pushed left to right; pushing chunk c (0-based) first
+// merges it with the ctz(c + 1) newest entries (each merge is `older + newer`: two perfect subtrees
+// of equal power-of-two size), and what remains at the end (perfect subtrees of decreasing size,
+// one per set bit of the chunk count) is folded right to left: s[0] + (s[1] + (... + s[d-1])).
+// That is exactly S(0, chunks) with mid = lo + largest power of two < hi - lo (tree.ts).
+//
+// Tile: 2 outputs (A = dy block packed as pairs of outputs, 8 bytes a sample) x 16 inputs (B = x
+// block packed in panels of 16 inputs, 64 bytes a sample). Each tile walks all N samples, chunk by chunk, and
+// combines the chunk partials on a stack of tiles: nothing of the size of dw is ever materialised
+// per chunk. Loops: output block (dy^T, L2) > input block (packed) > panel of 16 inputs (L1) >
+// pair of outputs.
+
+/** db (OUT) = tree sum over samples of dy (N, OUT); vectorised over 4 outputs, scalar tail. */
+function biasGrad(dy: usize, n: i32, outF: i32, chunk: i32, db: usize): void {
+  const rb = <usize>outF << 2;
+  let o = 0;
+  for (; o + 4 <= outF; o += 4) {
+    let depth = 0;
+    let c = 0;
+    for (let s0 = 0; s0 < n; s0 += chunk) {
+      const len = min<i32>(chunk, n - s0);
+      let p = dy + ((<usize>s0 * <usize>outF + <usize>o) << 2);
+      let acc = f32x4.splat(0);
+      for (let k = 0; k < len; k++) {
+        acc = f32x4.add(acc, v128.load(p));
+        p += rb;
+      }
+      for (let m = ctz<i32>(c + 1); m > 0; m--) {
+        depth--;
+        acc = f32x4.add(v128.load(stackVec + (<usize>depth << 4)), acc);
+      }
+      v128.store(stackVec + (<usize>depth << 4), acc);
+      depth++;
+      c++;
+    }
+    let acc = v128.load(stackVec + (<usize>(depth - 1) << 4));
+    for (let d = depth - 2; d >= 0; d--) acc = f32x4.add(v128.load(stackVec + (<usize>d << 4)), acc);
+    v128.store(db + (<usize>o << 2), acc);
+  }
+  for (; o < outF; o++) {
+    let depth = 0;
+    let c = 0;
+    for (let s0 = 0; s0 < n; s0 += chunk) {
+      const len = min<i32>(chunk, n - s0);
+      let p = dy + ((<usize>s0 * <usize>outF + <usize>o) << 2);
+      let acc: f32 = 0;
+      for (let k = 0; k < len; k++) {
+        acc = acc + load<f32>(p);
+        p += rb;
+      }
+      for (let m = ctz<i32>(c + 1); m > 0; m--) {
+        depth--;
+        acc = load<f32>(stackVec + (<usize>depth << 2)) + acc;
+      }
+      store<f32>(stackVec + (<usize>depth << 2), acc);
+      depth++;
+      c++;
+    }
+    let acc = load<f32>(stackVec + (<usize>(depth - 1) << 2));
+    for (let d = depth - 2; d >= 0; d--) acc = load<f32>(stackVec + (<usize>d << 2)) + acc;
+    store<f32>(db + (<usize>o << 2), acc);
+  }
+}
+
+/**
+ * dw (OUT, IN) = tree sum over samples of dy[s, o] * x[s, i]; db (OUT) = tree sum of dy[s, o].
+ * Requires 16 * n <= the packing size returned by init (the host checks).
+ */
+export function linearBackwardWeight(dy: usize, x: usize, dw: usize, db: usize, n: i32, inF: i32, outF: i32, chunk: i32): void {
+  if (n <= 0) {
+    memory.fill(dw, 0, (<usize>inF * <usize>outF) << 2);
+    memory.fill(db, 0, <usize>outF << 2);
+    return;
+  }
+  if (chunk > n) chunk = n;
+  biasGrad(dy, n, outF, chunk, db);
+  const perSample = min<i32>(BLOCK_FLOATS, packFloats) / n;
+  const mc = max<i32>(2, perSample & ~1); // outputs a block: dy block packed as pairs, mc x n
+  const nbMax = max<i32>(16, perSample & ~15); // inputs a block: x block of n x nbMax
+  const pairBytes = <usize>n << 3; // one packed pair of outputs: 8 bytes a sample
+  const dwb = <usize>inF << 2;
+  for (let o0 = 0; o0 < outF; o0 += mc) {
+    const m = min<i32>(mc, outF - o0);
+    packPairs(dy + (<usize>o0 << 2), outF, n, m, packA);
+    for (let i0 = 0; i0 < inF; i0 += nbMax) {
+      const nb = min<i32>(nbMax, inF - i0);
+      packCols16(x + (<usize>i0 << 2), inF, n, nb, packB);
+      for (let c0 = 0; c0 < nb; c0 += 16) {
+        const cols = min<i32>(16, nb - c0);
+        const bp = packB + ((<usize>c0 * <usize>n) << 2);
+        for (let r0 = 0; r0 < m; r0 += 2) {
+          const rows = min<i32>(2, m - r0);
+          const ap = packA + <usize>(r0 >> 1) * pairBytes;
+          const dst = dw + ((<usize>(o0 + r0) * <usize>inF + <usize>(i0 + c0)) << 2);
+          if (rows == 2 && cols == 16) {
+            treeTile2x16(ap, bp, n, chunk, stackBuf, dst, dwb);
+          } else {
+            treeTile2x16(ap, bp, n, chunk, stackBuf, tileBuf, 64);
+            storeTileEdge(dst, 0, inF, rows, cols);
+          }
+        }
+      }
+    }
+  }
+}
