@@ -1,19 +1,55 @@
 /**
- * The local launcher of `gradhub train --workers N`: the coordinator's server in this process and N
- * `gradhub worker` child processes connected to it over loopback.
+ * The local launcher of `gradhub train --workers N`: the coordinator's server in this process and
+ * N `gradhub worker` child processes connected to it over loopback. A worker process that dies
+ * is started again (at most 3 times per slot); its nodes are recomputed elsewhere meanwhile.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Logger } from 'pino';
-import { GradhubError } from '@gradhub/core';
-import type { Executor } from '@gradhub/coordinator';
+import type { Executor, RunStatus } from '@gradhub/coordinator';
 import type { ParsedOptions } from './options.js';
 import type { PreparedRun } from './run-setup.js';
 import type { Progress } from './progress.js';
+import { startCoordinatorCluster } from './cluster-setup.js';
 
 export interface LocalCluster {
   readonly executor: Executor;
-  stop(): Promise<void>;
+  stop(reason: 'done' | 'shutdown'): Promise<void>;
 }
 
-export async function startLocalCluster(_o: ParsedOptions, _run: PreparedRun, _logger: Logger, _progress: Progress): Promise<LocalCluster> {
-  throw new GradhubError('E_USAGE', 'the cluster is not wired yet');
+const RESTARTS_PER_SLOT = 3;
+
+export async function startLocalCluster(o: ParsedOptions, run: PreparedRun, status: RunStatus, logger: Logger, progress: Progress): Promise<LocalCluster> {
+  const n = o['workers'] as number;
+  const cc = await startCoordinatorCluster(o, run, status, logger, 0);
+  const log = logger.child({ module: 'launcher' });
+  let stopping = false;
+  const children = new Set<ChildProcess>();
+  const launch = (slot: number, restarts: number): void => {
+    const child = spawn(process.execPath, [
+      process.argv[1], 'worker', '--url', cc.wsUrl, '--token', cc.token,
+      '--backend', o['backend'] as string, '--log-level', (o['log-level'] as string | undefined) ?? 'warn',
+    ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, GRADHUB_TOKEN: '' } });
+    children.add(child);
+    child.on('exit', (code, signal) => {
+      children.delete(child);
+      if (stopping) return;
+      log.warn({ slot, code, signal }, 'local worker exited');
+      if (restarts < RESTARTS_PER_SLOT) launch(slot, restarts + 1);
+      else progress.message(`local worker ${slot} keeps failing (exit ${code ?? signal}); going on with the others`);
+    });
+  };
+  for (let i = 0; i < n; i++) launch(i, 0);
+  progress.message(`coordinator on ${cc.httpUrl} (dashboard ${cc.httpUrl}/dashboard), ${n} local workers`);
+  await cc.cluster.executor.waitForWorkers(n, 120_000);
+  return {
+    executor: cc.cluster.executor,
+    async stop(reason) {
+      stopping = true;
+      await cc.cluster.close(reason);
+      // Workers leave on the coordinator's Bye; make sure none outlives us.
+      const deadline = Date.now() + 5000;
+      while (children.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const c of children) c.kill('SIGKILL');
+    },
+  };
 }

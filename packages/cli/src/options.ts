@@ -53,6 +53,7 @@ export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
   { name: 'host', kind: 'string', arg: 'ADDR', default: '0.0.0.0', help: 'address the coordinator listens on' },
   { name: 'token', kind: 'string', arg: 'T', help: 'join token workers must present (default: a random one, printed at start)' },
   { name: 'min-workers', kind: 'int', arg: 'N', default: 1, min: 1, help: 'workers to wait for before the first step' },
+  { name: 'admin-token', kind: 'string', arg: 'T', help: 'protect /dashboard, /api and /metrics with this token (default: open)' },
   { name: 'heartbeat-ms', kind: 'int', arg: 'MS', default: 10000, min: 100, help: 'a worker silent this long is dropped and its work reassigned' },
 ];
 

@@ -41,6 +41,8 @@ export interface StepReport {
   readonly totalSteps: number;
   readonly epoch: number;
   readonly epochs: number;
+  /** Samples in this step's batch. */
+  readonly samples: number;
   readonly loss: number;
   readonly accuracy: number;
   readonly samplesPerS: number;
@@ -133,7 +135,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     const samplesPerS = n / ((performance.now() - t0) / 1000);
     const accuracy = sums.correct / n;
     metrics.write({ kind: 'step', step, epoch: epoch + 1, loss, accuracy, samples_per_s: samplesPerS });
-    o.onStep?.({ step, totalSteps: total, epoch: epoch + 1, epochs: s.epochs, loss, accuracy, samplesPerS });
+    o.onStep?.({ step, totalSteps: total, epoch: epoch + 1, epochs: s.epochs, samples: n, loss, accuracy, samplesPerS });
     if (o.checkpoint && o.checkpoint.every > 0 && step % o.checkpoint.every === 0) saveCheckpoint();
     if (sampler.state.epoch > epoch) await evaluate(epoch + 1);
   }

@@ -1,0 +1,49 @@
+/**
+ * The coordinator's side of a cluster, shared by `gradhub coordinator` and `gradhub train
+ * --workers N`: the server, membership and cluster executor (startCluster), with the dashboard,
+ * /api/status and /metrics mounted on the same port, reporting into the run's status.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { xxh64Hex } from '@gradhub/core';
+import { startCluster, createHttpRoutes, bitSettings, type Cluster, type RunStatus } from '@gradhub/coordinator';
+import type { ParsedOptions } from './options.js';
+import type { PreparedRun } from './run-setup.js';
+
+export interface CoordinatorCluster {
+  readonly cluster: Cluster;
+  readonly token: string;
+  /** ws:// address workers use. */
+  readonly wsUrl: string;
+  /** http:// base address of the dashboard and the volunteer page. */
+  readonly httpUrl: string;
+}
+
+/** A run id that is the same for every coordinator incarnation of the same run (settings + seed). */
+export function runIdOf(run: PreparedRun): string {
+  return xxh64Hex(new TextEncoder().encode(JSON.stringify(bitSettings(run.settings))));
+}
+
+export async function startCoordinatorCluster(
+  o: ParsedOptions, run: PreparedRun, status: RunStatus, logger: Logger, defaultPort: number,
+): Promise<CoordinatorCluster> {
+  const token = (o['token'] as string | undefined) ?? randomBytes(12).toString('hex');
+  const cluster = await startCluster({
+    host: o['host'] as string,
+    port: (o['port'] as number | undefined) ?? defaultPort,
+    token,
+    sizes: run.settings.sizes,
+    chunk: run.settings.chunk,
+    normalize: run.settings.normalize,
+    maxBatch: run.settings.batch,
+    logger,
+    runId: runIdOf(run),
+    heartbeatTimeoutMs: o['heartbeat-ms'] as number,
+    status,
+  });
+  const routes = createHttpRoutes({ status, adminToken: o['admin-token'] as string | undefined, logger });
+  cluster.server.use(routes);
+  cluster.server.onClose(() => routes.close());
+  const wsUrl = cluster.url.replace(/\/+$/, '');
+  return { cluster, token, wsUrl, httpUrl: wsUrl.replace(/^ws/, 'http') };
+}

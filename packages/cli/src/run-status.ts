@@ -1,0 +1,17 @@
+/** The run's status store, fed by the trainer's reports (dashboard, /api/status, /metrics read it). */
+import { RunStatus, bitSettings, totalSteps, type StepReport, type EvalReport } from '@gradhub/coordinator';
+import type { PreparedRun } from './run-setup.js';
+import { runIdOf } from './cluster-setup.js';
+
+export function createRunStatus(run: PreparedRun, name: string): RunStatus {
+  return new RunStatus({ runId: runIdOf(run), name, settings: { ...bitSettings(run.settings), epochs: run.settings.epochs, steps: run.settings.steps }, totalSteps: totalSteps(run.settings, run.train.count) });
+}
+
+export function reportStep(status: RunStatus, r: StepReport): void {
+  status.count('samples', r.samples);
+  status.addStep({ step: r.step, epoch: r.epoch, loss: r.loss, accuracy: r.accuracy, samplesPerS: r.samplesPerS });
+}
+
+export function reportEval(status: RunStatus, r: EvalReport): void {
+  status.addEval({ epoch: r.epoch, step: r.step, testLoss: r.testLoss, testAccuracy: r.testAccuracy });
+}

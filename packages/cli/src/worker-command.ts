@@ -1,0 +1,20 @@
+/** `gradhub worker`: lend this machine to a coordinator until the run is done. */
+import type { Logger } from 'pino';
+import { GradhubError } from '@gradhub/core';
+import { startNodeWorker } from '@gradhub/worker';
+import type { ParsedOptions } from './options.js';
+
+export async function workerCommand(o: ParsedOptions, logger: Logger, signal: AbortSignal): Promise<void> {
+  const url = o['url'] as string | undefined;
+  const token = o['token'] as string | undefined;
+  if (!url) throw new GradhubError('E_USAGE', 'gradhub worker needs --url ws://HOST:PORT (the coordinator prints it)');
+  if (!token) throw new GradhubError('E_USAGE', 'gradhub worker needs --token T (the coordinator prints it)');
+  if (!/^wss?:\/\//.test(url)) throw new GradhubError('E_USAGE', `--url must start with ws:// or wss://, got "${url}"`);
+  const backend = o['backend'] as string;
+  if (backend !== 'wasm' && backend !== 'ts') throw new GradhubError('E_USAGE', `--backend must be wasm or ts, got "${backend}"`);
+  const handle = startNodeWorker({
+    url, token, logger, backend, graceMs: o['grace-ms'] as number, slowdownMs: o['slowdown-ms'] as number,
+  });
+  signal.addEventListener('abort', () => handle.stop(), { once: true });
+  await handle.done;
+}

@@ -1,0 +1,566 @@
+/**
+ * The cluster executor: the `Executor` of `--workers N` and `gradhub coordinator`, over sockets.
+ *
+ * Contract (executor.ts): `run(input)` returns the canonical tree sums of the batch, bit for bit
+ * what the in-process executor returns. The trainer is authoritative for parameters and steps;
+ * this module only moves them to workers and reduces what comes back. One request at a time.
+ *
+ * A request (one `run`), and its sync points:
+ * 1. Parameters: the Params frame of a version is hashed (xxHash64) and encoded once, and the same
+ *    bytes are sent to each worker that was not sent that version yet, just before its Work.
+ * 2. Assignment: waits for at least one worker, then `assignChunks` (scheduler) gives each ready
+ *    worker a contiguous range of chunks in proportion to its measured speed, as canonical nodes.
+ *    Each worker gets one Work frame with its nodes' pixels and labels (uint8) in node order.
+ * 3. Results go through the reducer (validation, tree combination). A protocol fault kicks the
+ *    worker (Error + close); a lost worker's incomplete nodes go to the worker that would finish
+ *    them first (or to the next worker that joins, when none is left); a non-finite node is
+ *    recomputed on another worker, and a second non-finite answer ends the run with E_DIVERGED.
+ *    With `speculateAfterMs`, a node outstanding that long is also given to an idle worker and
+ *    the first result wins (the other is dropped quietly and counted).
+ * 4. When the root is complete, `run` resolves; the gradient buffer is the reducer's, valid until
+ *    the next `run`. Workers' speeds (samples/s per busy period) feed an EWMA for the next split.
+ *
+ * Flow control and memory: sends go through ws's send callbacks (`WorkerConn.send`); while the
+ * reducer holds `maxHeld` waiting gradients (memoryBudgetBytes / gradient bytes), only the sockets
+ * of the owners of the leftmost incomplete node are read, the others are paused, so results
+ * arrive in tree order and memory stays bounded whatever the number of workers (reducer.ts).
+ *
+ * Failure: `close()` (or a run error) fails the pending run once, with a GradhubError.
+ */
+import type { Logger } from 'pino';
+import { gradhub } from '@gradhub/proto';
+import {
+  CIFAR_PIXELS, ErrorCode, GradhubError, chunkCount, modelSpec, nodeSamples,
+  type ModelSpec, type TreeNode,
+} from '@gradhub/core';
+import type { Executor, StepInput, StepSums } from './executor.js';
+import { Membership, type ClusterStatusSink, type WorkerConn } from './membership.js';
+import { encode, encodeParams, frameLimits, type BodyOf, type ParamsFrame } from './protocol.js';
+import { Reducer, type ReducerStats, type RequestSpec, type ResultIn, type Verdict } from './reducer.js';
+import { SpeedTable, assignChunks, pickWorker, type Candidate } from './scheduler.js';
+import { startServer, type GradhubServer } from './server.js';
+
+export interface ClusterExecutorOptions {
+  readonly membership: Membership;
+  readonly spec: ModelSpec;
+  /** Samples per chunk of the reduction tree. */
+  readonly chunk: number;
+  /** Largest batch `run` will be given. */
+  readonly maxBatch: number;
+  readonly logger: Logger;
+  /** Bytes of waiting gradients before reading in tree order. Default 512 MiB (at least 2 gradients). */
+  readonly memoryBudgetBytes?: number;
+  /** Also give a node outstanding this long (ms) to an idle worker; null: never. Default 30000. */
+  readonly speculateAfterMs?: number | null;
+  /** Weight of the newest speed measurement in the EWMA. Default 0.5. */
+  readonly speedAlpha?: number;
+  /** Optional: the workers table and the `late_results` counter (RunStatus fits). */
+  readonly status?: ClusterStatusSink;
+}
+
+export interface ClusterStats extends ReducerStats {
+  /** Requests completed. */
+  requests: number;
+  /** Nodes given to another worker after their worker was lost. */
+  reassigned: number;
+  /** Nodes recomputed after a non-finite result. */
+  recomputed: number;
+  /** Speculative copies of slow nodes. */
+  speculated: number;
+  /** Workers kicked for protocol faults. */
+  kicked: number;
+}
+
+export interface ClusterExecutor extends Executor {
+  /** Resolves when at least `min` workers are ready (E_NO_WORKERS after `timeoutMs`, if given). */
+  waitForWorkers(min: number, timeoutMs?: number): Promise<void>;
+  /** Ready workers now. */
+  workerCount(): number;
+  readonly stats: Readonly<ClusterStats>;
+  /** Fail a pending run, say Bye (TRAINING_DONE by default: workers exit) and close the sockets. */
+  close(reason?: 'done' | 'shutdown'): Promise<void>;
+}
+
+const EMPTY = new Uint8Array(0);
+
+interface Active {
+  readonly spec: RequestSpec;
+  readonly input: StepInput;
+  readonly nChunks: number;
+  readonly log: Logger;
+  readonly startedAt: number;
+  /** Per worker: nodes (keys) it still has to answer, samples queued, start of its busy period, samples done in it. */
+  readonly load: Map<number, { outstanding: Set<string>; queued: number; busySince: number; done: number }>;
+  /** When each node was last given out. */
+  readonly givenAt: Map<string, number>;
+  readonly resolve: (s: StepSums) => void;
+  readonly reject: (e: Error) => void;
+  settled: boolean;
+}
+
+const nodeKey = (n: TreeNode): string => `${n.lo}:${n.hi}`;
+
+class ClusterExecutorImpl implements ClusterExecutor {
+  private readonly membership: Membership;
+  private readonly spec: ModelSpec;
+  private readonly chunk: number;
+  private readonly maxBatch: number;
+  private readonly log: Logger;
+  private readonly reducer: Reducer;
+  private readonly speeds: SpeedTable;
+  private readonly speculateAfterMs: number | null;
+  private paramsFrame: ParamsFrame | null = null;
+  private active: Active | null = null;
+  private seq = 0;
+  private closed = false;
+  private specTimer: NodeJS.Timeout | null = null;
+  private readonly counters = { requests: 0, reassigned: 0, recomputed: 0, speculated: 0, kicked: 0 };
+  private readonly status: ClusterStatusSink | null;
+  /** Accepted nodes and samples per worker, for the workers table. */
+  private readonly tally = new Map<number, { nodes: number; samples: number }>();
+
+  constructor(opts: ClusterExecutorOptions) {
+    this.membership = opts.membership;
+    this.spec = opts.spec;
+    this.chunk = opts.chunk;
+    this.maxBatch = opts.maxBatch;
+    this.log = opts.logger.child({ module: 'cluster-executor' });
+    for (const [k, v] of [['chunk', opts.chunk], ['maxBatch', opts.maxBatch]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new GradhubError(ErrorCode.E_USAGE, `${k} must be a positive integer, got ${v}`);
+    }
+    const budget = opts.memoryBudgetBytes ?? 512 * 1024 * 1024;
+    if (!(budget > 0)) throw new GradhubError(ErrorCode.E_USAGE, `memoryBudgetBytes must be positive, got ${budget}`);
+    this.reducer = new Reducer({ paramCount: opts.spec.paramCount, maxHeld: Math.max(2, Math.floor(budget / (4 * opts.spec.paramCount))) });
+    this.speeds = new SpeedTable(opts.speedAlpha ?? 0.5);
+    this.status = opts.status ?? null;
+    this.speculateAfterMs = opts.speculateAfterMs === undefined ? 30000 : opts.speculateAfterMs;
+    if (this.speculateAfterMs !== null && !(this.speculateAfterMs > 0)) {
+      throw new GradhubError(ErrorCode.E_USAGE, `speculateAfterMs must be positive or null, got ${this.speculateAfterMs}`);
+    }
+    this.membership.setHandlers({
+      joined: (w) => this.onJoined(w),
+      lost: (w, reason) => this.onLost(w, reason),
+      result: (w, m) => this.onResult(w, m),
+      paramsRequest: (w, v) => this.onParamsRequest(w, v),
+    }, (id) => this.busyMs(id));
+  }
+
+  get stats(): Readonly<ClusterStats> {
+    return { ...this.reducer.stats, dropped: { ...this.reducer.stats.dropped }, ...this.counters };
+  }
+
+  workerCount(): number {
+    return this.membership.size;
+  }
+
+  waitForWorkers(min: number, timeoutMs?: number): Promise<void> {
+    return this.membership.waitForWorkers(min, timeoutMs);
+  }
+
+  async run(input: StepInput): Promise<StepSums> {
+    if (this.closed) throw new GradhubError(ErrorCode.E_CLOSED, 'the cluster executor is closed');
+    if (this.active) throw new GradhubError(ErrorCode.E_INTERNAL, 'ClusterExecutor.run called while a run is pending');
+    this.checkInput(input);
+    if (this.paramsFrame?.version !== input.version) this.paramsFrame = encodeParams(input.version, input.params);
+    if (this.membership.size === 0) {
+      this.log.info({ step: input.step }, 'waiting for a worker');
+      await this.membership.waitForWorkers(1);
+      if (this.closed) throw new GradhubError(ErrorCode.E_CLOSED, 'the cluster executor is closed');
+    }
+    const seq = ++this.seq;
+    const spec: RequestSpec = { seq, step: input.step, version: input.version, mode: input.mode, batch: input.batch, chunk: this.chunk };
+    const nChunks = chunkCount(input.batch, this.chunk);
+    this.reducer.begin(spec);
+    const log = this.log.child({ step: input.step, seq });
+    return new Promise<StepSums>((resolve, reject) => {
+      const a: Active = {
+        spec, input, nChunks, log, startedAt: Date.now(), load: new Map(), givenAt: new Map(), resolve, reject, settled: false,
+      };
+      this.active = a;
+      const workers = this.membership.workers();
+      const plan = assignChunks(nChunks, workers.map((w) => ({ id: w.id, speed: this.speeds.get(w.id), maxSamples: w.capabilities.maxBatch })), { batch: input.batch, chunk: this.chunk });
+      log.debug({ mode: input.mode, batch: input.batch, nChunks, plan: plan.map((p) => ({ worker: p.workerId, lo: p.lo, hi: p.hi, nodes: p.nodes.length })) }, 'request out');
+      const byId = new Map(workers.map((w) => [w.id, w]));
+      for (const p of plan) {
+        for (const n of p.nodes) this.reducer.give(n, p.workerId);
+        this.dispatch(byId.get(p.workerId)!, p.nodes);
+      }
+      if (this.speculateAfterMs !== null) {
+        const every = Math.max(20, Math.min(1000, Math.floor(this.speculateAfterMs / 2)));
+        this.specTimer = setInterval(() => this.speculate(), every);
+        this.specTimer.unref();
+      }
+    });
+  }
+
+  private checkInput(input: StepInput): void {
+    const bad = (msg: string): never => {
+      throw new GradhubError(ErrorCode.E_INTERNAL, `ClusterExecutor.run: ${msg}`);
+    };
+    if (input.mode !== 'train' && input.mode !== 'eval') bad(`mode ${String(input.mode)}`);
+    if (!Number.isInteger(input.batch) || input.batch < 1 || input.batch > this.maxBatch) bad(`batch ${input.batch} outside 1..${this.maxBatch}`);
+    if (input.pixels.length < input.batch * CIFAR_PIXELS || input.labels.length < input.batch) bad(`batch of ${input.batch} needs ${input.batch * CIFAR_PIXELS} pixel bytes and ${input.batch} labels`);
+    if (input.params.length !== this.spec.paramCount) bad(`params hold ${input.params.length} floats, the model ${this.spec.paramCount}`);
+    if (!Number.isInteger(input.version) || input.version < 0 || input.version > 0xffffffff) bad(`version ${input.version}`);
+    if (!Number.isInteger(input.step) || input.step < 0 || input.step > 0xffffffff) bad(`step ${input.step}`);
+  }
+
+  /** Send `w` the parameters if it lacks them, then one Work frame with `nodes`. */
+  private dispatch(w: WorkerConn, nodes: readonly TreeNode[]): void {
+    const a = this.active;
+    if (!a || nodes.length === 0) return;
+    const { input, spec } = a;
+    if (w.paramsVersion !== spec.version) {
+      void w.send(this.paramsFrame!.frame);
+      w.paramsVersion = spec.version;
+    }
+    const sorted = [...nodes].sort((x, y) => x.lo - y.lo);
+    const wire: gradhub.IWorkNode[] = [];
+    const pix: Uint8Array[] = [];
+    const lab: Uint8Array[] = [];
+    let total = 0;
+    for (const n of sorted) {
+      const { start, end } = nodeSamples(n, input.batch, this.chunk);
+      wire.push({ lo: n.lo, hi: n.hi, sampleStart: start, sampleCount: end - start });
+      const last = pix.length - 1;
+      const prev = last >= 0 ? wire[wire.length - 2] : null;
+      if (prev && prev.sampleStart! + prev.sampleCount! === start) {
+        // Contiguous with the previous node: widen the same view (no copy).
+        const p0 = pix[last], l0 = lab[last];
+        pix[last] = new Uint8Array(p0.buffer, p0.byteOffset, p0.byteLength + (end - start) * CIFAR_PIXELS);
+        lab[last] = new Uint8Array(l0.buffer, l0.byteOffset, l0.byteLength + (end - start));
+      } else {
+        pix.push(input.pixels.subarray(start * CIFAR_PIXELS, end * CIFAR_PIXELS));
+        lab.push(input.labels.subarray(start, end));
+      }
+      total += end - start;
+      let load = a.load.get(w.id);
+      if (!load) {
+        load = { outstanding: new Set(), queued: 0, busySince: Date.now(), done: 0 };
+        a.load.set(w.id, load);
+      }
+      if (load.outstanding.size === 0) {
+        load.busySince = Date.now();
+        load.done = 0;
+      }
+      load.outstanding.add(nodeKey(n));
+      load.queued += end - start;
+      a.givenAt.set(nodeKey(n), Date.now());
+    }
+    const frame = encode({
+      work: {
+        seq: spec.seq, step: spec.step, version: spec.version,
+        mode: spec.mode === 'train' ? gradhub.Mode.TRAIN : gradhub.Mode.EVAL,
+        nodes: wire,
+        pixels: pix.length === 1 ? pix[0] : Buffer.concat(pix),
+        labels: lab.length === 1 ? lab[0] : Buffer.concat(lab),
+        batch: input.batch,
+      },
+    });
+    w.logger.debug({ step: spec.step, seq: spec.seq, nodes: sorted.map((n) => `[${n.lo},${n.hi})`), samples: total }, 'work sent');
+    void w.send(frame);
+    this.report(w);
+  }
+
+  /** Update the worker's row in the status sink. */
+  private report(w: WorkerConn): void {
+    if (!this.status || w.gone) return;
+    const t = this.tally.get(w.id);
+    const busy = (this.active?.load.get(w.id)?.outstanding.size ?? 0) > 0;
+    this.status.upsertWorker({
+      id: String(w.id), runtime: w.runtime, samplesPerS: this.speeds.get(w.id) ?? 0, nodesDone: t?.nodes ?? 0, samplesDone: t?.samples ?? 0,
+      bytesIn: w.bytesIn, bytesOut: w.bytesOut, lastSeen: w.lastSeen, state: w.paused ? 'paused' : busy ? 'working' : 'idle', address: w.address,
+    });
+  }
+
+  /** Give incomplete nodes nobody holds to the workers that would finish them first. */
+  private placeOrphans(exclude: ReadonlySet<number> = new Set()): void {
+    const a = this.active;
+    if (!a) return;
+    const orphans = this.reducer.orphans();
+    if (orphans.length === 0) return;
+    const workers = this.membership.workers();
+    if (workers.length === 0) {
+      a.log.warn({ nodes: orphans.length }, 'no worker left: the nodes wait for one to join');
+      return;
+    }
+    const queued = new Map(workers.map((w) => [w.id, a.load.get(w.id)?.queued ?? 0]));
+    const batches = new Map<number, TreeNode[]>();
+    for (const n of orphans) {
+      const samples = this.reducer.samplesOf(n);
+      const cands: Candidate[] = workers.map((w) => ({ id: w.id, speed: this.speeds.get(w.id), queuedSamples: queued.get(w.id)! }));
+      const id = pickWorker(samples, cands, exclude, true)!;
+      queued.set(id, queued.get(id)! + samples);
+      this.reducer.give(n, id);
+      const list = batches.get(id) ?? [];
+      list.push(n);
+      batches.set(id, list);
+    }
+    const byId = new Map(workers.map((w) => [w.id, w]));
+    for (const [id, nodes] of batches) {
+      a.log.info({ workerId: id, nodes: nodes.map((n) => `[${n.lo},${n.hi})`) }, 'nodes reassigned');
+      this.dispatch(byId.get(id)!, nodes);
+    }
+  }
+
+  private onJoined(w: WorkerConn): void {
+    this.report(w);
+    // A newcomer takes nodes waiting for a worker now; otherwise it joins the next request's split.
+    this.placeOrphans();
+    this.flow();
+  }
+
+  private onLost(w: WorkerConn, reason: string): void {
+    this.speeds.forget(w.id);
+    this.tally.delete(w.id);
+    this.status?.removeWorker(String(w.id));
+    const a = this.active;
+    if (!a) return;
+    a.load.delete(w.id);
+    const nodes = this.reducer.ownedBy(w.id);
+    for (const n of nodes) this.reducer.revoke(n, w.id);
+    if (nodes.length > 0) {
+      this.counters.reassigned += this.reducer.orphans().length;
+      a.log.warn({ workerId: w.id, reason, nodes: nodes.map((n) => `[${n.lo},${n.hi})`) }, 'worker lost mid-request');
+    }
+    this.placeOrphans();
+    this.flow();
+  }
+
+  private onParamsRequest(w: WorkerConn, version: number): void {
+    if (this.paramsFrame && this.paramsFrame.version === version) {
+      void w.send(this.paramsFrame.frame);
+      w.paramsVersion = version;
+    } else {
+      w.logger.debug({ version, current: this.paramsFrame?.version }, 'params requested for a version not held');
+    }
+  }
+
+  private onResult(w: WorkerConn, m: BodyOf<'result'>): void {
+    const r: ResultIn = {
+      seq: m.seq ?? 0,
+      version: m.version ?? 0,
+      node: m.node ? { lo: m.node.lo ?? 0, hi: m.node.hi ?? 0 } : null,
+      part: m.part ? { offset: m.part.offset ?? 0, length: m.part.length ?? 0 } : null,
+      grad: m.grad ?? EMPTY,
+      lossSum: m.lossSum ?? 0,
+      denomSum: m.denomSum ?? 0,
+      correct: m.correct ?? 0,
+    };
+    const v = this.reducer.accept(w.id, r);
+    const a = this.active;
+    // Whatever the verdict, this worker no longer computes that node.
+    if (a && r.node && r.seq === a.spec.seq) {
+      const load = a.load.get(w.id);
+      const k = nodeKey(r.node);
+      if (load?.outstanding.delete(k)) {
+        const samples = this.reducer.samplesOf(r.node);
+        load.queued -= samples;
+        if (v.kind === 'accepted') {
+          load.done += samples;
+          const t = this.tally.get(w.id) ?? { nodes: 0, samples: 0 };
+          t.nodes++;
+          t.samples += samples;
+          this.tally.set(w.id, t);
+        }
+        if (load.outstanding.size === 0) this.speeds.observe(w.id, load.done, Date.now() - load.busySince);
+      }
+    }
+    if (v.kind === 'accepted' && !v.done) this.report(w);
+    (this.verdicts[v.kind] as (w: WorkerConn, v: Verdict) => void)(w, v);
+  }
+
+  /** What to do with each reducer verdict. */
+  private readonly verdicts: { [K in Verdict['kind']]: (w: WorkerConn, v: Extract<Verdict, { kind: K }>) => void } = {
+    accepted: (_w, v) => {
+      if (v.done) this.finish();
+      else this.flow();
+    },
+    dropped: (w, v) => {
+      w.logger.debug({ reason: v.reason }, 'result dropped');
+      this.status?.count('late_results');
+      this.flow();
+    },
+    rejected: (w, v) => {
+      this.counters.kicked++;
+      w.kick(v.code, v.message); // lost follows at once and reassigns its nodes
+    },
+    'non-finite': (w, v) => {
+      this.counters.recomputed++;
+      this.active?.log.warn({ workerId: w.id, node: `[${v.node.lo},${v.node.hi})` }, 'non-finite result: recomputing the node on another worker');
+      if (this.reducer.ownersOf(v.node).length === 0) this.placeOrphans(new Set([w.id]));
+      this.flow();
+    },
+    diverged: (_w, v) => {
+      this.fail(new GradhubError(ErrorCode.E_DIVERGED, v.message));
+    },
+  };
+
+  /** Memory budget: over it, read only the frontier's owners (reducer.ts). */
+  private flow(): void {
+    const a = this.active;
+    const workers = this.membership.workers();
+    if (!a || !this.reducer.overBudget) {
+      for (const w of workers) {
+        if (!w.paused) continue;
+        w.resume();
+        this.report(w);
+      }
+      return;
+    }
+    const f = this.reducer.frontier();
+    const owners = new Set(f ? this.reducer.ownersOf(f) : []);
+    for (const w of workers) {
+      const was = w.paused;
+      if (owners.has(w.id)) w.resume();
+      else if ((a.load.get(w.id)?.outstanding.size ?? 0) > 0) w.pause();
+      if (w.paused !== was) this.report(w);
+    }
+  }
+
+  /** Give long-outstanding nodes to idle workers as well (first result wins). */
+  private speculate(): void {
+    const a = this.active;
+    if (!a || this.speculateAfterMs === null) return;
+    const now = Date.now();
+    const idle = this.membership.workers()
+      .filter((w) => (a.load.get(w.id)?.outstanding.size ?? 0) === 0)
+      .sort((x, y) => (this.speeds.get(y.id) ?? 0) - (this.speeds.get(x.id) ?? 0) || x.id - y.id);
+    if (idle.length === 0) return;
+    const slow = this.reducer.pending()
+      .filter((n) => this.reducer.ownersOf(n).length === 1 && now - (a.givenAt.get(nodeKey(n)) ?? now) >= this.speculateAfterMs!)
+      .sort((x, y) => a.givenAt.get(nodeKey(x))! - a.givenAt.get(nodeKey(y))!);
+    for (let i = 0; i < slow.length && i < idle.length; i++) {
+      const n = slow[i];
+      const w = idle[i];
+      if (w.capabilities.maxBatch > 0 && this.reducer.samplesOf(n) > w.capabilities.maxBatch) continue;
+      this.counters.speculated++;
+      a.log.info({ workerId: w.id, node: `[${n.lo},${n.hi})`, owner: this.reducer.ownersOf(n)[0] }, 'slow node: computing a copy on an idle worker');
+      this.reducer.give(n, w.id);
+      this.dispatch(w, [n]);
+    }
+  }
+
+  /** Expected compute time of a worker's queued samples, for the heartbeat deadline. */
+  private busyMs(id: number): number {
+    const queued = this.active?.load.get(id)?.queued ?? 0;
+    const speed = this.speeds.get(id);
+    return queued > 0 && speed ? (2000 * queued) / speed : 0;
+  }
+
+  private finish(): void {
+    const a = this.active;
+    if (!a || a.settled) return;
+    const sums = this.reducer.result();
+    this.settle();
+    this.counters.requests++;
+    a.log.debug({ ms: Date.now() - a.startedAt, workers: a.load.size }, 'request done');
+    a.resolve({ grad: a.spec.mode === 'train' ? sums.grad : null, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct });
+  }
+
+  private fail(err: Error): void {
+    const a = this.active;
+    if (!a || a.settled) return;
+    this.settle();
+    a.log.error({ err: { code: (err as GradhubError).code, message: err.message } }, 'request failed');
+    a.reject(err);
+  }
+
+  private settle(): void {
+    const a = this.active!;
+    a.settled = true;
+    this.reducer.end();
+    this.active = null;
+    if (this.specTimer) clearInterval(this.specTimer);
+    this.specTimer = null;
+    for (const w of this.membership.workers()) {
+      w.resume();
+      this.report(w);
+    }
+  }
+
+  async close(reason: 'done' | 'shutdown' = 'done'): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.fail(new GradhubError(ErrorCode.E_CLOSED, 'the cluster executor was closed during a step'));
+    await this.membership.close(reason === 'done' ? gradhub.ByeReason.TRAINING_DONE : gradhub.ByeReason.SHUTDOWN, reason === 'done' ? 'training is over' : 'coordinator shutting down');
+  }
+}
+
+/** An executor over an existing membership (see startCluster for the usual wiring). */
+export function createClusterExecutor(opts: ClusterExecutorOptions): ClusterExecutor {
+  return new ClusterExecutorImpl(opts);
+}
+
+export interface ClusterOptions {
+  /** Listen address. Default '0.0.0.0'. */
+  readonly host?: string;
+  /** TCP port. Default 8080; 0 picks a free one. */
+  readonly port?: number;
+  /** Join token workers must present. Required, non-empty. */
+  readonly token: string;
+  /** Model sizes, e.g. [3072, 2048, 2048, 10]. */
+  readonly sizes: readonly number[];
+  readonly chunk: number;
+  readonly normalize: boolean;
+  /** The run's batch size (largest batch `run` gets). */
+  readonly maxBatch: number;
+  readonly logger: Logger;
+  readonly runId?: string;
+  readonly incarnation?: string;
+  readonly heartbeatIntervalMs?: number;
+  readonly heartbeatTimeoutMs?: number;
+  readonly helloTimeoutMs?: number;
+  readonly maxWorkers?: number;
+  readonly memoryBudgetBytes?: number;
+  readonly speculateAfterMs?: number | null;
+  /** Optional: where the workers table and counters go (RunStatus fits). */
+  readonly status?: ClusterStatusSink;
+}
+
+export interface Cluster {
+  readonly executor: ClusterExecutor;
+  readonly server: GradhubServer;
+  readonly membership: Membership;
+  /** ws:// URL workers connect to (without the token). */
+  readonly url: string;
+  /** Close the executor (Bye: 'done' makes workers exit, 'shutdown' lets them wait to reconnect) and the server. */
+  close(reason?: 'done' | 'shutdown'): Promise<void>;
+}
+
+/** Start the server, membership and executor of a coordinator. */
+export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
+  const spec = modelSpec(opts.sizes);
+  const limits = frameLimits(spec.paramCount, opts.maxBatch);
+  const membership = new Membership({
+    logger: opts.logger, token: opts.token, spec, chunk: opts.chunk, normalize: opts.normalize, maxBatch: opts.maxBatch,
+    maxFrameBytes: limits.fromWorker, runId: opts.runId, incarnation: opts.incarnation,
+    heartbeatIntervalMs: opts.heartbeatIntervalMs, heartbeatTimeoutMs: opts.heartbeatTimeoutMs,
+    helloTimeoutMs: opts.helloTimeoutMs, maxWorkers: opts.maxWorkers, status: opts.status,
+  });
+  const executor = createClusterExecutor({
+    membership, spec, chunk: opts.chunk, maxBatch: opts.maxBatch, logger: opts.logger,
+    memoryBudgetBytes: opts.memoryBudgetBytes, speculateAfterMs: opts.speculateAfterMs, status: opts.status,
+  });
+  let server: GradhubServer;
+  try {
+    // ws's hard cap is twice the protocol limit: frames in between get a clear OVERSIZE_FRAME error.
+    server = await startServer({ host: opts.host, port: opts.port, token: opts.token, maxPayloadBytes: 2 * limits.fromWorker, logger: opts.logger });
+  } catch (err) {
+    await membership.close();
+    throw err;
+  }
+  server.onConnection((ws, req) => membership.attach(ws, req));
+  server.setHealth(() => ({ workers: membership.size, runId: membership.runId, incarnation: membership.incarnation, requests: executor.stats.requests }));
+  let closing: Promise<void> | null = null;
+  return {
+    executor, server, membership, url: server.url,
+    close(reason = 'done') {
+      closing ??= (async () => {
+        await executor.close(reason);
+        await server.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,439 @@
+/**
+ * Who is in the cluster: the handshake, liveness and the end of each worker connection.
+ *
+ * Contract:
+ * - `attach(ws)` takes a socket the server accepted. Its first frame must be a Hello: protocol
+ *   version, join token (constant time) and, when the worker names one, model sizes are checked;
+ *   a failure is answered with Reject{code} and a close (4000 + code). A good Hello gets Welcome
+ *   with the run's settings, and the worker is *ready*: the executor hears `joined`. Workers may
+ *   join at any time; the executor decides when they get work (from the next request on, or
+ *   sooner to take over a lost worker's nodes).
+ * - Every frame goes through `decodeFrame` (size, version, kind); a protocol fault gets
+ *   Error{code} and a close. Results and ParamsRequests of ready workers go to the executor.
+ * - Liveness: every `heartbeatIntervalMs` the coordinator sends a ws ping to each worker; any frame,
+ *   pong or application Heartbeat (answered with a Heartbeat, for browsers that cannot ping)
+ *   counts as a sign of life. A worker silent for `heartbeatTimeoutMs` (plus the executor's
+ *   estimate of its outstanding compute, `busyMs`) is dropped with Error HEARTBEAT_TIMEOUT.
+ *   Paused sockets (flow control) are not timed while paused.
+ * - Every end of a ready worker (close, error, timeout, kick) is reported once, as `lost`, at
+ *   once (the executor reassigns its nodes); the socket is closed and cut after a short wait.
+ * - `close(reason)` says Bye to everyone and closes.
+ *
+ * The executor is authoritative for what workers hold (`paramsVersion` is its bookkeeping);
+ * membership never looks at tensors.
+ */
+import type { IncomingMessage } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { WebSocket, RawData } from 'ws';
+import type { Logger } from 'pino';
+import { gradhub } from '@gradhub/proto';
+import { ErrorCode, GradhubError, type ModelSpec } from '@gradhub/core';
+import {
+  FROM_WORKER, PROTOCOL_VERSION, ProtocolError, WireCode, closeCodeFor, decodeFrame, encode,
+  type BodyOf, type Decoded,
+} from './protocol.js';
+import { tokenMatches } from './server.js';
+import type { WorkerRow } from './status.js';
+
+/** Where the cluster reports what people watch (RunStatus fits): worker rows and counters. */
+export interface ClusterStatusSink {
+  /** Counters used: `bytes_in`, `bytes_out`, `rejected.<CODE>`, `late_results`. */
+  count(name: string, by?: number): void;
+  upsertWorker(row: WorkerRow): void;
+  removeWorker(id: string): void;
+}
+
+export interface MembershipOptions {
+  readonly logger: Logger;
+  readonly token: string;
+  readonly spec: ModelSpec;
+  readonly chunk: number;
+  readonly normalize: boolean;
+  /** Largest global batch of the run (workers size their engines with it). */
+  readonly maxBatch: number;
+  /** Largest frame accepted from a worker, bytes (frameLimits(...).fromWorker). */
+  readonly maxFrameBytes: number;
+  /** Identifies the run (stable across restarts). Default: a random UUID. */
+  readonly runId?: string;
+  /** Identifies this coordinator process. Default: a random UUID. */
+  readonly incarnation?: string;
+  /** Ping / expected heartbeat interval, ms. Default min(5000, heartbeatTimeoutMs / 3). */
+  readonly heartbeatIntervalMs?: number;
+  /** A worker silent this long (plus its busy estimate) is dropped, ms. Default 30000. */
+  readonly heartbeatTimeoutMs?: number;
+  /** A connection that has not said Hello within this time is closed, ms. Default 10000. */
+  readonly helloTimeoutMs?: number;
+  /** Most ready workers; further Hellos get Reject FULL. Default 1024. */
+  readonly maxWorkers?: number;
+  /** Optional: counts bytes and rejected frames (the executor reports the worker rows). */
+  readonly status?: ClusterStatusSink;
+}
+
+export type Runtime = 'node' | 'browser';
+
+/** A worker connection, as the executor sees it. */
+export interface WorkerConn {
+  readonly id: number;
+  readonly name: string;
+  readonly runtime: Runtime;
+  readonly capabilities: { readonly threads: number; readonly simd: boolean; readonly maxBatch: number; readonly backend: string };
+  readonly logger: Logger;
+  /** The executor's bookkeeping: the parameter version this worker was last sent (-1: none). */
+  paramsVersion: number;
+  /** Bytes queued on the socket and not yet written. */
+  readonly bufferedAmount: number;
+  /** True once the worker is gone (lost has been reported). */
+  readonly gone: boolean;
+  /** Bytes received from / sent to this worker. */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  /** ms since the epoch of the last sign of life. */
+  readonly lastSeen: number;
+  /** Remote address, for people. */
+  readonly address: string;
+  /** Send one frame; resolves true once written to the socket, false if the socket failed. */
+  send(frame: Uint8Array): Promise<boolean>;
+  /** Stop reading this socket (flow control); results stay in TCP buffers. */
+  pause(): void;
+  resume(): void;
+  readonly paused: boolean;
+  /** Fault: send Error{code, message}, close with 4000 + code, report lost. */
+  kick(code: WireCode, message: string): void;
+}
+
+export interface MembershipHandlers {
+  joined(w: WorkerConn): void;
+  lost(w: WorkerConn, reason: string): void;
+  result(w: WorkerConn, msg: BodyOf<'result'>): void;
+  paramsRequest(w: WorkerConn, version: number): void;
+}
+
+const runtimeName = (r: gradhub.Runtime | null | undefined): Runtime => (r === gradhub.Runtime.BROWSER ? 'browser' : 'node');
+
+interface Conn extends WorkerConn {
+  ws: WebSocket;
+  state: 'hello' | 'ready' | 'gone';
+  lastSeen: number;
+  bytesIn: number;
+  bytesOut: number;
+  pausedAt: number;
+  helloTimer: NodeJS.Timeout | null;
+}
+
+export class Membership {
+  readonly runId: string;
+  readonly incarnation: string;
+  private readonly opts: MembershipOptions;
+  private readonly log: Logger;
+  private readonly conns = new Set<Conn>();
+  private readonly ready = new Map<number, Conn>();
+  private nextId = 1;
+  private handlers: MembershipHandlers | null = null;
+  private busyMs: (workerId: number) => number = () => 0;
+  private readonly waiters: { min: number; resolve: () => void; reject: (e: Error) => void }[] = [];
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+  private readonly interval: number;
+  private readonly timeout: number;
+  private readonly helloTimeout: number;
+  private readonly maxWorkers: number;
+
+  constructor(opts: MembershipOptions) {
+    this.opts = opts;
+    this.runId = opts.runId ?? randomUUID();
+    this.incarnation = opts.incarnation ?? randomUUID();
+    this.timeout = opts.heartbeatTimeoutMs ?? 30000;
+    this.interval = opts.heartbeatIntervalMs ?? Math.max(1, Math.min(5000, Math.floor(this.timeout / 3)));
+    this.helloTimeout = opts.helloTimeoutMs ?? 10000;
+    this.maxWorkers = opts.maxWorkers ?? 1024;
+    for (const [k, v] of [['heartbeatIntervalMs', this.interval], ['heartbeatTimeoutMs', this.timeout], ['helloTimeoutMs', this.helloTimeout], ['maxWorkers', this.maxWorkers]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new GradhubError(ErrorCode.E_USAGE, `${k} must be a positive integer, got ${v}`);
+    }
+    if (this.timeout <= this.interval) throw new GradhubError(ErrorCode.E_USAGE, `heartbeatTimeoutMs (${this.timeout}) must exceed heartbeatIntervalMs (${this.interval})`);
+    this.log = opts.logger.child({ module: 'membership' });
+    this.timer = setInterval(() => this.tick(), this.interval);
+    this.timer.unref();
+  }
+
+  /** Set the executor's handlers (once, before workers arrive). */
+  setHandlers(h: MembershipHandlers, busyMs?: (workerId: number) => number): void {
+    this.handlers = h;
+    if (busyMs) this.busyMs = busyMs;
+  }
+
+  /** Ready workers, by id. */
+  workers(): WorkerConn[] {
+    return [...this.ready.values()];
+  }
+
+  get size(): number {
+    return this.ready.size;
+  }
+
+  /** Resolves when at least `min` workers are ready; rejects with E_NO_WORKERS after `timeoutMs`. */
+  waitForWorkers(min: number, timeoutMs?: number): Promise<void> {
+    if (this.closed) return Promise.reject(new GradhubError(ErrorCode.E_CLOSED, 'membership is closed'));
+    if (this.ready.size >= min) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      let t: NodeJS.Timeout | null = null;
+      const w = {
+        min,
+        resolve: () => {
+          if (t) clearTimeout(t);
+          resolve();
+        },
+        reject: (e: Error) => {
+          if (t) clearTimeout(t);
+          reject(e);
+        },
+      };
+      this.waiters.push(w);
+      if (timeoutMs !== undefined) {
+        t = setTimeout(() => {
+          const i = this.waiters.indexOf(w);
+          if (i >= 0) this.waiters.splice(i, 1);
+          reject(new GradhubError(ErrorCode.E_NO_WORKERS, `only ${this.ready.size} of ${min} workers joined within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+    });
+  }
+
+  /** Take a socket the server accepted. */
+  attach(ws: WebSocket, req?: IncomingMessage): void {
+    if (this.closed) {
+      ws.close(1001, 'coordinator shutting down');
+      return;
+    }
+    const id = this.nextId++;
+    const logger = this.opts.logger.child({ workerId: id });
+    const self = this;
+    const conn: Conn = {
+      id,
+      name: '',
+      runtime: 'node',
+      capabilities: { threads: 1, simd: false, maxBatch: 0, backend: '' },
+      logger,
+      paramsVersion: -1,
+      get bufferedAmount() {
+        return ws.bufferedAmount;
+      },
+      get gone() {
+        return conn.state === 'gone';
+      },
+      ws,
+      state: 'hello',
+      lastSeen: Date.now(),
+      bytesIn: 0,
+      bytesOut: 0,
+      address: req?.socket.remoteAddress ?? '',
+      pausedAt: 0,
+      helloTimer: null,
+      send(frame: Uint8Array): Promise<boolean> {
+        if (conn.state === 'gone' || ws.readyState !== ws.OPEN) return Promise.resolve(false);
+        conn.bytesOut += frame.byteLength;
+        self.opts.status?.count('bytes_out', frame.byteLength);
+        return new Promise<boolean>((resolve) => ws.send(frame, { binary: true }, (err) => resolve(!err)));
+      },
+      pause() {
+        if (conn.paused || conn.state === 'gone') return;
+        conn.pausedAt = Date.now();
+        ws.pause();
+      },
+      resume() {
+        if (!conn.paused) return;
+        conn.pausedAt = 0;
+        conn.lastSeen = Date.now();
+        ws.resume();
+      },
+      get paused() {
+        return conn.pausedAt !== 0;
+      },
+      kick(code: WireCode, message: string) {
+        self.fault(conn, code, message, conn.state === 'hello' ? 'reject' : 'error');
+      },
+    };
+    this.conns.add(conn);
+    logger.debug({ remote: req?.socket.remoteAddress }, 'connection opened');
+    conn.helloTimer = setTimeout(() => this.fault(conn, WireCode.UNEXPECTED_MESSAGE, `no Hello within ${this.helloTimeout} ms`, 'error'), this.helloTimeout);
+    conn.helloTimer.unref();
+
+    ws.on('message', (data: RawData, isBinary: boolean) => this.onFrame(conn, data, isBinary));
+    ws.on('pong', () => {
+      conn.lastSeen = Date.now();
+    });
+    ws.on('ping', () => {
+      conn.lastSeen = Date.now();
+    });
+    ws.on('error', (err) => {
+      logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'socket error');
+    });
+    ws.on('close', (code: number, reason: Buffer) => this.gone(conn, `socket closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`));
+  }
+
+  private onFrame(conn: Conn, data: RawData, isBinary: boolean): void {
+    if (conn.state === 'gone') return;
+    conn.lastSeen = Date.now();
+    let decoded: Decoded;
+    try {
+      if (!isBinary) throw new ProtocolError(WireCode.MALFORMED_FRAME, 'text frames are not part of the protocol');
+      const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+      conn.bytesIn += bytes.byteLength;
+      this.opts.status?.count('bytes_in', bytes.byteLength);
+      decoded = decodeFrame(bytes, this.opts.maxFrameBytes, FROM_WORKER);
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.fault(conn, err.wireCode, err.message, conn.state === 'hello' ? 'reject' : 'error');
+        return;
+      }
+      throw err;
+    }
+    if (conn.state === 'hello') {
+      if (decoded.kind !== 'hello') {
+        this.fault(conn, WireCode.UNEXPECTED_MESSAGE, `expected Hello first, got ${decoded.kind}`, 'reject');
+        return;
+      }
+      this.onHello(conn, decoded.msg);
+      return;
+    }
+    const handle = this.readyHandlers[decoded.kind];
+    if (!handle) {
+      this.fault(conn, WireCode.UNEXPECTED_MESSAGE, `unexpected ${decoded.kind} from a joined worker`, 'error');
+      return;
+    }
+    (handle as (c: Conn, m: unknown) => void)(conn, decoded.msg);
+  }
+
+  /** What a ready worker may send, by body kind. */
+  private readonly readyHandlers: { [K in Decoded['kind']]?: (c: Conn, m: BodyOf<K>) => void } = {
+    result: (c, m) => this.handlers?.result(c, m),
+    paramsRequest: (c, m) => this.handlers?.paramsRequest(c, m.version ?? 0),
+    heartbeat: (c) => {
+      void c.send(encode({ heartbeat: { sentMs: Date.now() } }));
+    },
+    error: (c, m) => {
+      c.logger.warn({ code: gradhub.ErrorCode[m.code ?? 0], message: m.message }, 'worker reported an error');
+      this.closeConn(c, 1000, 'peer error');
+    },
+    bye: (c, m) => {
+      c.logger.info({ reason: gradhub.ByeReason[m.reason ?? 0], message: m.message }, 'worker said bye');
+      this.closeConn(c, 1000, 'bye');
+    },
+  };
+
+  private onHello(conn: Conn, hello: BodyOf<'hello'>): void {
+    if (conn.helloTimer) clearTimeout(conn.helloTimer);
+    conn.helloTimer = null;
+    const sizes = this.opts.spec.sizes;
+    const want = hello.modelSizes ?? [];
+    const maxBatch = hello.capabilities?.maxBatch ?? 0;
+    let problem: [WireCode, string] | null = null;
+    if ((hello.protocolVersion ?? 0) !== PROTOCOL_VERSION) {
+      problem = [WireCode.BAD_VERSION, `worker speaks protocol ${hello.protocolVersion}, coordinator ${PROTOCOL_VERSION}`];
+    } else if (!tokenMatches(hello.token, this.opts.token)) {
+      problem = [WireCode.BAD_TOKEN, 'wrong join token'];
+    } else if (want.length > 0 && (want.length !== sizes.length || want.some((s, i) => s !== sizes[i]))) {
+      problem = [WireCode.MODEL_MISMATCH, `worker wants model ${want.join(',')}, the run trains ${sizes.join(',')}`];
+    } else if (maxBatch > 0 && maxBatch < this.opts.chunk) {
+      problem = [WireCode.MODEL_MISMATCH, `worker takes at most ${maxBatch} samples, a chunk has ${this.opts.chunk}`];
+    } else if (this.ready.size >= this.maxWorkers) {
+      problem = [WireCode.FULL, `the coordinator already has ${this.maxWorkers} workers`];
+    }
+    if (problem) {
+      this.fault(conn, problem[0], problem[1], 'reject');
+      return;
+    }
+    const caps = hello.capabilities;
+    Object.assign(conn, {
+      name: (hello.name ?? '').slice(0, 200),
+      runtime: runtimeName(hello.runtime),
+      capabilities: { threads: caps?.threads ?? 1, simd: caps?.simd ?? false, maxBatch, backend: (caps?.backend ?? '').slice(0, 40) },
+    });
+    const welcome = encode({
+      welcome: {
+        workerId: conn.id,
+        runId: this.runId,
+        incarnation: this.incarnation,
+        modelSizes: [...sizes],
+        chunk: this.opts.chunk,
+        normalize: this.opts.normalize,
+        maxBatch: this.opts.maxBatch,
+        heartbeatIntervalMs: this.interval,
+        heartbeatTimeoutMs: this.timeout,
+        maxFrameBytes: this.opts.maxFrameBytes,
+      },
+    });
+    void conn.send(welcome);
+    conn.state = 'ready';
+    this.ready.set(conn.id, conn);
+    conn.logger.info({ name: conn.name, runtime: conn.runtime, capabilities: conn.capabilities, workers: this.ready.size }, 'worker joined');
+    this.handlers?.joined(conn);
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      if (this.ready.size >= this.waiters[i].min) this.waiters.splice(i, 1)[0].resolve();
+    }
+  }
+
+  /** A peer fault: tell it (Reject before Welcome, Error after), close, report. */
+  private fault(conn: Conn, code: WireCode, message: string, as: 'reject' | 'error'): void {
+    if (conn.state === 'gone') return;
+    conn.logger.warn({ code: gradhub.ErrorCode[code], message }, as === 'reject' ? 'worker rejected' : 'worker dropped for a protocol fault');
+    if (code !== WireCode.HEARTBEAT_TIMEOUT) this.opts.status?.count(`rejected.${gradhub.ErrorCode[code]}`);
+    const frame = as === 'reject' ? encode({ reject: { code, message } }) : encode({ error: { code, message } });
+    if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(frame, { binary: true }, () => {});
+    this.closeConn(conn, closeCodeFor(code), gradhub.ErrorCode[code] ?? 'error');
+  }
+
+  /** Close a connection (after any frame already queued) and report it gone. */
+  private closeConn(conn: Conn, code: number, reason: string): void {
+    if (conn.paused) conn.ws.resume();
+    if (conn.ws.readyState === conn.ws.OPEN || conn.ws.readyState === conn.ws.CONNECTING) conn.ws.close(code, reason.slice(0, 120));
+    const cut = setTimeout(() => conn.ws.terminate(), 2000);
+    cut.unref();
+    this.gone(conn, reason);
+  }
+
+  private gone(conn: Conn, reason: string): void {
+    if (conn.state === 'gone') return;
+    const wasReady = conn.state === 'ready';
+    conn.state = 'gone';
+    if (conn.helloTimer) clearTimeout(conn.helloTimer);
+    this.conns.delete(conn);
+    this.ready.delete(conn.id);
+    if (wasReady) {
+      conn.logger.info({ reason, workers: this.ready.size }, 'worker left');
+      this.handlers?.lost(conn, reason);
+    }
+  }
+
+  /** Heartbeat: ping everyone, drop the silent. */
+  private tick(): void {
+    const now = Date.now();
+    for (const conn of this.conns) {
+      if (conn.state !== 'ready' || conn.paused) continue;
+      const deadline = this.timeout + Math.max(0, this.busyMs(conn.id));
+      if (now - conn.lastSeen > deadline) {
+        this.fault(conn, WireCode.HEARTBEAT_TIMEOUT, `silent for ${now - conn.lastSeen} ms (limit ${deadline} ms)`, 'error');
+        conn.ws.terminate();
+        continue;
+      }
+      try {
+        conn.ws.ping();
+      } catch {
+        // The socket is closing; its close event reports it.
+      }
+    }
+  }
+
+  /** Say Bye to every worker and close their sockets. */
+  async close(reason: gradhub.ByeReason = gradhub.ByeReason.SHUTDOWN, message = ''): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    for (const w of this.waiters.splice(0)) w.reject(new GradhubError(ErrorCode.E_CLOSED, 'the coordinator closed while waiting for workers'));
+    const bye = encode({ bye: { reason, message } });
+    await Promise.all([...this.conns].map(async (c) => {
+      // A worker that does not read its socket does not hold the shutdown up for long.
+      if (c.state === 'ready') await Promise.race([c.send(bye), new Promise((r) => setTimeout(r, 1000).unref())]);
+      this.closeConn(c, 1000, 'bye');
+    }));
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * The coordinator's HTTP + WebSocket server: transport only, no training logic.
+ *
+ * Contract:
+ * - One `http.Server`. WebSocket upgrades on `wsPaths` (default `/` and `/ws`) go through a
+ *   `ws` WebSocketServer in `noServer` mode: the join token is checked at the upgrade, before any
+ *   WebSocket exists (query `?token=...` or `Authorization: Bearer ...`, compared in constant
+ *   time); a wrong or missing token gets `401` and the socket is destroyed. Accepted sockets go to
+ *   the `onConnection` handler (membership). permessage-deflate is off; `maxPayload` is the hard
+ *   per-message cap (size it to the model: frame limits + slack); past it `ws` closes with 1009.
+ * - HTTP: `GET /healthz` answers 200 with JSON (`{status:"ok", ...health()}`). Other routes can be
+ *   added later (dashboard, static files) with `addRoute` (exact method + path) and `use`
+ *   (handlers tried in order for anything no route matched; return true when handled). The rest
+ *   is 404.
+ * - `close()` stops listening, closes every WebSocket with 1001 and resolves when the HTTP server
+ *   is closed.
+ */
+import * as http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Logger } from 'pino';
+import { ErrorCode, GradhubError } from '@gradhub/core';
+
+export interface ServerOptions {
+  /** Address to listen on. Default '0.0.0.0' (every interface). */
+  readonly host?: string;
+  /** TCP port. Default 8080; 0 picks a free port (see `port` on the result). */
+  readonly port?: number;
+  /** The join token workers must present. Required, non-empty. */
+  readonly token: string;
+  /** Hard cap on one incoming WebSocket message, bytes (ws `maxPayload`). Required: size it to the model. */
+  readonly maxPayloadBytes: number;
+  /** Paths that accept WebSocket upgrades. Default ['/', '/ws']. */
+  readonly wsPaths?: readonly string[];
+  /** Most simultaneous WebSocket connections; further upgrades get 503. Default 1024. */
+  readonly maxConnections?: number;
+  readonly logger: Logger;
+}
+
+/** Handles one HTTP request; resolves or returns true when it answered. */
+export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>;
+/** Middleware for requests no route matched: return (or resolve) true when it answered. */
+export type FallbackHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
+
+export interface GradhubServer {
+  readonly http: http.Server;
+  readonly wss: WebSocketServer;
+  /** The port actually listened on. */
+  readonly port: number;
+  /** ws://HOST:PORT of the server, no path (upgrades are taken on `wsPaths`); 127.0.0.1 when listening on every interface. */
+  readonly url: string;
+  /** Set the handler of accepted WebSocket connections (one handler; membership's `attach`). */
+  onConnection(handler: (ws: WebSocket, req: http.IncomingMessage) => void): void;
+  /** Add a route for an exact method and path (query string ignored). Throws if it exists. */
+  addRoute(method: string, path: string, handler: RouteHandler): void;
+  /** Add a fallback handler (e.g. static files), tried in order after the routes. */
+  use(handler: FallbackHandler): void;
+  /** Extra fields for /healthz (e.g. worker count, step). */
+  setHealth(provider: () => Record<string, unknown>): void;
+  /** Run `fn` first when the server closes (e.g. end event streams that would hold the listener open). */
+  onClose(fn: () => void): void;
+  close(): Promise<void>;
+}
+
+/** Constant-time token check: compares SHA-256 digests, so lengths leak nothing either. */
+export function tokenMatches(given: string | null | undefined, expected: string): boolean {
+  const a = createHash('sha256').update(given ?? '').digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b) && given !== null && given !== undefined;
+}
+
+/** The token of an upgrade request: `?token=` or `Authorization: Bearer`. */
+export function requestToken(req: http.IncomingMessage): string | null {
+  const auth = req.headers.authorization;
+  if (typeof auth === 'string' && auth.startsWith('Bearer ')) return auth.slice(7).trim();
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  return url.searchParams.get('token');
+}
+
+function refuse(socket: Duplex, status: number, text: string): void {
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
+  socket.destroy();
+}
+
+/** Create the server and listen. Rejects with GradhubError E_LISTEN when the port cannot be bound. */
+export async function startServer(opts: ServerOptions): Promise<GradhubServer> {
+  const host = opts.host ?? '0.0.0.0';
+  const port = opts.port ?? 8080;
+  const wsPaths = new Set(opts.wsPaths ?? ['/', '/ws']);
+  const maxConnections = opts.maxConnections ?? 1024;
+  if (typeof opts.token !== 'string' || opts.token.length === 0) throw new GradhubError(ErrorCode.E_USAGE, 'the coordinator needs a non-empty join token');
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new GradhubError(ErrorCode.E_USAGE, `port must be an integer in 0..65535, got ${port}`);
+  if (!Number.isInteger(opts.maxPayloadBytes) || opts.maxPayloadBytes < 1024) {
+    throw new GradhubError(ErrorCode.E_USAGE, `maxPayloadBytes must be an integer >= 1024, got ${opts.maxPayloadBytes}`);
+  }
+  const log = opts.logger.child({ module: 'server' });
+  const routes = new Map<string, RouteHandler>();
+  const fallbacks: FallbackHandler[] = [];
+  let health: () => Record<string, unknown> = () => ({});
+  const closeHooks: (() => void)[] = [];
+  let connectionHandler: ((ws: WebSocket, req: http.IncomingMessage) => void) | null = null;
+
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: opts.maxPayloadBytes, clientTracking: true });
+
+  const server = http.createServer((req, res) => {
+    void handleRequest(req, res).catch((err: unknown) => {
+      log.error({ err, url: req.url?.split('?')[0] }, 'HTTP handler failed');
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('internal error\n');
+    });
+  });
+
+  async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const route = routes.get(`${req.method ?? 'GET'} ${path}`);
+    if (route) return route(req, res);
+    for (const f of fallbacks) if (await f(req, res)) return;
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('not found\n');
+  }
+
+  routes.set('GET /healthz', (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify({ status: 'ok', connections: wss.clients.size, ...health() }));
+  });
+
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', (err) => log.debug({ err }, 'upgrade socket error'));
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const remote = req.socket.remoteAddress;
+    if (!wsPaths.has(path)) return refuse(socket, 404, 'Not Found');
+    if (!tokenMatches(requestToken(req), opts.token)) {
+      log.warn({ remote }, 'upgrade refused: bad or missing join token');
+      return refuse(socket, 401, 'Unauthorized');
+    }
+    if (wss.clients.size >= maxConnections) {
+      log.warn({ remote, maxConnections }, 'upgrade refused: too many connections');
+      return refuse(socket, 503, 'Service Unavailable');
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      if (!connectionHandler) {
+        ws.close(1013, 'not ready');
+        return;
+      }
+      connectionHandler(ws, req);
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new GradhubError(ErrorCode.E_LISTEN, `cannot listen on ${host}:${port}: ${err.code ?? err.message}`, { cause: err }));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (err) => log.error({ err }, 'HTTP server error'));
+  const addr = server.address();
+  const boundPort = typeof addr === 'object' && addr !== null ? addr.port : port;
+  const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  const url = `ws://${urlHost}:${boundPort}`;
+  log.info({ host, port: boundPort }, 'coordinator listening');
+
+  let closing: Promise<void> | null = null;
+  return {
+    http: server,
+    wss,
+    port: boundPort,
+    url,
+    onConnection(handler) {
+      connectionHandler = handler;
+    },
+    addRoute(method, path, handler) {
+      const key = `${method.toUpperCase()} ${path}`;
+      if (routes.has(key)) throw new GradhubError(ErrorCode.E_USAGE, `route ${key} already exists`);
+      routes.set(key, handler);
+    },
+    use(handler) {
+      fallbacks.push(handler);
+    },
+    setHealth(provider) {
+      health = provider;
+    },
+    onClose(fn) {
+      closeHooks.push(fn);
+    },
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        for (const fn of closeHooks) {
+          try {
+            fn();
+          } catch (err) {
+            log.warn({ err }, 'close hook failed');
+          }
+        }
+        for (const ws of wss.clients) ws.close(1001, 'coordinator shutting down');
+        // Sockets that do not finish the closing handshake promptly are cut.
+        const cut = setTimeout(() => {
+          for (const ws of wss.clients) ws.terminate();
+        }, 2000);
+        cut.unref();
+        wss.close();
+        server.close(() => {
+          clearTimeout(cut);
+          resolve();
+        });
+        server.closeAllConnections();
+      });
+      return closing;
+    },
+  };
+}

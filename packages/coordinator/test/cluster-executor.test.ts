@@ -1,0 +1,458 @@
+// Loopback cluster: the real server, membership, scheduler, reducer and executor on 127.0.0.1,
+// with real Node workers (in-process) and hand-driven bad clients. The executor's answer must be
+// bit for bit the answer of one engine on the whole batch, whatever happens to the workers.
+import { afterEach, describe, expect, it } from 'vitest';
+import { gradhub } from '@gradhub/proto';
+import { isGradhubError, wasmSimdSupported } from '@gradhub/core';
+import { startNodeWorker, type ClientEvent, type NodeWorkerHandle, type NodeWorkerOptions } from '@gradhub/worker';
+import { startCluster, type Cluster, type ClusterOptions } from '../src/cluster-executor.js';
+import type { StepInput } from '../src/executor.js';
+import type { WorkerRow } from '../src/status.js';
+import { RawClient, SIZES, SPEC, bits, cifarBatch, paramsFor, reference, testLogger } from './cluster-helpers.js';
+
+const BATCH = 24;
+const CHUNK = 4;
+const TOKEN = 'secret';
+const logger = testLogger();
+
+let cluster: Cluster | null = null;
+const workers: NodeWorkerHandle[] = [];
+const raws: RawClient[] = [];
+
+afterEach(async () => {
+  for (const r of raws.splice(0)) r.close();
+  await cluster?.close();
+  cluster = null;
+  await Promise.allSettled(workers.splice(0).map((w) => {
+    w.stop();
+    return w.done;
+  }));
+});
+
+async function start(over: Partial<ClusterOptions> = {}): Promise<Cluster> {
+  cluster = await startCluster({
+    host: '127.0.0.1', port: 0, token: TOKEN, sizes: SIZES, chunk: CHUNK, normalize: false, maxBatch: BATCH, logger,
+    heartbeatIntervalMs: 200, heartbeatTimeoutMs: 3000, speculateAfterMs: null, ...over,
+  });
+  return cluster;
+}
+
+function worker(over: Partial<NodeWorkerOptions> = {}): NodeWorkerHandle {
+  const w = startNodeWorker({ url: cluster!.url, token: TOKEN, logger, backend: 'ts', graceMs: 3000, ...over });
+  workers.push(w);
+  w.done.catch(() => {});
+  return w;
+}
+
+/** A status sink that records what it is told (RunStatus's shape). */
+function fakeStatus() {
+  const sink = {
+    counters: {} as Record<string, number>,
+    rows: new Map<string, WorkerRow>(),
+    gone: [] as string[],
+    count(name: string, by = 1) {
+      sink.counters[name] = (sink.counters[name] ?? 0) + by;
+    },
+    upsertWorker(row: WorkerRow) {
+      sink.rows.set(row.id, row);
+    },
+    removeWorker(id: string) {
+      sink.gone.push(id);
+    },
+  };
+  return sink;
+}
+
+function rawClient(token: string | null = TOKEN): RawClient {
+  const r = new RawClient(cluster!.url, token);
+  raws.push(r);
+  return r;
+}
+
+function input(step: number, batch = BATCH, mode: 'train' | 'eval' = 'train', offset = step * 100): StepInput {
+  const { pixels, labels } = cifarBatch(offset, batch);
+  return { mode, step, version: step - 1, params: paramsFor(SPEC, step - 1), pixels, labels, batch };
+}
+
+/** Run one request and check it against one engine on the whole batch. */
+async function runAndCheck(c: Cluster, inp: StepInput): Promise<void> {
+  const got = await c.executor.run(inp);
+  const want = reference(SPEC, inp.params, inp.pixels, inp.labels, inp.batch, CHUNK, inp.mode === 'train');
+  expect(got.lossSum).toBe(want.lossSum);
+  expect(got.denomSum).toBe(want.denomSum);
+  expect(got.correct).toBe(want.correct);
+  if (inp.mode === 'train') expect(bits(got.grad)!.equals(bits(want.grad)!)).toBe(true);
+  else expect(got.grad).toBeNull();
+}
+
+describe('cluster executor over loopback', () => {
+  it('gives the bits of one engine with 1, 2 and 3 workers, over steps, short batches and eval', async () => {
+    const c = await start();
+    worker();
+    await c.executor.waitForWorkers(1);
+    await runAndCheck(c, input(1));
+    worker();
+    await c.executor.waitForWorkers(2);
+    await runAndCheck(c, input(2));
+    worker();
+    await c.executor.waitForWorkers(3);
+    await runAndCheck(c, input(3));
+    await runAndCheck(c, input(4, 21)); // last chunk short
+    await runAndCheck(c, input(5, 3)); // one chunk, one worker used
+    await runAndCheck(c, { ...input(5, BATCH, 'eval', 4000), version: 4, params: paramsFor(SPEC, 4) });
+    expect(c.executor.stats.requests).toBe(6);
+    expect(c.executor.stats.rejected).toBe(0);
+  });
+
+  it('gives the same bits whatever the kernel backend of each worker', async () => {
+    if (!wasmSimdSupported()) return;
+    const c = await start();
+    worker({ backend: 'wasm' });
+    worker({ backend: 'ts' });
+    await c.executor.waitForWorkers(2);
+    for (let s = 1; s <= 3; s++) await runAndCheck(c, input(s));
+  });
+
+  it('shifts chunks away from a slow worker and keeps the bits', async () => {
+    const c = await start();
+    const chunksOf = new Map<string, number[]>();
+    const track = (name: string) => (e: ClientEvent): void => {
+      if (e.type === 'work') chunksOf.set(name, [...(chunksOf.get(name) ?? []), e.nodes.reduce((s, n) => s + n.hi - n.lo, 0)]);
+    };
+    worker({ onEvent: track('fast1') });
+    worker({ onEvent: track('fast2') });
+    worker({ slowdownMs: 150, onEvent: track('slow') });
+    await c.executor.waitForWorkers(3);
+    for (let s = 1; s <= 4; s++) await runAndCheck(c, input(s));
+    const slow = chunksOf.get('slow')!;
+    expect(slow[0]).toBe(2); // 6 chunks, 3 unmeasured workers: 2 each
+    expect(slow[slow.length - 1]).toBeLessThan(2);
+  });
+
+  it('reassigns the nodes of a worker killed mid-step', async () => {
+    const c = await start();
+    worker();
+    worker();
+    let victim: NodeWorkerHandle | null = null;
+    let killed = false;
+    victim = worker({
+      slowdownMs: 300,
+      onEvent: (e) => {
+        if (e.type === 'work' && !killed) {
+          killed = true;
+          victim!.kill();
+        }
+      },
+    });
+    await c.executor.waitForWorkers(3);
+    await runAndCheck(c, input(1));
+    expect(killed).toBe(true);
+    expect(c.executor.stats.reassigned).toBeGreaterThan(0);
+    expect(c.executor.workerCount()).toBe(2);
+    await runAndCheck(c, input(2));
+  });
+
+  it('waits for a worker when the last one is lost, and continues when one joins', async () => {
+    const c = await start();
+    let killed = false;
+    const only: NodeWorkerHandle = worker({
+      slowdownMs: 200,
+      onEvent: (e) => {
+        if (e.type === 'work' && !killed) {
+          killed = true;
+          only.kill();
+          setTimeout(() => worker(), 100);
+        }
+      },
+    });
+    await c.executor.waitForWorkers(1);
+    await runAndCheck(c, input(1));
+    expect(killed).toBe(true);
+  });
+
+  it('keeps the bits with a tiny memory budget (reading in tree order)', async () => {
+    const c = await start({ memoryBudgetBytes: 1 }); // 2 buffers
+    for (let i = 0; i < 3; i++) worker();
+    await c.executor.waitForWorkers(3);
+    for (let s = 1; s <= 3; s++) await runAndCheck(c, input(s));
+    // held + root never exceeds budget + tree depth + in-flight results (3 workers)
+    expect(c.executor.stats.peakHeld).toBeLessThanOrEqual(2 + 3 + 1 + 3);
+  });
+
+  it('says Bye TRAINING_DONE on close, and workers exit', async () => {
+    const c = await start();
+    const w = worker();
+    await c.executor.waitForWorkers(1);
+    await runAndCheck(c, input(1));
+    await c.close('done');
+    await expect(w.done).resolves.toEqual({ reason: 'done' });
+  });
+
+  it('rejects a pending run when closed', async () => {
+    const c = await start();
+    worker({ slowdownMs: 2000 });
+    await c.executor.waitForWorkers(1);
+    const p = c.executor.run(input(1));
+    await new Promise((r) => setTimeout(r, 100));
+    void c.close('shutdown');
+    await expect(p).rejects.toSatisfy((e: unknown) => isGradhubError(e, 'E_CLOSED'));
+  });
+
+  it('rejects a run waiting for workers when closed', async () => {
+    const c = await start();
+    const p = c.executor.run(input(1));
+    const w = c.executor.waitForWorkers(3);
+    await new Promise((r) => setTimeout(r, 50));
+    void c.close('shutdown');
+    await expect(p).rejects.toSatisfy((e: unknown) => isGradhubError(e, 'E_CLOSED'));
+    await expect(w).rejects.toSatisfy((e: unknown) => isGradhubError(e, 'E_CLOSED'));
+    await expect(c.executor.run(input(2))).rejects.toSatisfy((e: unknown) => isGradhubError(e, 'E_CLOSED'));
+  });
+
+  it('takes upgrades on / and /ws only', async () => {
+    const c = await start();
+    const a = new RawClient(`${c.url}/ws`, TOKEN);
+    raws.push(a);
+    expect((await a.join()).workerId).toBe(1);
+    const b = new RawClient(`${c.url}/elsewhere`, TOKEN);
+    raws.push(b);
+    await expect(b.opened).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('answers /healthz', async () => {
+    const c = await start();
+    const res = await fetch(`http://127.0.0.1:${c.server.port}/healthz`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body.status).toBe('ok');
+    expect(body.workers).toBe(0);
+    expect((await fetch(`http://127.0.0.1:${c.server.port}/nope`)).status).toBe(404);
+  });
+});
+
+describe('node workers and coordinator restarts', () => {
+  it('rejoin a restarted coordinator (new incarnation, older parameter version) and give the same bits', async () => {
+    const c1 = await start();
+    const port = c1.server.port;
+    const seen: string[] = [];
+    worker({ backoffInitialMs: 20, backoffMaxMs: 100, onEvent: (e) => e.type === 'welcome' && seen.push(e.info.incarnation) });
+    worker({ backoffInitialMs: 20, backoffMaxMs: 100 });
+    await c1.executor.waitForWorkers(2);
+    await runAndCheck(c1, input(5));
+    await c1.close('shutdown');
+    // The same run resumes from a checkpoint at step 3: versions go back.
+    const c2 = await start({ port });
+    await c2.executor.waitForWorkers(2, 5000);
+    await runAndCheck(c2, input(3));
+    expect(new Set(seen).size).toBe(2);
+  });
+
+  it('give up after the grace period when the coordinator never returns', async () => {
+    const c = await start();
+    const w = worker({ graceMs: 400, backoffInitialMs: 20, backoffMaxMs: 100 });
+    await c.executor.waitForWorkers(1);
+    const t0 = Date.now();
+    await c.close('shutdown');
+    cluster = null;
+    await expect(w.done).rejects.toSatisfy((e: unknown) => isGradhubError(e, 'E_COORDINATOR_GONE'));
+    expect(Date.now() - t0).toBeLessThan(3000);
+  });
+
+  it('fail with E_AUTH on a wrong token', async () => {
+    const c = await start();
+    const w = startNodeWorker({ url: c.url, token: 'wrong', logger, backend: 'ts', graceMs: 1000 });
+    await expect(w.done).rejects.toSatisfy((e: unknown) => isGradhubError(e, 'E_AUTH'));
+  });
+});
+
+describe('bad clients', () => {
+  it('refuses a wrong or missing token at the upgrade with 401', async () => {
+    await start();
+    await expect(rawClient('wrong').opened).rejects.toMatchObject({ status: 401 });
+    await expect(rawClient(null).opened).rejects.toMatchObject({ status: 401 });
+  });
+
+  it('rejects another protocol version, in the Hello or in the envelope', async () => {
+    await start();
+    const a = rawClient();
+    await a.opened;
+    a.hello(TOKEN, 99);
+    expect((await a.next('reject')).reject!.code).toBe(gradhub.ErrorCode.BAD_VERSION);
+    expect((await a.closed).code).toBe(4000 + gradhub.ErrorCode.BAD_VERSION);
+
+    const b = rawClient();
+    await b.opened;
+    b.sendRaw(gradhub.Envelope.encode({ protocolVersion: 2, hello: { protocolVersion: 1, token: TOKEN } }).finish());
+    expect((await b.next('reject')).reject!.code).toBe(gradhub.ErrorCode.BAD_VERSION);
+    expect((await b.closed).code).toBe(4002);
+  });
+
+  it('rejects a Hello with the wrong token and a worker that insists on another model', async () => {
+    await start();
+    const a = rawClient();
+    await a.opened;
+    a.hello('not-the-token');
+    expect((await a.next('reject')).reject!.code).toBe(gradhub.ErrorCode.BAD_TOKEN);
+    const b = rawClient();
+    await b.opened;
+    b.send({ hello: { protocolVersion: 1, token: TOKEN, modelSizes: [3072, 8, 10] } });
+    expect((await b.next('reject')).reject!.code).toBe(gradhub.ErrorCode.MODEL_MISMATCH);
+  });
+
+  it('closes on a malformed frame, a text frame and an oversize frame', async () => {
+    const c = await start();
+    const a = rawClient();
+    await a.join();
+    a.sendRaw(new Uint8Array([0xff, 0xff, 0xff, 0xff]));
+    expect((await a.next('error')).error!.code).toBe(gradhub.ErrorCode.MALFORMED_FRAME);
+    expect((await a.closed).code).toBe(4003);
+
+    const b = rawClient();
+    await b.join();
+    b.ws.send('hello');
+    expect((await b.next('error')).error!.code).toBe(gradhub.ErrorCode.MALFORMED_FRAME);
+
+    const d = rawClient();
+    await d.join();
+    d.sendRaw(new Uint8Array(4 * SPEC.paramCount + 200 * 1024));
+    expect((await d.next('error')).error!.code).toBe(gradhub.ErrorCode.OVERSIZE_FRAME);
+    expect((await d.closed).code).toBe(4004);
+
+    // A Heartbeat padded with an unknown field past the 64 KiB limit of frames without tensors.
+    const e = rawClient();
+    await e.join();
+    e.send({ heartbeat: { sentMs: 1 } });
+    await e.next('heartbeat'); // answered, still alive
+    const head = gradhub.Envelope.encode({ protocolVersion: 1, heartbeat: {} }).finish();
+    const pad = 70 * 1024;
+    const big = new Uint8Array(head.length + 4 + pad);
+    big.set(head);
+    big.set([(15 << 3) | 2, 0x80 | (pad & 0x7f), 0x80 | ((pad >> 7) & 0x7f), pad >> 14], head.length);
+    e.sendRaw(big);
+    expect((await e.next('error')).error!.code).toBe(gradhub.ErrorCode.OVERSIZE_FRAME);
+    expect(c.executor.workerCount()).toBe(0);
+  });
+
+  /** Two real workers and one raw client that receives a node of step 1; returns its Work. */
+  async function withFake(over: Partial<ClusterOptions> = {}): Promise<{ c: Cluster; fake: RawClient; run: Promise<void>; inp: StepInput; work: gradhub.IWork }> {
+    const c = await start(over);
+    const fake = rawClient();
+    await fake.join();
+    worker();
+    worker();
+    await c.executor.waitForWorkers(3);
+    const inp = input(1);
+    const run = runAndCheck(c, inp);
+    await fake.next('params');
+    const work = (await fake.next('work')).work!;
+    return { c, fake, run, inp, work };
+  }
+
+  function resultFor(work: gradhub.IWork, over: Partial<gradhub.IResult> = {}, grad = new Uint8Array(4 * SPEC.paramCount)): gradhub.IEnvelope {
+    const n = work.nodes![0];
+    return {
+      result: {
+        seq: work.seq, step: work.step, version: work.version, node: { lo: n.lo, hi: n.hi },
+        part: { offset: 0, length: SPEC.paramCount }, grad, lossSum: 1, denomSum: n.sampleCount, correct: 0, ...over,
+      },
+    };
+  }
+
+  it('kicks a worker whose gradient has the wrong length and reassigns its nodes', async () => {
+    const sink = fakeStatus();
+    const { c, fake, run, work } = await withFake({ status: sink });
+    fake.send(resultFor(work, {}, new Uint8Array(100)));
+    expect((await fake.next('error')).error!.code).toBe(gradhub.ErrorCode.BAD_GRADIENT_LENGTH);
+    expect((await fake.closed).code).toBe(4005);
+    await run;
+    expect(c.executor.stats.kicked).toBe(1);
+    // The status sink saw the bytes, the rejection and the workers (the fake one gone).
+    expect(sink.counters['rejected.BAD_GRADIENT_LENGTH']).toBe(1);
+    expect(sink.counters.bytes_in).toBeGreaterThan(2 * 4 * SPEC.paramCount);
+    expect(sink.counters.bytes_out).toBeGreaterThan(3 * 4 * SPEC.paramCount);
+    expect(sink.gone).toEqual(['1']);
+    const rows = [...sink.rows.values()].filter((r) => r.id !== '1');
+    expect(rows).toHaveLength(2);
+    expect(rows.reduce((s, r) => s + r.samplesDone, 0)).toBe(BATCH);
+    expect(rows.every((r) => r.state === 'idle' && r.samplesPerS > 0)).toBe(true);
+  });
+
+  it('kicks a worker that answers for a node it was never given', async () => {
+    const { fake, run, work } = await withFake();
+    fake.send(resultFor(work, { node: { lo: 0, hi: 6 } }));
+    expect((await fake.next('error')).error!.code).toBe(gradhub.ErrorCode.UNKNOWN_NODE);
+    await run;
+  });
+
+  it('kicks a worker that answers for a future request or another parameter version', async () => {
+    const { fake, run, work } = await withFake();
+    fake.send(resultFor(work, { seq: (work.seq ?? 0) + 5 }));
+    expect((await fake.next('error')).error!.code).toBe(gradhub.ErrorCode.FUTURE_STEP);
+    await run;
+    const { fake: f2, run: r2, work: w2 } = await (async () => {
+      await cluster!.close();
+      return withFake();
+    })();
+    f2.send(resultFor(w2, { version: 12 }));
+    expect((await f2.next('error')).error!.code).toBe(gradhub.ErrorCode.WRONG_PARAM_VERSION);
+    await r2;
+  });
+
+  it('recomputes a NaN gradient on another worker, without punishing the sender', async () => {
+    const { c, fake, run, work } = await withFake();
+    const nan = new Float32Array(SPEC.paramCount);
+    nan[5] = Number.NaN;
+    fake.send(resultFor(work, {}, new Uint8Array(nan.buffer)));
+    await run;
+    expect(c.executor.stats.recomputed).toBe(1);
+    expect(c.executor.stats.nonFinite).toBe(1);
+    expect(c.executor.stats.kicked).toBe(0);
+    fake.send({ heartbeat: {} });
+    await fake.next('heartbeat');
+  });
+
+  it('ends the run with E_DIVERGED when the recompute is non-finite too', async () => {
+    // One fake worker only: its NaN node goes back to it, and NaN again ends the run.
+    const c = await start();
+    const fake = rawClient();
+    await fake.join();
+    await c.executor.waitForWorkers(1);
+    const p = c.executor.run(input(1));
+    p.catch(() => {});
+    const work = (await fake.next('work')).work!;
+    const nan = new Float32Array(SPEC.paramCount).fill(Number.POSITIVE_INFINITY);
+    const root = work.nodes![0];
+    expect(root).toMatchObject({ lo: 0, hi: 6 });
+    fake.send(resultFor(work, {}, new Uint8Array(nan.buffer)));
+    const again = (await fake.next('work')).work!;
+    expect(again.nodes![0]).toMatchObject({ lo: 0, hi: 6 });
+    fake.send(resultFor(again, {}, new Uint8Array(nan.buffer)));
+    await expect(p).rejects.toSatisfy((e: unknown) => isGradhubError(e, 'E_DIVERGED'));
+  });
+
+  it('drops a late result for a node that was given to someone else, and counts it', async () => {
+    const sink = fakeStatus();
+    const { c, fake, run, work } = await withFake({ speculateAfterMs: 200, status: sink });
+    await run; // the fake's node was copied to an idle worker, which answered first
+    expect(c.executor.stats.speculated).toBeGreaterThanOrEqual(1);
+    fake.send(resultFor(work));
+    fake.send({ heartbeat: {} });
+    await fake.next('heartbeat'); // not kicked
+    expect(c.executor.stats.dropped.stale).toBe(1);
+    expect(c.executor.stats.kicked).toBe(0);
+    expect(sink.counters.late_results).toBe(1);
+  });
+
+  it('drops a worker that stops answering pings', async () => {
+    const c = await start({ heartbeatIntervalMs: 50, heartbeatTimeoutMs: 300 });
+    const fake = new RawClient(c.url, TOKEN);
+    raws.push(fake);
+    await fake.join();
+    expect(c.executor.workerCount()).toBe(1);
+    // Stop reading the socket: no pongs, no frames.
+    (fake.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const t0 = Date.now();
+    while (c.executor.workerCount() > 0 && Date.now() - t0 < 3000) await new Promise((r) => setTimeout(r, 50));
+    expect(c.executor.workerCount()).toBe(0);
+  });
+});

@@ -1,0 +1,271 @@
+import { describe, expect, it } from 'vitest';
+import { gradhub } from '@gradhub/proto';
+import { chunkCount, children, createEngine, createOracleBackend, nodeSamples, treeFold, type TreeNode } from '@gradhub/core';
+import { Reducer, type RequestSpec, type ResultIn } from '../src/reducer.js';
+import { SPEC, bits, cifarBatch, paramsFor, reference } from './cluster-helpers.js';
+
+const W = gradhub.ErrorCode;
+
+/** A small deterministic generator (tests only). */
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A random cut of the tree over [lo, hi) into nodes: each node is taken whole or split. */
+function randomCut(node: TreeNode, rand: () => number, out: TreeNode[] = []): TreeNode[] {
+  const kids = children(node);
+  if (!kids || rand() < 0.35) out.push(node);
+  else {
+    randomCut(kids[0], rand, out);
+    randomCut(kids[1], rand, out);
+  }
+  return out;
+}
+
+function shuffle<T>(a: T[], rand: () => number): T[] {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+/** Synthetic sums: chunk j has gradient leaf[j] (P floats) and loss leafLoss[j]. */
+function synthetic(nChunks: number, P: number, rand: () => number) {
+  const leaf = Array.from({ length: nChunks }, () => Float32Array.from({ length: P }, () => (rand() - 0.5) * 10 ** Math.floor(rand() * 6 - 3)));
+  const leafLoss = Array.from({ length: nChunks }, () => rand() * 3);
+  const f = Math.fround;
+  const nodeGrad = (n: TreeNode): Float32Array => treeFold(n.lo, n.hi, (j) => leaf[j], (l, r) => l.map((v, i) => f(v + r[i])));
+  const nodeLoss = (n: TreeNode): number => treeFold(n.lo, n.hi, (j) => leafLoss[j], (l, r) => l + r);
+  return { nodeGrad, nodeLoss };
+}
+
+const req = (seq: number, batch: number, chunk: number, mode: 'train' | 'eval' = 'train', version = 3): RequestSpec => ({ seq, step: seq, version, mode, batch, chunk });
+
+function result(seq: number, node: TreeNode, grad: Float32Array | null, lossSum = 1, extra: Partial<ResultIn> = {}): ResultIn {
+  return {
+    seq, version: 3, node, part: { offset: 0, length: grad ? grad.length : 0 },
+    grad: grad ? new Uint8Array(grad.buffer, grad.byteOffset, grad.byteLength) : new Uint8Array(0),
+    lossSum, denomSum: 1, correct: 0, ...extra,
+  };
+}
+
+describe('reducer: the root does not depend on the split, the order or the workers', () => {
+  it('synthetic sums: random cuts and arrival orders give the bits of the whole tree', () => {
+    const rand = rng(1);
+    const P = 33;
+    for (let trial = 0; trial < 300; trial++) {
+      const nChunks = 1 + Math.floor(rand() * 40);
+      const { nodeGrad, nodeLoss } = synthetic(nChunks, P, rand);
+      const root = { lo: 0, hi: nChunks };
+      const want = nodeGrad(root);
+      const r = new Reducer({ paramCount: P, maxHeld: 4 });
+      r.begin(req(1, nChunks * 2, 2));
+      const cut = randomCut(root, rand);
+      cut.forEach((n, i) => r.give(n, i % 5));
+      let last;
+      for (const i of shuffle(cut.map((_, i) => i), rand)) last = r.accept(i % 5, result(1, cut[i], nodeGrad(cut[i]), nodeLoss(cut[i])));
+      expect(last).toMatchObject({ kind: 'accepted', done: true });
+      const got = r.result();
+      expect(bits(got.grad)!.equals(bits(want)!)).toBe(true);
+      expect(got.lossSum).toBe(nodeLoss(root));
+      r.end();
+    }
+  });
+
+  it('engine sums: any cut, order and reassignment equals one engine on the root', () => {
+    const rand = rng(2);
+    const backend = createOracleBackend();
+    for (const [batch, chunk] of [[24, 4], [21, 4], [24, 1], [7, 3], [24, 24]] as const) {
+      const { pixels, labels } = cifarBatch(batch * 3, batch);
+      const params = paramsFor(SPEC, batch);
+      const want = reference(SPEC, params, pixels, labels, batch, chunk, true);
+      const engine = createEngine({ spec: SPEC, backend, maxBatch: batch, chunk, normalize: false });
+      engine.params.set(params);
+      const nChunks = chunkCount(batch, chunk);
+      const r = new Reducer({ paramCount: SPEC.paramCount });
+      for (let trial = 0; trial < 6; trial++) {
+        const seq = trial + 1;
+        r.begin(req(seq, batch, chunk));
+        const cut = randomCut({ lo: 0, hi: nChunks }, rand);
+        cut.forEach((n, i) => r.give(n, i % 3));
+        const order = shuffle(cut.map((_, i) => i), rand);
+        // Half of the nodes: worker i%3 is lost, the node goes to worker 9, the old owner's answer comes late.
+        const late: ResultIn[] = [];
+        for (const i of order) {
+          const n = cut[i];
+          const { start, end } = nodeSamples(n, batch, chunk);
+          const s = engine.computeSums(pixels.subarray(start * 3072, end * 3072), labels.subarray(start, end), end - start, true);
+          const res = { ...result(seq, n, engine.grads, s.lossSum), denomSum: s.denomSum, correct: s.correct };
+          if (rand() < 0.5) {
+            r.revoke(n, i % 3);
+            r.give(n, 9);
+            expect(r.accept(9, res)).toMatchObject({ kind: 'accepted' });
+            late.push(res);
+          } else {
+            expect(r.accept(i % 3, res)).toMatchObject({ kind: 'accepted' });
+          }
+        }
+        expect(r.done).toBe(true);
+        const got = r.result();
+        expect(bits(got.grad)!.equals(bits(want.grad)!)).toBe(true);
+        expect([got.lossSum, got.denomSum, got.correct]).toEqual([want.lossSum, want.denomSum, want.correct]);
+        for (const res of late) expect(r.accept(cut.findIndex((n) => n.lo === res.node!.lo) % 3, res)).toMatchObject({ kind: 'dropped', reason: 'stale' });
+        r.end();
+      }
+    }
+  });
+
+  it('eval requests combine the sums in tree order without gradients', () => {
+    const rand = rng(3);
+    const nChunks = 11;
+    const { nodeLoss } = synthetic(nChunks, 1, rand);
+    const r = new Reducer({ paramCount: 10 });
+    r.begin(req(1, 22, 2, 'eval'));
+    const cut = randomCut({ lo: 0, hi: nChunks }, rand);
+    cut.forEach((n) => r.give(n, 1));
+    for (const n of shuffle([...cut], rand)) expect(r.accept(1, result(1, n, null, nodeLoss(n), { correct: 1 })).kind).toBe('accepted');
+    expect(r.result()).toEqual({ grad: null, lossSum: nodeLoss({ lo: 0, hi: nChunks }), denomSum: cut.length, correct: cut.length });
+  });
+});
+
+describe('reducer: validation', () => {
+  const P = 4;
+  const g = (v = 1): Float32Array => new Float32Array(P).fill(v);
+  function open(): Reducer {
+    const r = new Reducer({ paramCount: P });
+    r.begin(req(5, 16, 2)); // 8 chunks
+    r.give({ lo: 0, hi: 4 }, 1);
+    r.give({ lo: 4, hi: 8 }, 2);
+    return r;
+  }
+
+  it('rejects future requests and other parameter versions', () => {
+    const r = open();
+    expect(r.accept(1, result(6, { lo: 0, hi: 4 }, g()))).toMatchObject({ kind: 'rejected', code: W.FUTURE_STEP });
+    expect(r.accept(1, { ...result(5, { lo: 0, hi: 4 }, g()), version: 2 })).toMatchObject({ kind: 'rejected', code: W.WRONG_PARAM_VERSION });
+    expect(r.stats.rejected).toBe(2);
+  });
+
+  it('rejects nodes never given to the sender', () => {
+    const r = open();
+    expect(r.accept(1, result(5, { lo: 4, hi: 8 }, g()))).toMatchObject({ kind: 'rejected', code: W.UNKNOWN_NODE });
+    expect(r.accept(1, result(5, { lo: 0, hi: 2 }, g()))).toMatchObject({ kind: 'rejected', code: W.UNKNOWN_NODE });
+    expect(r.accept(1, result(5, { lo: 1, hi: 3 }, g()))).toMatchObject({ kind: 'rejected', code: W.UNKNOWN_NODE });
+    expect(r.accept(1, { ...result(5, { lo: 0, hi: 4 }, g()), node: null })).toMatchObject({ kind: 'rejected', code: W.UNKNOWN_NODE });
+  });
+
+  it('rejects gradients whose length does not match the model, and impossible sums', () => {
+    const r = open();
+    const n = { lo: 0, hi: 4 };
+    expect(r.accept(1, result(5, n, new Float32Array(P - 1)))).toMatchObject({ kind: 'rejected', code: W.BAD_GRADIENT_LENGTH });
+    expect(r.accept(1, { ...result(5, n, g()), part: { offset: 1, length: P } })).toMatchObject({ kind: 'rejected', code: W.BAD_GRADIENT_LENGTH });
+    expect(r.accept(1, { ...result(5, n, g()), part: null })).toMatchObject({ kind: 'rejected', code: W.BAD_GRADIENT_LENGTH });
+    expect(r.accept(1, { ...result(5, n, g()), grad: new Uint8Array(4 * P + 4) })).toMatchObject({ kind: 'rejected', code: W.BAD_GRADIENT_LENGTH });
+    expect(r.accept(1, { ...result(5, n, g()), correct: 9 })).toMatchObject({ kind: 'rejected', code: W.BAD_RESULT });
+    expect(r.accept(1, { ...result(5, n, g()), denomSum: -1 })).toMatchObject({ kind: 'rejected', code: W.BAD_RESULT });
+    expect(r.accept(1, result(5, n, g())).kind).toBe('accepted');
+  });
+
+  it('drops duplicates, reassigned and stale results quietly and counts them', () => {
+    const r = open();
+    const n = { lo: 0, hi: 4 };
+    expect(r.accept(1, result(5, n, g())).kind).toBe('accepted');
+    expect(r.accept(1, result(5, n, g()))).toEqual({ kind: 'dropped', reason: 'duplicate' });
+    // Worker 2 is lost; its node goes to worker 3; worker 2's answer comes late.
+    r.revoke({ lo: 4, hi: 8 }, 2);
+    r.give({ lo: 4, hi: 8 }, 3);
+    expect(r.ownedBy(2)).toEqual([]);
+    expect(r.accept(2, result(5, { lo: 4, hi: 8 }, g()))).toEqual({ kind: 'dropped', reason: 'reassigned' });
+    expect(r.accept(3, result(5, { lo: 4, hi: 8 }, g()))).toMatchObject({ kind: 'accepted', done: true });
+    expect(r.accept(2, result(5, { lo: 4, hi: 8 }, g()))).toEqual({ kind: 'dropped', reason: 'stale' });
+    r.end();
+    expect(r.accept(1, result(5, n, g()))).toEqual({ kind: 'dropped', reason: 'stale' });
+    r.begin(req(6, 16, 2));
+    expect(r.accept(1, result(5, n, g()))).toEqual({ kind: 'dropped', reason: 'stale' });
+    expect(r.stats.dropped).toEqual({ stale: 3, reassigned: 1, duplicate: 1 });
+    expect(r.stats.rejected).toBe(0);
+  });
+
+  it('the first of two speculative copies wins', () => {
+    const r = open();
+    r.give({ lo: 4, hi: 8 }, 7);
+    expect(r.ownersOf({ lo: 4, hi: 8 }).sort()).toEqual([2, 7]);
+    expect(r.accept(7, result(5, { lo: 4, hi: 8 }, g())).kind).toBe('accepted');
+    expect(r.accept(2, result(5, { lo: 4, hi: 8 }, g()))).toEqual({ kind: 'dropped', reason: 'duplicate' });
+  });
+
+  it('asks for a recompute of a non-finite node, and reports divergence when it is non-finite again', () => {
+    const r = open();
+    const n = { lo: 0, hi: 4 };
+    const nan = g();
+    nan[2] = Number.NaN;
+    expect(r.accept(1, result(5, n, nan))).toEqual({ kind: 'non-finite', node: n });
+    expect(r.orphans()).toEqual([n]);
+    r.give(n, 2);
+    expect(r.accept(2, result(5, n, g(Number.POSITIVE_INFINITY)))).toMatchObject({ kind: 'diverged', node: n });
+    const r2 = open();
+    expect(r2.accept(1, result(5, n, g(), Number.NaN))).toEqual({ kind: 'non-finite', node: n });
+    r2.give(n, 2);
+    expect(r2.accept(2, result(5, n, g())).kind).toBe('accepted');
+    expect(r2.accept(1, result(5, n, g()))).toEqual({ kind: 'dropped', reason: 'reassigned' });
+    expect(r2.stats.nonFinite).toBe(1);
+  });
+
+  it('refuses overlapping or non-tree nodes and requests out of order', () => {
+    const r = open();
+    expect(() => r.give({ lo: 2, hi: 4 }, 1)).toThrow(/overlaps/);
+    expect(() => r.give({ lo: 1, hi: 3 }, 1)).toThrow(/not a node/);
+    expect(() => r.begin(req(9, 16, 2))).toThrow(/still open/);
+    r.end();
+    expect(() => r.begin(req(5, 16, 2))).toThrow(/does not follow/);
+  });
+});
+
+describe('reducer: memory', () => {
+  it('reading in tree order when over budget keeps held buffers below budget + depth, whatever the worker count', () => {
+    const rand = rng(4);
+    for (const nChunks of [8, 33, 64, 200]) {
+      const P = 3;
+      const { nodeGrad, nodeLoss } = synthetic(nChunks, P, rand);
+      const r = new Reducer({ paramCount: P, maxHeld: 3 });
+      r.begin(req(1, nChunks, 1));
+      // One leaf per worker (nChunks workers), answers arriving right to left: the worst order.
+      const nodes = Array.from({ length: nChunks }, (_, j) => ({ lo: j, hi: j + 1 }));
+      nodes.forEach((n, j) => r.give(n, j));
+      const queue = [...nodes].reverse();
+      const depth = Math.ceil(Math.log2(nChunks));
+      let maxHeld = 0;
+      while (!r.done) {
+        // Over budget, the executor reads only the frontier's owner; else whatever comes next.
+        const f = r.overBudget ? r.frontier()! : queue[0];
+        queue.splice(queue.findIndex((n) => n.lo === f.lo), 1);
+        expect(r.accept(f.lo, result(1, f, nodeGrad(f), nodeLoss(f))).kind).toBe('accepted');
+        maxHeld = Math.max(maxHeld, r.held);
+      }
+      expect(maxHeld).toBeLessThanOrEqual(r.maxHeld + depth);
+      expect(r.stats.buffers).toBeLessThanOrEqual(r.maxHeld + depth + 1);
+      expect(bits(r.result().grad)!.equals(bits(nodeGrad({ lo: 0, hi: nChunks }))!)).toBe(true);
+    }
+  });
+
+  it('reuses its buffers across requests', () => {
+    const r = new Reducer({ paramCount: 5 });
+    for (let seq = 1; seq <= 5; seq++) {
+      r.begin(req(seq, 8, 1));
+      for (let j = 0; j < 8; j++) r.give({ lo: j, hi: j + 1 }, 1);
+      for (let j = 7; j >= 0; j--) r.accept(1, result(seq, { lo: j, hi: j + 1 }, new Float32Array(5).fill(j)));
+      expect(r.done).toBe(true);
+      r.end();
+    }
+    expect(r.stats.buffers).toBeLessThanOrEqual(r.stats.peakHeld);
+    expect(r.stats.buffers).toBeLessThanOrEqual(9);
+  });
+});

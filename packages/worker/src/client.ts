@@ -1,0 +1,397 @@
+/**
+ * The worker's protocol client: one session (one socket) with a coordinator, shared by every
+ * runtime. It knows nothing of `ws` or the browser: it takes a minimal `ClientSocket` (send
+ * binary parts, close) and is fed the socket's events (`receive`, `closed`).
+ *
+ * Contract:
+ * - `start()` sends Hello; the coordinator answers Welcome (the run's settings: the client asks
+ *   `getEngine` for an engine of that model) or Reject (the session ends).
+ * - Params{version, checksum, data}: the bytes go into `engine.params`, checked against the
+ *   checksum (xxHash64); the client then holds that version. Within one coordinator incarnation
+ *   versions never go back (an older Params is ignored); when the incarnation changes (the
+ *   coordinator restarted from a checkpoint), any version is taken (`ClientMemory` carries the
+ *   incarnation and version across sessions).
+ * - Work: computed only against the version it names (DESIGN invariant 4). Work for a version the
+ *   client does not hold waits, and the client sends ParamsRequest. Each node is one
+ *   `engine.computeSums` over the node's samples and one Result (sums, and in TRAIN the gradient
+ *   sent straight from the engine's gradient buffer as the message's last fragment, no copy);
+ *   the next node starts once the socket has taken those bytes (the send callback), which is
+ *   also the backpressure. Nodes of a request the coordinator has moved past (a Work with a
+ *   higher seq arrived) are skipped.
+ * - Params and Work are handled strictly in arrival order (one queue), so parameters never change
+ *   under a node being computed.
+ * - Heartbeat: one every `heartbeat_interval_ms` from Welcome; the coordinator answers each. A
+ *   coordinator silent past `heartbeat_timeout_ms` (not counting time spent computing) ends the
+ *   session ('timeout').
+ * - A protocol fault of the coordinator gets Error{code} and a close. The session ends once, with
+ *   a `SessionEnd` saying how (bye, rejected, error, timeout, closed); reconnecting is the
+ *   runtime wrapper's job (node-worker.ts).
+ */
+import { gradhub } from '@gradhub/proto';
+import { CIFAR_PIXELS, bytesEqual, xxh64, type Engine } from '@gradhub/core';
+import { SMALL_FRAME_BYTES, WireCode, WireError, closeCodeFor, decodeFrame, encode, resultHeader, wireCodeName, type BodyOf, type Decoded } from './wire.js';
+
+/** The logging this module needs; a pino Logger fits. */
+export interface WorkerLogger {
+  child(bindings: Record<string, unknown>): WorkerLogger;
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+/** The transport: one binary WebSocket (ws in Node, WebSocket in a browser). */
+export interface ClientSocket {
+  /**
+   * Send one binary message made of `parts` in order. `done` is called once the parts' bytes have
+   * been taken (written, or copied by the transport) and may be overwritten, or with an error.
+   */
+  send(parts: readonly Uint8Array[], done: (err?: Error) => void): void;
+  /** Close the socket with a code and a short reason. */
+  close(code: number, reason: string): void;
+}
+
+/** The run's settings from Welcome. */
+export interface WelcomeInfo {
+  readonly workerId: number;
+  readonly runId: string;
+  readonly incarnation: string;
+  readonly sizes: readonly number[];
+  readonly chunk: number;
+  readonly normalize: boolean;
+  readonly maxBatch: number;
+  readonly heartbeatIntervalMs: number;
+  readonly heartbeatTimeoutMs: number;
+  readonly maxFrameBytes: number;
+}
+
+/** What a worker remembers between sessions. */
+export interface ClientMemory {
+  /** Incarnation of the coordinator whose parameters the engine holds (null: none). */
+  incarnation: string | null;
+  /** Version of the parameters the engine holds (-1: none). */
+  version: number;
+}
+
+export type SessionEnd =
+  | { readonly kind: 'bye'; readonly reason: 'done' | 'shutdown' | 'other'; readonly message: string }
+  | { readonly kind: 'rejected'; readonly code: number; readonly codeName: string; readonly message: string }
+  | { readonly kind: 'error'; readonly code: number; readonly codeName: string; readonly message: string; readonly fromCoordinator: boolean }
+  | { readonly kind: 'timeout'; readonly message: string }
+  | { readonly kind: 'closed'; readonly code: number; readonly reason: string }
+  | { readonly kind: 'stopped' };
+
+export type ClientEvent =
+  | { readonly type: 'welcome'; readonly info: WelcomeInfo }
+  | { readonly type: 'params'; readonly version: number }
+  | { readonly type: 'work'; readonly seq: number; readonly step: number; readonly nodes: readonly { lo: number; hi: number }[] }
+  | { readonly type: 'result'; readonly seq: number; readonly step: number; readonly node: { lo: number; hi: number } }
+  | { readonly type: 'end'; readonly end: SessionEnd };
+
+export interface WorkerClientOptions {
+  readonly socket: ClientSocket;
+  readonly token: string;
+  readonly runtime: 'node' | 'browser';
+  readonly logger: WorkerLogger;
+  /** An engine for the run's settings (may reuse one from an earlier session). */
+  readonly getEngine: (w: WelcomeInfo) => Engine | Promise<Engine>;
+  readonly capabilities: { readonly threads: number; readonly simd: boolean; readonly backend: string; readonly maxBatch?: number };
+  /** Shared with later sessions (see the module comment). */
+  readonly memory: ClientMemory;
+  /** For logs on the coordinator (hostname, user agent). */
+  readonly name?: string;
+  /** Model sizes this worker insists on (empty: whatever the run trains). */
+  readonly modelSizes?: readonly number[];
+  /** Test hook: sleep this long before each node (simulates a slow worker). Default 0. */
+  readonly slowdownMs?: number;
+  /** No Welcome within this time ends the session ('timeout'), ms. Default 15000. */
+  readonly welcomeTimeoutMs?: number;
+  readonly onEvent?: (e: ClientEvent) => void;
+}
+
+export interface WorkerClient {
+  /** Send Hello. */
+  start(): void;
+  /** One binary message from the socket (`isBinary` false for a text frame). */
+  receive(data: Uint8Array, isBinary?: boolean): void;
+  /** The socket closed. */
+  closed(code: number, reason: string): void;
+  /** End the session on purpose: Bye{LEAVING} and close. */
+  stop(): void;
+  /** Resolves once, when the session ends. */
+  readonly ended: Promise<SessionEnd>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function unref(t: unknown): void {
+  (t as { unref?: () => void }).unref?.();
+}
+
+export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
+  const { socket, memory } = opts;
+  let log = opts.logger;
+  let welcome: WelcomeInfo | null = null;
+  let engine: Engine | null = null;
+  let enginePromise: Promise<Engine> | null = null;
+  let maxFrame = SMALL_FRAME_BYTES;
+  let ended = false;
+  let lastSeen = Date.now();
+  let busyUntil = 0;
+  let latestSeq = 0;
+  let heartbeat: ReturnType<typeof setInterval> | null = null;
+  let welcomeTimer: ReturnType<typeof setTimeout> | null = null;
+  let parked: BodyOf<'work'> | null = null;
+  let queue: Promise<void> = Promise.resolve();
+  let resolveEnded!: (e: SessionEnd) => void;
+  const endedPromise = new Promise<SessionEnd>((r) => {
+    resolveEnded = r;
+  });
+
+  const emit = (e: ClientEvent): void => opts.onEvent?.(e);
+
+  function send(parts: readonly Uint8Array[]): Promise<boolean> {
+    if (ended) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => socket.send(parts, (err) => resolve(!err)));
+  }
+
+  function end(e: SessionEnd, close?: { code: number; reason: string }): void {
+    if (ended) return;
+    ended = true;
+    if (heartbeat) clearInterval(heartbeat);
+    if (welcomeTimer) clearTimeout(welcomeTimer);
+    parked = null;
+    if (close) {
+      try {
+        socket.close(close.code, close.reason.slice(0, 120));
+      } catch {
+        // already closed
+      }
+    }
+    log.info({ end: e }, 'session ended');
+    emit({ type: 'end', end: e });
+    resolveEnded(e);
+  }
+
+  /** The coordinator broke the protocol: tell it and close. */
+  function fault(code: WireCode, message: string): void {
+    if (ended) return;
+    log.warn({ code: wireCodeName(code), message }, 'coordinator broke the protocol');
+    socket.send([encode({ error: { code, message } })], () => {});
+    end({ kind: 'error', code, codeName: wireCodeName(code), message, fromCoordinator: false }, { code: closeCodeFor(code), reason: wireCodeName(code) });
+  }
+
+  /** Run `fn` after everything queued before it (Params and Work in arrival order). */
+  function enqueue(fn: () => Promise<void> | void): void {
+    queue = queue.then(async () => {
+      if (!ended) await fn();
+    }).catch((err: unknown) => {
+      if (err instanceof WireError) fault(err.wireCode, err.message);
+      else {
+        log.error({ err }, 'worker failed');
+        fault(WireCode.INTERNAL, `worker failed: ${(err as Error).message ?? String(err)}`);
+      }
+    });
+  }
+
+  const handlers: { [K in Decoded['kind']]?: (m: BodyOf<K>) => void } = {
+    welcome: (m) => onWelcome(m),
+    reject: (m) => {
+      const code = m.code ?? 0;
+      end({ kind: 'rejected', code, codeName: wireCodeName(code), message: m.message ?? '' }, { code: 1000, reason: 'rejected' });
+    },
+    params: (m) => {
+      if (!welcome) throw new WireError(WireCode.UNEXPECTED_MESSAGE, 'Params before Welcome');
+      enqueue(() => applyParams(m));
+    },
+    work: (m) => {
+      if (!welcome) throw new WireError(WireCode.UNEXPECTED_MESSAGE, 'Work before Welcome');
+      const seq = m.seq ?? 0;
+      if (seq > latestSeq) latestSeq = seq;
+      enqueue(() => runWork(m));
+    },
+    heartbeat: () => {},
+    error: (m) => {
+      const code = m.code ?? 0;
+      log.warn({ code: wireCodeName(code), message: m.message }, 'coordinator reported an error');
+      end({ kind: 'error', code, codeName: wireCodeName(code), message: m.message ?? '', fromCoordinator: true }, { code: 1000, reason: 'error received' });
+    },
+    bye: (m) => {
+      const reason = m.reason === gradhub.ByeReason.TRAINING_DONE ? 'done' : m.reason === gradhub.ByeReason.SHUTDOWN ? 'shutdown' : 'other';
+      end({ kind: 'bye', reason, message: m.message ?? '' }, { code: 1000, reason: 'bye' });
+    },
+  };
+
+  function onWelcome(m: BodyOf<'welcome'>): void {
+    if (welcome) throw new WireError(WireCode.UNEXPECTED_MESSAGE, 'second Welcome');
+    if (welcomeTimer) clearTimeout(welcomeTimer);
+    const info: WelcomeInfo = {
+      workerId: m.workerId ?? 0,
+      runId: m.runId ?? '',
+      incarnation: m.incarnation ?? '',
+      sizes: [...(m.modelSizes ?? [])],
+      chunk: m.chunk ?? 0,
+      normalize: m.normalize ?? false,
+      maxBatch: m.maxBatch ?? 0,
+      heartbeatIntervalMs: m.heartbeatIntervalMs || 5000,
+      heartbeatTimeoutMs: m.heartbeatTimeoutMs || 30000,
+      maxFrameBytes: m.maxFrameBytes ?? 0,
+    };
+    if (info.sizes.length < 2 || info.chunk < 1 || info.maxBatch < 1) throw new WireError(WireCode.MALFORMED_FRAME, `Welcome with model [${info.sizes.join(',')}], chunk ${info.chunk}, batch ${info.maxBatch}`);
+    welcome = info;
+    log = opts.logger.child({ workerId: info.workerId });
+    if (memory.incarnation !== info.incarnation) {
+      // A new coordinator process: its parameter versions may go back (resume from a checkpoint).
+      if (memory.incarnation !== null) log.info({ previous: memory.incarnation, incarnation: info.incarnation }, 'new coordinator incarnation');
+      memory.incarnation = info.incarnation;
+      memory.version = -1;
+    }
+    const paramCount = info.sizes.reduce((s, d, i) => (i === 0 ? 0 : s + d * info.sizes[i - 1] + d), 0);
+    maxFrame = Math.max(4 * paramCount, info.maxBatch * (CIFAR_PIXELS + 1) + info.maxBatch * 16) + 64 * 1024;
+    log.info({ runId: info.runId, incarnation: info.incarnation, sizes: info.sizes, chunk: info.chunk, batch: info.maxBatch }, 'joined');
+    enginePromise = Promise.resolve(opts.getEngine(info)).then((e) => {
+      const ok = e.spec.sizes.length === info.sizes.length && e.spec.sizes.every((s, i) => s === info.sizes[i]);
+      if (!ok) throw new WireError(WireCode.MODEL_MISMATCH, `engine model [${e.spec.sizes.join(',')}] is not the run's [${info.sizes.join(',')}]`);
+      engine = e;
+      return e;
+    });
+    enqueue(async () => {
+      await enginePromise;
+    });
+    heartbeat = setInterval(() => {
+      const now = Date.now();
+      const silent = now - Math.max(lastSeen, busyUntil);
+      if (silent > info.heartbeatTimeoutMs) {
+        end({ kind: 'timeout', message: `coordinator silent for ${silent} ms` }, { code: closeCodeFor(WireCode.HEARTBEAT_TIMEOUT), reason: 'HEARTBEAT_TIMEOUT' });
+        return;
+      }
+      socket.send([encode({ heartbeat: { sentMs: now } })], () => {});
+    }, info.heartbeatIntervalMs);
+    unref(heartbeat);
+    emit({ type: 'welcome', info });
+  }
+
+  async function applyParams(m: BodyOf<'params'>): Promise<void> {
+    const e = engine ?? (await enginePromise!);
+    const version = m.version ?? 0;
+    const data = m.data ?? new Uint8Array(0);
+    if (data.byteLength !== e.params.byteLength) {
+      throw new WireError(WireCode.MODEL_MISMATCH, `Params of ${data.byteLength} bytes, the model has ${e.params.byteLength}`);
+    }
+    if (memory.version > version) {
+      log.warn({ version, held: memory.version }, 'ignoring older parameters from the same coordinator incarnation');
+      return;
+    }
+    new Uint8Array(e.params.buffer, e.params.byteOffset, e.params.byteLength).set(data);
+    const sum = xxh64(e.params);
+    if (!bytesEqual(sum, m.checksum ?? new Uint8Array(0))) {
+      memory.version = -1;
+      throw new WireError(WireCode.BAD_CHECKSUM, `parameters v${version} do not match their checksum`);
+    }
+    memory.version = version;
+    log.debug({ version }, 'parameters received');
+    emit({ type: 'params', version });
+    if (parked && (parked.version ?? 0) === version) {
+      const w = parked;
+      parked = null;
+      await runWork(w);
+    }
+  }
+
+  async function runWork(m: BodyOf<'work'>): Promise<void> {
+    const e = engine ?? (await enginePromise!);
+    const seq = m.seq ?? 0;
+    const step = m.step ?? 0;
+    const version = m.version ?? 0;
+    const nodes = m.nodes ?? [];
+    const pixels = m.pixels ?? new Uint8Array(0);
+    const labels = m.labels ?? new Uint8Array(0);
+    const mode = m.mode ?? 0;
+    if (mode !== gradhub.Mode.TRAIN && mode !== gradhub.Mode.EVAL) throw new WireError(WireCode.MALFORMED_FRAME, `Work with mode ${mode}`);
+    let total = 0;
+    for (const n of nodes) {
+      const count = n.sampleCount ?? 0;
+      if ((n.hi ?? 0) <= (n.lo ?? 0) || count < 1 || count > welcome!.maxBatch) throw new WireError(WireCode.MALFORMED_FRAME, `Work node [${n.lo},${n.hi}) with ${count} samples`);
+      total += count;
+    }
+    if (nodes.length === 0 || pixels.byteLength !== total * CIFAR_PIXELS || labels.byteLength !== total) {
+      throw new WireError(WireCode.MALFORMED_FRAME, `Work with ${nodes.length} nodes of ${total} samples, ${pixels.byteLength} pixel bytes and ${labels.byteLength} labels`);
+    }
+    if (seq < latestSeq) return; // the coordinator has moved on
+    if (version !== memory.version) {
+      log.info({ version, held: memory.version }, 'work for parameters not held: requesting them');
+      parked = m;
+      await send([encode({ paramsRequest: { version } })]);
+      return;
+    }
+    const train = mode === gradhub.Mode.TRAIN;
+    emit({ type: 'work', seq, step, nodes: nodes.map((n) => ({ lo: n.lo ?? 0, hi: n.hi ?? 0 })) });
+    const slog = log.child({ step, seq });
+    let off = 0;
+    for (const n of nodes) {
+      const count = n.sampleCount ?? 0;
+      const node = { lo: n.lo ?? 0, hi: n.hi ?? 0 };
+      if (ended || seq < latestSeq) return;
+      if (opts.slowdownMs) await sleep(opts.slowdownMs);
+      if (ended || seq < latestSeq) return;
+      const t0 = Date.now();
+      const sums = e.computeSums(pixels.subarray(off * CIFAR_PIXELS, (off + count) * CIFAR_PIXELS), labels.subarray(off, off + count), count, train);
+      busyUntil = Date.now();
+      off += count;
+      const gradBytes = train ? e.grads.byteLength : 0;
+      const header = resultHeader({
+        seq, step, version, node,
+        part: { offset: 0, length: train ? e.grads.length : 0 },
+        lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct,
+        computeMs: busyUntil - t0,
+      }, gradBytes);
+      const parts = train ? [header, new Uint8Array(e.grads.buffer, e.grads.byteOffset, gradBytes)] : [header];
+      // The gradient buffer is overwritten by the next node: wait until the socket took it.
+      const ok = await send(parts);
+      if (!ok) return;
+      slog.debug({ node: `[${node.lo},${node.hi})`, samples: count, ms: busyUntil - t0 }, 'node done');
+      emit({ type: 'result', seq, step, node });
+    }
+  }
+
+  return {
+    ended: endedPromise,
+    start() {
+      welcomeTimer = setTimeout(() => end({ kind: 'timeout', message: 'no Welcome from the coordinator' }, { code: 1000, reason: 'no welcome' }), opts.welcomeTimeoutMs ?? 15000);
+      unref(welcomeTimer);
+      const caps = opts.capabilities;
+      socket.send([encode({
+        hello: {
+          protocolVersion: gradhub.ProtocolVersion.CURRENT,
+          token: opts.token,
+          runtime: opts.runtime === 'browser' ? gradhub.Runtime.BROWSER : gradhub.Runtime.NODE,
+          capabilities: { threads: caps.threads, simd: caps.simd, maxBatch: caps.maxBatch ?? 0, backend: caps.backend },
+          modelSizes: [...(opts.modelSizes ?? [])],
+          name: opts.name ?? '',
+        },
+      })], () => {});
+    },
+    receive(data: Uint8Array, isBinary = true) {
+      if (ended) return;
+      lastSeen = Date.now();
+      try {
+        if (!isBinary) throw new WireError(WireCode.MALFORMED_FRAME, 'text frames are not part of the protocol');
+        const d = decodeFrame(data, maxFrame);
+        const h = handlers[d.kind] as ((m: unknown) => void) | undefined;
+        if (!h) throw new WireError(WireCode.UNEXPECTED_MESSAGE, `unexpected ${d.kind}`);
+        h(d.msg);
+      } catch (err) {
+        if (err instanceof WireError) fault(err.wireCode, err.message);
+        else throw err;
+      }
+    },
+    closed(code: number, reason: string) {
+      end({ kind: 'closed', code, reason });
+    },
+    stop() {
+      if (ended) return;
+      socket.send([encode({ bye: { reason: gradhub.ByeReason.LEAVING, message: 'worker stopping' } })], () => {});
+      end({ kind: 'stopped' }, { code: 1000, reason: 'leaving' });
+    },
+  };
+}

@@ -1,0 +1,4 @@
+// @gradhub/worker: the protocol client shared by every runtime, and the Node worker.
+export * from './wire.js';
+export * from './client.js';
+export * from './node-worker.js';

@@ -1,0 +1,252 @@
+/**
+ * The Node worker: the protocol client (client.ts) on a `ws` socket, with reconnects.
+ *
+ * Contract:
+ * - Connects to `url` with the join token in an `Authorization: Bearer` header (never in the URL,
+ *   which ends up in logs), permessage-deflate off, and a zero masking key (ws then skips masking:
+ *   see ENVIRONMENT.md; the coordinator is trusted, the link is a cluster's).
+ * - When the session ends without a final answer (socket closed, coordinator silent, Bye SHUTDOWN,
+ *   a recoverable error), it reconnects with exponential backoff and full jitter and rejoins as a
+ *   new worker; its engine and parameters are kept (`ClientMemory`). If no coordinator welcomes
+ *   it within `graceMs` of the loss (or of the start), it gives up: E_COORDINATOR_GONE.
+ * - Final answers: Bye TRAINING_DONE resolves { reason: 'done' }; HTTP 401 or Reject BAD_TOKEN
+ *   rejects with E_AUTH; any other Reject (protocol version, model) with E_REJECTED (FULL is retried).
+ * - `stop()` leaves politely (Bye LEAVING); `kill()` cuts the socket like a crash (tests).
+ *   Both resolve { reason: 'stopped' }.
+ * - The engine is built once per run settings: backend 'wasm' (WebAssembly SIMD) when available
+ *   and not told otherwise, 'ts' (the oracle) else.
+ */
+import * as os from 'node:os';
+import WebSocket from 'ws';
+import {
+  ErrorCode, GradhubError, createEngine, createOracleBackend, createWasmBackend, engineFloats, modelSpec,
+  wasmSimdSupported, type Backend, type Engine,
+} from '@gradhub/core';
+import { gradhub } from '@gradhub/proto';
+import { createWorkerClient, type ClientEvent, type ClientMemory, type ClientSocket, type SessionEnd, type WelcomeInfo, type WorkerLogger } from './client.js';
+
+export interface NodeWorkerOptions {
+  /** Coordinator WebSocket URL, e.g. ws://host:8080/ws. */
+  readonly url: string;
+  /** Join token. */
+  readonly token: string;
+  /** A pino logger (or anything with child/debug/info/warn/error). */
+  readonly logger: WorkerLogger;
+  /** Kernel backend. Default 'wasm' when WebAssembly SIMD is available, else 'ts'. */
+  readonly backend?: 'wasm' | 'ts';
+  /** Give up when no coordinator welcomes this worker for this long, ms. */
+  readonly graceMs: number;
+  /** Test hook: sleep this long before each node. Default 0. */
+  readonly slowdownMs?: number;
+  /** First reconnect delay, ms (doubles each failure, with full jitter). Default 250. */
+  readonly backoffInitialMs?: number;
+  /** Longest reconnect delay, ms. Default 10000. */
+  readonly backoffMaxMs?: number;
+  /** Name shown on the coordinator. Default: hostname and pid. */
+  readonly name?: string;
+  /** Largest message accepted from the coordinator, bytes (ws maxPayload). Default 1 GiB. */
+  readonly maxPayloadBytes?: number;
+  /** Observe the client's events (tests, CLI progress). */
+  readonly onEvent?: (e: ClientEvent) => void;
+}
+
+export interface NodeWorkerExit {
+  readonly reason: 'done' | 'stopped';
+}
+
+export interface NodeWorkerHandle {
+  /** Resolves when the worker is done; rejects with GradhubError E_AUTH, E_REJECTED or E_COORDINATOR_GONE. */
+  readonly done: Promise<NodeWorkerExit>;
+  /** Leave politely (Bye) and stop. */
+  stop(): void;
+  /** Cut the socket without a goodbye (like a crash) and stop. */
+  kill(): void;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Adapt a `ws` socket to the client's minimal interface: parts go out as fragments of one message. */
+export function wsClientSocket(ws: WebSocket): ClientSocket {
+  return {
+    send(parts, done) {
+      if (ws.readyState !== WebSocket.OPEN) {
+        done(new Error('socket is not open'));
+        return;
+      }
+      const list = parts.length > 1 ? parts.filter((p) => p.byteLength > 0) : parts;
+      const last = list.length - 1;
+      for (let i = 0; i < last; i++) ws.send(list[i], { binary: true, fin: false });
+      ws.send(list[last], { binary: true, fin: true }, (err) => done(err ?? undefined));
+    },
+    close(code, reason) {
+      ws.close(code, reason);
+    },
+  };
+}
+
+/** How a connection attempt ended. */
+type Attempt = { welcomed: boolean; end: SessionEnd | { kind: 'http'; status: number } | { kind: 'connect-failed'; message: string } };
+
+/** Start a Node worker (see the module comment). */
+export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
+  if (!(opts.graceMs >= 0)) throw new GradhubError(ErrorCode.E_USAGE, `graceMs must be >= 0, got ${opts.graceMs}`);
+  const log = opts.logger.child({ module: 'worker' });
+  const memory: ClientMemory = { incarnation: null, version: -1 };
+  const initialMs = opts.backoffInitialMs ?? 250;
+  const maxMs = opts.backoffMaxMs ?? 10000;
+  const backendName: 'wasm' | 'ts' = opts.backend ?? (wasmSimdSupported() ? 'wasm' : 'ts');
+  if (backendName === 'wasm' && !wasmSimdSupported()) throw new GradhubError(ErrorCode.E_USAGE, 'backend wasm asked for, but this Node has no WebAssembly SIMD');
+  const name = opts.name ?? `${os.hostname()}:${process.pid}`;
+
+  let cached: { key: string; engine: Promise<Engine> } | null = null;
+  const getEngine = (w: WelcomeInfo): Promise<Engine> => {
+    const key = JSON.stringify([w.sizes, w.chunk, w.normalize, w.maxBatch]);
+    if (cached?.key !== key) {
+      memory.version = -1; // a new engine holds no parameters
+      const spec = modelSpec(w.sizes);
+      const backend: Promise<Backend> = backendName === 'wasm'
+        ? createWasmBackend({ capacityFloats: engineFloats(spec, w.maxBatch) })
+        : Promise.resolve(createOracleBackend());
+      cached = { key, engine: backend.then((b) => createEngine({ spec, backend: b, maxBatch: w.maxBatch, chunk: w.chunk, normalize: w.normalize })) };
+    }
+    return cached.engine;
+  };
+
+  let stopping: 'stop' | 'kill' | null = null;
+  let current: { ws: WebSocket; client: ReturnType<typeof createWorkerClient> | null } | null = null;
+  let wake: (() => void) | null = null;
+
+  function connectOnce(): Promise<Attempt> {
+    return new Promise<Attempt>((resolve) => {
+      let welcomed = false;
+      let settled = false;
+      const finish = (a: Attempt): void => {
+        if (settled) return;
+        settled = true;
+        resolve(a);
+      };
+      const ws = new WebSocket(opts.url, {
+        headers: { authorization: `Bearer ${opts.token}` },
+        perMessageDeflate: false,
+        generateMask: (mask: Buffer) => mask.fill(0),
+        maxPayload: opts.maxPayloadBytes ?? 1024 * 1024 * 1024,
+        handshakeTimeout: 10000,
+      });
+      current = { ws, client: null };
+      ws.on('unexpected-response', (_req, res) => {
+        finish({ welcomed, end: { kind: 'http', status: res.statusCode ?? 0 } });
+        ws.terminate();
+      });
+      ws.on('error', (err) => {
+        if (!current?.client) finish({ welcomed, end: { kind: 'connect-failed', message: err.message } });
+        else log.debug({ err: { message: err.message } }, 'socket error');
+      });
+      ws.on('open', () => {
+        const client = createWorkerClient({
+          socket: wsClientSocket(ws),
+          token: opts.token,
+          runtime: 'node',
+          logger: log,
+          getEngine,
+          capabilities: { threads: 1, simd: backendName === 'wasm', backend: backendName },
+          memory,
+          name,
+          slowdownMs: opts.slowdownMs,
+          onEvent: (e) => {
+            if (e.type === 'welcome') welcomed = true;
+            opts.onEvent?.(e);
+          },
+        });
+        current = { ws, client };
+        ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
+          const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+          client.receive(bytes, isBinary);
+        });
+        ws.on('close', (code: number, reason: Buffer) => client.closed(code, reason.toString()));
+        void client.ended.then((end) => {
+          // Make sure the socket goes away even if the peer never answers the close.
+          setTimeout(() => ws.terminate(), 1000).unref();
+          finish({ welcomed, end });
+        });
+        if (stopping) client.stop();
+        else client.start();
+      });
+      ws.on('close', () => {
+        if (!current?.client || current.ws !== ws) finish({ welcomed, end: { kind: 'connect-failed', message: 'closed before open' } });
+      });
+    });
+  }
+
+  async function loop(): Promise<NodeWorkerExit> {
+    let attempt = 0;
+    let lostAt = Date.now();
+    for (;;) {
+      if (stopping) return { reason: 'stopped' };
+      const a = await connectOnce();
+      current = null;
+      if (stopping) return { reason: 'stopped' };
+      const e = a.end;
+      if (a.welcomed) {
+        attempt = 0;
+        lostAt = Date.now();
+      }
+      if (e.kind === 'bye' && e.reason === 'done') return { reason: 'done' };
+      if (e.kind === 'stopped') return { reason: 'stopped' };
+      if ((e.kind === 'http' && e.status === 401) || (e.kind === 'rejected' && e.code === gradhub.ErrorCode.BAD_TOKEN)) {
+        throw new GradhubError(ErrorCode.E_AUTH, `the coordinator at ${opts.url} refused the join token`);
+      }
+      if (e.kind === 'rejected' && e.code !== gradhub.ErrorCode.FULL) {
+        throw new GradhubError(ErrorCode.E_REJECTED, `the coordinator rejected this worker: ${e.codeName}: ${e.message}`);
+      }
+      const waited = Date.now() - lostAt;
+      if (waited >= opts.graceMs) {
+        throw new GradhubError(ErrorCode.E_COORDINATOR_GONE, `no coordinator at ${opts.url} for ${waited} ms (grace ${opts.graceMs} ms); last: ${describe(e)}`);
+      }
+      const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
+      const delay = Math.min(Math.random() * ceiling, opts.graceMs - waited);
+      attempt++;
+      log.info({ last: describe(e), retryInMs: Math.round(delay), attempt }, 'coordinator unreachable: reconnecting');
+      await new Promise<void>((r) => {
+        wake = r;
+        void sleep(delay).then(r);
+      });
+      wake = null;
+    }
+  }
+
+  function describe(e: Attempt['end']): string {
+    switch (e.kind) {
+      case 'http': return `HTTP ${e.status}`;
+      case 'connect-failed': return e.message;
+      case 'closed': return `closed (${e.code}${e.reason ? ` ${e.reason}` : ''})`;
+      case 'timeout': return e.message;
+      case 'bye': return `bye (${e.reason})`;
+      case 'rejected':
+      case 'error': return `${e.codeName}: ${e.message}`;
+      case 'stopped': return 'stopped';
+    }
+  }
+
+  const done = loop();
+  return {
+    done,
+    stop() {
+      if (stopping) return;
+      stopping = 'stop';
+      if (current?.client) current.client.stop();
+      else current?.ws.terminate();
+      wake?.();
+    },
+    kill() {
+      if (stopping) return;
+      stopping = 'kill';
+      current?.ws.terminate();
+      wake?.();
+    },
+  };
+}
+
+/** Run a Node worker until training is done (see startNodeWorker). */
+export function runNodeWorker(opts: NodeWorkerOptions): Promise<NodeWorkerExit> {
+  return startNodeWorker(opts).done;
+}

@@ -1,0 +1,260 @@
+import * as fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { gradhub } from '@gradhub/proto';
+import { createEngine, createOracleBackend, initParams, modelSpec, xxh64, type Engine } from '@gradhub/core';
+import { createWorkerClient, type ClientEvent, type ClientMemory, type SessionEnd, type WelcomeInfo, type WorkerClient, type WorkerLogger } from '../src/client.js';
+
+const SIZES = [3072, 8, 10];
+const SPEC = modelSpec(SIZES);
+const CHUNK = 4;
+const BATCH = 16;
+const RECORD = 3073;
+const data = new Uint8Array(fs.readFileSync(new URL('../../../../shared/data/cifar10-sample/data_batch_1.bin', import.meta.url)));
+
+function samples(offset: number, n: number): { pixels: Uint8Array; labels: Uint8Array } {
+  const pixels = new Uint8Array(n * 3072);
+  const labels = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    labels[i] = data[(offset + i) * RECORD];
+    pixels.set(data.subarray((offset + i) * RECORD + 1, (offset + i + 1) * RECORD), i * 3072);
+  }
+  return { pixels, labels };
+}
+
+const silent: WorkerLogger = { child: () => silent, debug() {}, info() {}, warn() {}, error() {} };
+
+const frame = (env: gradhub.IEnvelope): Uint8Array => gradhub.Envelope.encode({ protocolVersion: 1, ...env }).finish();
+
+/** A client on a fake socket: what it sends is decoded into `sent`. */
+function harness(over: { memory?: ClientMemory; slowdownMs?: number } = {}) {
+  const sent: gradhub.Envelope[] = [];
+  const closes: number[] = [];
+  const events: ClientEvent[] = [];
+  let wake: (() => void) | null = null;
+  const memory = over.memory ?? { incarnation: null, version: -1 };
+  const engines: Engine[] = [];
+  const client: WorkerClient = createWorkerClient({
+    socket: {
+      send(parts, done) {
+        const bytes = Buffer.concat(parts.map((p) => Buffer.from(p)));
+        sent.push(gradhub.Envelope.decode(bytes));
+        setImmediate(() => {
+          done();
+          wake?.();
+        });
+      },
+      close(code) {
+        closes.push(code);
+      },
+    },
+    token: 'tok',
+    runtime: 'node',
+    logger: silent,
+    getEngine: (w: WelcomeInfo) => {
+      const e = createEngine({ spec: modelSpec(w.sizes), backend: createOracleBackend(), maxBatch: w.maxBatch, chunk: w.chunk, normalize: w.normalize });
+      engines.push(e);
+      return e;
+    },
+    capabilities: { threads: 1, simd: false, backend: 'ts' },
+    memory,
+    slowdownMs: over.slowdownMs,
+    onEvent: (e) => events.push(e),
+  });
+  /** Wait until `pred` holds on what was sent. */
+  async function until(pred: () => boolean, ms = 3000): Promise<void> {
+    const t0 = Date.now();
+    while (!pred()) {
+      if (Date.now() - t0 > ms) throw new Error('timed out waiting');
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, 10);
+      });
+    }
+  }
+  const of = (kind: string): gradhub.Envelope[] => sent.filter((e) => e.body === kind);
+  return { client, sent, closes, events, memory, engines, until, of };
+}
+
+function welcome(over: Partial<gradhub.IWelcome> = {}): Uint8Array {
+  return frame({
+    welcome: {
+      workerId: 4, runId: 'run', incarnation: 'inc-1', modelSizes: SIZES, chunk: CHUNK, normalize: false, maxBatch: BATCH,
+      heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, maxFrameBytes: 1 << 20, ...over,
+    },
+  });
+}
+
+function paramsOf(version: number): Float32Array {
+  const p = new Float32Array(SPEC.paramCount);
+  initParams(SPEC, 3, p);
+  p[0] += version;
+  return p;
+}
+
+function paramsFrame(version: number, p = paramsOf(version), checksum = xxh64(p)): Uint8Array {
+  return frame({ params: { version, checksum, data: new Uint8Array(p.buffer) } });
+}
+
+function work(seq: number, version: number, nodes: { lo: number; hi: number }[], mode = gradhub.Mode.TRAIN, offset = 0): Uint8Array {
+  let start = nodes[0].lo * CHUNK;
+  const total = nodes.reduce((s, n) => s + (n.hi - n.lo) * CHUNK, 0);
+  const { pixels, labels } = samples(offset + start, total);
+  const wire = nodes.map((n) => {
+    const w = { lo: n.lo, hi: n.hi, sampleStart: start, sampleCount: (n.hi - n.lo) * CHUNK };
+    start += w.sampleCount;
+    return w;
+  });
+  return frame({ work: { seq, step: seq, version, mode, nodes: wire, pixels, labels, batch: BATCH } });
+}
+
+async function joined(h: ReturnType<typeof harness>): Promise<void> {
+  h.client.start();
+  h.client.receive(welcome());
+  await h.until(() => h.events.some((e) => e.type === 'welcome'));
+}
+
+describe('worker client', () => {
+  it('says Hello with its token and runtime', () => {
+    const h = harness();
+    h.client.start();
+    const hello = h.of('hello')[0].hello!;
+    expect(hello.token).toBe('tok');
+    expect(hello.protocolVersion).toBe(1);
+    expect(hello.runtime).toBe(gradhub.Runtime.NODE);
+    expect(hello.capabilities!.backend).toBe('ts');
+  });
+
+  it('computes each node of a Work against the parameters it was sent, one Result per node', async () => {
+    const h = harness();
+    await joined(h);
+    h.client.receive(paramsFrame(2));
+    h.client.receive(work(1, 2, [{ lo: 0, hi: 2 }, { lo: 2, hi: 3 }]));
+    await h.until(() => h.of('result').length === 2);
+    // Reference: one engine per node on the same samples and parameters.
+    const ref = createEngine({ spec: SPEC, backend: createOracleBackend(), maxBatch: BATCH, chunk: CHUNK, normalize: false });
+    ref.params.set(paramsOf(2));
+    const [r1, r2] = h.of('result').map((e) => e.result!);
+    for (const [r, lo, hi] of [[r1, 0, 2], [r2, 2, 3]] as const) {
+      const { pixels, labels } = samples(lo * CHUNK, (hi - lo) * CHUNK);
+      const s = ref.computeSums(pixels, labels, (hi - lo) * CHUNK, true);
+      expect(r).toMatchObject({ seq: 1, step: 1, version: 2, node: { lo, hi }, part: { offset: 0, length: SPEC.paramCount }, lossSum: s.lossSum, denomSum: s.denomSum, correct: s.correct });
+      expect(Buffer.from(r.grad!).equals(Buffer.from(ref.grads.buffer, ref.grads.byteOffset, ref.grads.byteLength))).toBe(true);
+    }
+    expect(h.memory).toEqual({ incarnation: 'inc-1', version: 2 });
+  });
+
+  it('answers EVAL work with sums only', async () => {
+    const h = harness();
+    await joined(h);
+    h.client.receive(paramsFrame(0));
+    h.client.receive(work(1, 0, [{ lo: 0, hi: 4 }], gradhub.Mode.EVAL));
+    await h.until(() => h.of('result').length === 1);
+    const r = h.of('result')[0].result!;
+    expect(r.grad!.length).toBe(0);
+    expect(r.part?.length ?? 0).toBe(0);
+    expect(r.denomSum).toBe(16);
+  });
+
+  it('asks for parameters it lacks and runs the work once they arrive', async () => {
+    const h = harness();
+    await joined(h);
+    h.client.receive(work(1, 5, [{ lo: 0, hi: 1 }]));
+    await h.until(() => h.of('paramsRequest').length === 1);
+    expect(h.of('paramsRequest')[0].paramsRequest!.version).toBe(5);
+    expect(h.of('result')).toHaveLength(0);
+    h.client.receive(paramsFrame(5));
+    await h.until(() => h.of('result').length === 1);
+    expect(h.of('result')[0].result!.version).toBe(5);
+  });
+
+  it('ignores older parameters from the same incarnation, takes them from a new one', async () => {
+    const h = harness();
+    await joined(h);
+    h.client.receive(paramsFrame(7));
+    h.client.receive(paramsFrame(3));
+    h.client.receive(work(1, 7, [{ lo: 0, hi: 1 }]));
+    await h.until(() => h.of('result').length === 1);
+    expect(h.memory.version).toBe(7);
+    expect(h.of('result')[0].result!.version).toBe(7);
+
+    // The coordinator restarted from a checkpoint: a new incarnation, an older version.
+    const h2 = harness({ memory: { incarnation: 'inc-0', version: 9 } });
+    await joined(h2);
+    h2.client.receive(paramsFrame(3));
+    await h2.until(() => h2.memory.version === 3);
+    expect(h2.memory.incarnation).toBe('inc-1');
+  });
+
+  it('refuses parameters that do not match their checksum', async () => {
+    const h = harness();
+    await joined(h);
+    h.client.receive(paramsFrame(1, paramsOf(1), new Uint8Array(8)));
+    const end = await h.client.ended;
+    expect(end).toMatchObject({ kind: 'error', code: gradhub.ErrorCode.BAD_CHECKSUM, fromCoordinator: false });
+    expect(h.of('error')[0].error!.code).toBe(gradhub.ErrorCode.BAD_CHECKSUM);
+    expect(h.closes).toEqual([4013]);
+    expect(h.memory.version).toBe(-1);
+  });
+
+  it('skips the rest of a request the coordinator has moved past', async () => {
+    const h = harness({ slowdownMs: 30 });
+    await joined(h);
+    h.client.receive(paramsFrame(1));
+    h.client.receive(work(1, 1, [{ lo: 0, hi: 1 }, { lo: 1, hi: 2 }, { lo: 2, hi: 3 }]));
+    h.client.receive(work(2, 1, [{ lo: 3, hi: 4 }]));
+    await h.until(() => h.of('result').some((e) => e.result!.seq === 2));
+    expect(h.of('result').map((e) => e.result!.seq)).toEqual([2]);
+  });
+
+  it('ends the session on Reject, Bye, a coordinator Error, a malformed frame and silence', async () => {
+    const a = harness();
+    a.client.start();
+    a.client.receive(frame({ reject: { code: gradhub.ErrorCode.BAD_VERSION, message: 'old' } }));
+    expect(await a.client.ended).toMatchObject({ kind: 'rejected', codeName: 'BAD_VERSION' });
+
+    const b = harness();
+    await joined(b);
+    b.client.receive(frame({ bye: { reason: gradhub.ByeReason.TRAINING_DONE } }));
+    expect(await b.client.ended).toMatchObject({ kind: 'bye', reason: 'done' });
+
+    const c = harness();
+    await joined(c);
+    c.client.receive(frame({ error: { code: gradhub.ErrorCode.BAD_GRADIENT_LENGTH, message: 'x' } }));
+    expect(await c.client.ended).toMatchObject({ kind: 'error', fromCoordinator: true });
+
+    const d = harness();
+    await joined(d);
+    d.client.receive(new Uint8Array([0xff, 0xff]));
+    expect(await d.client.ended).toMatchObject({ kind: 'error', codeName: 'MALFORMED_FRAME', fromCoordinator: false });
+    expect(d.closes).toEqual([4003]);
+
+    const e = harness();
+    e.client.start();
+    e.client.receive(frame({ result: {} }));
+    expect(await e.client.ended).toMatchObject({ kind: 'error', codeName: 'UNEXPECTED_MESSAGE' });
+
+    const f = harness();
+    f.client.start();
+    f.client.receive(welcome({ heartbeatIntervalMs: 20, heartbeatTimeoutMs: 60 }));
+    const end: SessionEnd = await f.client.ended;
+    expect(end.kind).toBe('timeout');
+    expect(f.of('heartbeat').length).toBeGreaterThan(0);
+  });
+
+  it('refuses Params before Welcome, and parameters of another model', async () => {
+    const h = harness();
+    h.client.start();
+    h.client.receive(frame({ params: { version: 1, data: new Uint8Array(12) } }));
+    expect(await h.client.ended).toMatchObject({ kind: 'error', codeName: 'UNEXPECTED_MESSAGE' });
+    const big = harness();
+    big.client.start();
+    big.client.receive(paramsFrame(1)); // tensor frames are not expected (nor sized) before Welcome
+    expect(await big.client.ended).toMatchObject({ kind: 'error', codeName: 'OVERSIZE_FRAME' });
+    const g = harness();
+    g.client.start();
+    g.client.receive(welcome());
+    await g.until(() => g.engines.length === 1);
+    g.client.receive(frame({ params: { version: 1, data: new Uint8Array(12), checksum: new Uint8Array(8) } }));
+    expect(await g.client.ended).toMatchObject({ kind: 'error', codeName: 'MODEL_MISMATCH' });
+  });
+});
