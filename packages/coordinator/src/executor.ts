@@ -25,6 +25,22 @@ export interface StepInput {
   readonly batch: number;
 }
 
+/**
+ * Where one request's wall time went, in milliseconds, along its critical path (the cluster
+ * executor fills every field; the in-process executor only `computeMs`):
+ * - broadcastMs: from the request's start until the parameters and work were handed to every
+ *   assigned worker's socket (send callbacks done);
+ * - computeMs: the longest per-worker sum of node compute times reported by the workers;
+ * - uploadMs: the rest of the time until the last result arrived (transfer and queueing), >= 0;
+ * - reduceMs: time the coordinator spent combining results (tree additions and validation).
+ */
+export interface StepTiming {
+  readonly broadcastMs: number;
+  readonly computeMs: number;
+  readonly uploadMs: number;
+  readonly reduceMs: number;
+}
+
 export interface StepSums {
   /** Sum over samples of d(loss_s)/d(params), tree order; length = paramCount. Absent for 'eval'. */
   readonly grad: Float32Array | null;
@@ -34,6 +50,8 @@ export interface StepSums {
   readonly denomSum: number;
   /** Number of samples whose argmax logit equals the label. */
   readonly correct: number;
+  /** Where the time went (optional: executors that can measure it). */
+  readonly timing?: StepTiming;
 }
 
 export interface Executor {

@@ -24,8 +24,10 @@ export function createInProcessExecutor(opts: InProcessOptions): Executor {
         version = input.version;
       }
       const train = input.mode === 'train';
+      const t0 = performance.now();
       const sums = engine.computeSums(input.pixels, input.labels, input.batch, train);
-      return { ...sums, grad: train ? engine.grads : null };
+      const computeMs = performance.now() - t0;
+      return { ...sums, grad: train ? engine.grads : null, timing: { broadcastMs: 0, computeMs, uploadMs: 0, reduceMs: 0 } };
     },
     async close(): Promise<void> {},
   };

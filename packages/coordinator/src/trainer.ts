@@ -46,6 +46,8 @@ export interface StepReport {
   readonly loss: number;
   readonly accuracy: number;
   readonly samplesPerS: number;
+  /** Where the step's time went, ms (see StepTiming; sgdMs measured here). */
+  readonly split: { compute: number; upload: number; reduce: number; sgd: number; broadcast: number };
 }
 
 export interface EvalReport {
@@ -130,12 +132,16 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     if (!Number.isFinite(loss) || !allFinite(sums.grad)) {
       throw new GradhubError('E_DIVERGED', `step ${step + 1}: the loss or gradient is not finite (loss ${loss}); the model diverged. Lower --lr or check the data.`);
     }
+    const tSgd = performance.now();
     sgdStep(params, sums.grad, sums.denomSum, s, sgd);
+    const sgdMs = performance.now() - tSgd;
     step++;
+    const t = sums.timing;
+    const split = { compute: t?.computeMs ?? 0, upload: t?.uploadMs ?? 0, reduce: t?.reduceMs ?? 0, sgd: sgdMs, broadcast: t?.broadcastMs ?? 0 };
     const samplesPerS = n / ((performance.now() - t0) / 1000);
     const accuracy = sums.correct / n;
     metrics.write({ kind: 'step', step, epoch: epoch + 1, loss, accuracy, samples_per_s: samplesPerS });
-    o.onStep?.({ step, totalSteps: total, epoch: epoch + 1, epochs: s.epochs, samples: n, loss, accuracy, samplesPerS });
+    o.onStep?.({ step, totalSteps: total, epoch: epoch + 1, epochs: s.epochs, samples: n, loss, accuracy, samplesPerS, split });
     if (o.checkpoint && o.checkpoint.every > 0 && step % o.checkpoint.every === 0) saveCheckpoint();
     if (sampler.state.epoch > epoch) await evaluate(epoch + 1);
   }

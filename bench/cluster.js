@@ -1,0 +1,69 @@
+/**
+ * The cluster benchmark: the coordinator (in this process, as `gradhub train --workers N` runs it)
+ * and N `gradhub worker` child processes on loopback, training the given model on the CIFAR-10
+ * sample. Prints samples/s (median over steps after a warm-up), the step-time split, bytes on the
+ * wire per step and the coordinator's peak memory.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { modelSpec, initParams } from '@gradhub/core';
+import { startCluster, runTraining, loadCifar10, RunStatus, nullMetrics } from '@gradhub/coordinator';
+
+const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
+const SAMPLE = fileURLToPath(new URL('../../shared/data/cifar10-sample/', import.meta.url));
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * @param {{ workers: number, sizes?: number[], batch: number, steps: number, warmup?: number, chunk?: number, data?: string }} o
+ */
+export async function benchCluster(o) {
+  const sizes = o.sizes ?? [3072, 2048, 2048, 10];
+  const spec = modelSpec(sizes);
+  const logger = pino({ level: 'silent' });
+  const data = await loadCifar10(o.data ?? SAMPLE, { download: false, logger });
+  const token = 'bench';
+  const settings = { sizes, batch: o.batch, chunk: o.chunk ?? 16, seed: 0, shuffle: true, normalize: false, lr: 0.01, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, epochs: 1000, steps: o.steps };
+  const status = new RunStatus({ runId: 'bench', name: 'bench', settings: {}, totalSteps: o.steps });
+  const cluster = await startCluster({ host: '127.0.0.1', port: 0, token, sizes, chunk: settings.chunk, normalize: false, maxBatch: o.batch, logger, status });
+  const children = [];
+  for (let i = 0; i < o.workers; i++) {
+    children.push(spawn(process.execPath, [CLI, 'worker', '--url', cluster.url, '--token', token, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] }));
+  }
+  await cluster.executor.waitForWorkers(o.workers, 60_000);
+  const params = new Float32Array(spec.paramCount);
+  initParams(spec, 0, params);
+  const warmup = o.warmup ?? 2;
+  const rows = [];
+  let bytesAtWarm = 0;
+  const bytes = () => (status.snapshot().counters.bytes_in ?? 0) + (status.snapshot().counters.bytes_out ?? 0);
+  await runTraining({
+    settings, train: data.train, test: null, executor: cluster.executor, logger, metrics: nullMetrics,
+    start: { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null },
+    onStep: (r) => {
+      if (r.step === warmup) bytesAtWarm = bytes();
+      if (r.step > warmup) rows.push(r);
+    },
+  });
+  const measured = rows.length;
+  const wireBytes = (bytes() - bytesAtWarm) / Math.max(1, measured);
+  await cluster.close('done');
+  await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r() : c.on('exit', r)))));
+  const split = {};
+  for (const k of ['compute', 'upload', 'reduce', 'sgd', 'broadcast']) split[k] = median(rows.map((r) => r.split[k]));
+  return {
+    model: sizes.join(','),
+    workers: o.workers,
+    batch: o.batch,
+    samples_per_s: median(rows.map((r) => r.samplesPerS)),
+    split_ms: split,
+    wire_mb_per_step: wireBytes / 1e6,
+    coordinator_peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const workers = Number(process.argv[2] ?? 2);
+  const r = await benchCluster({ workers, batch: 256, steps: 8 });
+  console.log(JSON.stringify(r, null, 2));
+}
