@@ -46,6 +46,15 @@ if (want('kernels')) {
   }
 }
 
+if (want('cluster')) {
+  const { benchCluster } = await import('./cluster.js');
+  const rows = [];
+  const r = await benchCluster({ workers: 2, batch: 256, steps: quick ? 4 : 8 });
+  rows.push({ model: r.model, workers: r.workers, batch: r.batch, 'samples/s': r.samples_per_s, ...Object.fromEntries(Object.entries(r.split_ms).map(([k, v]) => [`${k} ms`, v])), 'wire MB/step': r.wire_mb_per_step, 'coord peak RSS MB': r.coordinator_peak_rss_mb });
+  results.benches.cluster = rows;
+  table('Cluster: coordinator + 2 worker processes on loopback (CIFAR-10 sample, global batch 256; split = medians of the step critical path)', rows);
+}
+
 fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 fs.writeFileSync(new URL('./results/latest.json', import.meta.url), JSON.stringify(results, null, 2) + '\n');
 console.log('\nwritten: bench/results/latest.json');
