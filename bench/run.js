@@ -31,6 +31,15 @@ if (want('train-step')) {
   }
   const oracle = await benchTrainStep({ sizes: [3072, 256, 256, 10], batch: 64, backend: 'ts', reps: 2 });
   rows.push({ model: oracle.model, batch: 64, backend: 'ts', 'samples/s': oracle.samples_per_s, 'GFLOP/s': oracle.gflops, 'step ms': oracle.step_ms, ...Object.fromEntries(Object.entries(oracle.split_ms).map(([k, v]) => [`${k} ms`, v])) });
+  try {
+    const { benchBrowserTrainStep } = await import('./browser.js');
+    for (const batch of [64, 256]) {
+      const b = await benchBrowserTrainStep({ batch, reps: quick ? 2 : 5 });
+      rows.push({ model: b.model, batch, backend: `${b.backend} (chromium tab)`, 'samples/s': b.samples_per_s, 'GFLOP/s': b.gflops, 'step ms': b.step_ms, ...Object.fromEntries(Object.entries(b.split_ms).map(([k, v]) => [`${k} ms`, v])) });
+    }
+  } catch (e) {
+    console.log(`(browser rows unavailable: ${e.message})`);
+  }
   results.benches['train-step'] = rows;
   table('Single-thread train step (forward + loss + backward + SGD; FLOPs = 6 x params x batch)', rows);
 }

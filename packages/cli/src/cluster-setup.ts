@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { xxh64Hex } from '@gradhub/core';
-import { startCluster, createHttpRoutes, bitSettings, type Cluster, type RunStatus } from '@gradhub/coordinator';
+import { startCluster, createHttpRoutes, createVolunteerRoutes, bitSettings, type Cluster, type RunStatus } from '@gradhub/coordinator';
+import { BROWSER_ASSETS_DIR } from '@gradhub/worker';
 import type { ParsedOptions } from './options.js';
 import type { PreparedRun } from './run-setup.js';
 
@@ -17,6 +18,8 @@ export interface CoordinatorCluster {
   readonly wsUrl: string;
   /** http:// base address of the dashboard and the volunteer page. */
   readonly httpUrl: string;
+  /** The page a volunteer opens in a browser to help (carries the join token). */
+  readonly joinUrl: string;
 }
 
 /** A run id that is the same for every coordinator incarnation of the same run (settings + seed). */
@@ -44,6 +47,8 @@ export async function startCoordinatorCluster(
   const routes = createHttpRoutes({ status, adminToken: o['admin-token'] as string | undefined, logger });
   cluster.server.use(routes);
   cluster.server.onClose(() => routes.close());
+  cluster.server.use(createVolunteerRoutes({ assetsDir: BROWSER_ASSETS_DIR, runName: status.snapshot().name, token, logger }));
   const wsUrl = cluster.url.replace(/\/+$/, '');
-  return { cluster, token, wsUrl, httpUrl: wsUrl.replace(/^ws/, 'http') };
+  const httpUrl = wsUrl.replace(/^ws/, 'http');
+  return { cluster, token, wsUrl, httpUrl, joinUrl: `${httpUrl}/join?token=${encodeURIComponent(token)}` };
 }

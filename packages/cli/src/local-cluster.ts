@@ -39,7 +39,7 @@ export async function startLocalCluster(o: ParsedOptions, run: PreparedRun, stat
     });
   };
   for (let i = 0; i < n; i++) launch(i, 0);
-  progress.message(`coordinator on ${cc.httpUrl} (dashboard ${cc.httpUrl}/dashboard), ${n} local workers`);
+  progress.message(`dashboard: ${cc.httpUrl}/dashboard   (${n} local workers; browsers can help too: ${cc.joinUrl})`);
   await cc.cluster.executor.waitForWorkers(n, 120_000);
   return {
     executor: cc.cluster.executor,

@@ -35,6 +35,7 @@ export async function coordinatorCommand(o: ParsedOptions, logger: Logger, progr
   progress.message([
     `coordinator listening on port ${port}: dashboard ${cc.httpUrl}/dashboard`,
     `workers join with: gradhub worker --url ${cc.wsUrl} --token ${cc.token}`,
+    `volunteers open:   ${cc.joinUrl}`,
     ...(host === '<this-host>' ? [`(from other machines use this machine's address instead of ${new URL(cc.httpUrl).hostname})`] : []),
   ].join('\n'));
   const min = o['min-workers'] as number;

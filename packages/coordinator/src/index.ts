@@ -15,3 +15,4 @@ export * from './membership.js';
 export * from './scheduler.js';
 export * from './reducer.js';
 export * from './cluster-executor.js';
+export * from './volunteer-routes.js';

@@ -332,9 +332,9 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       const count = n.sampleCount ?? 0;
       const node = { lo: n.lo ?? 0, hi: n.hi ?? 0 };
       if (ended || seq < latestSeq) return;
+      const t0 = Date.now(); // a simulated slowdown counts as compute time
       if (opts.slowdownMs) await sleep(opts.slowdownMs);
       if (ended || seq < latestSeq) return;
-      const t0 = Date.now();
       const sums = e.computeSums(pixels.subarray(off * CIFAR_PIXELS, (off + count) * CIFAR_PIXELS), labels.subarray(off, off + count), count, train);
       busyUntil = Date.now();
       off += count;

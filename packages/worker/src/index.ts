@@ -2,3 +2,4 @@
 export * from './wire.js';
 export * from './client.js';
 export * from './node-worker.js';
+export * from './browser-assets.js';

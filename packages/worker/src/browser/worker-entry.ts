@@ -1,0 +1,489 @@
+/**
+ * The browser worker: a dedicated Web Worker that runs the same core (WebAssembly SIMD kernels)
+ * and the same protocol client (client.ts) as the Node worker, over a binary WebSocket. The page
+ * (page.ts) only sends commands and renders the statuses this worker posts (messages.ts).
+ *
+ * Contract:
+ * - `start{url, token}` opens `new WebSocket(url)` (binaryType 'arraybuffer'). Browsers cannot
+ *   set headers on a WebSocket, so the join token travels in the URL's `?token=` (checked by the
+ *   coordinator at the upgrade) and again in Hello.
+ * - Sending: socket.ts (one message per send, `done` when the socket's buffer has drained enough:
+ *   the backpressure that paces the client's nodes).
+ * - Liveness: browsers cannot send ws pings; the client sends an application Heartbeat every
+ *   `heartbeat_interval_ms` and ends the session when the coordinator is silent past
+ *   `heartbeat_timeout_ms` (time spent computing not counted). The browser answers the
+ *   coordinator's pings by itself.
+ * - When a session ends without a final answer (socket closed, coordinator silent, Bye SHUTDOWN),
+ *   it reconnects with exponential backoff and full jitter, keeping its engine and parameters
+ *   (`ClientMemory`). A socket that fails before opening may be a refused token (a browser cannot
+ *   see the HTTP 401): the worker asks `authUrl` (GET, bearer header) and stops with 'refused'
+ *   on 401. No Welcome for `GRACE_MS` since the loss: 'gone' (resume tries again).
+ * - Final answers: Bye TRAINING_DONE ('done'); Reject BAD_TOKEN or any Reject but FULL, or an
+ *   engine this browser cannot build (no memory for the model) ('refused').
+ * - `pause` leaves the session politely (Bye LEAVING: the coordinator reassigns this tab's nodes at
+ *   once) and keeps the engine; `resume` joins again as a new worker. `leave` says Bye, waits for
+ *   the close to go out, posts 'left' and ends the Web Worker.
+ * - Statuses (VolunteerStatus) go to the page at each change, at most every `STATUS_MIN_GAP_MS`,
+ *   and every `STATUS_INTERVAL_MS`. The loss shown is this tab's own: the mean loss over the
+ *   samples it computed in its latest training step (the coordinator sends workers no loss).
+ *
+ * Web Worker and WebAssembly APIs only (no Node, no DOM).
+ */
+import {
+  createEngine, createOracleBackend, createWasmBackend, engineFloats, modelSpec, wasmSimdSupported,
+  type Backend, type Engine, type NodeSums,
+} from '@gradhub/core';
+import { gradhub } from '@gradhub/proto';
+import {
+  createWorkerClient, type ClientEvent, type ClientMemory, type SessionEnd, type WelcomeInfo, type WorkerClient, type WorkerLogger,
+} from '../client.js';
+import { browserClientSocket } from './socket.js';
+import type { PageCommand, StartCommand, VolunteerState, VolunteerStatus, WorkerMessage } from './messages.js';
+
+/** First reconnect delay, ms (doubles each failure, with full jitter). */
+export const BACKOFF_INITIAL_MS = 500;
+/** Longest reconnect delay, ms. */
+export const BACKOFF_MAX_MS = 30_000;
+/** Give up (state 'gone') when no coordinator welcomes this tab for this long, ms. */
+export const GRACE_MS = 10 * 60_000;
+/** Status to the page at least this often, ms. */
+export const STATUS_INTERVAL_MS = 1000;
+/** ...and at most this often, ms (so that the page's thread stays free). */
+export const STATUS_MIN_GAP_MS = 200;
+/** samples/s is measured over this window, ms. */
+export const RATE_WINDOW_MS = 10_000;
+
+/** The parts of the dedicated worker scope used here (the package checks against the DOM lib). */
+interface WorkerScope {
+  postMessage(message: WorkerMessage): void;
+  addEventListener(type: 'message', listener: (ev: MessageEvent<PageCommand>) => void): void;
+  close(): void;
+  readonly crossOriginIsolated?: boolean;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Logs to the console, pino-style (an object, then a message). */
+function consoleLogger(bindings: Record<string, unknown>, debug: boolean): WorkerLogger {
+  const line = (obj: object, msg?: string): [string, object] => [`gradhub worker: ${msg ?? ''}`, { ...bindings, ...obj }];
+  return {
+    child: (b) => consoleLogger({ ...bindings, ...b }, debug),
+    debug: (obj, msg) => {
+      if (debug) console.debug(...line(obj, msg));
+    },
+    info: (obj, msg) => console.info(...line(obj, msg)),
+    warn: (obj, msg) => console.warn(...line(obj, msg)),
+    error: (obj, msg) => console.error(...line(obj, msg)),
+  };
+}
+
+/** This tab's contribution, fed by the instrumented engine and the client's events. */
+class TabStats {
+  samplesContributed = 0;
+  nodesDone = 0;
+  workReceived = 0;
+  computingStep: number | null = null;
+  computeSamplesPerS: number | null = null;
+  tabLoss: { step: number; lossSum: number; denomSum: number; samples: number } | null = null;
+  private nodesLeft = 0;
+  private workStep = 0;
+  /** The node computed and not yet delivered (nodes go one at a time). */
+  private pending: { n: number; train: boolean; sums: NodeSums; step: number } | null = null;
+  private readonly recent: { t: number; n: number }[] = [];
+  private firstResultAt: number | null = null;
+
+  work(e: Extract<ClientEvent, { type: 'work' }>): void {
+    this.workReceived++;
+    this.workStep = e.step;
+    this.computingStep = e.step;
+    this.nodesLeft = e.nodes.length;
+  }
+
+  computed(n: number, train: boolean, sums: NodeSums, ms: number): void {
+    this.pending = { n, train, sums: { ...sums }, step: this.workStep };
+    const rate = (1000 * n) / Math.max(ms, 0.01);
+    this.computeSamplesPerS = this.computeSamplesPerS === null ? rate : 0.7 * this.computeSamplesPerS + 0.3 * rate;
+  }
+
+  /** The client's socket took the node's result. */
+  delivered(now: number): void {
+    this.nodesDone++;
+    if (--this.nodesLeft <= 0) this.computingStep = null;
+    const p = this.pending;
+    this.pending = null;
+    if (!p || !p.train) return;
+    this.samplesContributed += p.n;
+    this.firstResultAt ??= now;
+    this.recent.push({ t: now, n: p.n });
+    const l = this.tabLoss;
+    if (l && l.step === p.step) {
+      l.lossSum += p.sums.lossSum;
+      l.denomSum += p.sums.denomSum;
+      l.samples += p.n;
+    } else if (!l || p.step > l.step) {
+      this.tabLoss = { step: p.step, lossSum: p.sums.lossSum, denomSum: p.sums.denomSum, samples: p.n };
+    }
+  }
+
+  /** The session ended: nothing is being computed for it any more. */
+  sessionEnded(): void {
+    this.computingStep = null;
+    this.nodesLeft = 0;
+    this.pending = null;
+  }
+
+  samplesPerS(now: number): number {
+    while (this.recent.length > 0 && this.recent[0].t <= now - RATE_WINDOW_MS) this.recent.shift();
+    if (this.firstResultAt === null) return 0;
+    let n = 0;
+    for (const r of this.recent) n += r.n;
+    const span = Math.min(RATE_WINDOW_MS, Math.max(now - this.firstResultAt, 1000));
+    return (1000 * n) / span;
+  }
+}
+
+/** Wrap an engine so that each computeSums is measured (the client sees the same engine). */
+function instrumented(engine: Engine, stats: TabStats): Engine {
+  const e: Engine = Object.create(engine) as Engine;
+  Object.defineProperty(e, 'computeSums', {
+    value(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean): NodeSums {
+      const t0 = performance.now();
+      const sums = engine.computeSums(pixels, labels, n, withGrad);
+      stats.computed(n, withGrad, sums, performance.now() - t0);
+      return sums;
+    },
+  });
+  return e;
+}
+
+type Attempt = {
+  welcomed: boolean;
+  end: SessionEnd | { kind: 'connect-failed'; code: number } | { kind: 'bad-url'; message: string };
+};
+
+/** The worker's whole life: commands in, statuses out (see the module comment). */
+export function runBrowserWorker(scope: WorkerScope): void {
+  const stats = new TabStats();
+  const memory: ClientMemory = { incarnation: null, version: -1 };
+  let log = consoleLogger({}, false);
+  const simd = wasmSimdSupported();
+  const backendName: 'wasm' | 'ts' = simd ? 'wasm' : 'ts';
+
+  let command: StartCommand | null = null;
+  /** run: in (or joining) the run; the others are the volunteer's or the run's final word. */
+  let mode: 'idle' | 'run' | 'paused' | 'left' | 'done' | 'refused' | 'gone' = 'idle';
+  let loopGeneration = 0;
+  let current: { ws: WebSocket; client: WorkerClient | null; closed: Promise<void> } | null = null;
+  let wake: (() => void) | null = null;
+  let welcome: WelcomeInfo | null = null;
+  let state: VolunteerState = 'starting';
+  let message = simd ? 'Loading the WebAssembly kernels.' : 'This browser has no WebAssembly SIMD: computing with the slower TypeScript kernels.';
+  let retryAt: number | null = null;
+  let tokenRefused = false;
+  let lastPost = 0;
+  let trailing: ReturnType<typeof setTimeout> | null = null;
+
+  let cached: { key: string; engine: Promise<Engine> } | null = null;
+  /** Building the engine failed (no memory for the model, no WebAssembly): retrying will not help. */
+  let engineFailure: string | null = null;
+  const getEngine = (w: WelcomeInfo): Promise<Engine> => {
+    const key = JSON.stringify([w.sizes, w.chunk, w.normalize, w.maxBatch]);
+    if (cached?.key !== key) {
+      memory.version = -1; // a new engine holds no parameters
+      const spec = modelSpec(w.sizes);
+      const backend: Promise<Backend> = backendName === 'wasm'
+        ? createWasmBackend({ capacityFloats: engineFloats(spec, w.maxBatch) })
+        : Promise.resolve(createOracleBackend());
+      cached = {
+        key,
+        engine: backend.then((b) => instrumented(createEngine({ spec, backend: b, maxBatch: w.maxBatch, chunk: w.chunk, normalize: w.normalize }), stats)),
+      };
+      cached.engine.catch((err: unknown) => {
+        engineFailure = (err as Error)?.message ?? String(err);
+        cached = null;
+      });
+    }
+    return cached.engine;
+  };
+
+  function status(): VolunteerStatus {
+    const now = Date.now();
+    const l = stats.tabLoss;
+    return {
+      type: 'status',
+      state,
+      message,
+      runId: welcome?.runId ?? null,
+      workerId: state === 'connected' ? welcome?.workerId ?? null : null,
+      samplesPerS: stats.samplesPerS(now),
+      computeSamplesPerS: stats.computeSamplesPerS,
+      samplesContributed: stats.samplesContributed,
+      nodesDone: stats.nodesDone,
+      workReceived: stats.workReceived,
+      tabLoss: l && l.denomSum > 0 ? { value: l.lossSum / l.denomSum, step: l.step, samples: l.samples } : null,
+      computingStep: stats.computingStep,
+      retryInMs: retryAt === null ? null : Math.max(0, retryAt - now),
+      tokenRefused,
+      backend: backendName,
+      crossOriginIsolated: scope.crossOriginIsolated === true,
+    };
+  }
+
+  /** Post the status now (force) or soon (at most every STATUS_MIN_GAP_MS). */
+  function post(force = false): void {
+    const now = Date.now();
+    if (!force && now - lastPost < STATUS_MIN_GAP_MS) {
+      trailing ??= setTimeout(() => {
+        trailing = null;
+        post(true);
+      }, STATUS_MIN_GAP_MS - (now - lastPost));
+      return;
+    }
+    if (trailing) clearTimeout(trailing);
+    trailing = null;
+    lastPost = now;
+    scope.postMessage(status());
+  }
+
+  function setState(s: VolunteerState, msg: string, retryInMs: number | null = null): void {
+    state = s;
+    message = msg;
+    retryAt = retryInMs === null ? null : Date.now() + retryInMs;
+    post(true);
+  }
+
+  const ticker = setInterval(() => post(true), STATUS_INTERVAL_MS);
+
+  function onEvent(e: ClientEvent): void {
+    switch (e.type) {
+      case 'welcome':
+        welcome = e.info;
+        setState('connected', `In the run as worker ${e.info.workerId}: waiting for work.`);
+        return;
+      case 'work':
+        stats.work(e);
+        message = `Computing step ${e.step}.`;
+        break;
+      case 'result':
+        stats.delivered(Date.now());
+        if (stats.computingStep === null) message = 'Waiting for the next step.';
+        break;
+      case 'params':
+        break;
+      case 'end':
+        stats.sessionEnded();
+        break;
+    }
+    post();
+  }
+
+  function connectOnce(cmd: StartCommand): Promise<Attempt> {
+    return new Promise<Attempt>((resolve) => {
+      let welcomed = false;
+      let settled = false;
+      let ws: WebSocket | null = null;
+      const finish = (a: Attempt): void => {
+        if (settled) return;
+        settled = true;
+        if (current?.ws === ws) current = null; // a later attempt (after a quick pause and resume) keeps its own
+        resolve(a);
+      };
+      try {
+        ws = new WebSocket(cmd.url);
+      } catch (err) {
+        finish({ welcomed, end: { kind: 'bad-url', message: (err as Error).message } });
+        return;
+      }
+      const socket: WebSocket = ws;
+      socket.binaryType = 'arraybuffer';
+      let markClosed!: () => void;
+      const closed = new Promise<void>((r) => (markClosed = r));
+      const conn: { ws: WebSocket; client: WorkerClient | null; closed: Promise<void> } = { ws: socket, client: null, closed };
+      current = conn;
+      socket.onerror = () => {}; // the close event follows and says how it ended
+      socket.onclose = (ev) => {
+        markClosed();
+        finish({ welcomed, end: { kind: 'connect-failed', code: ev.code } });
+      };
+      socket.onopen = () => {
+        const client = createWorkerClient({
+          socket: browserClientSocket(socket),
+          token: cmd.token,
+          runtime: 'browser',
+          logger: log,
+          getEngine,
+          capabilities: { threads: 1, simd: backendName === 'wasm', backend: backendName },
+          memory,
+          name: cmd.name,
+          slowdownMs: cmd.slowdownMs,
+          onEvent: (e) => {
+            if (e.type === 'welcome') welcomed = true;
+            onEvent(e);
+          },
+        });
+        conn.client = client;
+        socket.onmessage = (ev: MessageEvent<ArrayBuffer | string>) => {
+          if (typeof ev.data === 'string') client.receive(new TextEncoder().encode(ev.data), false);
+          else client.receive(new Uint8Array(ev.data));
+        };
+        socket.onclose = (ev) => {
+          markClosed();
+          client.closed(ev.code, ev.reason);
+        };
+        void client.ended.then((end) => {
+          // Make sure the socket goes away even if the peer never answers the close.
+          setTimeout(() => socket.close(), 1000);
+          finish({ welcomed, end });
+        });
+        if (mode !== 'run') client.stop();
+        else client.start();
+      };
+    });
+  }
+
+  /** Does the coordinator take this token? true, false, or null when it cannot be asked. */
+  async function tokenAccepted(cmd: StartCommand): Promise<boolean | null> {
+    if (!cmd.authUrl) return null;
+    try {
+      const res = await fetch(cmd.authUrl, { headers: { authorization: `Bearer ${cmd.token}` }, cache: 'no-store' });
+      if (res.status === 401 || res.status === 403) return false;
+      return res.ok ? true : null;
+    } catch {
+      return null; // unreachable
+    }
+  }
+
+  async function loop(cmd: StartCommand, generation: number): Promise<void> {
+    let attempt = 0;
+    let lostAt = Date.now();
+    const live = (): boolean => generation === loopGeneration && mode === 'run';
+    for (;;) {
+      if (!live()) return;
+      setState('connecting', welcome ? 'Joining the run again.' : 'Connecting to the coordinator.');
+      const a = await connectOnce(cmd);
+      if (!live()) return;
+      if (engineFailure !== null) {
+        mode = 'refused';
+        setState('refused', `This browser could not set up the model: ${engineFailure}`);
+        return;
+      }
+      const e = a.end;
+      if (a.welcomed) {
+        attempt = 0;
+        lostAt = Date.now();
+      }
+      if (e.kind === 'bye' && e.reason === 'done') {
+        mode = 'done';
+        setState('done', 'Training is over. Thank you for your help! You can close this tab.');
+        return;
+      }
+      if (e.kind === 'bad-url') {
+        mode = 'refused';
+        setState('refused', `This page cannot reach the coordinator: ${e.message}`);
+        return;
+      }
+      if (e.kind === 'rejected' && e.code !== gradhub.ErrorCode.FULL) {
+        mode = 'refused';
+        tokenRefused = e.code === gradhub.ErrorCode.BAD_TOKEN;
+        setState('refused', e.code === gradhub.ErrorCode.BAD_TOKEN
+          ? 'The coordinator refused this join link. Ask the run\'s organiser for a new one.'
+          : `The coordinator did not let this tab join: ${e.codeName}: ${e.message}`);
+        return;
+      }
+      if (e.kind === 'connect-failed' && (await tokenAccepted(cmd)) === false) {
+        if (!live()) return;
+        mode = 'refused';
+        tokenRefused = true;
+        setState('refused', 'The coordinator refused this join link. Ask the run\'s organiser for a new one.');
+        return;
+      }
+      if (!live()) return;
+      const waited = Date.now() - lostAt;
+      if (waited >= GRACE_MS) {
+        mode = 'gone';
+        setState('gone', `No coordinator for ${Math.round(waited / 60_000)} minutes (last: ${describe(e)}). Resume to try again.`);
+        return;
+      }
+      const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** Math.min(attempt, 30));
+      const delay = Math.min(Math.random() * ceiling, GRACE_MS - waited);
+      attempt++;
+      log.info({ last: describe(e), retryInMs: Math.round(delay), attempt }, 'coordinator unreachable: reconnecting');
+      setState('reconnecting', `Lost the coordinator (${describe(e)}): trying again.`, delay);
+      await new Promise<void>((r) => {
+        wake = r;
+        void sleep(delay).then(r);
+      });
+      wake = null;
+    }
+  }
+
+  function describe(e: Attempt['end']): string {
+    switch (e.kind) {
+      case 'connect-failed': return e.code === 1006 ? 'no connection' : `closed (${e.code})`;
+      case 'bad-url': return e.message;
+      case 'closed': return `closed (${e.code}${e.reason ? ` ${e.reason}` : ''})`;
+      case 'timeout': return e.message;
+      case 'bye': return `bye (${e.reason})`;
+      case 'rejected':
+      case 'error': return `${e.codeName}: ${e.message}`;
+      case 'stopped': return 'stopped';
+    }
+  }
+
+  /** Leave the current session, if any (Bye when in one, else just close the socket). */
+  function endSession(): Promise<void> {
+    const c = current;
+    wake?.();
+    if (!c) return Promise.resolve();
+    if (c.client) c.client.stop();
+    else c.ws.close();
+    return Promise.race([c.closed, sleep(2000)]);
+  }
+
+  function startLoop(): void {
+    if (!command) return;
+    mode = 'run';
+    const generation = ++loopGeneration;
+    void loop(command, generation).catch((err: unknown) => fail(err));
+  }
+
+  function fail(err: unknown): void {
+    log.error({ err: String(err) }, 'browser worker failed');
+    scope.postMessage({ type: 'failure', message: (err as Error)?.message ?? String(err) });
+  }
+
+  scope.addEventListener('message', (ev) => {
+    const cmd = ev.data;
+    switch (cmd.type) {
+      case 'start':
+        if (mode !== 'idle') return;
+        command = cmd;
+        log = consoleLogger({}, cmd.debug === true);
+        startLoop();
+        return;
+      case 'pause':
+        if (mode !== 'run') return;
+        mode = 'paused';
+        void endSession();
+        setState('paused', 'Paused: this tab is not computing. Resume to join the run again.');
+        return;
+      case 'resume':
+        if (mode !== 'paused' && mode !== 'gone') return;
+        startLoop();
+        return;
+      case 'leave':
+        if (mode === 'left') return;
+        mode = 'left';
+        clearInterval(ticker);
+        void endSession().then(() => {
+          setState('left', 'You left the run. Thank you for your help! You can close this tab.');
+          scope.close();
+        });
+        return;
+    }
+  });
+  post(true);
+}
+
+// Started as a dedicated Web Worker by page.ts.
+runBrowserWorker(globalThis as unknown as WorkerScope);
