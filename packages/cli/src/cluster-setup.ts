@@ -4,6 +4,8 @@
  * /api/status and /metrics mounted on the same port, reporting into the run's status.
  */
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { GradhubError } from '@gradhub/core';
 import type { Logger } from 'pino';
 import { xxh64Hex } from '@gradhub/core';
 import { startCluster, createHttpRoutes, createVolunteerRoutes, bitSettings, type Cluster, type RunStatus } from '@gradhub/coordinator';
@@ -31,6 +33,7 @@ export async function startCoordinatorCluster(
   o: ParsedOptions, run: PreparedRun, status: RunStatus, logger: Logger, defaultPort: number,
 ): Promise<CoordinatorCluster> {
   const token = (o['token'] as string | undefined) ?? randomBytes(12).toString('hex');
+  const tls = readTls(o['tls-cert'] as string | undefined, o['tls-key'] as string | undefined);
   const cluster = await startCluster({
     host: o['host'] as string,
     port: (o['port'] as number | undefined) ?? defaultPort,
@@ -43,12 +46,26 @@ export async function startCoordinatorCluster(
     runId: runIdOf(run),
     heartbeatTimeoutMs: o['heartbeat-ms'] as number,
     status,
+    tls,
   });
   const routes = createHttpRoutes({ status, adminToken: o['admin-token'] as string | undefined, logger });
   cluster.server.use(routes);
   cluster.server.onClose(() => routes.close());
   cluster.server.use(createVolunteerRoutes({ assetsDir: BROWSER_ASSETS_DIR, runName: status.snapshot().name, token, logger }));
   const wsUrl = cluster.url.replace(/\/+$/, '');
-  const httpUrl = wsUrl.replace(/^ws/, 'http');
+  const httpUrl = wsUrl.replace(/^ws/, 'http'); // ws -> http, wss -> https
   return { cluster, token, wsUrl, httpUrl, joinUrl: `${httpUrl}/join?token=${encodeURIComponent(token)}` };
+}
+
+function readTls(cert: string | undefined, key: string | undefined): { cert: Buffer; key: Buffer } | undefined {
+  if (!cert && !key) return undefined;
+  if (!cert || !key) throw new GradhubError('E_USAGE', '--tls-cert and --tls-key go together (a PEM certificate and its private key)');
+  const read = (file: string, what: string): Buffer => {
+    try {
+      return fs.readFileSync(file);
+    } catch (e) {
+      throw new GradhubError('E_USAGE', `cannot read the TLS ${what} ${file}: ${(e as Error).message}`);
+    }
+  };
+  return { cert: read(cert, 'certificate'), key: read(key, 'key') };
 }

@@ -28,6 +28,7 @@ export async function startLocalCluster(o: ParsedOptions, run: PreparedRun, stat
     const child = spawn(process.execPath, [
       process.argv[1], 'worker', '--url', cc.wsUrl, '--token', cc.token,
       '--backend', o['backend'] as string, '--log-level', (o['log-level'] as string | undefined) ?? 'warn',
+      ...(o['tls-cert'] ? ['--ca', o['tls-cert'] as string] : []),
     ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, GRADHUB_TOKEN: '' } });
     children.add(child);
     child.on('exit', (code, signal) => {

@@ -53,6 +53,8 @@ export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
   { name: 'host', kind: 'string', arg: 'ADDR', default: '0.0.0.0', help: 'address the coordinator listens on' },
   { name: 'token', kind: 'string', arg: 'T', help: 'join token workers must present (default: a random one, printed at start)' },
   { name: 'min-workers', kind: 'int', arg: 'N', default: 1, min: 1, help: 'workers to wait for before the first step' },
+  { name: 'tls-cert', kind: 'string', arg: 'FILE', help: 'serve https:// and wss:// with this PEM certificate (chain); needs --tls-key' },
+  { name: 'tls-key', kind: 'string', arg: 'FILE', help: 'PEM private key of --tls-cert' },
   { name: 'admin-token', kind: 'string', arg: 'T', help: 'protect /dashboard, /api and /metrics with this token (default: open)' },
   { name: 'heartbeat-ms', kind: 'int', arg: 'MS', default: 10000, min: 100, help: 'a worker silent this long is dropped and its work reassigned' },
 ];
@@ -61,6 +63,7 @@ export const WORKER_OPTIONS: readonly OptionSpec[] = [
   { name: 'url', kind: 'string', arg: 'URL', help: 'coordinator address, e.g. ws://HOST:8080 (required)' },
   { name: 'token', kind: 'string', arg: 'T', help: 'join token printed by the coordinator (required)' },
   { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', help: 'compute kernels: wasm or ts (same bits)' },
+  { name: 'ca', kind: 'string', arg: 'FILE', help: "trust this PEM certificate for wss:// (e.g. the coordinator's self-signed one)" },
   { name: 'grace-ms', kind: 'int', arg: 'MS', default: 60000, min: 0, help: 'exit when the coordinator stays unreachable this long' },
   { name: 'log-level', kind: 'string', arg: 'LEVEL', default: 'info', help: 'pino log level; logs go to stderr' },
   { name: 'slowdown-ms', kind: 'int', arg: 'MS', default: 0, min: 0, hidden: true, help: 'test hook: sleep this long per tree node (simulates a slow machine)' },

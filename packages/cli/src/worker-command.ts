@@ -1,4 +1,5 @@
 /** `gradhub worker`: lend this machine to a coordinator until the run is done. */
+import * as fs from 'node:fs';
 import type { Logger } from 'pino';
 import { GradhubError } from '@gradhub/core';
 import { startNodeWorker } from '@gradhub/worker';
@@ -12,8 +13,17 @@ export async function workerCommand(o: ParsedOptions, logger: Logger, signal: Ab
   if (!/^wss?:\/\//.test(url)) throw new GradhubError('E_USAGE', `--url must start with ws:// or wss://, got "${url}"`);
   const backend = o['backend'] as string;
   if (backend !== 'wasm' && backend !== 'ts') throw new GradhubError('E_USAGE', `--backend must be wasm or ts, got "${backend}"`);
+  const caFile = o['ca'] as string | undefined;
+  let ca: Buffer | undefined;
+  if (caFile) {
+    try {
+      ca = fs.readFileSync(caFile);
+    } catch (e) {
+      throw new GradhubError('E_USAGE', `cannot read --ca ${caFile}: ${(e as Error).message}`);
+    }
+  }
   const handle = startNodeWorker({
-    url, token, logger, backend, graceMs: o['grace-ms'] as number, slowdownMs: o['slowdown-ms'] as number,
+    url, token, logger, backend, graceMs: o['grace-ms'] as number, slowdownMs: o['slowdown-ms'] as number, ca,
   });
   signal.addEventListener('abort', () => handle.stop(), { once: true });
   await handle.done;

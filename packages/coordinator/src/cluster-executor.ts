@@ -33,7 +33,7 @@ import {
   CIFAR_PIXELS, ErrorCode, GradhubError, chunkCount, modelSpec, nodeSamples,
   type ModelSpec, type TreeNode,
 } from '@gradhub/core';
-import type { Executor, StepInput, StepSums } from './executor.js';
+import type { Executor, StepInput, StepSums, StepTiming } from './executor.js';
 import { Membership, type ClusterStatusSink, type WorkerConn } from './membership.js';
 import { encode, encodeParams, frameLimits, type BodyOf, type ParamsFrame } from './protocol.js';
 import { Reducer, type ReducerStats, type RequestSpec, type ResultIn, type Verdict } from './reducer.js';
@@ -48,6 +48,8 @@ export interface ClusterExecutorOptions {
   /** Largest batch `run` will be given. */
   readonly maxBatch: number;
   readonly logger: Logger;
+  // Note: `run` inputs must not decrease `version` (a resume from a checkpoint starts a new
+  // coordinator incarnation: a new membership and executor). Equal versions mean equal parameters.
   /** Bytes of waiting gradients before reading in tree order. Default 512 MiB (at least 2 gradients). */
   readonly memoryBudgetBytes?: number;
   /** Also give a node outstanding this long (ms) to an idle worker; null: never. Default 30000. */
@@ -96,6 +98,11 @@ interface Active {
   readonly resolve: (s: StepSums) => void;
   readonly reject: (e: Error) => void;
   settled: boolean;
+  /** Timing (StepTiming): when the first wave of sends was written, compute reported per worker, reducer time. */
+  broadcastMs: number | null;
+  readonly computeMs: Map<number, number>;
+  reduceMs: number;
+  lastResultAt: number;
 }
 
 const nodeKey = (n: TreeNode): string => `${n.lo}:${n.hi}`;
@@ -175,15 +182,27 @@ class ClusterExecutorImpl implements ClusterExecutor {
     return new Promise<StepSums>((resolve, reject) => {
       const a: Active = {
         spec, input, nChunks, log, startedAt: Date.now(), load: new Map(), givenAt: new Map(), resolve, reject, settled: false,
+        broadcastMs: null, computeMs: new Map(), reduceMs: 0, lastResultAt: 0,
       };
       this.active = a;
       const workers = this.membership.workers();
       const plan = assignChunks(nChunks, workers.map((w) => ({ id: w.id, speed: this.speeds.get(w.id), maxSamples: w.capabilities.maxBatch })), { batch: input.batch, chunk: this.chunk });
       log.debug({ mode: input.mode, batch: input.batch, nChunks, plan: plan.map((p) => ({ worker: p.workerId, lo: p.lo, hi: p.hi, nodes: p.nodes.length })) }, 'request out');
       const byId = new Map(workers.map((w) => [w.id, w]));
+      const sends: Promise<unknown>[] = [];
       for (const p of plan) {
         for (const n of p.nodes) this.reducer.give(n, p.workerId);
-        this.dispatch(byId.get(p.workerId)!, p.nodes);
+        sends.push(this.dispatch(byId.get(p.workerId)!, p.nodes));
+      }
+      void Promise.all(sends).then(() => {
+        a.broadcastMs ??= Date.now() - a.startedAt;
+      });
+      if (plan.length === 0) {
+        // Every worker left meanwhile: the whole batch waits for the next one to join (onJoined).
+        const root = { lo: 0, hi: nChunks };
+        this.reducer.give(root, -1);
+        this.reducer.revoke(root, -1);
+        log.warn('no worker left: the batch waits for one to join');
       }
       if (this.speculateAfterMs !== null) {
         const every = Math.max(20, Math.min(1000, Math.floor(this.speculateAfterMs / 2)));
@@ -202,16 +221,22 @@ class ClusterExecutorImpl implements ClusterExecutor {
     if (input.pixels.length < input.batch * CIFAR_PIXELS || input.labels.length < input.batch) bad(`batch of ${input.batch} needs ${input.batch * CIFAR_PIXELS} pixel bytes and ${input.batch} labels`);
     if (input.params.length !== this.spec.paramCount) bad(`params hold ${input.params.length} floats, the model ${this.spec.paramCount}`);
     if (!Number.isInteger(input.version) || input.version < 0 || input.version > 0xffffffff) bad(`version ${input.version}`);
+    // Workers refuse older parameters from the same coordinator incarnation (a resume is a new one).
+    if (this.paramsFrame && input.version < this.paramsFrame.version) bad(`version ${input.version} after ${this.paramsFrame.version}: versions never go back within one executor`);
     if (!Number.isInteger(input.step) || input.step < 0 || input.step > 0xffffffff) bad(`step ${input.step}`);
   }
 
-  /** Send `w` the parameters if it lacks them, then one Work frame with `nodes`. */
-  private dispatch(w: WorkerConn, nodes: readonly TreeNode[]): void {
+  /**
+   * Send `w` the parameters if it lacks them, then one Work frame with `nodes`. Resolves when the
+   * socket has taken both (ws send callbacks).
+   */
+  private dispatch(w: WorkerConn, nodes: readonly TreeNode[]): Promise<unknown> {
     const a = this.active;
-    if (!a || nodes.length === 0) return;
+    if (!a || nodes.length === 0) return Promise.resolve();
     const { input, spec } = a;
+    let paramsSent: Promise<boolean> | null = null;
     if (w.paramsVersion !== spec.version) {
-      void w.send(this.paramsFrame!.frame);
+      paramsSent = w.send(this.paramsFrame!.frame);
       w.paramsVersion = spec.version;
     }
     const sorted = [...nodes].sort((x, y) => x.lo - y.lo);
@@ -258,8 +283,9 @@ class ClusterExecutorImpl implements ClusterExecutor {
       },
     });
     w.logger.debug({ step: spec.step, seq: spec.seq, nodes: sorted.map((n) => `[${n.lo},${n.hi})`), samples: total }, 'work sent');
-    void w.send(frame);
+    const workSent = w.send(frame);
     this.report(w);
+    return paramsSent ? Promise.all([paramsSent, workSent]) : workSent;
   }
 
   /** Update the worker's row in the status sink. */
@@ -299,7 +325,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const byId = new Map(workers.map((w) => [w.id, w]));
     for (const [id, nodes] of batches) {
       a.log.info({ workerId: id, nodes: nodes.map((n) => `[${n.lo},${n.hi})`) }, 'nodes reassigned');
-      this.dispatch(byId.get(id)!, nodes);
+      void this.dispatch(byId.get(id)!, nodes);
     }
   }
 
@@ -347,8 +373,14 @@ class ClusterExecutorImpl implements ClusterExecutor {
       denomSum: m.denomSum ?? 0,
       correct: m.correct ?? 0,
     };
+    const t0 = performance.now();
     const v = this.reducer.accept(w.id, r);
     const a = this.active;
+    if (a) {
+      a.reduceMs += performance.now() - t0;
+      a.lastResultAt = Date.now();
+      if (v.kind === 'accepted') a.computeMs.set(w.id, (a.computeMs.get(w.id) ?? 0) + (m.computeMs ?? 0));
+    }
     // Whatever the verdict, this worker no longer computes that node.
     if (a && r.node && r.seq === a.spec.seq) {
       const load = a.load.get(w.id);
@@ -437,7 +469,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
       this.counters.speculated++;
       a.log.info({ workerId: w.id, node: `[${n.lo},${n.hi})`, owner: this.reducer.ownersOf(n)[0] }, 'slow node: computing a copy on an idle worker');
       this.reducer.give(n, w.id);
-      this.dispatch(w, [n]);
+      void this.dispatch(w, [n]);
     }
   }
 
@@ -455,7 +487,11 @@ class ClusterExecutorImpl implements ClusterExecutor {
     this.settle();
     this.counters.requests++;
     a.log.debug({ ms: Date.now() - a.startedAt, workers: a.load.size }, 'request done');
-    a.resolve({ grad: a.spec.mode === 'train' ? sums.grad : null, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct });
+    const total = a.lastResultAt - a.startedAt;
+    const broadcastMs = a.broadcastMs ?? total;
+    const computeMs = Math.max(0, ...a.computeMs.values());
+    const timing: StepTiming = { broadcastMs, computeMs, uploadMs: Math.max(0, total - broadcastMs - computeMs), reduceMs: a.reduceMs };
+    a.resolve({ grad: a.spec.mode === 'train' ? sums.grad : null, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, timing });
   }
 
   private fail(err: Error): void {
@@ -516,6 +552,8 @@ export interface ClusterOptions {
   readonly speculateAfterMs?: number | null;
   /** Optional: where the workers table and counters go (RunStatus fits). */
   readonly status?: ClusterStatusSink;
+  /** Serve https/wss (see ServerOptions.tls). */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
 }
 
 export interface Cluster {
@@ -538,14 +576,15 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     heartbeatIntervalMs: opts.heartbeatIntervalMs, heartbeatTimeoutMs: opts.heartbeatTimeoutMs,
     helloTimeoutMs: opts.helloTimeoutMs, maxWorkers: opts.maxWorkers, status: opts.status,
   });
-  const executor = createClusterExecutor({
-    membership, spec, chunk: opts.chunk, maxBatch: opts.maxBatch, logger: opts.logger,
-    memoryBudgetBytes: opts.memoryBudgetBytes, speculateAfterMs: opts.speculateAfterMs, status: opts.status,
-  });
+  let executor: ClusterExecutor;
   let server: GradhubServer;
   try {
+    executor = createClusterExecutor({
+      membership, spec, chunk: opts.chunk, maxBatch: opts.maxBatch, logger: opts.logger,
+      memoryBudgetBytes: opts.memoryBudgetBytes, speculateAfterMs: opts.speculateAfterMs, status: opts.status,
+    });
     // ws's hard cap is twice the protocol limit: frames in between get a clear OVERSIZE_FRAME error.
-    server = await startServer({ host: opts.host, port: opts.port, token: opts.token, maxPayloadBytes: 2 * limits.fromWorker, logger: opts.logger });
+    server = await startServer({ host: opts.host, port: opts.port, token: opts.token, maxPayloadBytes: 2 * limits.fromWorker, logger: opts.logger, tls: opts.tls });
   } catch (err) {
     await membership.close();
     throw err;

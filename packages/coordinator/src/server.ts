@@ -16,6 +16,7 @@
  *   is closed.
  */
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -36,6 +37,12 @@ export interface ServerOptions {
   /** Most simultaneous WebSocket connections; further upgrades get 503. Default 1024. */
   readonly maxConnections?: number;
   readonly logger: Logger;
+  /**
+   * Serve https:// and wss:// on the same port instead of plain http/ws (PEM certificate chain and
+   * private key). Browsers grant SharedArrayBuffer and crypto.subtle to secure contexts only, so
+   * volunteers on other machines need this.
+   */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
 }
 
 /** Handles one HTTP request; resolves or returns true when it answered. */
@@ -48,7 +55,7 @@ export interface GradhubServer {
   readonly wss: WebSocketServer;
   /** The port actually listened on. */
   readonly port: number;
-  /** ws://HOST:PORT of the server, no path (upgrades are taken on `wsPaths`); 127.0.0.1 when listening on every interface. */
+  /** ws://HOST:PORT (wss:// with TLS) of the server, no path (upgrades are taken on `wsPaths`); 127.0.0.1 when listening on every interface. */
   readonly url: string;
   /** Set the handler of accepted WebSocket connections (one handler; membership's `attach`). */
   onConnection(handler: (ws: WebSocket, req: http.IncomingMessage) => void): void;
@@ -78,9 +85,11 @@ export function requestToken(req: http.IncomingMessage): string | null {
   return url.searchParams.get('token');
 }
 
+/** Answer an upgrade with an HTTP error and destroy the socket once the answer is written. */
 function refuse(socket: Duplex, status: number, text: string): void {
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
-  socket.destroy();
+  const extra = status === 401 ? 'WWW-Authenticate: Bearer\r\n' : '';
+  socket.once('finish', () => socket.destroy());
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\n${extra}Content-Type: text/plain\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
 }
 
 /** Create the server and listen. Rejects with GradhubError E_LISTEN when the port cannot be bound. */
@@ -103,13 +112,19 @@ export async function startServer(opts: ServerOptions): Promise<GradhubServer> {
 
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: opts.maxPayloadBytes, clientTracking: true });
 
-  const server = http.createServer((req, res) => {
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     void handleRequest(req, res).catch((err: unknown) => {
       log.error({ err, url: req.url?.split('?')[0] }, 'HTTP handler failed');
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end('internal error\n');
     });
-  });
+  };
+  let server: http.Server;
+  try {
+    server = opts.tls ? https.createServer({ cert: opts.tls.cert, key: opts.tls.key }, onRequest) : http.createServer(onRequest);
+  } catch (err) {
+    throw new GradhubError(ErrorCode.E_USAGE, `cannot use the TLS certificate/key: ${(err as Error).message} (pass PEM files with --tls-cert and --tls-key)`);
+  }
 
   async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
@@ -161,7 +176,7 @@ export async function startServer(opts: ServerOptions): Promise<GradhubServer> {
   const addr = server.address();
   const boundPort = typeof addr === 'object' && addr !== null ? addr.port : port;
   const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-  const url = `ws://${urlHost}:${boundPort}`;
+  const url = `${opts.tls ? 'wss' : 'ws'}://${urlHost}:${boundPort}`;
   log.info({ host, port: boundPort }, 'coordinator listening');
 
   let closing: Promise<void> | null = null;

@@ -46,6 +46,8 @@ export interface NodeWorkerOptions {
   readonly name?: string;
   /** Largest message accepted from the coordinator, bytes (ws maxPayload). Default 1 GiB. */
   readonly maxPayloadBytes?: number;
+  /** Extra certificate authorities to trust for wss:// (PEM), e.g. a coordinator's self-signed certificate. */
+  readonly ca?: string | Buffer;
   /** Observe the client's events (tests, CLI progress). */
   readonly onEvent?: (e: ClientEvent) => void;
 }
@@ -131,6 +133,7 @@ export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
         generateMask: (mask: Buffer) => mask.fill(0),
         maxPayload: opts.maxPayloadBytes ?? 1024 * 1024 * 1024,
         handshakeTimeout: 10000,
+        ...(opts.ca ? { ca: opts.ca } : {}),
       });
       current = { ws, client: null };
       ws.on('unexpected-response', (_req, res) => {
