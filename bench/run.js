@@ -40,8 +40,22 @@ if (want('train-step')) {
   } catch (e) {
     console.log(`(browser rows unavailable: ${e.message})`);
   }
+  const { benchPytorchStep } = await import('./pytorch.js');
+  const ratios = [];
+  for (const batch of [64, 256]) {
+    const t = benchPytorchStep({ batch, threads: 1, reps: quick ? 2 : 5 });
+    if (!t) {
+      console.log('(PyTorch not present: apt-get install python3-torch libopenblas0-pthread to compare in the same run)');
+      break;
+    }
+    rows.push({ model: '3072,2048,2048,10', batch, backend: 'pytorch (1 thread)', 'samples/s': t.samples_per_s, 'GFLOP/s': t.gflops, 'step ms': t.step_ms });
+    const ours = rows.find((r) => r.batch === batch && r.backend === 'wasm');
+    if (ours) ratios.push({ batch, 'gradhub/pytorch': ours['samples/s'] / t.samples_per_s });
+  }
   results.benches['train-step'] = rows;
+  if (ratios.length) results.benches['train-step-ratio'] = ratios;
   table('Single-thread train step (forward + loss + backward + SGD; FLOPs = 6 x params x batch)', rows);
+  if (ratios.length) table('Ratio to PyTorch 1-thread (same run)', ratios);
 }
 
 if (want('kernels')) {
