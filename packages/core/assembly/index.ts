@@ -17,32 +17,35 @@
  * are row-major float32. The host reserves a scratch region and hands it to `init` once; the
  * kernels never write outside their outputs and that scratch.
  *
- * Organisation (tile 4 x 8, see micro.ts):
- * - forward, y (N, OUT) = x (N, IN) . w^T + b: tile = 4 outputs (rows of w, splatted, read in place)
- *   x 8 samples (x block packed transposed, 8 samples a k). Blocks: KC inputs x up to 256 samples.
- * - backward-input, dx (N, IN) = dy (N, OUT) . w: tile = 4 samples (rows of dy, splatted, in place)
- *   x 8 inputs (w block of KC outputs x up to 256 inputs, packed 8 inputs a k).
- * - weight gradient, dw (OUT, IN) = dy^T . x along the chunk tree: tile = 4 outputs (dy block
- *   transposed) x 8 inputs (x block packed 8 inputs a sample); each tile walks all N samples chunk by
- *   chunk and combines the chunk partials on a small stack of tiles (below).
+ * Organisation (see micro.ts for the 2 x 16 register tile; every loop below is per tile):
+ * - forward, y (N, OUT) = x (N, IN) . w^T + b: tile = 2 outputs (rows of w, splatted, read in
+ *   place) x 16 samples (x packed transposed once per call: panels of 16 samples, 64 bytes a k);
+ *   a tile runs all of IN in one pass.
+ * - backward-input, dx (N, IN) = dy (N, OUT) . w: tile = 2 samples (rows of dy, splatted, in place)
+ *   x 16 inputs (w block of OUT x 128 inputs packed in panels of 16 inputs); a tile runs all of
+ *   OUT in one pass.
+ * - weight gradient, dw (OUT, IN) = dy^T . x along the chunk tree: tile = 2 outputs (dy block
+ *   packed as pairs) x 16 inputs (x block packed in panels of 16 inputs); each tile walks all N
+ *   samples chunk by chunk and combines the chunk partials on a small stack of tiles (below).
+ * A ragged edge (an odd row, fewer than 16 columns) runs the same tile on zero-padded panels (or a
+ * repeated row) and stores only the elements that exist.
  */
 import { tile2x16, treeTile2x16 } from './micro';
 import { packRowsT16, packCols16, packPairs } from './pack';
 
-/** k block of the forward (input features) and backward-input (outputs) passes. */
-const KC: i32 = 256;
-/** Target size of one packed block, in floats (256 KiB: it stays in L2 next to the A block). */
+/** The smallest packing buffer, in floats: one panel of 256 k x 16. */
+const MIN_PACK: i32 = 256 * 16;
+/** Weight gradient: target size of each packed block, in floats (256 KiB: both stay in L2). */
 const BLOCK_FLOATS: i32 = 65536;
-/** Forward: rows of w per L2 block (128 rows x KC floats = 128 KiB). */
+/** Forward: output pairs per sample panel pass (a block of 128 rows of w). */
 const MC_F: i32 = 128;
-/** Backward-input: inputs per block (the packed w block is KC x NB_I = 128 KiB). */
+/** Backward-input: inputs per block (the packed w block is OUT x NB_I: 1 MiB for OUT = 2048). */
 const NB_I: i32 = 128;
 /** Tree stack entries: the stack holds popcount(chunks so far) <= 31 entries. */
 const STACK_DEPTH: i32 = 32;
-/** Fixed part of the scratch region, in floats: zero row, tile, tile stack, vector stack. */
-const FIXED_FLOATS: i32 = KC + 32 + STACK_DEPTH * 32 + STACK_DEPTH * 4;
+/** Fixed part of the scratch region, in floats: tile, tile stack, vector stack (1,184). */
+const FIXED_FLOATS: i32 = 32 + STACK_DEPTH * 32 + STACK_DEPTH * 4;
 
-let zeroRow: usize = 0; // KC floats of +0 (never written): the A row of a tile's padding row
 let tileBuf: usize = 0; // 32 floats: one 2 x 16 tile, layout [r][16]
 let stackBuf: usize = 0; // STACK_DEPTH tiles of 32 floats: the weight-gradient tree stack
 let stackVec: usize = 0; // STACK_DEPTH x 4 floats: the bias-gradient tree stack
@@ -53,19 +56,17 @@ let packFloats: i32 = 0;
 /**
  * Lay the scratch region out: `scratch` (16-byte aligned) holds `scratchFloats` floats. Returns the
  * size of each of the two packing buffers in floats (the weight gradient needs 16 * N of them), or
- * 0 when the region is too small (it must hold FIXED_FLOATS + 2 * KC * 16 floats).
+ * 0 when the region is too small (it must hold FIXED_FLOATS + 2 * MIN_PACK floats).
  */
 export function init(scratch: usize, scratchFloats: i32): i32 {
   const pack = ((scratchFloats - FIXED_FLOATS) >> 1) & ~3;
-  if (pack < KC * 16) return 0;
-  zeroRow = scratch;
-  tileBuf = zeroRow + (<usize>KC << 2);
+  if (pack < MIN_PACK) return 0;
+  tileBuf = scratch;
   stackBuf = tileBuf + 128;
   stackVec = stackBuf + (<usize>STACK_DEPTH << 7);
   packA = stackVec + (<usize>STACK_DEPTH << 4);
   packB = packA + (<usize>pack << 2);
   packFloats = pack;
-  memory.fill(scratch, 0, <usize>FIXED_FLOATS << 2);
   return pack;
 }
 
@@ -187,39 +188,37 @@ function storeTileT(m: usize, ld: i32, rows: i32, cols: i32, bias: usize, relu: 
 // Forward: y (N, OUT) = x (N, IN) . w^T + b, then ReLU when relu != 0.
 //
 // Tile: 2 outputs (A = rows of w, in place) x 16 samples (B = x packed transposed, panels of 16
-// samples). x is packed once for a block of samples and all of IN (when the packing buffer holds
-// it; else IN is cut into super-blocks). Then: block of MC_F rows of w > k block (KC inputs) >
-// panel of 16 samples > pair of outputs. The y block of MC_F outputs x the sample block stays in
-// L2 while the k blocks go by; the w block (MC_F x KC) stays in L2 across the sample panels, and
-// each panel's slice (KC x 16) in L1 across the output pairs. w is read from memory once.
+// samples, 64 bytes an input). x is packed once per call for a block of samples and a block of
+// inputs that is all of IN unless the packing buffer is smaller than 16 x IN floats. Each tile then
+// runs the whole input block in one pass (no k blocking: measured faster than blocks of 256-1024
+// inputs, since a tile's partial sums never leave the registers): block of MC_F rows of w >
+// panel of 16 samples (its k x 16 slice stays in L2) > pair of outputs (2 rows of w, streamed).
+// Only when IN is cut into blocks do partial sums go through y between them.
 
 export function linearForward(x: usize, w: usize, b: usize, y: usize, n: i32, inF: i32, outF: i32, relu: i32): void {
-  const superK = min<i32>(inF, packFloats >> 4); // inputs a packed block (all of IN, normally)
+  const kMax = min<i32>(inF, packFloats >> 4); // inputs a block (all of IN, normally)
   const wb = <usize>inF << 2;
-  for (let ks = 0; ks < inF; ks += superK) {
-    const kl = min<i32>(superK, inF - ks);
-    const nbMax = max<i32>(16, (packFloats / kl) & ~15); // samples a packed block
+  for (let k0 = 0; k0 < inF; k0 += kMax) {
+    const kc = min<i32>(kMax, inF - k0);
+    const first = k0 == 0;
+    const last = k0 + kc == inF;
+    const nbMax = max<i32>(16, (packFloats / kc) & ~15); // samples a packed block
     for (let s0 = 0; s0 < n; s0 += nbMax) {
       const nb = min<i32>(nbMax, n - s0);
-      packRowsT16(x + ((<usize>s0 * <usize>inF + <usize>ks) << 2), inF, nb, kl, packB);
+      packRowsT16(x + ((<usize>s0 * <usize>inF + <usize>k0) << 2), inF, nb, kc, packB);
       for (let ob = 0; ob < outF; ob += MC_F) {
         const oe = min<i32>(ob + MC_F, outF);
-        for (let k0 = ks; k0 < ks + kl; k0 += KC) {
-          const kc = min<i32>(KC, ks + kl - k0);
-          const first = k0 == 0;
-          const last = k0 + kc == inF;
-          for (let c0 = 0; c0 < nb; c0 += 16) {
-            const cols = min<i32>(16, nb - c0);
-            const bp = packB + ((<usize>c0 * <usize>kl + <usize>((k0 - ks) << 4)) << 2);
-            for (let o0 = ob; o0 < oe; o0 += 2) {
-              const rows = min<i32>(2, outF - o0);
-              const a0 = w + ((<usize>o0 * <usize>inF + <usize>k0) << 2);
-              const a1 = rows > 1 ? a0 + wb : zeroRow;
-              const yt = y + ((<usize>(s0 + c0) * <usize>outF + <usize>o0) << 2);
-              if (!first) loadTileT(yt, outF, rows, cols);
-              tile2x16(a0, a1, bp, kc, tileBuf, 64, first);
-              storeTileT(yt, outF, rows, cols, last ? b + (<usize>o0 << 2) : 0, relu != 0);
-            }
+        for (let c0 = 0; c0 < nb; c0 += 16) {
+          const cols = min<i32>(16, nb - c0);
+          const bp = packB + ((<usize>c0 * <usize>kc) << 2);
+          for (let o0 = ob; o0 < oe; o0 += 2) {
+            const rows = min<i32>(2, outF - o0);
+            const a0 = w + ((<usize>o0 * <usize>inF + <usize>k0) << 2);
+            const a1 = rows > 1 ? a0 + wb : a0; // a padding row repeats row 0: computed, never stored
+            const yt = y + ((<usize>(s0 + c0) * <usize>outF + <usize>o0) << 2);
+            if (!first) loadTileT(yt, outF, rows, cols);
+            tile2x16(a0, a1, bp, kc, tileBuf, 64, first);
+            storeTileT(yt, outF, rows, cols, last ? b + (<usize>o0 << 2) : 0, relu != 0);
           }
         }
       }
@@ -231,17 +230,21 @@ export function linearForward(x: usize, w: usize, b: usize, y: usize, n: i32, in
 // Backward-input: dx (N, IN) = dy (N, OUT) . w (OUT, IN), then dx = h > 0 ? dx : 0 when mask != 0.
 //
 // Tile: 2 samples (A = rows of dy, in place) x 16 inputs (B = w block packed in panels of 16
-// inputs). Loops: block of NB_I inputs > k block (KC outputs: the w block KC x NB_I is packed,
-// reading w row by row) > panel of 16 inputs (KC x 16, L1) > pair of samples. The dx block
-// (N x NB_I) holds the partial sums in L2 while the k blocks go by; every w element is read once.
+// inputs, 64 bytes an output). Loops: block of NB_I inputs (the w block OUT x NB_I is packed,
+// reading w row by row; every w element is read once) > panel of 16 inputs (its OUT x 16 slice
+// stays in L2) > pair of samples, each tile running all of OUT in one pass. OUT is cut into k
+// blocks only when the packing buffer is smaller than 16 x OUT floats; the partial sums then go
+// through dx between blocks.
 
 export function linearBackwardInput(dy: usize, w: usize, dx: usize, n: i32, inF: i32, outF: i32, mask: usize): void {
+  const kMax = min<i32>(outF, packFloats >> 4); // outputs a k block (all of OUT, normally)
+  const nbMax = min<i32>(NB_I, (packFloats / kMax) & ~15); // inputs a block: kMax x nbMax fits the buffer
   const dyb = <usize>outF << 2;
   const dxb = <usize>inF << 2;
-  for (let i0 = 0; i0 < inF; i0 += NB_I) {
-    const nb = min<i32>(NB_I, inF - i0);
-    for (let o0 = 0; o0 < outF; o0 += KC) {
-      const kc = min<i32>(KC, outF - o0);
+  for (let i0 = 0; i0 < inF; i0 += nbMax) {
+    const nb = min<i32>(nbMax, inF - i0);
+    for (let o0 = 0; o0 < outF; o0 += kMax) {
+      const kc = min<i32>(kMax, outF - o0);
       const first = o0 == 0;
       const last = o0 + kc == outF;
       packCols16(w + ((<usize>o0 * <usize>inF + <usize>i0) << 2), inF, kc, nb, packB);
@@ -251,7 +254,7 @@ export function linearBackwardInput(dy: usize, w: usize, dx: usize, n: i32, inF:
         for (let s0 = 0; s0 < n; s0 += 2) {
           const rows = min<i32>(2, n - s0);
           const a0 = dy + ((<usize>s0 * <usize>outF + <usize>o0) << 2);
-          const a1 = rows > 1 ? a0 + dyb : zeroRow;
+          const a1 = rows > 1 ? a0 + dyb : a0; // a padding row: computed, never stored
           const off = (<usize>s0 * <usize>inF + <usize>(i0 + c0)) << 2;
           const h = last && mask != 0 ? mask + off : 0;
           const full2 = rows == 2 && cols == 16;
@@ -280,10 +283,10 @@ export function linearBackwardInput(dy: usize, w: usize, dx: usize, n: i32, inF:
 // That is exactly S(0, chunks) with mid = lo + largest power of two < hi - lo (tree.ts).
 //
 // Tile: 2 outputs (A = dy block packed as pairs of outputs, 8 bytes a sample) x 16 inputs (B = x
-// block packed in panels of 16 inputs, 64 bytes a sample). Each tile walks all N samples, chunk by chunk, and
-// combines the chunk partials on a stack of tiles: nothing of the size of dw is ever materialised
-// per chunk. Loops: output block (dy^T, L2) > input block (packed) > panel of 16 inputs (L1) >
-// pair of outputs.
+// block packed in panels of 16 inputs, 64 bytes a sample). Each tile walks all N samples, chunk by
+// chunk, and combines the chunk partials on a stack of tiles in scratch (micro.ts: treeTile2x16):
+// nothing of the size of dw is ever materialised per chunk. Loops: output block (dy pairs, L2) >
+// input block (x, packed) > panel of 16 inputs (N x 16, L1) > pair of outputs.
 
 /** db (OUT) = tree sum over samples of dy (N, OUT); vectorised over 4 outputs, scalar tail. */
 function biasGrad(dy: usize, n: i32, outF: i32, chunk: i32, db: usize): void {
@@ -367,12 +370,9 @@ export function linearBackwardWeight(dy: usize, x: usize, dw: usize, db: usize, 
           const rows = min<i32>(2, m - r0);
           const ap = packA + <usize>(r0 >> 1) * pairBytes;
           const dst = dw + ((<usize>(o0 + r0) * <usize>inF + <usize>(i0 + c0)) << 2);
-          if (rows == 2 && cols == 16) {
-            treeTile2x16(ap, bp, n, chunk, stackBuf, dst, dwb);
-          } else {
-            treeTile2x16(ap, bp, n, chunk, stackBuf, tileBuf, 64);
-            storeTileEdge(dst, 0, inF, rows, cols);
-          }
+          const full = rows == 2 && cols == 16;
+          treeTile2x16(ap, bp, n, chunk, stackBuf, full ? dst : tileBuf, full ? dwb : 64);
+          if (!full) storeTileEdge(dst, 0, inF, rows, cols);
         }
       }
     }

@@ -11,10 +11,12 @@
  * usable xmm registers with no spill, and the loop body is 6 loads + 16 arithmetic ops + a few
  * integer ops, which runs at the machine's f32x4 mul + add throughput (measured 47 GFLOP/s on an
  * L1-resident panel). The k loop is deliberately not unrolled: V8's scheduler hoists the loads of
- * an unrolled body and then spills the accumulators.
+ * an unrolled body and then spills the accumulators. The tiles are inlined into the kernels' loop
+ * nests (@inline): a wasm call costs V8 a frame and the spill of every live value, about 10% here.
  *
- * A rows are addressed by 2 row pointers advancing 4 bytes per k (a row of a row-major matrix in
- * place, or of a packed transpose). B is a packed panel of 16 floats per k (64 bytes per k).
+ * A is read in place through 2 row pointers advancing 4 bytes per k (rows of w in the forward
+ * pass, rows of dy in backward-input) or, in the weight gradient, from pairs packed 8 bytes a
+ * sample. B is always a packed panel of 16 floats per k (64 bytes per k, contiguous).
  */
 
 /** acc + a * b, rounded after the multiply and after the add. */
@@ -27,7 +29,7 @@
  * a0, a1: A rows (4 bytes a k); bp: packed B panel (64 bytes a k); c: the tile, row r at
  * c + r * ldc (bytes), 16 contiguous floats; starts from +0 when `zero`, else from c's values.
  */
-export function tile2x16(a0: usize, a1: usize, bp: usize, kc: i32, c: usize, ldc: usize, zero: bool): void {
+@inline export function tile2x16(a0: usize, a1: usize, bp: usize, kc: i32, c: usize, ldc: usize, zero: bool): void {
   let c00: v128, c01: v128, c02: v128, c03: v128, c10: v128, c11: v128, c12: v128, c13: v128;
   const c1 = c + ldc;
   if (zero) {
@@ -63,7 +65,7 @@ export function tile2x16(a0: usize, a1: usize, bp: usize, kc: i32, c: usize, ldc
  * At the end the stack is folded right to left (s[0] + (s[1] + ...)) into dst (row r at
  * dst + r * ldb bytes). See index.ts for why that is the tree order of tree.ts.
  */
-export function treeTile2x16(ap: usize, bp: usize, n: i32, chunk: i32, stack: usize, dst: usize, ldb: usize): void {
+@inline export function treeTile2x16(ap: usize, bp: usize, n: i32, chunk: i32, stack: usize, dst: usize, ldb: usize): void {
   let depth = 0;
   let c = 0;
   for (let s0 = 0; s0 < n; s0 += chunk) {

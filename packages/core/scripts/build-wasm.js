@@ -4,12 +4,13 @@
  * -> packages/core/src/kernels/wasm-bytes.ts (generated, gitignored), which embeds the module as
  * base64 so that Node and a browser bundle load the same bytes with no I/O at run time.
  *
- * Features: SIMD on, relaxed SIMD off (AssemblyScript's default, and checked below: the module
- * must not contain any relaxed or fused multiply-add instruction, DESIGN invariant 3). The module
- * imports its memory (env.memory) and nothing else.
+ * Features: SIMD on, relaxed SIMD off (--disable relaxed-simd, and checked below: the module
+ * must not contain any relaxed instruction, e.g. a fused multiply-add; DESIGN invariant 3). The
+ * module imports its memory (env.memory) and nothing else; the build is reproducible (same bytes).
  *
- * Usage: node scripts/build-wasm.js [--wat FILE]   (from packages/core; `npm run build:wasm`)
- *   --wat FILE   also write the text format, to read what the kernels compile to.
+ * Usage: node scripts/build-wasm.js [--wat FILE] [--names]   (`npm run build:wasm`)
+ *   --wat FILE   also write the text format, to read what the kernels compile to;
+ *   --names      keep function names in the module (for `node --print-wasm-code`); off by default.
  */
 import asc from 'assemblyscript/asc';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -20,17 +21,20 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const entry = join(root, 'assembly', 'index.ts');
 const outTs = join(root, 'src', 'kernels', 'wasm-bytes.ts');
 
-/** Instructions that must never appear: relaxed SIMD (implementation-defined results, e.g. f32x4.relaxed_madd, a fused multiply-add). Plain WebAssembly has no FMA. */
+/**
+ * Instructions that must never appear: relaxed SIMD (implementation-defined results, e.g.
+ * f32x4.relaxed_madd, which may or may not fuse). Plain WebAssembly has no FMA at all.
+ */
 const FORBIDDEN = /\.relaxed_/;
 
-async function compile() {
+async function compile(debugNames) {
   const outputs = new Map();
   const stderr = asc.createMemoryStream();
   const { error } = await asc.main([
     entry,
     '--outFile', 'kernels.wasm',
     '--textFile', 'kernels.wat',
-    '--optimizeLevel', process.env.ASC_OPT ?? '3',
+    '--optimizeLevel', '3',
     '--shrinkLevel', '0',
     '--noAssert',
     '--runtime', 'stub',
@@ -38,8 +42,9 @@ async function compile() {
     '--noExportMemory',
     '--initialMemory', '1',
     '--enable', 'simd',
+    '--disable', 'relaxed-simd',
     '--use', 'abort=',
-    ...(process.env.ASC_EXTRA ? process.env.ASC_EXTRA.split(' ') : []),
+    ...(debugNames ? ['--debug'] : []),
   ], {
     stderr,
     writeFile: (name, contents) => { outputs.set(name, contents); },
@@ -65,7 +70,7 @@ function check(wasm, wat) {
 
 async function main() {
   const watIndex = process.argv.indexOf('--wat');
-  const { wasm, wat } = await compile();
+  const { wasm, wat } = await compile(process.argv.includes('--names'));
   check(wasm, wat);
   const b64 = Buffer.from(wasm).toString('base64');
   const text = [

@@ -7,7 +7,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createOracleBackend } from '../src/kernels/oracle.js';
 import type { Backend } from '../src/kernels/types.js';
-import { createWasmBackend, wasmSimdSupported } from '../src/kernels/wasm.js';
+import { MIN_SCRATCH_FLOATS, createWasmBackend, wasmSimdSupported } from '../src/kernels/wasm.js';
 import { chunkCount, treeFold, treeMid, treeSum32 } from '../src/tree.js';
 
 const f = Math.fround;
@@ -202,7 +202,7 @@ describe('oracle', () => {
 
   it('rejects bad shapes, short arrays and outputs that overlap inputs', () => {
     const a = new Float32Array(16);
-    expect(() => oracle.linearForward(a, a.subarray(0, 4), a, new Float32Array(4), 2, 2, 2, false)).toThrow(/overlaps/);
+    expect(() => oracle.linearForward(a, a, a, a.subarray(2, 6), 2, 2, 2, false)).toThrow(/output y overlaps x/);
     expect(() => oracle.linearForward(new Float32Array(3), a, a, new Float32Array(4), 2, 2, 2, false)).toThrow(/x has 3 floats/);
     expect(() => oracle.linearForward(a, a, a, a.subarray(8), 1.5, 2, 2, false)).toThrow(/n must be an integer/);
     expect(() => oracle.linearBackwardWeight(a, a, new Float32Array(4), new Float32Array(2), 2, 2, 2, 0)).toThrow(/chunk/);
@@ -253,7 +253,23 @@ describe('stack order = tree order', () => {
 
 interface Shape { n: number; inF: number; outF: number }
 
-/** Run the three kernels on both backends and compare every output bit for bit. */
+const GUARD = 8; // floats of sentinel on each side of an output (keeps 16-byte alignment)
+const SENTINEL = 12345.5;
+
+/** An output of `len` floats inside a larger allocation whose borders hold a sentinel; pre-filled with NaN. */
+function guardedOutput(backend: Backend, len: number): { out: Float32Array; untouched: () => boolean } {
+  const buf = backend.allocF32(len + 2 * GUARD);
+  buf.fill(SENTINEL);
+  const out = buf.subarray(GUARD, GUARD + len);
+  out.fill(Number.NaN); // outputs are overwritten, never read
+  const untouched = (): boolean => buf.subarray(0, GUARD).every((v) => v === SENTINEL) && buf.subarray(GUARD + len).every((v) => v === SENTINEL);
+  return { out, untouched };
+}
+
+/**
+ * Run the three kernels on both backends and compare every output bit for bit; check too that the
+ * wasm kernels write nothing outside their outputs and leave their inputs alone.
+ */
 function compareAll(wasm: Backend, shape: Shape, seed: number, chunks: readonly number[]): void {
   const { n, inF, outF } = shape;
   const rand = rng(seed);
@@ -272,27 +288,33 @@ function compareAll(wasm: Backend, shape: Shape, seed: number, chunks: readonly 
 
   for (const relu of [false, true]) {
     const y = new Float32Array(n * outF);
-    const Y = put(wasm, new Float32Array(n * outF).fill(Number.NaN));
+    const Y = guardedOutput(wasm, n * outF);
     oracle.linearForward(x, w, b, y, n, inF, outF, relu);
-    wasm.linearForward(X, W, B, Y, n, inF, outF, relu);
-    expectSameBits(Y, y, `forward ${tag} relu=${relu}`);
+    wasm.linearForward(X, W, B, Y.out, n, inF, outF, relu);
+    expectSameBits(Y.out, y, `forward ${tag} relu=${relu}`);
+    expect(Y.untouched(), `forward ${tag} wrote outside y`).toBe(true);
   }
   for (const masked of [false, true]) {
     const dx = new Float32Array(n * inF);
-    const DX = put(wasm, new Float32Array(n * inF).fill(Number.NaN));
+    const DX = guardedOutput(wasm, n * inF);
     oracle.linearBackwardInput(dy, w, dx, n, inF, outF, masked ? h : null);
-    wasm.linearBackwardInput(DY, W, DX, n, inF, outF, masked ? H : null);
-    expectSameBits(DX, dx, `backward-input ${tag} mask=${masked}`);
+    wasm.linearBackwardInput(DY, W, DX.out, n, inF, outF, masked ? H : null);
+    expectSameBits(DX.out, dx, `backward-input ${tag} mask=${masked}`);
+    expect(DX.untouched(), `backward-input ${tag} wrote outside dx`).toBe(true);
   }
   for (const chunk of chunks) {
     const dw = new Float32Array(outF * inF);
     const db = new Float32Array(outF);
-    const DW = put(wasm, new Float32Array(outF * inF).fill(Number.NaN));
-    const DB = put(wasm, new Float32Array(outF).fill(Number.NaN));
+    const DW = guardedOutput(wasm, outF * inF);
+    const DB = guardedOutput(wasm, outF);
     oracle.linearBackwardWeight(dy, x, dw, db, n, inF, outF, chunk);
-    wasm.linearBackwardWeight(DY, X, DW, DB, n, inF, outF, chunk);
-    expectSameBits(DW, dw, `weight gradient ${tag} chunk=${chunk}`);
-    expectSameBits(DB, db, `bias gradient ${tag} chunk=${chunk}`);
+    wasm.linearBackwardWeight(DY, X, DW.out, DB.out, n, inF, outF, chunk);
+    expectSameBits(DW.out, dw, `weight gradient ${tag} chunk=${chunk}`);
+    expectSameBits(DB.out, db, `bias gradient ${tag} chunk=${chunk}`);
+    expect(DW.untouched() && DB.untouched(), `weight gradient ${tag} wrote outside dw, db`).toBe(true);
+  }
+  for (const [name, copy, original] of [['x', X, x], ['w', W, w], ['b', B, b], ['dy', DY, dy], ['h', H, h]] as const) {
+    expectSameBits(copy, original, `input ${name} ${tag}`);
   }
 }
 
@@ -301,7 +323,7 @@ describe.runIf(wasmSimdSupported())('wasm backend = oracle, bit for bit', () => 
   let small: Backend; // minimal scratch: every kernel runs in many blocks
   beforeAll(async () => {
     wasm = await createWasmBackend({ capacityFloats: 1 << 22 });
-    small = await createWasmBackend({ capacityFloats: 1 << 21, scratchFloats: 9632 });
+    small = await createWasmBackend({ capacityFloats: 1 << 21, scratchFloats: MIN_SCRATCH_FLOATS });
   });
 
   it('tiny and ragged shapes (not multiples of 2, 4, 8, 16), chunks 1, 3, 16 and > n', () => {
@@ -312,7 +334,7 @@ describe.runIf(wasmSimdSupported())('wasm backend = oracle, bit for bit', () => 
     shapes.forEach((s, i) => compareAll(wasm, s, 100 + i, [1, 3, 16, 1000]));
   });
 
-  it('shapes across the block sizes (k blocks of 256, 128-row and 128-input blocks, sample blocks)', () => {
+  it('shapes across the block sizes (128-row and 128-input blocks, odd sizes past 256)', () => {
     const shapes: Shape[] = [
       { n: 34, inF: 257, outF: 131 },
       { n: 19, inF: 129, outF: 258 },
@@ -322,11 +344,12 @@ describe.runIf(wasmSimdSupported())('wasm backend = oracle, bit for bit', () => 
     shapes.forEach((s, i) => compareAll(wasm, s, 200 + i, [1, 16]));
   });
 
-  it('with minimal scratch (super-blocks of IN, sample blocks, many weight-gradient blocks)', () => {
+  it('with minimal scratch (k blocks of 256, sample blocks, many weight-gradient blocks)', () => {
     const shapes: Shape[] = [
       { n: 37, inF: 300, outF: 45 },
       { n: 200, inF: 40, outF: 70 },
       { n: 3, inF: 530, outF: 17 },
+      { n: 20, inF: 40, outF: 300 },
     ];
     shapes.forEach((s, i) => compareAll(small, s, 300 + i, [1, 5, 16]));
   });
@@ -336,6 +359,14 @@ describe.runIf(wasmSimdSupported())('wasm backend = oracle, bit for bit', () => 
     for (let t = 0; t < 24; t++) {
       const shape = { n: 1 + Math.floor(rand() * 40), inF: 1 + Math.floor(rand() * 70), outF: 1 + Math.floor(rand() * 70) };
       compareAll(wasm, shape, 400 + t, [1 + Math.floor(rand() * 20)]);
+    }
+  });
+
+  it('random shapes across the block sizes, minimal and default scratch', () => {
+    const rand = rng(6);
+    for (let t = 0; t < 8; t++) {
+      const shape = { n: 1 + Math.floor(rand() * 120), inF: 1 + Math.floor(rand() * 400), outF: 1 + Math.floor(rand() * 300) };
+      compareAll(t % 2 ? small : wasm, shape, 600 + t, [1 + Math.floor(rand() * 20)]);
     }
   });
 
@@ -373,7 +404,7 @@ describe.runIf(wasmSimdSupported())('wasm backend storage', () => {
     for (const v of [a, b, c]) expect(v.byteOffset % 16).toBe(0);
     expect(b.byteOffset - a.byteOffset).toBe(32); // 5 floats rounded up to 8
     expect(Array.from(a)).toEqual([0, 0, 0, 0, 0]);
-    wasm.allocF32(48);
+    wasm.allocF32(52); // 8 + 4 + 0 + 52 = 64
     expect(() => wasm.allocF32(1)).toThrow(RangeError);
     expect(() => wasm.allocF32(-1)).toThrow(RangeError);
   });
@@ -396,7 +427,7 @@ describe.runIf(wasmSimdSupported())('wasm backend storage', () => {
   });
 
   it('weight gradient: a batch larger than the scratch allows is a RangeError', async () => {
-    const wasm = await createWasmBackend({ capacityFloats: 4096, scratchFloats: 9632 }); // 256 samples at most
+    const wasm = await createWasmBackend({ capacityFloats: 4096, scratchFloats: MIN_SCRATCH_FLOATS }); // 256 samples at most
     const dy = wasm.allocF32(257);
     const x = wasm.allocF32(257);
     expect(() => wasm.linearBackwardWeight(dy, x, wasm.allocF32(1), wasm.allocF32(1), 257, 1, 1, 16)).toThrow(/scratch/);
@@ -405,6 +436,6 @@ describe.runIf(wasmSimdSupported())('wasm backend storage', () => {
 
   it('rejects bad options', async () => {
     await expect(createWasmBackend({ capacityFloats: -1 })).rejects.toThrow(RangeError);
-    await expect(createWasmBackend({ capacityFloats: 8, scratchFloats: 100 })).rejects.toThrow(RangeError);
+    await expect(createWasmBackend({ capacityFloats: 8, scratchFloats: MIN_SCRATCH_FLOATS - 1 })).rejects.toThrow(RangeError);
   });
 });

@@ -8,14 +8,18 @@
  * `allocF32` hands out never detach. Memory layout (bytes):
  *
  *   [0, 64)                      unused (address 0 means "no mask" / "no bias" to the kernels)
- *   [64, 64 + 4 * scratch)       kernel scratch: zero row, tile, tree stacks, two packing buffers
+ *   [64, 64 + 4 * scratch)       kernel scratch: a tile, the tree stacks, two packing buffers
  *   [heap, heap + 4 * capacity)  allocF32's arena, bump-allocated, 16-byte aligned, zeroed
  *
- * Scratch is reserved at creation, `scratchFloats` floats (default DEFAULT_SCRATCH_FLOATS, 1 MiB):
- * 1,440 floats of fixed buffers, the rest split in two packing buffers of P floats each. The forward
- * and backward-input passes work in blocks of at most P floats (256 inputs/outputs x up to 256
- * samples), so any shape runs; the weight gradient packs n x 8 floats per block at least, so it
- * needs n <= P / 8 (P = 130,352 by default: n up to 16,294 samples a call), else a RangeError.
+ * Scratch is reserved at creation and never grown: `scratchFloats` floats (default
+ * DEFAULT_SCRATCH_FLOATS = 2^21, 8 MiB; at least MIN_SCRATCH_FLOATS). 1,184 floats hold a tile and
+ * the tree stacks; the rest is split in two packing buffers of P floats each (P = 1,047,984 by
+ * default). Block sizes follow from P alone, so every shape runs:
+ * - forward: x is packed for a block of samples and all of IN, P / IN samples rounded down to 16
+ *   (336 for IN = 3072); a smaller P means more sample blocks, i.e. w is read more often;
+ * - backward-input: blocks of 256 outputs x min(128, P / 256) inputs;
+ * - weight gradient: blocks of n x 16 floats at least, so it needs n <= P / 16 (65,499 samples a
+ *   call by default; 256 at the minimum scratch), else a RangeError.
  *
  * The kernels accept only views of this backend's memory (allocF32's arrays and their subarrays)
  * and pass their byte offsets to the module as pointers: in place, no copies.
@@ -24,8 +28,10 @@ import { checkBackwardInputArgs, checkBackwardWeightArgs, checkForwardArgs } fro
 import type { Backend } from './types.js';
 import { KERNEL_WASM_BASE64 } from './wasm-bytes.js';
 
-/** Default kernel scratch, in floats (1 MiB). */
+/** Default kernel scratch, in floats (8 MiB). */
 export const DEFAULT_SCRATCH_FLOATS = 1 << 21;
+/** The smallest kernel scratch, in floats: the fixed buffers + two packing buffers of 256 x 16. */
+export const MIN_SCRATCH_FLOATS = 1184 + 2 * 256 * 16;
 
 export interface WasmBackendOptions {
   /**
@@ -56,8 +62,6 @@ interface KernelExports {
 const PAGE_BYTES = 65536;
 const MAX_PAGES = 65536;
 const SCRATCH_BASE = 64;
-/** Floats of fixed scratch buffers plus two minimal packing buffers (assembly/index.ts: init). */
-const MIN_SCRATCH_FLOATS = 1440 + 2 * 256 * 16;
 
 function wasmApi(): WasmApi | undefined {
   return (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
