@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import {
   CLUSTER_OPTIONS, TRAINING_OPTIONS, WORKER_OPTIONS, envName, parseOptions, type OptionSpec,
+  envTable,
 } from '../packages/cli/src/options.js';
 
 const ROOT = new URL('../', import.meta.url);
@@ -109,17 +110,6 @@ function interpolations(value: unknown): Map<string, string | null> {
     out.set(m[1], m[2] !== undefined ? m[3] : m[4] !== undefined ? null : '');
   }
   return out;
-}
-
-/** deploy/README.md's table of the variables of one command (regenerate from this when it fails). */
-export function envTable(specs: readonly OptionSpec[]): string {
-  const cell = (s: string): string => s.replace(/\|/g, '\\|');
-  const rows = specs.filter((s) => !s.hidden).map((s) => {
-    const value = s.kind === 'boolean' ? 'true / false' : (s.arg ?? 'VALUE');
-    const def = s.default === undefined ? '' : `\`${String(s.default)}\``;
-    return `| \`--${s.name}\` | \`${envName(s.name)}\` | ${value} | ${def} | ${cell(s.help)} |`;
-  });
-  return ['| flag | variable | value | default | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -151,3 +151,17 @@ export function formatOptions(specs: readonly OptionSpec[]): string {
   const w = Math.max(...rows.map(([l]) => l.length)) + 2;
   return rows.map(([l, r]) => l.padEnd(w) + r).join('\n');
 }
+
+/**
+ * deploy/README.md's table of the environment variables of one command's options (regenerate the
+ * README with `node deploy/scripts/env-tables.mjs` after changing options; a test compares them).
+ */
+export function envTable(specs: readonly OptionSpec[]): string {
+  const cell = (s: string): string => s.replace(/\|/g, '\\|');
+  const rows = specs.filter((s) => !s.hidden).map((s) => {
+    const value = s.kind === 'boolean' ? 'true / false' : (s.arg ?? 'VALUE');
+    const def = s.default === undefined ? '' : `\`${String(s.default)}\``;
+    return `| \`--${s.name}\` | \`${envName(s.name)}\` | ${value} | ${def} | ${cell(s.help)} |`;
+  });
+  return ['| flag | variable | value | default | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
+}
