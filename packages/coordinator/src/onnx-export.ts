@@ -1,7 +1,7 @@
 /**
  * ONNX export of the MLP: a model file ONNX Runtime (and any ONNX reader) runs, written with
- * protobufjs from the official ONNX schema (the subset in `onnx/onnx.proto`, embedded below as
- * ONNX_SCHEMA so the built package needs no file next to it). Bytes only, no I/O.
+ * protobufjs from the official ONNX schema (the subset of onnx.proto3 it needs, field numbers as
+ * upstream, embedded below as ONNX_SCHEMA so the built package needs no file next to it). Bytes only, no I/O.
  *
  * The graph (opset 13, IR version 7), for sizes [d0, ..., dL]:
  *   input  "input"  float (N, d0), N dynamic: for CIFAR-10, x = byte / 255 in [0, 1], each row the
