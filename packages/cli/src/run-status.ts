@@ -4,7 +4,14 @@ import type { PreparedRun } from './run-setup.js';
 import { runIdOf } from './cluster-setup.js';
 
 export function createRunStatus(run: PreparedRun, name: string): RunStatus {
-  return new RunStatus({ runId: runIdOf(run), name, settings: { ...bitSettings(run.settings), epochs: run.settings.epochs, steps: run.settings.steps }, totalSteps: totalSteps(run.settings, run.train.count) });
+  const { step, sampler } = run.start;
+  // Samples already trained on: whole epochs plus the position in the current one (the sampler's state).
+  const resumed = step > 0 ? { step, epoch: sampler.epoch + (sampler.position > 0 ? 1 : 0), samples: sampler.epoch * run.train.count + sampler.position } : undefined;
+  return new RunStatus({
+    runId: runIdOf(run), name, resumed,
+    settings: { ...bitSettings(run.settings), epochs: run.settings.epochs, steps: run.settings.steps },
+    totalSteps: totalSteps(run.settings, run.train.count),
+  });
 }
 
 export function reportStep(status: RunStatus, r: StepReport): void {

@@ -77,10 +77,18 @@ export class RunStatus {
   private readonly listeners = new Set<(e: StatusEvent) => void>();
   private readonly workerRows = new Map<string, WorkerRow>();
 
-  constructor(init: { runId: string; name: string; settings: Record<string, unknown>; totalSteps: number }, private readonly maxSteps = 20_000) {
+  /**
+   * `resumed` seeds a run that continues from a checkpoint: the step and epoch it starts from and
+   * the samples already trained on, so /api/status and /metrics go on from there.
+   */
+  constructor(
+    init: { runId: string; name: string; settings: Record<string, unknown>; totalSteps: number; resumed?: { step: number; epoch: number; samples: number } },
+    private readonly maxSteps = 20_000,
+  ) {
+    const { resumed, ...rest } = init;
     this.snap = {
-      ...init, startedAt: Date.now(), step: 0, epoch: 0, state: 'waiting',
-      steps: [], evals: [], workers: [], split: null, counters: {},
+      ...rest, startedAt: Date.now(), step: resumed?.step ?? 0, epoch: resumed?.epoch ?? 0, state: 'waiting',
+      steps: [], evals: [], workers: [], split: null, counters: resumed ? { samples: resumed.samples } : {},
     };
   }
 
