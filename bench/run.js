@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { benchTrainStep } from './train-step.js';
+import { spawnNodeKernelThread } from '@gradhub/worker';
 
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
@@ -25,9 +26,27 @@ function table(title, rows) {
 
 if (want('train-step')) {
   const rows = [];
+  const threadRatios = [];
+  const row = (r, backend) => ({ model: r.model, batch: r.batch, backend, 'samples/s': r.samples_per_s, 'GFLOP/s': r.gflops, 'step ms': r.step_ms, ...Object.fromEntries(Object.entries(r.split_ms).map(([k, v]) => [`${k} ms`, v])) });
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   for (const batch of [64, 256]) {
-    const r = await benchTrainStep({ batch, reps: quick ? 2 : 5 });
-    rows.push({ model: r.model, batch, backend: r.backend, 'samples/s': r.samples_per_s, 'GFLOP/s': r.gflops, 'step ms': r.step_ms, ...Object.fromEntries(Object.entries(r.split_ms).map(([k, v]) => [`${k} ms`, v])) });
+    // threads 1 and 2 alternated (A/B in one run: the machine's load changes), medians of the rounds
+    const one = [];
+    const two = [];
+    for (let round = 0; round < (quick ? 1 : 3); round++) {
+      one.push(await benchTrainStep({ batch, reps: quick ? 2 : 5 }));
+      two.push(await benchTrainStep({ batch, threads: 2, spawn: spawnNodeKernelThread, reps: quick ? 2 : 5 }));
+    }
+    const pick = (rs) => rs.find((r) => r.step_ms === median(rs.map((x) => x.step_ms)));
+    rows.push(row(pick(one), 'wasm'));
+    rows.push(row(pick(two), 'wasm x2 threads'));
+    threadRatios.push({
+      batch,
+      'step ms x1': median(one.map((r) => r.step_ms)),
+      'step ms x2': median(two.map((r) => r.step_ms)),
+      'step x2/x1': median(one.map((r) => r.step_ms)) / median(two.map((r) => r.step_ms)),
+      'compute x2/x1 (no SGD)': median(one.map((r) => r.compute_ms)) / median(two.map((r) => r.compute_ms)),
+    });
   }
   const oracle = await benchTrainStep({ sizes: [3072, 256, 256, 10], batch: 64, backend: 'ts', reps: 2 });
   rows.push({ model: oracle.model, batch: 64, backend: 'ts', 'samples/s': oracle.samples_per_s, 'GFLOP/s': oracle.gflops, 'step ms': oracle.step_ms, ...Object.fromEntries(Object.entries(oracle.split_ms).map(([k, v]) => [`${k} ms`, v])) });
@@ -51,10 +70,16 @@ if (want('train-step')) {
     rows.push({ model: '3072,2048,2048,10', batch, backend: 'pytorch (1 thread)', 'samples/s': t.samples_per_s, 'GFLOP/s': t.gflops, 'step ms': t.step_ms });
     const ours = rows.find((r) => r.batch === batch && r.backend === 'wasm');
     if (ours) ratios.push({ batch, 'gradhub/pytorch': ours['samples/s'] / t.samples_per_s });
+    const t2 = benchPytorchStep({ batch, threads: 2, reps: quick ? 2 : 5 });
+    rows.push({ model: '3072,2048,2048,10', batch, backend: 'pytorch (2 threads)', 'samples/s': t2.samples_per_s, 'GFLOP/s': t2.gflops, 'step ms': t2.step_ms });
+    const tr = threadRatios.find((r) => r.batch === batch);
+    if (tr) tr['pytorch x2/x1'] = t.step_ms / t2.step_ms;
   }
   results.benches['train-step'] = rows;
+  results.benches['train-step-threads'] = threadRatios;
   if (ratios.length) results.benches['train-step-ratio'] = ratios;
-  table('Single-thread train step (forward + loss + backward + SGD; FLOPs = 6 x params x batch)', rows);
+  table('Train step (forward + loss + backward + SGD; FLOPs = 6 x params x batch; x2 threads: kernels on 2 threads, SGD on 1)', rows);
+  table('Threads: 2 vs 1 (speed-up, medians of alternated runs; SGD runs on one thread)', threadRatios);
   if (ratios.length) table('Ratio to PyTorch 1-thread (same run)', ratios);
 }
 

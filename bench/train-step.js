@@ -1,18 +1,30 @@
 /**
- * Single-thread train step of an MLP (forward + loss + backward + SGD) through the core's engine:
- * samples/s, GFLOP/s by the 6 x parameters x batch convention, and how the step's time splits.
+ * Train step of an MLP (forward + loss + backward + SGD) through the core's engine: samples/s,
+ * GFLOP/s by the 6 x parameters x batch convention, and how the step's time splits. `threads` > 1
+ * runs the wasm kernels on that many threads, started by `spawn` (Node: @gradhub/worker's
+ * spawnNodeKernelThread; this file is also bundled for a browser tab by browser.js, so it imports
+ * nothing Node-only). The SGD step stays on one thread (it runs on the coordinator).
  */
-import { createEngine, createWasmBackend, createOracleBackend, engineFloats, modelSpec, sgdStep, initParams } from '@gradhub/core';
+import { createEngine, createOracleBackend, createThreadedWasmBackend, engineFloats, modelSpec, sgdStep, initParams } from '@gradhub/core';
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
- * @param {{ sizes?: number[], batch: number, backend?: 'wasm'|'ts', reps?: number, chunk?: number }} o
+ * @param {{ sizes?: number[], batch: number, backend?: 'wasm'|'ts', threads?: number, spawn?: import('@gradhub/core').KernelThreadSpawner, reps?: number, chunk?: number }} o
  */
 export async function benchTrainStep(o) {
   const sizes = o.sizes ?? [3072, 2048, 2048, 10];
   const spec = modelSpec(sizes);
-  const backend = o.backend === 'ts' ? createOracleBackend() : await createWasmBackend({ capacityFloats: engineFloats(spec, o.batch) });
+  const threads = o.threads ?? 1;
+  const backend = o.backend === 'ts' ? createOracleBackend() : await createThreadedWasmBackend({ capacityFloats: engineFloats(spec, o.batch), threads, spawn: o.spawn });
+  try {
+    return await measure(o, sizes, spec, backend, threads);
+  } finally {
+    backend.close?.();
+  }
+}
+
+async function measure(o, sizes, spec, backend, threads) {
   const engine = createEngine({ spec, backend, maxBatch: o.batch, chunk: o.chunk ?? 16, normalize: false });
   initParams(spec, 0, engine.params);
   const pixels = new Uint8Array(o.batch * 3072);
@@ -46,9 +58,12 @@ export async function benchTrainStep(o) {
     model: sizes.join(','),
     batch: o.batch,
     backend: backend.name,
+    threads,
     samples_per_s: (o.batch / step) * 1000,
     gflops: flops / (step / 1000) / 1e9,
     step_ms: step,
+    /** forward + loss + backward: the worker's share of a step */
+    compute_ms: median(full),
     split_ms: { forward_and_loss: median(fwd), backward: median(full) - median(fwd), sgd: median(upd) },
   };
 }

@@ -27,7 +27,7 @@ export async function startLocalCluster(o: ParsedOptions, run: PreparedRun, stat
   const launch = (slot: number, restarts: number): void => {
     const child = spawn(process.execPath, [
       process.argv[1], 'worker', '--url', cc.wsUrl, '--token', cc.token,
-      '--backend', o['backend'] as string, '--log-level', (o['log-level'] as string | undefined) ?? 'warn',
+      '--backend', o['backend'] as string, '--threads', String(o['threads'] ?? 1), '--log-level', (o['log-level'] as string | undefined) ?? 'warn',
       ...(o['tls-cert'] ? ['--ca', o['tls-cert'] as string] : []),
     ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, GRADHUB_TOKEN: '' } });
     children.add(child);

@@ -4,7 +4,7 @@
  * and passes it down; errors with a stable code end the process with a one-line message.
  */
 import { GradhubError } from '@gradhub/core';
-import { TRAINING_OPTIONS, CLUSTER_OPTIONS, WORKER_OPTIONS, parseOptions, formatOptions, type OptionSpec } from './options.js';
+import { TRAINING_OPTIONS, CLUSTER_OPTIONS, WORKER_OPTIONS, THREADS_OPTION, parseOptions, formatOptions, type OptionSpec } from './options.js';
 import { createLogger } from './logger.js';
 import { createProgress } from './progress.js';
 import { trainCommand, coordinatorCommand } from './train-command.js';
@@ -13,6 +13,7 @@ import { exportCommand, EXPORT_HELP } from './export-command.js';
 
 const TRAIN_SPECS: readonly OptionSpec[] = [
   { name: 'workers', kind: 'int', arg: 'N', default: 0, min: 0, help: '0: compute in this process; N: start a coordinator and N local worker processes' },
+  { ...THREADS_OPTION, help: 'threads computing each kernel call: of this process (--workers 0), of each local worker (--workers N); same bits for any N' },
   ...TRAINING_OPTIONS,
   ...CLUSTER_OPTIONS.filter((s) => s.name !== 'min-workers' && s.name !== 'token')
     .map((s) => (s.name === 'host' ? { ...s, default: '127.0.0.1' } : s)),

@@ -59,10 +59,21 @@ export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
   { name: 'heartbeat-ms', kind: 'int', arg: 'MS', default: 10000, min: 100, help: 'a worker silent this long is dropped and its work reassigned' },
 ];
 
+/**
+ * Threads per worker (`gradhub worker`; `gradhub train` for its in-process compute and its local
+ * workers): the wasm kernels split each call's independent outputs over this many threads (this one
+ * and N - 1 worker_threads helpers). Any N gives the same bits.
+ */
+export const THREADS_OPTION: OptionSpec = {
+  name: 'threads', kind: 'int', arg: 'N', default: 1, min: 1,
+  help: 'threads computing each kernel call (wasm backend; this thread + N-1 helpers); same bits for any N',
+};
+
 export const WORKER_OPTIONS: readonly OptionSpec[] = [
   { name: 'url', kind: 'string', arg: 'URL', help: 'coordinator address, e.g. ws://HOST:8080 (required)' },
   { name: 'token', kind: 'string', arg: 'T', help: 'join token printed by the coordinator (required)' },
   { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', help: 'compute kernels: wasm or ts (same bits)' },
+  THREADS_OPTION,
   { name: 'ca', kind: 'string', arg: 'FILE', help: "trust this PEM certificate for wss:// (e.g. the coordinator's self-signed one)" },
   { name: 'grace-ms', kind: 'int', arg: 'MS', default: 60000, min: 0, help: 'exit when the coordinator stays unreachable this long' },
   { name: 'log-level', kind: 'string', arg: 'LEVEL', default: 'info', help: 'pino log level; logs go to stderr' },

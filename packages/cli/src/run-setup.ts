@@ -7,10 +7,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import {
-  GradhubError, modelSpec, initParams, validateSgd, engineFloats, createOracleBackend, createWasmBackend,
+  GradhubError, modelSpec, initParams, validateSgd, engineFloats,
   decodeSafetensors, safetensorsToParams, paramsToSafetensors,
   type Backend, type ModelSpec, type ErrorCode,
 } from '@gradhub/core';
+import { createNodeBackend } from '@gradhub/worker';
 import {
   loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, openMetricsFile, nullMetrics,
   type TrainSettings, type TrainStart, type MetricsSink, type Samples,
@@ -102,11 +103,14 @@ export async function prepareRun(o: ParsedOptions, logger: Logger, progress: Pro
   return { settings, spec, train: data.train, test: data.test, start, metrics, checkpoint };
 }
 
-/** A compute backend sized for `spec` at `maxBatch` samples. */
-export async function makeBackend(name: string, spec: ModelSpec, maxBatch: number): Promise<Backend> {
-  if (name === 'ts') return createOracleBackend();
-  if (name === 'wasm') return createWasmBackend({ capacityFloats: engineFloats(spec, maxBatch) });
-  throw new GradhubError('E_USAGE', `--backend must be wasm or ts, got "${name}"`);
+/**
+ * A compute backend sized for `spec` at `maxBatch` samples, its kernels on `threads` threads
+ * (wasm only; worker_threads helpers, unref'd). Close it (`backend.close?.()`) when done.
+ */
+export async function makeBackend(name: string, spec: ModelSpec, maxBatch: number, threads = 1): Promise<Backend> {
+  if (name !== 'ts' && name !== 'wasm') throw new GradhubError('E_USAGE', `--backend must be wasm or ts, got "${name}"`);
+  if (threads > 1 && name !== 'wasm') throw new GradhubError('E_USAGE', `--threads ${threads} needs --backend wasm (the ts oracle runs on one thread)`);
+  return createNodeBackend(name, engineFloats(spec, maxBatch), threads);
 }
 
 /** Write the weights as safetensors (atomically), with metadata that is the same for equal runs. */

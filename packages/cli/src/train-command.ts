@@ -17,9 +17,12 @@ export async function trainCommand(o: ParsedOptions, logger: Logger, progress: P
   const status = createRunStatus(run, 'gradhub train');
   const workers = o['workers'] as number;
   if (workers === 0) {
-    const backend = await makeBackend(o['backend'] as string, run.spec, run.settings.batch);
+    const backend = await makeBackend(o['backend'] as string, run.spec, run.settings.batch, o['threads'] as number);
     const executor = createInProcessExecutor({ spec: run.spec, backend, maxBatch: run.settings.batch, chunk: run.settings.chunk, normalize: run.settings.normalize });
-    await trainWith(o, run, executor, status, logger, progress, signal, async () => executor.close());
+    await trainWith(o, run, executor, status, logger, progress, signal, async () => {
+      await executor.close();
+      backend.close?.();
+    });
     return;
   }
   const cluster = await startLocalCluster(o, run, status, logger, progress);

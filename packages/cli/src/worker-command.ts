@@ -23,7 +23,7 @@ export async function workerCommand(o: ParsedOptions, logger: Logger, signal: Ab
     }
   }
   const handle = startNodeWorker({
-    url, token, logger, backend, graceMs: o['grace-ms'] as number, slowdownMs: o['slowdown-ms'] as number, ca,
+    url, token, logger, backend, threads: o['threads'] as number, graceMs: o['grace-ms'] as number, slowdownMs: o['slowdown-ms'] as number, ca,
   });
   signal.addEventListener('abort', () => handle.stop(), { once: true });
   await handle.done;

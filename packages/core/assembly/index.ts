@@ -29,6 +29,13 @@
  *   samples chunk by chunk and combines the chunk partials on a small stack of tiles (below).
  * A ragged edge (an odd row, fewer than 16 columns) runs the same tile on zero-padded panels (or a
  * repeated row) and stores only the elements that exist.
+ *
+ * Ranges (threads): each kernel computes one contiguous range of its independent outputs, for all
+ * of k: forward, outputs [oBegin, oEnd) of every sample; backward-input, inputs [iBegin, iEnd) of
+ * every sample; weight gradient, rows [oBegin, oEnd) of dw and db (each row with the whole chunk
+ * tree). A single thread passes the full range. Threads that share one memory (each instance with
+ * its own scratch, given to its own `init`) split a call into disjoint ranges: an element's
+ * arithmetic never depends on the range it falls in, so any split gives the same bits.
  */
 import { tile2x16, treeTile2x16 } from './micro';
 import { packRowsT16, packCols16, packPairs } from './pack';
@@ -195,7 +202,7 @@ function storeTileT(m: usize, ld: i32, rows: i32, cols: i32, bias: usize, relu: 
 // panel of 16 samples (its k x 16 slice stays in L2) > pair of outputs (2 rows of w, streamed).
 // Only when IN is cut into blocks do partial sums go through y between them.
 
-export function linearForward(x: usize, w: usize, b: usize, y: usize, n: i32, inF: i32, outF: i32, relu: i32): void {
+export function linearForward(x: usize, w: usize, b: usize, y: usize, n: i32, inF: i32, outF: i32, relu: i32, oBegin: i32, oEnd: i32): void {
   const kMax = min<i32>(inF, packFloats >> 4); // inputs a block (all of IN, normally)
   const wb = <usize>inF << 2;
   for (let k0 = 0; k0 < inF; k0 += kMax) {
@@ -206,13 +213,13 @@ export function linearForward(x: usize, w: usize, b: usize, y: usize, n: i32, in
     for (let s0 = 0; s0 < n; s0 += nbMax) {
       const nb = min<i32>(nbMax, n - s0);
       packRowsT16(x + ((<usize>s0 * <usize>inF + <usize>k0) << 2), inF, nb, kc, packB);
-      for (let ob = 0; ob < outF; ob += MC_F) {
-        const oe = min<i32>(ob + MC_F, outF);
+      for (let ob = oBegin; ob < oEnd; ob += MC_F) {
+        const oe = min<i32>(ob + MC_F, oEnd);
         for (let c0 = 0; c0 < nb; c0 += 16) {
           const cols = min<i32>(16, nb - c0);
           const bp = packB + ((<usize>c0 * <usize>kc) << 2);
           for (let o0 = ob; o0 < oe; o0 += 2) {
-            const rows = min<i32>(2, outF - o0);
+            const rows = min<i32>(2, oEnd - o0);
             const a0 = w + ((<usize>o0 * <usize>inF + <usize>k0) << 2);
             const a1 = rows > 1 ? a0 + wb : a0; // a padding row repeats row 0: computed, never stored
             const yt = y + ((<usize>(s0 + c0) * <usize>outF + <usize>o0) << 2);
@@ -236,13 +243,13 @@ export function linearForward(x: usize, w: usize, b: usize, y: usize, n: i32, in
 // blocks only when the packing buffer is smaller than 16 x OUT floats; the partial sums then go
 // through dx between blocks.
 
-export function linearBackwardInput(dy: usize, w: usize, dx: usize, n: i32, inF: i32, outF: i32, mask: usize): void {
+export function linearBackwardInput(dy: usize, w: usize, dx: usize, n: i32, inF: i32, outF: i32, mask: usize, iBegin: i32, iEnd: i32): void {
   const kMax = min<i32>(outF, packFloats >> 4); // outputs a k block (all of OUT, normally)
   const nbMax = min<i32>(NB_I, (packFloats / kMax) & ~15); // inputs a block: kMax x nbMax fits the buffer
   const dyb = <usize>outF << 2;
   const dxb = <usize>inF << 2;
-  for (let i0 = 0; i0 < inF; i0 += nbMax) {
-    const nb = min<i32>(nbMax, inF - i0);
+  for (let i0 = iBegin; i0 < iEnd; i0 += nbMax) {
+    const nb = min<i32>(nbMax, iEnd - i0);
     for (let o0 = 0; o0 < outF; o0 += kMax) {
       const kc = min<i32>(kMax, outF - o0);
       const first = o0 == 0;
@@ -289,10 +296,10 @@ export function linearBackwardInput(dy: usize, w: usize, dx: usize, n: i32, inF:
 // input block (x, packed) > panel of 16 inputs (N x 16, L1) > pair of outputs.
 
 /** db (OUT) = tree sum over samples of dy (N, OUT); vectorised over 4 outputs, scalar tail. */
-function biasGrad(dy: usize, n: i32, outF: i32, chunk: i32, db: usize): void {
+function biasGrad(dy: usize, n: i32, outF: i32, chunk: i32, db: usize, oBegin: i32, oEnd: i32): void {
   const rb = <usize>outF << 2;
-  let o = 0;
-  for (; o + 4 <= outF; o += 4) {
+  let o = oBegin;
+  for (; o + 4 <= oEnd; o += 4) {
     let depth = 0;
     let c = 0;
     for (let s0 = 0; s0 < n; s0 += chunk) {
@@ -315,7 +322,7 @@ function biasGrad(dy: usize, n: i32, outF: i32, chunk: i32, db: usize): void {
     for (let d = depth - 2; d >= 0; d--) acc = f32x4.add(v128.load(stackVec + (<usize>d << 4)), acc);
     v128.store(db + (<usize>o << 2), acc);
   }
-  for (; o < outF; o++) {
+  for (; o < oEnd; o++) {
     let depth = 0;
     let c = 0;
     for (let s0 = 0; s0 < n; s0 += chunk) {
@@ -344,21 +351,22 @@ function biasGrad(dy: usize, n: i32, outF: i32, chunk: i32, db: usize): void {
  * dw (OUT, IN) = tree sum over samples of dy[s, o] * x[s, i]; db (OUT) = tree sum of dy[s, o].
  * Requires 16 * n <= the packing size returned by init (the host checks).
  */
-export function linearBackwardWeight(dy: usize, x: usize, dw: usize, db: usize, n: i32, inF: i32, outF: i32, chunk: i32): void {
+export function linearBackwardWeight(dy: usize, x: usize, dw: usize, db: usize, n: i32, inF: i32, outF: i32, chunk: i32, oBegin: i32, oEnd: i32): void {
+  if (oEnd <= oBegin) return;
   if (n <= 0) {
-    memory.fill(dw, 0, (<usize>inF * <usize>outF) << 2);
-    memory.fill(db, 0, <usize>outF << 2);
+    memory.fill(dw + ((<usize>oBegin * <usize>inF) << 2), 0, (<usize>inF * <usize>(oEnd - oBegin)) << 2);
+    memory.fill(db + (<usize>oBegin << 2), 0, <usize>(oEnd - oBegin) << 2);
     return;
   }
   if (chunk > n) chunk = n;
-  biasGrad(dy, n, outF, chunk, db);
+  biasGrad(dy, n, outF, chunk, db, oBegin, oEnd);
   const perSample = min<i32>(BLOCK_FLOATS, packFloats) / n;
   const mc = max<i32>(2, perSample & ~1); // outputs a block: dy block packed as pairs, mc x n
   const nbMax = max<i32>(16, perSample & ~15); // inputs a block: x block of n x nbMax
   const pairBytes = <usize>n << 3; // one packed pair of outputs: 8 bytes a sample
   const dwb = <usize>inF << 2;
-  for (let o0 = 0; o0 < outF; o0 += mc) {
-    const m = min<i32>(mc, outF - o0);
+  for (let o0 = oBegin; o0 < oEnd; o0 += mc) {
+    const m = min<i32>(mc, oEnd - o0);
     packPairs(dy + (<usize>o0 << 2), outF, n, m, packA);
     for (let i0 = 0; i0 < inF; i0 += nbMax) {
       const nb = min<i32>(nbMax, inF - i0);

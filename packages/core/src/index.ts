@@ -15,3 +15,4 @@ export * from './losses.js';
 export * from './hash.js';
 export * from './kernels/oracle.js';
 export * from './kernels/wasm.js';
+export * from './kernels/wasm-threads.js';

@@ -37,7 +37,15 @@ export function validateSgd(o: SgdOptions): void {
   if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) throw new RangeError('--nesterov requires --momentum > 0 and --dampening 0 (as torch.optim.SGD)');
 }
 
-/** One SGD step on `params` in place. `gsum` (same layout) is left unchanged. */
+/**
+ * One SGD step on `params` in place. `gsum` (same layout) is left unchanged.
+ *
+ * The update is dispatched once per call to a loop specialised for the case (plain, weight decay,
+ * momentum first step, momentum, nesterov; each with and without weight decay), so the hot loops
+ * carry no per-element branches. Every loop performs exactly the float32 operations of the formula
+ * in the module comment, in the same order (test/sgd.test.ts checks them bit for bit against the
+ * straightforward loop).
+ */
 export function sgdStep(params: Float32Array, gsum: Float32Array, denom: number, o: SgdOptions, state: SgdState): void {
   const n = params.length;
   if (gsum.length !== n) throw new RangeError(`sgdStep: gradient has ${gsum.length} floats, parameters ${n}`);
@@ -49,22 +57,126 @@ export function sgdStep(params: Float32Array, gsum: Float32Array, denom: number,
   const d = f(denom);
   const decay = o.weightDecay !== 0;
   if (o.momentum === 0) {
-    for (let i = 0; i < n; i++) {
-      let g = f(gsum[i] / d);
-      if (decay) g = f(g + f(wd * params[i]));
-      params[i] = f(params[i] - f(lr * g));
-    }
+    if (decay) plainDecay(params, gsum, n, d, lr, wd);
+    else plain(params, gsum, n, d, lr);
     return;
   }
-  let buf = state.momentumBuffer;
-  const first = buf === null;
-  if (buf === null) buf = state.momentumBuffer = new Float32Array(n);
+  const buf = state.momentumBuffer;
+  if (buf === null) {
+    // PyTorch's first step: buf = g (dampening ignored).
+    const b = (state.momentumBuffer = new Float32Array(n));
+    if (o.nesterov) {
+      if (decay) firstNesterovDecay(params, gsum, b, n, d, lr, wd, mom);
+      else firstNesterov(params, gsum, b, n, d, lr, mom);
+    } else if (decay) firstDecay(params, gsum, b, n, d, lr, wd);
+    else first(params, gsum, b, n, d, lr);
+    return;
+  }
+  if (buf.length !== n) throw new RangeError(`sgdStep: momentum buffer has ${buf.length} floats, parameters ${n}`);
+  if (o.nesterov) {
+    if (decay) nesterovDecay(params, gsum, buf, n, d, lr, wd, mom, damp1);
+    else nesterov(params, gsum, buf, n, d, lr, mom, damp1);
+  } else if (decay) momentumDecay(params, gsum, buf, n, d, lr, wd, mom, damp1);
+  else momentum(params, gsum, buf, n, d, lr, mom, damp1);
+}
+
+// The specialised loops. Arguments are float32 values already (Math.fround); `f` rounds every
+// multiply, add and divide to float32, as the module comment's formula does.
+const f = Math.fround;
+
+/** g = gsum/d; p -= lr*g */
+function plain(p: Float32Array, gs: Float32Array, n: number, d: number, lr: number): void {
   for (let i = 0; i < n; i++) {
-    let g = f(gsum[i] / d);
-    if (decay) g = f(g + f(wd * params[i]));
-    const b = first ? g : f(f(mom * buf[i]) + f(damp1 * g));
+    const g = f(gs[i] / d);
+    p[i] = f(p[i] - f(lr * g));
+  }
+}
+
+/** g = gsum/d + wd*p; p -= lr*g */
+function plainDecay(p: Float32Array, gs: Float32Array, n: number, d: number, lr: number, wd: number): void {
+  for (let i = 0; i < n; i++) {
+    const pi = p[i];
+    const g = f(f(gs[i] / d) + f(wd * pi));
+    p[i] = f(pi - f(lr * g));
+  }
+}
+
+/** g = gsum/d; buf = g; p -= lr*buf */
+function first(p: Float32Array, gs: Float32Array, buf: Float32Array, n: number, d: number, lr: number): void {
+  for (let i = 0; i < n; i++) {
+    const g = f(gs[i] / d);
+    buf[i] = g;
+    p[i] = f(p[i] - f(lr * g));
+  }
+}
+
+/** g = gsum/d + wd*p; buf = g; p -= lr*buf */
+function firstDecay(p: Float32Array, gs: Float32Array, buf: Float32Array, n: number, d: number, lr: number, wd: number): void {
+  for (let i = 0; i < n; i++) {
+    const pi = p[i];
+    const g = f(f(gs[i] / d) + f(wd * pi));
+    buf[i] = g;
+    p[i] = f(pi - f(lr * g));
+  }
+}
+
+/** g = gsum/d; buf = g; p -= lr*(g + m*buf) */
+function firstNesterov(p: Float32Array, gs: Float32Array, buf: Float32Array, n: number, d: number, lr: number, mom: number): void {
+  for (let i = 0; i < n; i++) {
+    const g = f(gs[i] / d);
+    buf[i] = g;
+    p[i] = f(p[i] - f(lr * f(g + f(mom * g))));
+  }
+}
+
+/** g = gsum/d + wd*p; buf = g; p -= lr*(g + m*buf) */
+function firstNesterovDecay(p: Float32Array, gs: Float32Array, buf: Float32Array, n: number, d: number, lr: number, wd: number, mom: number): void {
+  for (let i = 0; i < n; i++) {
+    const pi = p[i];
+    const g = f(f(gs[i] / d) + f(wd * pi));
+    buf[i] = g;
+    p[i] = f(pi - f(lr * f(g + f(mom * g))));
+  }
+}
+
+/** g = gsum/d; buf = m*buf + (1-damp)*g; p -= lr*buf */
+function momentum(p: Float32Array, gs: Float32Array, buf: Float32Array, n: number, d: number, lr: number, mom: number, damp1: number): void {
+  for (let i = 0; i < n; i++) {
+    const g = f(gs[i] / d);
+    const b = f(f(mom * buf[i]) + f(damp1 * g));
     buf[i] = b;
-    g = o.nesterov ? f(g + f(mom * b)) : b;
-    params[i] = f(params[i] - f(lr * g));
+    p[i] = f(p[i] - f(lr * b));
+  }
+}
+
+/** g = gsum/d + wd*p; buf = m*buf + (1-damp)*g; p -= lr*buf */
+function momentumDecay(p: Float32Array, gs: Float32Array, buf: Float32Array, n: number, d: number, lr: number, wd: number, mom: number, damp1: number): void {
+  for (let i = 0; i < n; i++) {
+    const pi = p[i];
+    const g = f(f(gs[i] / d) + f(wd * pi));
+    const b = f(f(mom * buf[i]) + f(damp1 * g));
+    buf[i] = b;
+    p[i] = f(pi - f(lr * b));
+  }
+}
+
+/** g = gsum/d; buf = m*buf + (1-damp)*g; p -= lr*(g + m*buf) */
+function nesterov(p: Float32Array, gs: Float32Array, buf: Float32Array, n: number, d: number, lr: number, mom: number, damp1: number): void {
+  for (let i = 0; i < n; i++) {
+    const g = f(gs[i] / d);
+    const b = f(f(mom * buf[i]) + f(damp1 * g));
+    buf[i] = b;
+    p[i] = f(p[i] - f(lr * f(g + f(mom * b))));
+  }
+}
+
+/** g = gsum/d + wd*p; buf = m*buf + (1-damp)*g; p -= lr*(g + m*buf) */
+function nesterovDecay(p: Float32Array, gs: Float32Array, buf: Float32Array, n: number, d: number, lr: number, wd: number, mom: number, damp1: number): void {
+  for (let i = 0; i < n; i++) {
+    const pi = p[i];
+    const g = f(f(gs[i] / d) + f(wd * pi));
+    const b = f(f(mom * buf[i]) + f(damp1 * g));
+    buf[i] = b;
+    p[i] = f(pi - f(lr * f(g + f(mom * b))));
   }
 }

@@ -42,3 +42,74 @@ describe('SGD as torch.optim.SGD', () => {
     expect(() => validateSgd({ ...base, lr: Number.NaN })).toThrow(/lr/);
   });
 });
+
+/** The straightforward loop (one branchy loop for every case), as the module comment states it. */
+function referenceStep(params: Float32Array, gsum: Float32Array, denom: number, o: { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean }, state: SgdState): void {
+  const f = Math.fround;
+  const n = params.length;
+  const lr = f(o.lr), wd = f(o.weightDecay), mom = f(o.momentum), damp1 = f(1 - o.dampening), d = f(denom);
+  let buf = state.momentumBuffer;
+  const first = buf === null;
+  if (o.momentum !== 0 && buf === null) buf = state.momentumBuffer = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    let g = f(gsum[i] / d);
+    if (o.weightDecay !== 0) g = f(g + f(wd * params[i]));
+    if (o.momentum !== 0) {
+      const b = first ? g : f(f(mom * buf![i]) + f(damp1 * g));
+      buf![i] = b;
+      g = o.nesterov ? f(g + f(mom * b)) : b;
+    }
+    params[i] = f(params[i] - f(lr * g));
+  }
+}
+
+describe('specialised SGD loops = the straightforward loop, bit for bit', () => {
+  // Deterministic pseudo-random float32 values over many magnitudes, with signed zeros,
+  // subnormals and infinities sprinkled in.
+  let seed = 12345;
+  const rand = (): number => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed / 2 ** 32;
+  };
+  const special = [0, -0, 1e-42, -1e-42, 3.4e38, Infinity, -Infinity, 1, -1];
+  const randomArray = (n: number): Float32Array => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      a[i] = rand() < 0.02 ? special[Math.floor(rand() * special.length)] : (rand() * 2 - 1) * 2 ** Math.floor(rand() * 40 - 20);
+    }
+    return a;
+  };
+  const sameBits = (a: Float32Array, b: Float32Array): boolean => {
+    const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
+    const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+    for (let i = 0; i < a.length; i++) {
+      if (ua[i] !== ub[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+    }
+    return true;
+  };
+
+  const n = 4099;
+  for (const momentum of [0, 0.9]) {
+    for (const dampening of [0, 0.3]) {
+      for (const weightDecay of [0, 1e-3]) {
+        for (const nesterov of [false, true]) {
+          const o = { lr: 0.0123, momentum, dampening, weightDecay, nesterov };
+          it(`momentum ${momentum}, dampening ${dampening}, weight decay ${weightDecay}, nesterov ${nesterov}`, () => {
+            const p0 = randomArray(n);
+            const pa = p0.slice(), pb = p0.slice();
+            const sa: SgdState = { momentumBuffer: null }, sb: SgdState = { momentumBuffer: null };
+            for (let step = 0; step < 4; step++) {
+              const g = randomArray(n);
+              const denom = 1 + Math.floor(rand() * 300);
+              sgdStep(pa, g, denom, o, sa);
+              referenceStep(pb, g, denom, o, sb);
+              expect(sameBits(pa, pb)).toBe(true);
+              expect(sa.momentumBuffer === null).toBe(sb.momentumBuffer === null);
+              if (sa.momentumBuffer !== null) expect(sameBits(sa.momentumBuffer, sb.momentumBuffer!)).toBe(true);
+            }
+          });
+        }
+      }
+    }
+  }
+});

@@ -1,5 +1,7 @@
 // Builds the browser worker into dist/browser/ (BROWSER_ASSETS_DIR):
 //   worker.js   the dedicated Web Worker (src/browser/worker-entry.ts: core + protocol client)
+//   kernel-thread.js   a helper thread of the threaded kernels, started by worker.js when the page
+//               is cross-origin isolated (src/browser/kernel-thread.ts: core's runKernelHelper)
 //   page.js     the volunteer page's script (src/browser/page.ts)
 //   volunteer.html, volunteer.css   the page (static/), filled in by the coordinator when served
 // plus a source map for each script.
@@ -65,6 +67,7 @@ try {
   result = await esbuild.build({
     entryPoints: {
       worker: path.join(pkg, 'src/browser/worker-entry.ts'),
+      'kernel-thread': path.join(pkg, 'src/browser/kernel-thread.ts'),
       page: path.join(pkg, 'src/browser/page.ts'),
     },
     outdir: outDir,

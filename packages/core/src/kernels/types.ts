@@ -45,4 +45,10 @@ export interface Backend extends Kernels {
   readonly name: string;
   /** Zeroed float32 storage, `length` elements, that the kernels can work on in place. */
   allocF32(length: number): Float32Array;
+  /**
+   * Release what the backend holds besides memory: a threaded backend ends its helper threads.
+   * Idempotent; kernels called afterwards throw. The arrays from allocF32 stay readable.
+   * Optional: backends with nothing to release may leave it out.
+   */
+  close?(): void;
 }

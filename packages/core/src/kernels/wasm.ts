@@ -23,10 +23,13 @@
  *
  * The kernels accept only views of this backend's memory (allocF32's arrays and their subarrays)
  * and pass their byte offsets to the module as pointers: in place, no copies.
+ *
+ * This backend runs on the calling thread. wasm-threads.ts runs the same kernels, compiled for a
+ * shared memory, on several threads (createThreadedWasmBackend), with the same bits.
  */
 import { checkBackwardInputArgs, checkBackwardWeightArgs, checkForwardArgs } from './oracle.js';
 import type { Backend } from './types.js';
-import { KERNEL_WASM_BASE64 } from './wasm-bytes.js';
+import { KERNEL_WASM_BASE64, KERNEL_WASM_SHARED_BASE64 } from './wasm-bytes.js';
 
 /** Default kernel scratch, in floats (8 MiB). */
 export const DEFAULT_SCRATCH_FLOATS = 1 << 21;
@@ -43,27 +46,41 @@ export interface WasmBackendOptions {
   readonly scratchFloats?: number;
 }
 
-// The few WebAssembly JS API members used here (the package compiles without the DOM lib).
-interface WasmMemory { readonly buffer: ArrayBuffer }
-interface WasmApi {
+// The few WebAssembly JS API members used here and in wasm-threads.ts (the package compiles
+// without the DOM lib). Internal to the kernels.
+/** @internal */
+export interface WasmMemory { readonly buffer: ArrayBuffer | SharedArrayBuffer }
+/** @internal */
+export interface WasmApi {
   validate(bytes: Uint8Array): boolean;
-  Memory: new (descriptor: { initial: number; maximum: number }) => WasmMemory;
+  Memory: new (descriptor: { initial: number; maximum: number; shared?: boolean }) => WasmMemory;
+  Instance: new (module: object, imports: object) => { exports: unknown };
   instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: { exports: unknown } }>;
+  instantiate(module: object, imports: object): Promise<{ exports: unknown }>;
+  compile(bytes: Uint8Array): Promise<object>;
 }
 
-/** The module's exports (assembly/index.ts); pointers are byte offsets into the memory. */
-interface KernelExports {
+/**
+ * The module's exports (assembly/index.ts); pointers are byte offsets into the memory. Each
+ * kernel computes the range [begin, end) of its independent outputs (forward: outputs;
+ * backward-input: inputs; weight gradient: rows of dw and db); the whole call is [0, outF) or
+ * [0, inF). @internal
+ */
+export interface KernelExports {
   init(scratch: number, scratchFloats: number): number;
-  linearForward(x: number, w: number, b: number, y: number, n: number, inF: number, outF: number, relu: number): void;
-  linearBackwardInput(dy: number, w: number, dx: number, n: number, inF: number, outF: number, mask: number): void;
-  linearBackwardWeight(dy: number, x: number, dw: number, db: number, n: number, inF: number, outF: number, chunk: number): void;
+  linearForward(x: number, w: number, b: number, y: number, n: number, inF: number, outF: number, relu: number, begin: number, end: number): void;
+  linearBackwardInput(dy: number, w: number, dx: number, n: number, inF: number, outF: number, mask: number, begin: number, end: number): void;
+  linearBackwardWeight(dy: number, x: number, dw: number, db: number, n: number, inF: number, outF: number, chunk: number, begin: number, end: number): void;
 }
 
-const PAGE_BYTES = 65536;
-const MAX_PAGES = 65536;
+/** @internal */
+export const PAGE_BYTES = 65536;
+/** @internal */
+export const MAX_PAGES = 65536;
 const SCRATCH_BASE = 64;
 
-function wasmApi(): WasmApi | undefined {
+/** @internal */
+export function wasmApi(): WasmApi | undefined {
   return (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 }
 
@@ -90,7 +107,13 @@ function decodeBase64(text: string): Uint8Array {
 }
 
 let moduleBytes: Uint8Array | undefined;
-function kernelBytes(): Uint8Array {
+let sharedModuleBytes: Uint8Array | undefined;
+/** The kernel module's bytes: the plain-memory variant, or the shared-memory one (threads). @internal */
+export function kernelBytes(shared = false): Uint8Array {
+  if (shared) {
+    sharedModuleBytes ??= decodeBase64(KERNEL_WASM_SHARED_BASE64);
+    return sharedModuleBytes;
+  }
   moduleBytes ??= decodeBase64(KERNEL_WASM_BASE64);
   return moduleBytes;
 }
@@ -108,6 +131,36 @@ export function wasmSimdSupported(): boolean {
 
 function checkInteger(name: string, v: number, min: number): void {
   if (!Number.isInteger(v) || v < min) throw new RangeError(`createWasmBackend: ${name} must be an integer >= ${min}, got ${v}`);
+}
+
+/**
+ * The arena allocator and pointer check shared by both wasm backends: allocF32 hands out views of
+ * `buffer` from byte `heap` on, `capacity` floats in all (each rounded up to 4 floats); `ptr`
+ * returns a view's byte offset after checking that it is a view of that arena. @internal
+ */
+export function wasmArena(buffer: ArrayBuffer | SharedArrayBuffer, heap: number, capacity: number): {
+  allocF32(length: number): Float32Array;
+  ptr(kernel: string, name: string, a: Float32Array): number;
+} {
+  let used = 0; // floats handed out
+  return {
+    allocF32(length: number): Float32Array {
+      if (!Number.isInteger(length) || length < 0) throw new RangeError(`allocF32: length must be an integer >= 0, got ${length}`);
+      const rounded = Math.ceil(length / 4) * 4;
+      if (used + rounded > capacity) {
+        throw new RangeError(`allocF32(${length}): wasm backend capacity exceeded (${used} of ${capacity} floats in use); create it with a larger capacityFloats`);
+      }
+      const view = new Float32Array(buffer, heap + used * 4, length);
+      used += rounded;
+      return view;
+    },
+    ptr(kernel: string, name: string, a: Float32Array): number {
+      if (a.buffer !== buffer || a.byteOffset < heap) {
+        throw new TypeError(`${kernel}: ${name} is not storage of this wasm backend (allocate it with backend.allocF32)`);
+      }
+      return a.byteOffset;
+    },
+  };
 }
 
 /** Create the backend: one memory of fixed size, the module instantiated on it, scratch laid out. */
@@ -131,41 +184,22 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Ba
   const packFloats = k.init(SCRATCH_BASE, scratchFloats);
   if (packFloats <= 0) throw new RangeError(`createWasmBackend: scratchFloats ${scratchFloats} is too small`);
   const maxWeightSamples = Math.floor(packFloats / 16);
-  const buffer = memory.buffer;
-  let used = 0; // floats handed out
-
-  /** The byte offset of `a`, after checking that it is a view of this backend's arena. */
-  function ptr(kernel: string, name: string, a: Float32Array): number {
-    if (a.buffer !== buffer || a.byteOffset < heap) {
-      throw new TypeError(`${kernel}: ${name} is not storage of this wasm backend (allocate it with backend.allocF32)`);
-    }
-    return a.byteOffset;
-  }
+  const { allocF32, ptr } = wasmArena(memory.buffer, heap, capacity);
 
   return {
     name: 'wasm',
-
-    allocF32(length: number): Float32Array {
-      if (!Number.isInteger(length) || length < 0) throw new RangeError(`allocF32: length must be an integer >= 0, got ${length}`);
-      const rounded = Math.ceil(length / 4) * 4;
-      if (used + rounded > capacity) {
-        throw new RangeError(`allocF32(${length}): wasm backend capacity exceeded (${used} of ${capacity} floats in use); create it with a larger capacityFloats`);
-      }
-      const view = new Float32Array(buffer, heap + used * 4, length);
-      used += rounded;
-      return view;
-    },
+    allocF32,
 
     linearForward(x, w, b, y, n, inF, outF, relu) {
       checkForwardArgs(x, w, b, y, n, inF, outF);
       const kn = 'linearForward';
-      k.linearForward(ptr(kn, 'x', x), ptr(kn, 'w', w), ptr(kn, 'b', b), ptr(kn, 'y', y), n, inF, outF, relu ? 1 : 0);
+      k.linearForward(ptr(kn, 'x', x), ptr(kn, 'w', w), ptr(kn, 'b', b), ptr(kn, 'y', y), n, inF, outF, relu ? 1 : 0, 0, outF);
     },
 
     linearBackwardInput(dy, w, dx, n, inF, outF, mask) {
       checkBackwardInputArgs(dy, w, dx, n, inF, outF, mask);
       const kn = 'linearBackwardInput';
-      k.linearBackwardInput(ptr(kn, 'dy', dy), ptr(kn, 'w', w), ptr(kn, 'dx', dx), n, inF, outF, mask ? ptr(kn, 'mask', mask) : 0);
+      k.linearBackwardInput(ptr(kn, 'dy', dy), ptr(kn, 'w', w), ptr(kn, 'dx', dx), n, inF, outF, mask ? ptr(kn, 'mask', mask) : 0, 0, inF);
     },
 
     linearBackwardWeight(dy, x, dw, db, n, inF, outF, chunk) {
@@ -174,7 +208,9 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Ba
       if (n > maxWeightSamples) {
         throw new RangeError(`${kn}: n = ${n} samples exceeds this backend's scratch (at most ${maxWeightSamples}); create it with a larger scratchFloats`);
       }
-      k.linearBackwardWeight(ptr(kn, 'dy', dy), ptr(kn, 'x', x), ptr(kn, 'dw', dw), ptr(kn, 'db', db), n, inF, outF, chunk);
+      k.linearBackwardWeight(ptr(kn, 'dy', dy), ptr(kn, 'x', x), ptr(kn, 'dw', dw), ptr(kn, 'db', db), n, inF, outF, chunk, 0, outF);
     },
+
+    close() {},
   };
 }

@@ -23,6 +23,11 @@
  * - `pause` leaves the session politely (Bye LEAVING: the coordinator reassigns this tab's nodes at
  *   once) and keeps the engine; `resume` joins again as a new worker. `leave` says Bye, waits for
  *   the close to go out, posts 'left' and ends the Web Worker.
+ * - Threads: when the page is cross-origin isolated (SharedArrayBuffer), the wasm kernels run on
+ *   `kernelThreads()` threads: this worker and helpers (kernel-thread.ts, nested Web Workers on
+ *   one shared WebAssembly.Memory), min(hardwareConcurrency - 1, MAX_BROWSER_THREADS) by default
+ *   or `?threads=N` on this worker's script URL; same bits for any count. Not isolated, or the
+ *   helpers fail to start: one thread. Hello reports the count in use.
  * - Statuses (VolunteerStatus) go to the page at each change, at most every `STATUS_MIN_GAP_MS`,
  *   and every `STATUS_INTERVAL_MS`. The loss shown is this tab's own: the mean loss over the
  *   samples it computed in its latest training step (the coordinator sends workers no loss).
@@ -30,8 +35,9 @@
  * Web Worker and WebAssembly APIs only (no Node, no DOM).
  */
 import {
-  createEngine, createOracleBackend, createWasmBackend, engineFloats, modelSpec, wasmSimdSupported,
-  type Backend, type Engine, type NodeSums,
+  MAX_KERNEL_THREADS, createEngine, createOracleBackend, createThreadedWasmBackend, createWasmBackend, engineFloats, modelSpec,
+  wasmSimdSupported, wasmThreadsSupported,
+  type Backend, type Engine, type KernelThreadSpawner, type NodeSums,
 } from '@gradhub/core';
 import { gradhub } from '@gradhub/proto';
 import {
@@ -52,6 +58,10 @@ export const STATUS_INTERVAL_MS = 1000;
 export const STATUS_MIN_GAP_MS = 200;
 /** samples/s is measured over this window, ms. */
 export const RATE_WINDOW_MS = 10_000;
+/** Most kernel threads a tab uses by default (the volunteer's machine has other work to do). */
+export const MAX_BROWSER_THREADS = 4;
+/** How long the kernel helper threads may take to start, ms (else: one thread). */
+export const THREAD_START_MS = 20_000;
 
 /** The parts of the dedicated worker scope used here (the package checks against the DOM lib). */
 interface WorkerScope {
@@ -59,6 +69,34 @@ interface WorkerScope {
   addEventListener(type: 'message', listener: (ev: MessageEvent<PageCommand>) => void): void;
   close(): void;
   readonly crossOriginIsolated?: boolean;
+  readonly location?: { readonly href: string };
+  readonly navigator?: { readonly hardwareConcurrency?: number };
+}
+
+/**
+ * Kernel threads for this tab: 1 unless the worker is cross-origin isolated, can run threaded
+ * WebAssembly and start nested workers; then `?threads=N` on the worker script's URL, else
+ * min(hardwareConcurrency - 1, MAX_BROWSER_THREADS), at least 1.
+ */
+export function kernelThreads(scope: WorkerScope): number {
+  if (scope.crossOriginIsolated !== true || typeof Worker === 'undefined' || !wasmThreadsSupported()) return 1;
+  const asked = scope.location ? Number(new URL(scope.location.href).searchParams.get('threads') ?? Number.NaN) : Number.NaN;
+  if (Number.isInteger(asked) && asked >= 1) return Math.min(asked, MAX_KERNEL_THREADS);
+  const cores = scope.navigator?.hardwareConcurrency ?? 1;
+  return Math.max(1, Math.min(cores - 1, MAX_BROWSER_THREADS));
+}
+
+/** Start a helper as a nested Web Worker running kernel-thread.js (next to this worker's script). */
+function browserKernelThreadSpawner(scriptBase: string): KernelThreadSpawner {
+  return (init, onError) => {
+    const w = new Worker(new URL('kernel-thread.js', scriptBase), { name: `gradhub-kernel-${init.slot}` });
+    w.addEventListener('error', (ev) => {
+      ev.preventDefault();
+      onError(new Error(ev.message || 'the kernel thread script failed to load'));
+    });
+    w.postMessage(init);
+    return { terminate: () => w.terminate() };
+  };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -168,6 +206,8 @@ export function runBrowserWorker(scope: WorkerScope): void {
   let log = consoleLogger({}, false);
   const simd = wasmSimdSupported();
   const backendName: 'wasm' | 'ts' = simd ? 'wasm' : 'ts';
+  /** Kernel threads in use (back to 1 when the helpers cannot start). */
+  let threads = backendName === 'wasm' ? kernelThreads(scope) : 1;
 
   let command: StartCommand | null = null;
   /** run: in (or joining) the run; the others are the volunteer's or the run's final word. */
@@ -186,13 +226,26 @@ export function runBrowserWorker(scope: WorkerScope): void {
   let cached: { key: string; engine: Promise<Engine> } | null = null;
   /** Building the engine failed (no memory for the model, no WebAssembly): retrying will not help. */
   let engineFailure: string | null = null;
+  /** The wasm backend on `threads` threads, or on one when the helpers cannot start. */
+  const wasmBackend = async (capacityFloats: number): Promise<Backend> => {
+    if (threads > 1 && scope.location) {
+      try {
+        return await createThreadedWasmBackend({ capacityFloats, threads, spawn: browserKernelThreadSpawner(scope.location.href), startTimeoutMs: THREAD_START_MS });
+      } catch (err) {
+        log.warn({ err: String(err), threads }, 'kernel threads unavailable: computing on one thread');
+        threads = 1;
+      }
+    }
+    return createWasmBackend({ capacityFloats });
+  };
   const getEngine = (w: WelcomeInfo): Promise<Engine> => {
     const key = JSON.stringify([w.sizes, w.chunk, w.normalize, w.maxBatch]);
     if (cached?.key !== key) {
+      if (cached) void cached.engine.then((e) => e.backend.close?.(), () => {}); // another run's engine: not in use any more
       memory.version = -1; // a new engine holds no parameters
       const spec = modelSpec(w.sizes);
       const backend: Promise<Backend> = backendName === 'wasm'
-        ? createWasmBackend({ capacityFloats: engineFloats(spec, w.maxBatch) })
+        ? wasmBackend(engineFloats(spec, w.maxBatch))
         : Promise.resolve(createOracleBackend());
       cached = {
         key,
@@ -312,7 +365,7 @@ export function runBrowserWorker(scope: WorkerScope): void {
           runtime: 'browser',
           logger: log,
           getEngine,
-          capabilities: { threads: 1, simd: backendName === 'wasm', backend: backendName },
+          capabilities: { threads, simd: backendName === 'wasm', backend: backendName },
           memory,
           name: cmd.name,
           slowdownMs: cmd.slowdownMs,
@@ -477,6 +530,7 @@ export function runBrowserWorker(scope: WorkerScope): void {
         clearInterval(ticker);
         void endSession().then(() => {
           setState('left', 'You left the run. Thank you for your help! You can close this tab.');
+          if (cached) void cached.engine.then((e) => e.backend.close?.(), () => {});
           scope.close();
         });
         return;

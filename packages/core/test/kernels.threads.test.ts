@@ -1,0 +1,241 @@
+/**
+ * The threaded WebAssembly backend against the oracle, BIT FOR BIT (Uint32Array views), on 2 and 3
+ * threads (Node worker_threads helpers: @gradhub/worker's spawner), every call split over all
+ * threads (minWorkPerThread 0): random and ragged shapes, shapes with fewer outputs than threads,
+ * block boundaries, minimal scratch; plus its life cycle (start failures, close).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnNodeKernelThread } from '@gradhub/worker';
+import { createOracleBackend } from '../src/kernels/oracle.js';
+import type { Backend } from '../src/kernels/types.js';
+import { MIN_SCRATCH_FLOATS } from '../src/kernels/wasm.js';
+import { createThreadedWasmBackend, wasmThreadsSupported, type KernelThreadSpawner } from '../src/kernels/wasm-threads.js';
+
+const f = Math.fround;
+
+/** Deterministic generator (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Values that stress float32 sums: uniform, small integers, powers of two, signed zeros, subnormals, large. */
+function interesting(rand: () => number): number {
+  const u = rand();
+  const sign = rand() < 0.5 ? -1 : 1;
+  if (u < 0.4) return f(rand() * 2 - 1);
+  if (u < 0.6) return Math.floor(rand() * 9) - 4;
+  if (u < 0.72) return sign * 2 ** (Math.floor(rand() * 40) - 20);
+  if (u < 0.8) return sign * 0;
+  if (u < 0.86) return sign * Math.floor(1 + rand() * 1000) * 2 ** -149;
+  if (u < 0.92) return sign * f(2 ** (16 + rand() * 8));
+  return f((rand() * 2 - 1) * 1e-3);
+}
+
+function fill(a: Float32Array, rand: () => number): Float32Array {
+  for (let i = 0; i < a.length; i++) a[i] = interesting(rand);
+  return a;
+}
+
+function expectSameBits(actual: Float32Array, expected: Float32Array, what: string): void {
+  const ua = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
+  const ub = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
+  expect(ua.length, what).toBe(ub.length);
+  for (let i = 0; i < ua.length; i++) {
+    if (ua[i] !== ub[i]) throw new Error(`${what}: element ${i} differs: got ${actual[i]} (0x${ua[i].toString(16)}), want ${expected[i]} (0x${ub[i].toString(16)})`);
+  }
+}
+
+function put(backend: Backend, src: Float32Array): Float32Array {
+  const a = backend.allocF32(src.length);
+  a.set(src);
+  return a;
+}
+
+const GUARD = 8;
+const SENTINEL = 12345.5;
+
+/** An output inside sentinel borders, pre-filled with NaN (a slice no thread computed stays NaN). */
+function guardedOutput(backend: Backend, len: number): { out: Float32Array; untouched: () => boolean } {
+  const buf = backend.allocF32(len + 2 * GUARD);
+  buf.fill(SENTINEL);
+  const out = buf.subarray(GUARD, GUARD + len);
+  out.fill(Number.NaN);
+  const untouched = (): boolean => buf.subarray(0, GUARD).every((v) => v === SENTINEL) && buf.subarray(GUARD + len).every((v) => v === SENTINEL);
+  return { out, untouched };
+}
+
+interface Shape { n: number; inF: number; outF: number }
+
+const oracle = createOracleBackend();
+
+/** The three kernels on the oracle and on `wasm`, every output compared bit for bit. */
+function compareAll(wasm: Backend, shape: Shape, seed: number, chunks: readonly number[]): void {
+  const { n, inF, outF } = shape;
+  const rand = rng(seed);
+  const x = fill(new Float32Array(n * inF), rand);
+  const w = fill(new Float32Array(outF * inF), rand);
+  const b = fill(new Float32Array(outF), rand);
+  const dy = fill(new Float32Array(n * outF), rand);
+  const h = fill(new Float32Array(n * inF), rand);
+  if (h.length > 2) h[2] = Number.NaN;
+  const X = put(wasm, x);
+  const W = put(wasm, w);
+  const B = put(wasm, b);
+  const DY = put(wasm, dy);
+  const H = put(wasm, h);
+  const tag = `n=${n} in=${inF} out=${outF}`;
+  for (const relu of [false, true]) {
+    const y = new Float32Array(n * outF);
+    const Y = guardedOutput(wasm, n * outF);
+    oracle.linearForward(x, w, b, y, n, inF, outF, relu);
+    wasm.linearForward(X, W, B, Y.out, n, inF, outF, relu);
+    expectSameBits(Y.out, y, `forward ${tag} relu=${relu}`);
+    expect(Y.untouched(), `forward ${tag} wrote outside y`).toBe(true);
+  }
+  for (const masked of [false, true]) {
+    const dx = new Float32Array(n * inF);
+    const DX = guardedOutput(wasm, n * inF);
+    oracle.linearBackwardInput(dy, w, dx, n, inF, outF, masked ? h : null);
+    wasm.linearBackwardInput(DY, W, DX.out, n, inF, outF, masked ? H : null);
+    expectSameBits(DX.out, dx, `backward-input ${tag} mask=${masked}`);
+    expect(DX.untouched(), `backward-input ${tag} wrote outside dx`).toBe(true);
+  }
+  for (const chunk of chunks) {
+    const dw = new Float32Array(outF * inF);
+    const db = new Float32Array(outF);
+    const DW = guardedOutput(wasm, outF * inF);
+    const DB = guardedOutput(wasm, outF);
+    oracle.linearBackwardWeight(dy, x, dw, db, n, inF, outF, chunk);
+    wasm.linearBackwardWeight(DY, X, DW.out, DB.out, n, inF, outF, chunk);
+    expectSameBits(DW.out, dw, `weight gradient ${tag} chunk=${chunk}`);
+    expectSameBits(DB.out, db, `bias gradient ${tag} chunk=${chunk}`);
+    expect(DW.untouched() && DB.untouched(), `weight gradient ${tag} wrote outside dw, db`).toBe(true);
+  }
+  for (const [name, copy, original] of [['x', X, x], ['w', W, w], ['b', B, b], ['dy', DY, dy], ['h', H, h]] as const) {
+    expectSameBits(copy, original, `input ${name} ${tag}`);
+  }
+}
+
+const threadsOk = wasmThreadsSupported();
+
+for (const threads of [2, 3]) {
+  describe.runIf(threadsOk)(`threaded wasm backend (${threads} threads) = oracle, bit for bit`, () => {
+    let wasm: Backend;
+    let small: Backend; // minimal scratch per thread: every kernel in many blocks
+    beforeAll(async () => {
+      wasm = await createThreadedWasmBackend({ capacityFloats: 1 << 22, threads, spawn: spawnNodeKernelThread, minWorkPerThread: 0 });
+      small = await createThreadedWasmBackend({ capacityFloats: 1 << 21, threads, spawn: spawnNodeKernelThread, minWorkPerThread: 0, scratchFloats: MIN_SCRATCH_FLOATS });
+    });
+    afterAll(() => {
+      wasm?.close?.();
+      small?.close?.();
+    });
+
+    it('shapes smaller than the thread count (1..3 outputs, fewer than 16 inputs, 1 sample)', () => {
+      const shapes: Shape[] = [];
+      for (const n of [1, 2, 3]) {
+        for (const [inF, outF] of [[1, 1], [2, 1], [1, 2], [3, 3], [2, 5], [15, 2], [16, 3], [17, 1], [33, 4]]) shapes.push({ n, inF, outF });
+      }
+      shapes.forEach((s, i) => compareAll(wasm, s, 1000 * threads + i, [1, 2, 16]));
+    });
+
+    it('ragged shapes (not multiples of 2, 4, 16) and chunks 1, 3, 16, > n', () => {
+      const shapes: Shape[] = [];
+      for (const n of [5, 16, 17]) {
+        for (const [inF, outF] of [[3, 2], [16, 16], [17, 15], [33, 7], [5, 33], [49, 11]]) shapes.push({ n, inF, outF });
+      }
+      shapes.forEach((s, i) => compareAll(wasm, s, 2000 * threads + i, [1, 3, 16, 1000]));
+    });
+
+    it('shapes across the block sizes', () => {
+      const shapes: Shape[] = [
+        { n: 34, inF: 257, outF: 131 },
+        { n: 19, inF: 129, outF: 258 },
+        { n: 64, inF: 300, outF: 20 },
+        { n: 7, inF: 520, outF: 263 },
+      ];
+      shapes.forEach((s, i) => compareAll(wasm, s, 3000 * threads + i, [1, 16]));
+    });
+
+    it('minimal scratch per thread (k blocks, sample blocks, many weight-gradient blocks)', () => {
+      const shapes: Shape[] = [
+        { n: 37, inF: 300, outF: 45 },
+        { n: 200, inF: 40, outF: 70 },
+        { n: 3, inF: 530, outF: 17 },
+        { n: 20, inF: 40, outF: 300 },
+      ];
+      shapes.forEach((s, i) => compareAll(small, s, 4000 * threads + i, [1, 5, 16]));
+    });
+
+    it('random shapes', () => {
+      const rand = rng(5 + threads);
+      for (let t = 0; t < 30; t++) {
+        const shape = { n: 1 + Math.floor(rand() * 60), inF: 1 + Math.floor(rand() * 90), outF: 1 + Math.floor(rand() * 90) };
+        compareAll(t % 3 === 2 ? small : wasm, shape, 5000 * threads + t, [1 + Math.floor(rand() * 20)]);
+      }
+    });
+
+    it('n = 0', () => {
+      compareAll(wasm, { n: 0, inF: 5, outF: 9 }, 6000 * threads, [16]);
+    });
+  });
+}
+
+describe.runIf(threadsOk)('threaded wasm backend life cycle', () => {
+  it('default minWorkPerThread: small and large calls alike give the oracle bits', async () => {
+    const wasm = await createThreadedWasmBackend({ capacityFloats: 1 << 22, threads: 2, spawn: spawnNodeKernelThread });
+    try {
+      compareAll(wasm, { n: 3, inF: 5, outF: 4 }, 7001, [2]); // too small to split: the caller alone
+      compareAll(wasm, { n: 48, inF: 200, outF: 90 }, 7002, [16]); // 864,000 multiply-adds: split
+    } finally {
+      wasm.close?.();
+    }
+  });
+
+  it('threads 1 is the single-thread backend (no spawner needed)', async () => {
+    const wasm = await createThreadedWasmBackend({ capacityFloats: 1 << 16, threads: 1 });
+    compareAll(wasm, { n: 9, inF: 20, outF: 7 }, 7003, [4]);
+    expect(wasm.allocF32(4).buffer instanceof SharedArrayBuffer).toBe(false);
+  });
+
+  it('close(): idempotent; kernels throw afterwards; arrays stay readable', async () => {
+    const wasm = await createThreadedWasmBackend({ capacityFloats: 1 << 16, threads: 3, spawn: spawnNodeKernelThread, minWorkPerThread: 0 });
+    const x = wasm.allocF32(4).fill(1);
+    const w = wasm.allocF32(4).fill(2);
+    const b = wasm.allocF32(2);
+    const y = wasm.allocF32(4);
+    wasm.linearForward(x, w, b, y, 2, 2, 2, false);
+    expect(Array.from(y)).toEqual([4, 4, 4, 4]);
+    wasm.close?.();
+    wasm.close?.();
+    expect(() => wasm.linearForward(x, w, b, y, 2, 2, 2, false)).toThrow(/closed/);
+    expect(Array.from(y)).toEqual([4, 4, 4, 4]);
+  });
+
+  it('threads > 1 needs a spawner; bad thread counts are refused', async () => {
+    await expect(createThreadedWasmBackend({ capacityFloats: 16, threads: 2 })).rejects.toThrow(/spawn/);
+    await expect(createThreadedWasmBackend({ capacityFloats: 16, threads: 0, spawn: spawnNodeKernelThread })).rejects.toThrow(/threads/);
+    await expect(createThreadedWasmBackend({ capacityFloats: 16, threads: 1.5, spawn: spawnNodeKernelThread })).rejects.toThrow(/threads/);
+  });
+
+  it('a thread that fails to start, or never starts, rejects the creation and the others are terminated', async () => {
+    let terminated = 0;
+    const failing: KernelThreadSpawner = (init, onError) => {
+      const h = spawnNodeKernelThread(init, onError);
+      if (init.slot === 2) setTimeout(() => onError(new Error('no such script')), 5);
+      return { terminate: () => { terminated++; h.terminate(); } };
+    };
+    await expect(createThreadedWasmBackend({ capacityFloats: 16, threads: 3, spawn: failing })).rejects.toThrow(/no such script/);
+    expect(terminated).toBe(2);
+    const silent: KernelThreadSpawner = () => ({ terminate: () => { terminated++; } });
+    await expect(createThreadedWasmBackend({ capacityFloats: 16, threads: 2, spawn: silent, startTimeoutMs: 50 })).rejects.toThrow(/did not start within 50 ms/);
+    expect(terminated).toBe(3);
+  });
+});
