@@ -6,11 +6,15 @@
  * this module only moves them to workers and reduces what comes back. One request at a time.
  *
  * A request (one `run`), and its sync points:
- * 1. Parameters: the Params frame of a version is hashed (xxHash64) and encoded once, and the same
- *    bytes are sent to each worker that was not sent that version yet, just before its Work.
+ * 1. Parameters: the Params frame of a version is hashed (xxHash64) and encoded once over a reused
+ *    snapshot of the parameters (protocol.ts `ParamsEncoder`), and the same bytes are sent, as
+ *    fragments, to each worker that was not sent that version yet, just before its Work.
  * 2. Assignment: waits for at least one worker, then `assignChunks` (scheduler) gives each ready
- *    worker a contiguous range of chunks in proportion to its measured speed, as canonical nodes.
- *    Each worker gets one Work frame with its nodes' pixels and labels (uint8) in node order.
+ *    worker a contiguous range of chunks, as canonical nodes, cut to minimise the estimated
+ *    makespan: compute (measured speed) against bytes moved (parameters if the worker lacks
+ *    them, its pixels, and one result per node, at its measured bandwidth). Each worker gets one
+ *    Work frame with its nodes' pixels and labels (uint8) in node order. The bytes the plan moves
+ *    ("as assigned") are logged at debug level and kept in `stats.assigned`.
  * 3. Results go through the reducer (validation, tree combination). A protocol fault kicks the
  *    worker (Error + close); a lost worker's incomplete nodes go to the worker that would finish
  *    them first (or to the next worker that joins, when none is left); a non-finite node is
@@ -18,12 +22,16 @@
  *    With `speculateAfterMs`, a node outstanding that long is also given to an idle worker and
  *    the first result wins (the other is dropped quietly and counted).
  * 4. When the root is complete, `run` resolves; the gradient buffer is the reducer's, valid until
- *    the next `run`. Workers' speeds (samples/s per busy period) feed an EWMA for the next split.
+ *    the next `run`. Per worker and busy period (from its Work to its last result), its compute
+ *    speed (samples / the compute time it reports; wall time when it reports none) and its
+ *    bandwidth (bytes moved / the busy time not spent computing) feed EWMAs for the next split.
  *
- * Flow control and memory: sends go through ws's send callbacks (`WorkerConn.send`); while the
- * reducer holds `maxHeld` waiting gradients (memoryBudgetBytes / gradient bytes), only the sockets
- * of the owners of the leftmost incomplete node are read, the others are paused, so results
- * arrive in tree order and memory stays bounded whatever the number of workers (reducer.ts).
+ * Flow control and memory: sends go through ws's send callbacks (`WorkerConn.send`). Gradients
+ * being received count against the memory budget like waiting ones: of the workers that still owe
+ * results, only as many are read as the reducer has room for (memoryBudgetBytes / gradient bytes
+ * minus the gradients it holds), in tree order of their nodes, and over budget only the owners of
+ * the leftmost incomplete node; the others are paused, so results arrive in tree order and memory
+ * stays bounded whatever the number of workers (reducer.ts, `flow`).
  *
  * Failure: `close()` (or a run error) fails the pending run once, with a GradhubError.
  */
@@ -35,9 +43,9 @@ import {
 } from '@gradhub/core';
 import type { Executor, StepInput, StepSums, StepTiming } from './executor.js';
 import { Membership, type ClusterStatusSink, type WorkerConn } from './membership.js';
-import { encode, encodeParams, frameLimits, type BodyOf, type ParamsFrame } from './protocol.js';
+import { ParamsEncoder, encode, frameLimits, type BodyOf, type ParamsFrame } from './protocol.js';
 import { Reducer, type ReducerStats, type RequestSpec, type ResultIn, type Verdict } from './reducer.js';
-import { SpeedTable, assignChunks, pickWorker, type Candidate } from './scheduler.js';
+import { SpeedTable, assignChunks, assignedBytes, pickWorker, type AssignedBytes, type Candidate, type TransferCost } from './scheduler.js';
 import { startServer, type GradhubServer } from './server.js';
 
 export interface ClusterExecutorOptions {
@@ -71,6 +79,8 @@ export interface ClusterStats extends ReducerStats {
   speculated: number;
   /** Workers kicked for protocol faults. */
   kicked: number;
+  /** Bytes the last request's plan moves as assigned (params + work down, results up), or null before the first. */
+  assigned: AssignedBytes | null;
 }
 
 export interface ClusterExecutor extends Executor {
@@ -83,7 +93,8 @@ export interface ClusterExecutor extends Executor {
   close(reason?: 'done' | 'shutdown'): Promise<void>;
 }
 
-const EMPTY = new Uint8Array(0);
+/** Bytes of a Result frame besides the gradient (header and sums), and of a Work frame besides pixels and labels, about. */
+const RESULT_OVERHEAD_BYTES = 64;
 
 interface Active {
   readonly spec: RequestSpec;
@@ -91,8 +102,8 @@ interface Active {
   readonly nChunks: number;
   readonly log: Logger;
   readonly startedAt: number;
-  /** Per worker: nodes (keys) it still has to answer, samples queued, start of its busy period, samples done in it. */
-  readonly load: Map<number, { outstanding: Set<string>; queued: number; busySince: number; done: number }>;
+  /** Per worker: nodes (keys) it still has to answer, samples queued, and its busy period (start, samples done, compute ms reported, bytes moved). */
+  readonly load: Map<number, Load>;
   /** When each node was last given out. */
   readonly givenAt: Map<string, number>;
   readonly resolve: (s: StepSums) => void;
@@ -105,6 +116,16 @@ interface Active {
   lastResultAt: number;
 }
 
+interface Load {
+  /** Nodes it still has to answer, by key, with their first chunk. */
+  readonly outstanding: Map<string, number>;
+  queued: number;
+  busySince: number;
+  done: number;
+  computeMs: number;
+  bytes: number;
+}
+
 const nodeKey = (n: TreeNode): string => `${n.lo}:${n.hi}`;
 
 class ClusterExecutorImpl implements ClusterExecutor {
@@ -115,8 +136,11 @@ class ClusterExecutorImpl implements ClusterExecutor {
   private readonly log: Logger;
   private readonly reducer: Reducer;
   private readonly speeds: SpeedTable;
+  private readonly bandwidths: SpeedTable;
   private readonly speculateAfterMs: number | null;
+  private readonly paramsEncoder = new ParamsEncoder();
   private paramsFrame: ParamsFrame | null = null;
+  private assigned: AssignedBytes | null = null;
   private active: Active | null = null;
   private seq = 0;
   private closed = false;
@@ -139,6 +163,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     if (!(budget > 0)) throw new GradhubError(ErrorCode.E_USAGE, `memoryBudgetBytes must be positive, got ${budget}`);
     this.reducer = new Reducer({ paramCount: opts.spec.paramCount, maxHeld: Math.max(2, Math.floor(budget / (4 * opts.spec.paramCount))) });
     this.speeds = new SpeedTable(opts.speedAlpha ?? 0.5);
+    this.bandwidths = new SpeedTable(opts.speedAlpha ?? 0.5);
     this.status = opts.status ?? null;
     this.speculateAfterMs = opts.speculateAfterMs === undefined ? 30000 : opts.speculateAfterMs;
     if (this.speculateAfterMs !== null && !(this.speculateAfterMs > 0)) {
@@ -147,13 +172,13 @@ class ClusterExecutorImpl implements ClusterExecutor {
     this.membership.setHandlers({
       joined: (w) => this.onJoined(w),
       lost: (w, reason) => this.onLost(w, reason),
-      result: (w, m) => this.onResult(w, m),
+      result: (w, m, grad) => this.onResult(w, m, grad),
       paramsRequest: (w, v) => this.onParamsRequest(w, v),
     }, (id) => this.busyMs(id));
   }
 
   get stats(): Readonly<ClusterStats> {
-    return { ...this.reducer.stats, dropped: { ...this.reducer.stats.dropped }, ...this.counters };
+    return { ...this.reducer.stats, dropped: { ...this.reducer.stats.dropped }, ...this.counters, assigned: this.assigned };
   }
 
   workerCount(): number {
@@ -168,7 +193,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     if (this.closed) throw new GradhubError(ErrorCode.E_CLOSED, 'the cluster executor is closed');
     if (this.active) throw new GradhubError(ErrorCode.E_INTERNAL, 'ClusterExecutor.run called while a run is pending');
     this.checkInput(input);
-    if (this.paramsFrame?.version !== input.version) this.paramsFrame = encodeParams(input.version, input.params);
+    if (this.paramsFrame?.version !== input.version) this.paramsFrame = this.paramsEncoder.encode(input.version, input.params);
     if (this.membership.size === 0) {
       this.log.info({ step: input.step }, 'waiting for a worker');
       await this.membership.waitForWorkers(1);
@@ -186,8 +211,21 @@ class ClusterExecutorImpl implements ClusterExecutor {
       };
       this.active = a;
       const workers = this.membership.workers();
-      const plan = assignChunks(nChunks, workers.map((w) => ({ id: w.id, speed: this.speeds.get(w.id), maxSamples: w.capabilities.maxBatch })), { batch: input.batch, chunk: this.chunk });
-      log.debug({ mode: input.mode, batch: input.batch, nChunks, plan: plan.map((p) => ({ worker: p.workerId, lo: p.lo, hi: p.hi, nodes: p.nodes.length })) }, 'request out');
+      const shape = { batch: input.batch, chunk: this.chunk };
+      const cost: TransferCost = {
+        resultBytes: (input.mode === 'train' ? 4 * this.spec.paramCount : 0) + RESULT_OVERHEAD_BYTES,
+        paramsBytes: this.paramsFrame!.byteLength,
+        sampleBytes: CIFAR_PIXELS + 1,
+      };
+      const speeds = workers.map((w) => ({
+        id: w.id, speed: this.speeds.get(w.id), bandwidth: this.bandwidths.get(w.id), maxSamples: w.capabilities.maxBatch, needsParams: w.paramsVersion !== input.version,
+      }));
+      const plan = assignChunks(nChunks, speeds, shape, cost);
+      this.assigned = assignedBytes(plan, speeds, shape, cost);
+      log.debug({
+        mode: input.mode, batch: input.batch, nChunks, assigned: this.assigned,
+        plan: plan.map((p) => ({ worker: p.workerId, lo: p.lo, hi: p.hi, nodes: p.nodes.length, estimateMs: Math.round(p.estimateS * 1000) })),
+      }, 'request out');
       const byId = new Map(workers.map((w) => [w.id, w]));
       const sends: Promise<unknown>[] = [];
       for (const p of plan) {
@@ -197,6 +235,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
       void Promise.all(sends).then(() => {
         a.broadcastMs ??= Date.now() - a.startedAt;
       });
+      this.flow();
       if (plan.length === 0) {
         // Every worker left meanwhile: the whole batch waits for the next one to join (onJoined).
         const root = { lo: 0, hi: nChunks };
@@ -234,10 +273,21 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const a = this.active;
     if (!a || nodes.length === 0) return Promise.resolve();
     const { input, spec } = a;
+    let load = a.load.get(w.id);
+    if (!load) {
+      load = { outstanding: new Map(), queued: 0, busySince: Date.now(), done: 0, computeMs: 0, bytes: 0 };
+      a.load.set(w.id, load);
+    }
+    if (load.outstanding.size === 0) {
+      load.busySince = Date.now();
+      load.done = 0;
+      load.computeMs = 0;
+      load.bytes = 0;
+    }
     let paramsSent: Promise<boolean> | null = null;
     if (w.paramsVersion !== spec.version) {
-      paramsSent = w.send(this.paramsFrame!.frame);
-      w.paramsVersion = spec.version;
+      paramsSent = this.sendParams(w, this.paramsFrame!);
+      load.bytes += this.paramsFrame!.byteLength;
     }
     const sorted = [...nodes].sort((x, y) => x.lo - y.lo);
     const wire: gradhub.IWorkNode[] = [];
@@ -259,16 +309,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
         lab.push(input.labels.subarray(start, end));
       }
       total += end - start;
-      let load = a.load.get(w.id);
-      if (!load) {
-        load = { outstanding: new Set(), queued: 0, busySince: Date.now(), done: 0 };
-        a.load.set(w.id, load);
-      }
-      if (load.outstanding.size === 0) {
-        load.busySince = Date.now();
-        load.done = 0;
-      }
-      load.outstanding.add(nodeKey(n));
+      load.outstanding.set(nodeKey(n), n.lo);
       load.queued += end - start;
       a.givenAt.set(nodeKey(n), Date.now());
     }
@@ -283,9 +324,21 @@ class ClusterExecutorImpl implements ClusterExecutor {
       },
     });
     w.logger.debug({ step: spec.step, seq: spec.seq, nodes: sorted.map((n) => `[${n.lo},${n.hi})`), samples: total }, 'work sent');
+    load.bytes += frame.byteLength;
     const workSent = w.send(frame);
     this.report(w);
     return paramsSent ? Promise.all([paramsSent, workSent]) : workSent;
+  }
+
+  /** Send a Params frame; its snapshot is not overwritten until the socket has taken it. */
+  private sendParams(w: WorkerConn, f: ParamsFrame): Promise<boolean> {
+    w.paramsVersion = f.version;
+    f.snapshot.sends++;
+    const sent = w.send(f.parts);
+    void sent.finally(() => {
+      f.snapshot.sends--;
+    });
+    return sent;
   }
 
   /** Update the worker's row in the status sink. */
@@ -338,6 +391,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
 
   private onLost(w: WorkerConn, reason: string): void {
     this.speeds.forget(w.id);
+    this.bandwidths.forget(w.id);
     this.tally.delete(w.id);
     this.status?.removeWorker(String(w.id));
     const a = this.active;
@@ -355,20 +409,19 @@ class ClusterExecutorImpl implements ClusterExecutor {
 
   private onParamsRequest(w: WorkerConn, version: number): void {
     if (this.paramsFrame && this.paramsFrame.version === version) {
-      void w.send(this.paramsFrame.frame);
-      w.paramsVersion = version;
+      void this.sendParams(w, this.paramsFrame);
     } else {
       w.logger.debug({ version, current: this.paramsFrame?.version }, 'params requested for a version not held');
     }
   }
 
-  private onResult(w: WorkerConn, m: BodyOf<'result'>): void {
+  private onResult(w: WorkerConn, m: BodyOf<'result'>, grad: readonly Uint8Array[]): void {
     const r: ResultIn = {
       seq: m.seq ?? 0,
       version: m.version ?? 0,
       node: m.node ? { lo: m.node.lo ?? 0, hi: m.node.hi ?? 0 } : null,
       part: m.part ? { offset: m.part.offset ?? 0, length: m.part.length ?? 0 } : null,
-      grad: m.grad ?? EMPTY,
+      grad,
       lossSum: m.lossSum ?? 0,
       denomSum: m.denomSum ?? 0,
       correct: m.correct ?? 0,
@@ -381,6 +434,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
       a.lastResultAt = Date.now();
       if (v.kind === 'accepted') a.computeMs.set(w.id, (a.computeMs.get(w.id) ?? 0) + (m.computeMs ?? 0));
     }
+    let gradBytes = 0;
+    for (const g of grad) gradBytes += g.byteLength;
     // Whatever the verdict, this worker no longer computes that node.
     if (a && r.node && r.seq === a.spec.seq) {
       const load = a.load.get(w.id);
@@ -388,6 +443,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
       if (load?.outstanding.delete(k)) {
         const samples = this.reducer.samplesOf(r.node);
         load.queued -= samples;
+        load.bytes += gradBytes + RESULT_OVERHEAD_BYTES;
+        load.computeMs += m.computeMs ?? 0;
         if (v.kind === 'accepted') {
           load.done += samples;
           const t = this.tally.get(w.id) ?? { nodes: 0, samples: 0 };
@@ -395,7 +452,15 @@ class ClusterExecutorImpl implements ClusterExecutor {
           t.samples += samples;
           this.tally.set(w.id, t);
         }
-        if (load.outstanding.size === 0) this.speeds.observe(w.id, load.done, Date.now() - load.busySince);
+        if (load.outstanding.size === 0) {
+          const wall = Date.now() - load.busySince;
+          if (load.computeMs > 0) {
+            this.speeds.observe(w.id, load.done, load.computeMs);
+            this.bandwidths.observe(w.id, load.bytes, Math.max(1, wall - load.computeMs));
+          } else {
+            this.speeds.observe(w.id, load.done, wall);
+          }
+        }
       }
     }
     if (v.kind === 'accepted' && !v.done) this.report(w);
@@ -428,24 +493,31 @@ class ClusterExecutorImpl implements ClusterExecutor {
     },
   };
 
-  /** Memory budget: over it, read only the frontier's owners (reducer.ts). */
+  /**
+   * Memory budget (reducer.ts): results being received count too. Of the workers that still owe
+   * results, only as many as the reducer has room for (maxHeld - held, at least 1) are read, the
+   * ones whose leftmost outstanding node comes first in tree order; over budget, only the
+   * frontier's owners. The others are paused: their results wait in their sockets. So held and
+   * in-flight gradients together stay within the budget plus the tree depth, whatever the
+   * number of workers. Workers that owe nothing are always read.
+   */
   private flow(): void {
     const a = this.active;
     const workers = this.membership.workers();
-    if (!a || !this.reducer.overBudget) {
-      for (const w of workers) {
-        if (!w.paused) continue;
-        w.resume();
-        this.report(w);
-      }
-      return;
+    const owing = a ? workers.filter((w) => (a.load.get(w.id)?.outstanding.size ?? 0) > 0) : [];
+    const room = this.reducer.overBudget ? 0 : Math.max(1, this.reducer.maxHeld - this.reducer.held);
+    let read: Set<number> | null = null; // null: everyone
+    if (a && a.spec.mode === 'train' && owing.length > room) {
+      const f = this.reducer.frontier();
+      read = new Set(f ? this.reducer.ownersOf(f) : []);
+      const first = (w: WorkerConn): number => Math.min(...a.load.get(w.id)!.outstanding.values());
+      const ordered = owing.map((w) => ({ id: w.id, lo: first(w) })).sort((x, y) => x.lo - y.lo || x.id - y.id);
+      for (let i = 0; i < room && i < ordered.length; i++) read.add(ordered[i].id);
     }
-    const f = this.reducer.frontier();
-    const owners = new Set(f ? this.reducer.ownersOf(f) : []);
     for (const w of workers) {
       const was = w.paused;
-      if (owners.has(w.id)) w.resume();
-      else if ((a.load.get(w.id)?.outstanding.size ?? 0) > 0) w.pause();
+      if (read === null || read.has(w.id) || !owing.includes(w)) w.resume();
+      else w.pause();
       if (w.paused !== was) this.report(w);
     }
   }

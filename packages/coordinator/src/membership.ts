@@ -8,8 +8,11 @@
  *   with the run's settings, and the worker is *ready*: the executor hears `joined`. Workers may
  *   join at any time; the executor decides when they get work (from the next request on, or
  *   sooner to take over a lost worker's nodes).
- * - Every frame goes through `decodeFrame` (size, version, kind); a protocol fault gets
+ * - Every message goes through `decodeMessage` (size, version, kind); a protocol fault gets
  *   Error{code} and a close. Results and ParamsRequests of ready workers go to the executor.
+ *   Sockets deliver messages as their fragments (ws `binaryType: 'fragments'`): a Result whose
+ *   gradient was streamed in fragments reaches the executor as those fragments, never joined
+ *   (protocol.ts); `send` takes a message as parts and sends them as fragments of one message.
  * - Liveness: every `heartbeatIntervalMs` the coordinator sends a ws ping to each worker; any frame,
  *   pong or application Heartbeat (answered with a Heartbeat, for browsers that cannot ping)
  *   counts as a sign of life. A worker silent for `heartbeatTimeoutMs` (plus the executor's
@@ -29,8 +32,8 @@ import type { Logger } from 'pino';
 import { gradhub } from '@gradhub/proto';
 import { ErrorCode, GradhubError, type ModelSpec } from '@gradhub/core';
 import {
-  FROM_WORKER, PROTOCOL_VERSION, ProtocolError, WireCode, closeCodeFor, decodeFrame, encode,
-  type BodyOf, type Decoded,
+  FROM_WORKER, PROTOCOL_VERSION, ProtocolError, WireCode, closeCodeFor, decodeMessage, encode,
+  type BodyOf, type DecodedMessage,
 } from './protocol.js';
 import { tokenMatches } from './server.js';
 import type { WorkerRow } from './status.js';
@@ -91,8 +94,12 @@ export interface WorkerConn {
   readonly lastSeen: number;
   /** Remote address, for people. */
   readonly address: string;
-  /** Send one frame; resolves true once written to the socket, false if the socket failed. */
-  send(frame: Uint8Array): Promise<boolean>;
+  /**
+   * Send one message, given whole or as parts (sent as the fragments of one message, no copy: the
+   * parts must stay unchanged until the promise settles); resolves true once written to the
+   * socket, false if the socket failed.
+   */
+  send(frame: Uint8Array | readonly Uint8Array[]): Promise<boolean>;
   /** Stop reading this socket (flow control); results stay in TCP buffers. */
   pause(): void;
   resume(): void;
@@ -104,7 +111,8 @@ export interface WorkerConn {
 export interface MembershipHandlers {
   joined(w: WorkerConn): void;
   lost(w: WorkerConn, reason: string): void;
-  result(w: WorkerConn, msg: BodyOf<'result'>): void;
+  /** A Result; `grad` is its gradient bytes, in one or more pieces (views of the received fragments). */
+  result(w: WorkerConn, msg: BodyOf<'result'>, grad: readonly Uint8Array[]): void;
   paramsRequest(w: WorkerConn, version: number): void;
 }
 
@@ -228,11 +236,19 @@ export class Membership {
       address: req?.socket.remoteAddress ?? '',
       pausedAt: 0,
       helloTimer: null,
-      send(frame: Uint8Array): Promise<boolean> {
+      send(frame: Uint8Array | readonly Uint8Array[]): Promise<boolean> {
         if (conn.state === 'gone' || ws.readyState !== ws.OPEN) return Promise.resolve(false);
-        conn.bytesOut += frame.byteLength;
-        self.opts.status?.count('bytes_out', frame.byteLength);
-        return new Promise<boolean>((resolve) => ws.send(frame, { binary: true }, (err) => resolve(!err)));
+        const parts = frame instanceof Uint8Array ? [frame] : frame.filter((p, i) => p.byteLength > 0 || i === frame.length - 1);
+        let bytes = 0;
+        for (const p of parts) bytes += p.byteLength;
+        conn.bytesOut += bytes;
+        self.opts.status?.count('bytes_out', bytes);
+        return new Promise<boolean>((resolve) => {
+          const last = parts.length - 1;
+          // Synchronously, so no other message can come between the fragments.
+          for (let i = 0; i < last; i++) ws.send(parts[i], { binary: true, fin: false });
+          ws.send(parts[last], { binary: true, fin: true }, (err) => resolve(!err));
+        });
       },
       pause() {
         if (conn.paused || conn.state === 'gone') return;
@@ -257,6 +273,7 @@ export class Membership {
     conn.helloTimer = setTimeout(() => this.fault(conn, WireCode.UNEXPECTED_MESSAGE, `no Hello within ${this.helloTimeout} ms`, 'error'), this.helloTimeout);
     conn.helloTimer.unref();
 
+    ws.binaryType = 'fragments';
     ws.on('message', (data: RawData, isBinary: boolean) => this.onFrame(conn, data, isBinary));
     ws.on('pong', () => {
       conn.lastSeen = Date.now();
@@ -273,13 +290,15 @@ export class Membership {
   private onFrame(conn: Conn, data: RawData, isBinary: boolean): void {
     if (conn.state === 'gone') return;
     conn.lastSeen = Date.now();
-    let decoded: Decoded;
+    let decoded: DecodedMessage;
     try {
       if (!isBinary) throw new ProtocolError(WireCode.MALFORMED_FRAME, 'text frames are not part of the protocol');
-      const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
-      conn.bytesIn += bytes.byteLength;
-      this.opts.status?.count('bytes_in', bytes.byteLength);
-      decoded = decodeFrame(bytes, this.opts.maxFrameBytes, FROM_WORKER);
+      const pieces: readonly Uint8Array[] = Array.isArray(data) ? data : [data instanceof ArrayBuffer ? new Uint8Array(data) : data];
+      let bytes = 0;
+      for (const p of pieces) bytes += p.byteLength;
+      conn.bytesIn += bytes;
+      this.opts.status?.count('bytes_in', bytes);
+      decoded = decodeMessage(pieces, this.opts.maxFrameBytes, FROM_WORKER);
     } catch (err) {
       if (err instanceof ProtocolError) {
         this.fault(conn, err.wireCode, err.message, conn.state === 'hello' ? 'reject' : 'error');
@@ -300,12 +319,27 @@ export class Membership {
       this.fault(conn, WireCode.UNEXPECTED_MESSAGE, `unexpected ${decoded.kind} from a joined worker`, 'error');
       return;
     }
-    (handle as (c: Conn, m: unknown) => void)(conn, decoded.msg);
+    try {
+      (handle as (c: Conn, m: unknown, d: DecodedMessage) => void)(conn, decoded.msg, decoded);
+    } catch (err) {
+      // A bug on this side: say so, drop this worker (its nodes go elsewhere), keep serving the others.
+      conn.logger.error({ err }, `handling a ${decoded.kind} failed`);
+      this.fault(conn, WireCode.INTERNAL, `the coordinator failed handling a ${decoded.kind}`, 'error');
+    }
+  }
+
+  /** Call an executor handler; a throw is logged, never allowed to take the process down. */
+  private notify(conn: Conn, what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      conn.logger.error({ err }, `${what} handler failed`);
+    }
   }
 
   /** What a ready worker may send, by body kind. */
-  private readonly readyHandlers: { [K in Decoded['kind']]?: (c: Conn, m: BodyOf<K>) => void } = {
-    result: (c, m) => this.handlers?.result(c, m),
+  private readonly readyHandlers: { [K in DecodedMessage['kind']]?: (c: Conn, m: BodyOf<K>, d: DecodedMessage) => void } = {
+    result: (c, m, d) => this.handlers?.result(c, m, d.tail ?? (m.grad ? [m.grad] : [])),
     paramsRequest: (c, m) => this.handlers?.paramsRequest(c, m.version ?? 0),
     heartbeat: (c) => {
       void c.send(encode({ heartbeat: { sentMs: Date.now() } }));
@@ -366,7 +400,7 @@ export class Membership {
     conn.state = 'ready';
     this.ready.set(conn.id, conn);
     conn.logger.info({ name: conn.name, runtime: conn.runtime, capabilities: conn.capabilities, workers: this.ready.size }, 'worker joined');
-    this.handlers?.joined(conn);
+    this.notify(conn, 'joined', () => this.handlers?.joined(conn));
     for (let i = this.waiters.length - 1; i >= 0; i--) {
       if (this.ready.size >= this.waiters[i].min) this.waiters.splice(i, 1)[0].resolve();
     }
@@ -400,7 +434,7 @@ export class Membership {
     this.ready.delete(conn.id);
     if (wasReady) {
       conn.logger.info({ reason, workers: this.ready.size }, 'worker left');
-      this.handlers?.lost(conn, reason);
+      this.notify(conn, 'lost', () => this.handlers?.lost(conn, reason));
     }
   }
 

@@ -17,22 +17,30 @@
  *     'reassigned'), counted; an honest straggler is not punished;
  *   - a NaN or infinity in the gradient or the sums: 'non-finite' (the executor has the node
  *     recomputed on another worker); if the node already came back non-finite once: 'diverged'.
- *   - otherwise the node is accepted: its gradient is copied into a buffer of the pool and
- *     combined with its sibling as soon as both are there, S(parent) = S(left) + S(right) in
- *     float32 (`addSiblings`, left operand first), up to the root. Loss and denominator sums
+ *   - otherwise the node is accepted and combined with its sibling as soon as both are there,
+ *     S(parent) = S(left) + S(right) in float32, up to the root. Loss and denominator sums
  *     combine in the same order in float64 (left + right), correct counts as integers. So the
  *     root is bit for bit what one engine computes on the whole batch, whatever the split, the
  *     arrival order or the reassignments.
+ * - The gradient bytes (`ResultIn.grad`) are read where they arrived, in one or more pieces of any
+ *   alignment (the socket's fragments; pieces that are not 4-byte aligned, or floats split
+ *   between two pieces, go through a 64 KiB scratch buffer), in one pass that checks every value
+ *   is finite while it either copies the gradient into a pool buffer (no sibling waiting yet) or
+ *   writes incoming + sibling into a pool buffer (the sibling is waiting): the incoming bytes are
+ *   never copied first, and a non-finite value leaves the waiting sibling untouched. Float32
+ *   addition is commutative (IEEE 754: a + b and b + a are the same bits), so incoming + waiting
+ *   is S(left) + S(right) whichever arrived first; higher levels use `addSiblings`.
  * - Memory: a node waiting for its sibling holds one buffer (paramCount floats); combining frees
- *   the right operand's buffer into the pool. Buffers are reused across requests; a request
- *   allocates nothing once the pool is warm. The reducer does not refuse results (they are in
+ *   the waiting sibling's buffer (or the right operand's) into the pool. Buffers are reused
+ *   across requests; a request allocates nothing once the pool is warm. The reducer does not refuse results (they are in
  *   memory once received); it reports `held` and `overBudget` (held >= maxHeld) and `frontier()`,
  *   the leftmost incomplete node. The executor keeps the memory bounded independently of the
- *   number of workers: while over budget it reads only the sockets of the frontier's owners and
- *   pauses the others, so results arrive in tree order, and in tree order a result waits only
- *   when it is a left child whose right sibling is not complete: at most one per tree level.
- *   Held buffers therefore stay below maxHeld + depth + 1 + the frames already in flight when
- *   the pause began (at most one per worker that was mid-send, and only at that moment).
+ *   number of workers: it reads the sockets of at most maxHeld - held workers that owe results
+ *   (leftmost nodes first), and while over budget only those of the frontier's owners, pausing
+ *   the others, so results arrive in tree order, and in tree order a result waits only when it
+ *   is a left child whose right sibling is not complete: at most one per tree level. Held
+ *   buffers therefore stay below maxHeld + depth + 1, and results being received below maxHeld
+ *   (a socket paused mid-result keeps that part of it until it is read again).
  * - The root buffer returned by `result()` belongs to the reducer: valid until the next `begin`.
  */
 import { gradhub } from '@gradhub/proto';
@@ -60,8 +68,8 @@ export interface ResultIn {
   readonly version: number;
   readonly node: { readonly lo: number; readonly hi: number } | null;
   readonly part: { readonly offset: number; readonly length: number } | null;
-  /** 4 x part.length bytes, float32 little-endian (any alignment). */
-  readonly grad: Uint8Array;
+  /** 4 x part.length bytes, float32 little-endian, whole or in pieces (any alignment; read, never kept). */
+  readonly grad: Uint8Array | readonly Uint8Array[];
   readonly lossSum: number;
   readonly denomSum: number;
   readonly correct: number;
@@ -136,6 +144,8 @@ export class Reducer {
   private readonly slots = new Map<number, Slot>();
   private root: Slot | null = null;
   private readonly free: Float32Array[] = [];
+  /** Unaligned gradient bytes pass through here (see the module comment). */
+  private readonly scratch = new Float32Array(16 * 1024);
 
   constructor(opts: ReducerOptions) {
     if (!Number.isInteger(opts.paramCount) || opts.paramCount < 1) throw new RangeError(`Reducer: paramCount must be a positive integer, got ${opts.paramCount}`);
@@ -274,8 +284,11 @@ export class Reducer {
     const partLength = r.part?.length ?? 0;
     const partOffset = r.part?.offset ?? 0;
     const wantLength = train ? this.paramCount : 0;
-    if (partOffset !== 0 || partLength !== wantLength || r.grad.byteLength !== 4 * wantLength) {
-      return this.reject(W.BAD_GRADIENT_LENGTH, `part [${partOffset}, +${partLength}) with ${r.grad.byteLength} gradient bytes; ${req.mode} results carry ${4 * wantLength} bytes (part [0, +${wantLength}))`);
+    const pieces: readonly Uint8Array[] = r.grad instanceof Uint8Array ? [r.grad] : r.grad;
+    let gradBytes = 0;
+    for (const p of pieces) gradBytes += p.byteLength;
+    if (partOffset !== 0 || partLength !== wantLength || gradBytes !== 4 * wantLength) {
+      return this.reject(W.BAD_GRADIENT_LENGTH, `part [${partOffset}, +${partLength}) with ${gradBytes} gradient bytes; ${req.mode} results carry ${4 * wantLength} bytes (part [0, +${wantLength}))`);
     }
     if (!Number.isInteger(r.correct) || r.correct < 0 || r.correct > rec.samples || r.denomSum < 0) {
       return this.reject(W.BAD_RESULT, `correct ${r.correct} / denominator ${r.denomSum} impossible for ${rec.samples} samples`);
@@ -284,11 +297,17 @@ export class Reducer {
     if (!rec.owners.has(workerId)) return this.drop('reassigned');
 
     let buf: Float32Array | null = null;
+    let withSibling = false;
     let finite = Number.isFinite(r.lossSum) && Number.isFinite(r.denomSum);
     if (train && finite) {
+      const sib = this.slots.get(this.siblingKey(rec.node));
       buf = this.acquire();
-      new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength).set(r.grad);
-      finite = allFinite(buf);
+      if (sib?.buf) {
+        finite = addChecked(buf, sib.buf, pieces, this.scratch);
+        withSibling = true;
+      } else {
+        finite = copyChecked(buf, pieces, this.scratch);
+      }
     }
     if (!finite) {
       if (buf) this.release(buf);
@@ -304,7 +323,7 @@ export class Reducer {
     this.stats.accepted++;
     // The peak is now: the waiting buffers plus this one, before combining frees any.
     if (buf) this.stats.peakHeld = Math.max(this.stats.peakHeld, this.held + 1);
-    this.insert({ lo: rec.node.lo, hi: rec.node.hi, buf, lossSum: r.lossSum, denomSum: r.denomSum, correct: r.correct });
+    this.insert({ lo: rec.node.lo, hi: rec.node.hi, buf, lossSum: r.lossSum, denomSum: r.denomSum, correct: r.correct }, withSibling);
     return { kind: 'accepted', node: rec.node, done: this.done };
   }
 
@@ -314,9 +333,21 @@ export class Reducer {
     return { grad: this.root.buf, lossSum: this.root.lossSum, denomSum: this.root.denomSum, correct: this.root.correct };
   }
 
-  /** Store a node's sums, combining with siblings up the tree while they are there. */
-  private insert(slot: Slot): void {
+  /** Key of the sibling of `node` (which is not the root). */
+  private siblingKey(node: TreeNode): number {
+    const parent = parentOf(node, this.nChunks);
+    if (!parent) return -1;
+    const mid = treeMid(parent.lo, parent.hi);
+    return node.lo === parent.lo ? this.key(mid, parent.hi) : this.key(parent.lo, mid);
+  }
+
+  /**
+   * Store a node's sums, combining with siblings up the tree while they are there. With
+   * `gradSummed`, `slot.buf` already holds the gradient plus its waiting sibling's (accept).
+   */
+  private insert(slot: Slot, gradSummed = false): void {
     let cur = slot;
+    let summed = gradSummed;
     for (;;) {
       if (cur.lo === 0 && cur.hi === this.nChunks) {
         this.root = cur;
@@ -334,11 +365,16 @@ export class Reducer {
       this.slots.delete(sibKey);
       const l = isLeft ? cur : sib;
       const r = isLeft ? sib : cur;
-      if (l.buf && r.buf) {
+      let buf = l.buf;
+      if (summed) {
+        buf = cur.buf;
+        if (sib.buf) this.release(sib.buf);
+        summed = false;
+      } else if (l.buf && r.buf) {
         addSiblings(l.buf, l.buf, r.buf);
         this.release(r.buf);
       }
-      cur = { lo: parent.lo, hi: parent.hi, buf: l.buf, lossSum: l.lossSum + r.lossSum, denomSum: l.denomSum + r.denomSum, correct: l.correct + r.correct };
+      cur = { lo: parent.lo, hi: parent.hi, buf, lossSum: l.lossSum + r.lossSum, denomSum: l.denomSum + r.denomSum, correct: l.correct + r.correct };
     }
   }
 
@@ -373,9 +409,69 @@ export class Reducer {
   }
 }
 
-/** True when no element is NaN or infinite (exponent bits all ones). */
-function allFinite(a: Float32Array): boolean {
-  const u = new Uint32Array(a.buffer, a.byteOffset, a.length);
-  for (let i = 0; i < u.length; i++) if ((u[i] & 0x7f800000) === 0x7f800000) return false;
+/**
+ * Call `fn(src, at)` over the float32 values of `pieces` in order, as aligned Float32Arrays (views of
+ * the pieces where they are 4-byte aligned, else blocks of `scratch`); `at` is the index of
+ * src[0]. Stops and returns false when `fn` does. The pieces' total length is a multiple of 4.
+ */
+function eachBlock(pieces: readonly Uint8Array[], scratch: Float32Array, fn: (src: Float32Array, at: number) => boolean): boolean {
+  const s8 = new Uint8Array(scratch.buffer, scratch.byteOffset, scratch.byteLength);
+  let fill = 0; // bytes waiting in scratch
+  let at = 0;
+  for (const p of pieces) {
+    const len = p.byteLength;
+    let off = 0;
+    while (off < len) {
+      if (fill === 0 && ((p.byteOffset + off) & 3) === 0 && len - off >= 4) {
+        const n = (len - off) >>> 2;
+        if (!fn(new Float32Array(p.buffer, p.byteOffset + off, n), at)) return false;
+        at += n;
+        off += 4 * n;
+        continue;
+      }
+      const take = Math.min(s8.byteLength - fill, len - off);
+      s8.set(p.subarray(off, off + take), fill);
+      fill += take;
+      off += take;
+      if (fill % 4 === 0) {
+        const n = fill >>> 2;
+        if (!fn(n === scratch.length ? scratch : scratch.subarray(0, n), at)) return false;
+        at += n;
+        fill = 0;
+      }
+    }
+  }
   return true;
+}
+
+// The checks below accumulate v - v, which is +0 for every finite v and NaN once any v is NaN or
+// infinite: no branch per value; a block with a non-finite value is reported after it is written
+// to `dst`, which the caller then discards.
+
+/** dst = the gradient in `pieces`, checking every value is finite (false if one is not; dst is then garbage). */
+function copyChecked(dst: Float32Array, pieces: readonly Uint8Array[], scratch: Float32Array): boolean {
+  return eachBlock(pieces, scratch, (src, at) => {
+    const n = src.length;
+    let acc = 0;
+    for (let i = 0; i < n; i++) {
+      const v = src[i];
+      acc += v - v;
+      dst[at + i] = v;
+    }
+    return acc === 0;
+  });
+}
+
+/** dst = held + the gradient in `pieces` (float32), checking every incoming value is finite (false if one is not; dst is then garbage, `held` is never written). */
+function addChecked(dst: Float32Array, held: Float32Array, pieces: readonly Uint8Array[], scratch: Float32Array): boolean {
+  return eachBlock(pieces, scratch, (src, at) => {
+    const n = src.length;
+    let acc = 0;
+    for (let i = 0; i < n; i++) {
+      const v = src[i];
+      acc += v - v;
+      dst[at + i] = held[at + i] + v;
+    }
+    return acc === 0;
+  });
 }

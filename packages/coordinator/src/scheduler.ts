@@ -1,28 +1,60 @@
 /**
- * Who computes which tree nodes: pure functions and a speed table, no I/O, no clocks.
+ * Who computes which tree nodes: pure functions and speed tables, no I/O, no clocks.
  *
  * Contract:
  * - `assignChunks` splits the batch's chunks [0, nChunks) into one contiguous range per worker,
- *   sized in proportion to the workers' measured speed (samples/s, an EWMA; a worker never
- *   measured counts as the mean of the measured ones, or 1 when none is), each worker getting at
- *   least one chunk. At most nChunks workers take part (the fastest; ties to the lower id).
- *   Ranges follow worker id order. Each range is decomposed with `coverRange` into canonical tree
- *   nodes (DESIGN invariant 3), and a node with more samples than the worker accepts
- *   (`maxSamples`, 0 = no limit) is split into its children until it fits (a single chunk always
- *   fits: membership rejects workers that cannot take one).
+ *   in worker id order, each worker getting at least one chunk. At most nChunks workers take part
+ *   (the fastest; ties to the lower id). Each range is decomposed with `coverRange` into
+ *   canonical tree nodes (DESIGN invariant 3), and a node with more samples than the worker
+ *   accepts (`maxSamples`, 0 = no limit) is split into its children until it fits (a single
+ *   chunk always fits: membership rejects workers that cannot take one).
+ * - Where the cuts go is a cost model (`TransferCost`): a worker's estimated finish time is
+ *     (params bytes if it lacks the version + its samples x sample bytes + its node count x
+ *     result bytes) / its bandwidth  +  its samples / its compute speed,
+ *   because each node it holds is one result on the wire (a worker holding one node moves the
+ *   model's bytes twice per step: parameters down, gradient up; one holding three non-sibling
+ *   nodes uploads three gradients), and a worker sends a node's result before starting the next.
+ *   The cuts minimise the estimated makespan (the latest finish); among cuts within 1e-9 of it,
+ *   the fewest nodes in all (the fewest bytes), then the cuts nearest the speed-proportional
+ *   ones. So with a large gradient, cuts snap to tree boundaries (equal speeds on 16 chunks and
+ *   2 workers: [0,8) + [8,16), one node each), and with a small one or very unequal speeds,
+ *   balance wins. Without a cost (or with zero bytes), the split is speed-proportional.
+ *   For small problems every cut is considered (exact); past ~10^4 evaluations, the candidates
+ *   per cut are the proportional cut, its neighbours, and the nearest multiples of each power of
+ *   two (tree-aligned) on either side.
+ * - Speeds are compute speeds (samples/s, an EWMA of what workers report); bandwidths are bytes/s
+ *   (an EWMA of tensor bytes moved per second of a worker's busy time not spent computing). A
+ *   worker never measured counts as the mean of the measured ones (speed 1 and
+ *   `defaultBandwidth` when none is).
  * - `pickWorker` chooses who takes over one node (a lost worker's, or a non-finite one to be
  *   recomputed): the candidate that would finish it first given its queued samples and speed.
  * - The scheduler only decides *who*; the tree fixes *what* is summed and in which order, so any
  *   decision here gives the same bits.
  */
-import { children, coverRange, nodeSamples, type TreeNode } from '@gradhub/core';
+import { children, coverRange, nodeSamples, treeMid, type TreeNode } from '@gradhub/core';
 
 export interface WorkerSpeed {
   readonly id: number;
-  /** Measured samples per second (EWMA), or null when never measured. */
+  /** Measured compute speed, samples per second (EWMA), or null when never measured. */
   readonly speed: number | null;
   /** Most samples per node this worker accepts; 0 or absent: no limit. */
   readonly maxSamples?: number;
+  /** Measured transfer bandwidth between this worker and the coordinator, bytes/s (EWMA); null or absent: never measured. */
+  readonly bandwidth?: number | null;
+  /** True when this worker lacks the request's parameter version (it is sent them first). */
+  readonly needsParams?: boolean;
+}
+
+/** What moving a request's bytes costs (see the module comment). All sizes in bytes. */
+export interface TransferCost {
+  /** Bytes of one node's result on the wire (4 x paramCount in TRAIN, a few in EVAL). */
+  readonly resultBytes: number;
+  /** Bytes of the parameters, sent to each worker that lacks the version. */
+  readonly paramsBytes: number;
+  /** Bytes of work per sample (pixels and label). */
+  readonly sampleBytes: number;
+  /** Bandwidth of workers never measured when none is, bytes/s. Default 100e6. */
+  readonly defaultBandwidth?: number;
 }
 
 export interface Assignment {
@@ -32,6 +64,8 @@ export interface Assignment {
   readonly hi: number;
   /** Canonical tree nodes covering [lo, hi), left to right. */
   readonly nodes: readonly TreeNode[];
+  /** The cost model's estimate of this worker's finish time, seconds. */
+  readonly estimateS: number;
 }
 
 /** Batch geometry. */
@@ -42,13 +76,23 @@ export interface BatchShape {
   readonly chunk: number;
 }
 
+const positive = (x: number | null | undefined): x is number => x !== null && x !== undefined && Number.isFinite(x) && x > 0;
+
+/** Values with the unknown ones filled in (mean of the known ones, or `fallback`). */
+function filled<T extends { readonly id: number }>(items: readonly T[], get: (t: T) => number | null | undefined, fallback: number): Map<number, number> {
+  const known = items.map(get).filter(positive);
+  const mean = known.length ? known.reduce((s, v) => s + v, 0) / known.length : fallback;
+  const out = new Map<number, number>();
+  for (const t of items) {
+    const v = get(t);
+    out.set(t.id, positive(v) ? v : mean);
+  }
+  return out;
+}
+
 /** Speeds with the unknown ones filled in (mean of the known ones, or 1). */
 function effectiveSpeeds(workers: readonly WorkerSpeed[]): Map<number, number> {
-  const known = workers.filter((w) => w.speed !== null && Number.isFinite(w.speed) && w.speed > 0);
-  const mean = known.length ? known.reduce((s, w) => s + (w.speed as number), 0) / known.length : 1;
-  const out = new Map<number, number>();
-  for (const w of workers) out.set(w.id, w.speed !== null && Number.isFinite(w.speed) && w.speed > 0 ? w.speed : mean);
-  return out;
+  return filled(workers, (w) => w.speed, 1);
 }
 
 /**
@@ -93,8 +137,29 @@ export function fitNode(node: TreeNode, shape: BatchShape, maxSamples: number, o
   return out;
 }
 
+/** How many pieces `fitNode` makes of [lo, hi) (no allocation). */
+function fitCount(lo: number, hi: number, shape: BatchShape, maxSamples: number): number {
+  if (maxSamples <= 0 || hi - lo < 2 || Math.min(hi * shape.chunk, shape.batch) - lo * shape.chunk <= maxSamples) return 1;
+  const mid = treeMid(lo, hi);
+  return fitCount(lo, mid, shape, maxSamples) + fitCount(mid, hi, shape, maxSamples);
+}
+
+/** How many nodes `assignChunks` gives a worker holding chunks [a, b): coverRange, then fitNode (no allocation). */
+export function nodeCount(a: number, b: number, nChunks: number, shape: BatchShape, maxSamples = 0): number {
+  const visit = (lo: number, hi: number): number => {
+    if (hi <= a || lo >= b) return 0;
+    if (a <= lo && hi <= b) return fitCount(lo, hi, shape, maxSamples);
+    const mid = treeMid(lo, hi);
+    return visit(lo, mid) + visit(mid, hi);
+  };
+  return a < b ? visit(0, nChunks) : 0;
+}
+
+/** Evaluations of the cost model past which the cut candidates are narrowed (module comment). */
+const EXACT_LIMIT = 1 << 13;
+
 /** Assign the chunks of one batch to workers (see the module comment). */
-export function assignChunks(nChunks: number, workers: readonly WorkerSpeed[], shape: BatchShape): Assignment[] {
+export function assignChunks(nChunks: number, workers: readonly WorkerSpeed[], shape: BatchShape, cost?: TransferCost): Assignment[] {
   if (!Number.isInteger(nChunks) || nChunks < 1) throw new RangeError(`assignChunks: nChunks must be a positive integer, got ${nChunks}`);
   if (workers.length === 0) return [];
   const speeds = effectiveSpeeds(workers);
@@ -104,17 +169,130 @@ export function assignChunks(nChunks: number, workers: readonly WorkerSpeed[], s
     chosen = chosen.slice(0, nChunks);
   }
   chosen.sort((a, b) => a.id - b.id);
+  const k = chosen.length;
+  const bws = filled(chosen, (w) => w.bandwidth, cost?.defaultBandwidth ?? 100e6);
+  const resultBytes = cost?.resultBytes ?? 0;
+  const paramsBytes = cost?.paramsBytes ?? 0;
+  const sampleBytes = cost?.sampleBytes ?? 0;
+  for (const [name, v] of [['resultBytes', resultBytes], ['paramsBytes', paramsBytes], ['sampleBytes', sampleBytes]] as const) {
+    if (!(v >= 0 && Number.isFinite(v))) throw new RangeError(`assignChunks: ${name} must be a finite number >= 0, got ${v}`);
+  }
+  // Per worker: fixed seconds, seconds per sample, seconds per node.
+  const fixed = chosen.map((w) => (w.needsParams ? paramsBytes / bws.get(w.id)! : 0));
+  const perSample = chosen.map((w) => 1 / speeds.get(w.id)! + sampleBytes / bws.get(w.id)!);
+  const perNode = chosen.map((w) => resultBytes / bws.get(w.id)!);
+  const samplesIn = (a: number, b: number): number => Math.min(b * shape.chunk, shape.batch) - a * shape.chunk;
+  const nodesOf = (i: number, a: number, b: number): number => nodeCount(a, b, nChunks, shape, chosen[i].maxSamples ?? 0);
+  const memo = new Map<number, number>();
+  const costOf = (i: number, a: number, b: number): number => {
+    const key = (i * (nChunks + 1) + a) * (nChunks + 1) + b;
+    let c = memo.get(key);
+    if (c === undefined) {
+      c = fixed[i] + samplesIn(a, b) * perSample[i] + (perNode[i] > 0 ? nodesOf(i, a, b) * perNode[i] : 0);
+      memo.set(key, c);
+    }
+    return c;
+  };
+
+  // The speed-proportional cuts (the tie-breaker, and always a candidate).
   const counts = proportionalCounts(chosen.map((w) => speeds.get(w.id)!), nChunks);
-  const out: Assignment[] = [];
-  let lo = 0;
-  chosen.forEach((w, i) => {
-    const hi = lo + counts[i];
+  const prop = [0];
+  for (const c of counts) prop.push(prop[prop.length - 1] + c);
+
+  // Candidate positions of each cut i (1..k-1), within [i, nChunks - (k - i)].
+  const cand: number[][] = [[0]];
+  const exact = (k - 1) * nChunks * nChunks <= EXACT_LIMIT;
+  for (let i = 1; i < k; i++) {
+    const lo = i;
+    const hi = nChunks - (k - i);
+    const set = new Set<number>();
+    if (exact) {
+      for (let c = lo; c <= hi; c++) set.add(c);
+    } else {
+      const p = prop[i];
+      for (const c of [p - 1, p, p + 1]) set.add(c);
+      for (let step = 2; step < nChunks; step *= 2) {
+        set.add(Math.floor(p / step) * step);
+        set.add(Math.ceil(p / step) * step);
+      }
+    }
+    cand.push([...set].filter((c) => c >= lo && c <= hi).sort((x, y) => x - y));
+  }
+  cand.push([nChunks]);
+
+  // Pass 1: the least makespan over the candidates (min over paths of the max worker cost).
+  let prev = new Map<number, number>([[0, 0]]);
+  for (let i = 1; i <= k; i++) {
+    const next = new Map<number, number>();
+    for (const c of cand[i]) {
+      let best = Infinity;
+      for (const [pc, m] of prev) if (pc < c) best = Math.min(best, Math.max(m, costOf(i - 1, pc, c)));
+      if (best < Infinity) next.set(c, best);
+    }
+    prev = next;
+  }
+  const makespan = prev.get(nChunks)!;
+  const limit = makespan * (1 + 1e-9) + 1e-12;
+
+  // Pass 2: among cuts within the makespan, the fewest nodes, then the nearest to proportional.
+  type Best = { nodes: number; dist: number; from: number };
+  const table: Map<number, Best>[] = [new Map([[0, { nodes: 0, dist: 0, from: -1 }]])];
+  for (let i = 1; i <= k; i++) {
+    const next = new Map<number, Best>();
+    for (const c of cand[i]) {
+      let best: Best | null = null;
+      for (const [pc, b] of table[i - 1]) {
+        if (pc >= c || costOf(i - 1, pc, c) > limit) continue;
+        const nodes = b.nodes + nodesOf(i - 1, pc, c);
+        const dist = b.dist + Math.abs(c - prop[i]);
+        if (best === null || nodes < best.nodes || (nodes === best.nodes && dist < best.dist)) best = { nodes, dist, from: pc };
+      }
+      if (best) next.set(c, best);
+    }
+    table.push(next);
+  }
+  const cuts = [nChunks];
+  for (let i = k; i > 0; i--) cuts.unshift(table[i].get(cuts[0])!.from);
+
+  return chosen.map((w, i) => {
+    const lo = cuts[i];
+    const hi = cuts[i + 1];
     const nodes: TreeNode[] = [];
     for (const n of coverRange(lo, hi, nChunks)) fitNode(n, shape, w.maxSamples ?? 0, nodes);
-    out.push({ workerId: w.id, lo, hi, nodes });
-    lo = hi;
+    return { workerId: w.id, lo, hi, nodes, estimateS: fixed[i] + samplesIn(lo, hi) * perSample[i] + nodes.length * perNode[i] };
   });
-  return out;
+}
+
+/** Bytes one request moves as assigned (see `assignedBytes`). */
+export interface AssignedBytes {
+  /** Parameters sent to workers that lack the version. */
+  readonly paramsBytes: number;
+  /** Work (pixels and labels) sent. */
+  readonly workBytes: number;
+  /** Results (one per node) coming back. */
+  readonly resultBytes: number;
+  /** Coordinator to workers: params + work. */
+  readonly downBytes: number;
+  /** Workers to coordinator: results. */
+  readonly upBytes: number;
+  /** Nodes (results) in all. */
+  readonly nodes: number;
+}
+
+/** The bytes a plan moves per step under `cost` (needsParams as given to assignChunks). */
+export function assignedBytes(plan: readonly Assignment[], workers: readonly WorkerSpeed[], shape: BatchShape, cost: TransferCost): AssignedBytes {
+  const needs = new Map(workers.map((w) => [w.id, w.needsParams === true]));
+  let paramsBytes = 0;
+  let workBytes = 0;
+  let resultBytes = 0;
+  let nodes = 0;
+  for (const a of plan) {
+    if (needs.get(a.workerId)) paramsBytes += cost.paramsBytes;
+    workBytes += (Math.min(a.hi * shape.chunk, shape.batch) - a.lo * shape.chunk) * cost.sampleBytes;
+    resultBytes += a.nodes.length * cost.resultBytes;
+    nodes += a.nodes.length;
+  }
+  return { paramsBytes, workBytes, resultBytes, downBytes: paramsBytes + workBytes, upBytes: resultBytes, nodes };
 }
 
 export interface Candidate extends WorkerSpeed {
@@ -148,7 +326,7 @@ export function ewma(prev: number | null, sample: number, alpha: number): number
   return prev === null ? sample : alpha * sample + (1 - alpha) * prev;
 }
 
-/** Measured speeds of workers (samples/s), smoothed by an EWMA. */
+/** Measured rates of workers (units per second: samples for compute speed, bytes for bandwidth), smoothed by an EWMA. */
 export class SpeedTable {
   private readonly speeds = new Map<number, number>();
 
@@ -157,10 +335,10 @@ export class SpeedTable {
     if (!(alpha > 0 && alpha <= 1)) throw new RangeError(`SpeedTable: alpha must be in (0, 1], got ${alpha}`);
   }
 
-  /** Record that `samples` samples took `ms` milliseconds (ignored when either is not positive). */
-  observe(id: number, samples: number, ms: number): void {
-    if (!(samples > 0) || !(ms > 0)) return;
-    this.speeds.set(id, ewma(this.speeds.get(id) ?? null, (samples * 1000) / ms, this.alpha));
+  /** Record that `units` units (samples, bytes) took `ms` milliseconds (ignored when either is not positive). */
+  observe(id: number, units: number, ms: number): void {
+    if (!(units > 0) || !(ms > 0)) return;
+    this.speeds.set(id, ewma(this.speeds.get(id) ?? null, (units * 1000) / ms, this.alpha));
   }
 
   get(id: number): number | null {

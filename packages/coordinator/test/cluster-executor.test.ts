@@ -6,7 +6,7 @@ import { gradhub } from '@gradhub/proto';
 import { isGradhubError, wasmSimdSupported } from '@gradhub/core';
 import { startNodeWorker, type ClientEvent, type NodeWorkerHandle, type NodeWorkerOptions } from '@gradhub/worker';
 import { startCluster, type Cluster, type ClusterOptions } from '../src/cluster-executor.js';
-import type { StepInput } from '../src/executor.js';
+import type { StepInput, StepSums } from '../src/executor.js';
 import type { WorkerRow } from '../src/status.js';
 import { RawClient, SIZES, SPEC, bits, cifarBatch, paramsFor, reference, testLogger } from './cluster-helpers.js';
 
@@ -75,7 +75,7 @@ function input(step: number, batch = BATCH, mode: 'train' | 'eval' = 'train', of
 }
 
 /** Run one request and check it against one engine on the whole batch. */
-async function runAndCheck(c: Cluster, inp: StepInput): Promise<void> {
+async function runAndCheck(c: Cluster, inp: StepInput): Promise<StepSums> {
   const got = await c.executor.run(inp);
   const want = reference(SPEC, inp.params, inp.pixels, inp.labels, inp.batch, CHUNK, inp.mode === 'train');
   expect(got.lossSum).toBe(want.lossSum);
@@ -83,6 +83,9 @@ async function runAndCheck(c: Cluster, inp: StepInput): Promise<void> {
   expect(got.correct).toBe(want.correct);
   if (inp.mode === 'train') expect(bits(got.grad)!.equals(bits(want.grad)!)).toBe(true);
   else expect(got.grad).toBeNull();
+  const t = got.timing!;
+  for (const v of [t.broadcastMs, t.computeMs, t.uploadMs, t.reduceMs]) expect(v).toBeGreaterThanOrEqual(0);
+  return got;
 }
 
 describe('cluster executor over loopback', () => {
@@ -94,6 +97,12 @@ describe('cluster executor over loopback', () => {
     worker();
     await c.executor.waitForWorkers(2);
     await runAndCheck(c, input(2));
+    // The bytes of step 2 as assigned: parameters to both workers (a new version), the pixels, one result per node.
+    const as = c.executor.stats.assigned!;
+    expect(as.paramsBytes).toBeGreaterThan(2 * 4 * SPEC.paramCount);
+    expect(as.workBytes).toBe(BATCH * 3073);
+    expect(as.upBytes).toBe(as.nodes * (4 * SPEC.paramCount + 64));
+    expect(as.downBytes).toBe(as.paramsBytes + as.workBytes);
     worker();
     await c.executor.waitForWorkers(3);
     await runAndCheck(c, input(3));
@@ -123,7 +132,9 @@ describe('cluster executor over loopback', () => {
     worker({ onEvent: track('fast2') });
     worker({ slowdownMs: 150, onEvent: track('slow') });
     await c.executor.waitForWorkers(3);
-    for (let s = 1; s <= 4; s++) await runAndCheck(c, input(s));
+    const first = await runAndCheck(c, input(1));
+    expect(first.timing!.computeMs).toBeGreaterThanOrEqual(150); // the slow worker: one node, [4,6)
+    for (let s = 2; s <= 4; s++) await runAndCheck(c, input(s));
     const slow = chunksOf.get('slow')!;
     expect(slow[0]).toBe(2); // 6 chunks, 3 unmeasured workers: 2 each
     expect(slow[slow.length - 1]).toBeLessThan(2);
@@ -175,8 +186,8 @@ describe('cluster executor over loopback', () => {
     for (let i = 0; i < 3; i++) worker();
     await c.executor.waitForWorkers(3);
     for (let s = 1; s <= 3; s++) await runAndCheck(c, input(s));
-    // held + root never exceeds budget + tree depth + in-flight results (3 workers)
-    expect(c.executor.stats.peakHeld).toBeLessThanOrEqual(2 + 3 + 1 + 3);
+    // Results being received count against the budget: held + the one combined never exceed budget + tree depth + 1.
+    expect(c.executor.stats.peakHeld).toBeLessThanOrEqual(2 + 3 + 1);
   });
 
   it('says Bye TRAINING_DONE on close, and workers exit', async () => {
@@ -227,6 +238,12 @@ describe('cluster executor over loopback', () => {
     expect(body.status).toBe('ok');
     expect(body.workers).toBe(0);
     expect((await fetch(`http://127.0.0.1:${c.server.port}/nope`)).status).toBe(404);
+    // The hooks for other routes: exact routes first, then fallbacks in order, then 404.
+    c.server.addRoute('GET', '/hello', (_req, res) => void res.end('route'));
+    c.server.use((req, res) => (req.url === '/static' ? (res.end('fallback'), true) : false));
+    expect(await (await fetch(`http://127.0.0.1:${c.server.port}/hello?x=1`)).text()).toBe('route');
+    expect(await (await fetch(`http://127.0.0.1:${c.server.port}/static`)).text()).toBe('fallback');
+    expect(() => c.server.addRoute('GET', '/healthz', () => {})).toThrow();
   });
 });
 
@@ -334,7 +351,7 @@ describe('bad clients', () => {
   });
 
   /** Two real workers and one raw client that receives a node of step 1; returns its Work. */
-  async function withFake(over: Partial<ClusterOptions> = {}): Promise<{ c: Cluster; fake: RawClient; run: Promise<void>; inp: StepInput; work: gradhub.IWork }> {
+  async function withFake(over: Partial<ClusterOptions> = {}): Promise<{ c: Cluster; fake: RawClient; run: Promise<StepSums>; inp: StepInput; work: gradhub.IWork }> {
     const c = await start(over);
     const fake = rawClient();
     await fake.join();

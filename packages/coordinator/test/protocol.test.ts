@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
 import { isGradhubError, xxh64 } from '@gradhub/core';
-import { resultHeader } from '@gradhub/worker';
+import { decodeMessage as workerDecode, fragments as workerFragments, resultHeader } from '@gradhub/worker';
 import {
-  FROM_WORKER, PROTOCOL_VERSION, ProtocolError, SMALL_FRAME_BYTES, WireCode, closeCodeFor, decodeFrame, encode, encodeParams, frameLimits,
+  FRAGMENT_BYTES, FROM_WORKER, PROTOCOL_VERSION, ParamsEncoder, ProtocolError, SMALL_FRAME_BYTES, WireCode, closeCodeFor, decodeFrame, decodeMessage,
+  encode, encodeParams, fragments, frameLimits, splitTrailingBytes,
 } from '../src/protocol.js';
 
 const MAX = 1 << 20;
@@ -65,7 +66,9 @@ describe('protocol', () => {
     const f = encodeParams(7, p);
     expect(f.version).toBe(7);
     expect([...f.checksum]).toEqual([...xxh64(p)]);
-    const env = gradhub.Envelope.decode(f.frame);
+    const frame = Buffer.concat(f.parts);
+    expect(frame.byteLength).toBe(f.byteLength);
+    const env = gradhub.Envelope.decode(frame);
     expect(env.protocolVersion).toBe(1);
     expect(env.params!.version).toBe(7);
     expect(Buffer.from(env.params!.data!).equals(Buffer.from(p.buffer))).toBe(true);
@@ -94,5 +97,81 @@ describe('protocol', () => {
     const evalFrame = resultHeader(fields, 0);
     const d = decodeFrame(evalFrame, MAX, FROM_WORKER);
     expect(d.kind === 'result' && d.msg.grad!.length).toBe(0);
+  });
+
+  it('decodes a Result streamed as header + gradient fragments without joining them, with the same checks', () => {
+    const fields = { seq: 9, step: 4, version: 3, node: { lo: 2, hi: 4 }, part: { offset: 0, length: 300_000 }, lossSum: 2.5, denomSum: 8, correct: 3, computeMs: 12 };
+    const g = Float32Array.from({ length: 300_000 }, (_, i) => i * 0.5);
+    const bytes = new Uint8Array(g.buffer);
+    const header = resultHeader(fields, bytes.byteLength);
+    const tail = workerFragments(bytes);
+    expect(tail.length).toBe(Math.ceil(bytes.byteLength / FRAGMENT_BYTES));
+    const d = decodeMessage([header, ...tail], 2 << 20, FROM_WORKER);
+    expect(d.kind).toBe('result');
+    expect(d.msg).toMatchObject(fields);
+    expect(d.tail).toHaveLength(tail.length);
+    d.tail!.forEach((p, i) => expect(p).toBe(tail[i])); // the received fragments themselves: no copy
+    // Other cuts of the same bytes are joined and decoded as one frame: the same Result.
+    const whole = Buffer.concat([header, bytes]);
+    for (const cut of [[5], [header.length - 1], [header.length + 3, header.length + 100]]) {
+      const parts = [0, ...cut, whole.length].slice(1).map((end, i, ends) => whole.subarray(i === 0 ? 0 : ends[i - 1], end));
+      const j = decodeMessage(parts, 2 << 20, FROM_WORKER);
+      expect(j.tail).toBeNull();
+      expect(j.kind === 'result' && Buffer.from(j.msg.grad!).equals(bytes)).toBe(true);
+    }
+    expect(decodeMessage([whole], 2 << 20, FROM_WORKER).tail).toBeNull();
+    // The checks: size, version, kind.
+    const failsWith = (parts: Uint8Array[], code: gradhub.ErrorCode, max = 2 << 20) => {
+      try {
+        decodeMessage(parts, max, FROM_WORKER);
+      } catch (err) {
+        expect((err as ProtocolError).wireCode).toBe(code);
+        return;
+      }
+      throw new Error('accepted');
+    };
+    failsWith([header, ...tail], WireCode.OVERSIZE_FRAME, whole.length - 1);
+    const v2 = Uint8Array.from(header);
+    v2[1] = 2; // protocol_version 2
+    failsWith([v2, ...tail], WireCode.BAD_VERSION);
+    failsWith([header, ...tail.slice(0, -1)], WireCode.MALFORMED_FRAME); // not the streaming shape: joined, and truncated
+    expect(() => decodeMessage([header, ...tail], 2 << 20, ['hello'])).toThrow(ProtocolError);
+    // An empty message is an empty frame:
+    failsWith([], WireCode.BAD_VERSION);
+    // The splitter only takes the exact streaming shape.
+    expect(splitTrailingBytes(header, bytes.byteLength, 7, 6)).not.toBeNull();
+    expect(splitTrailingBytes(header, bytes.byteLength + 1, 7, 6)).toBeNull();
+    expect(splitTrailingBytes(header, bytes.byteLength, 5, 3)).toBeNull();
+    expect(splitTrailingBytes(header.subarray(0, header.length - 1), bytes.byteLength, 7, 6)).toBeNull();
+  });
+
+  it('streams Params as header + parameter fragments the worker decodes without joining', () => {
+    const p = Float32Array.from({ length: 200_000 }, (_, i) => Math.sin(i));
+    const f = encodeParams(4, p);
+    expect(f.parts.length).toBe(1 + fragments(new Uint8Array(p.buffer)).length);
+    const d = workerDecode([...f.parts], 4 << 20);
+    expect(d.kind).toBe('params');
+    if (d.kind !== 'params') return;
+    expect(d.msg.version).toBe(4);
+    expect([...d.msg.checksum!]).toEqual([...xxh64(p)]);
+    expect(Buffer.concat(d.tail!).equals(Buffer.from(p.buffer))).toBe(true);
+    d.tail!.forEach((t, i) => expect(t).toBe(f.parts[i + 1]));
+  });
+
+  it('reuses parameter snapshots, never one that a send still reads', () => {
+    const enc = new ParamsEncoder();
+    const p = new Float32Array([1, 2, 3]);
+    const a = enc.encode(1, p);
+    const b = enc.encode(2, p);
+    expect(b.snapshot).not.toBe(a.snapshot); // the previous version stays readable
+    const c = enc.encode(3, p);
+    expect(c.snapshot).toBe(a.snapshot); // two snapshots in turn
+    c.snapshot.sends++; // a slow socket still sending version 3
+    enc.encode(4, p);
+    const e = enc.encode(5, p);
+    expect(e.snapshot).not.toBe(c.snapshot);
+    expect([...c.snapshot.data]).toEqual([1, 2, 3]);
+    expect(Buffer.concat(e.parts).equals(Buffer.from(encode({ params: { version: 5, checksum: xxh64(p), data: new Uint8Array(p.buffer) } })))).toBe(true);
+    expect(enc.frame).toBe(e);
   });
 });

@@ -123,6 +123,61 @@ describe('reducer: the root does not depend on the split, the order or the worke
     }
   });
 
+  it('gradients in pieces of any size and alignment (socket fragments) give the same bits', () => {
+    const rand = rng(11);
+    /** The bytes of `g` cut into 1..6 pieces, each copied at a random offset of its own buffer. */
+    const pieces = (g: Float32Array): Uint8Array[] => {
+      const bytes = new Uint8Array(g.buffer, g.byteOffset, g.byteLength);
+      const cuts = new Set<number>([0, bytes.byteLength]);
+      const n = Math.floor(rand() * 6);
+      for (let i = 0; i < n; i++) cuts.add(Math.floor(rand() * bytes.byteLength));
+      const at = [...cuts].sort((x, y) => x - y);
+      const out: Uint8Array[] = [];
+      for (let i = 0; i + 1 < at.length; i++) {
+        const off = Math.floor(rand() * 4);
+        const buf = new Uint8Array(off + at[i + 1] - at[i]);
+        buf.set(bytes.subarray(at[i], at[i + 1]), off);
+        out.push(buf.subarray(off));
+      }
+      return out;
+    };
+    for (const P of [1, 5, 40_000]) { // 40 000 floats: more than the 16 Ki-float scratch buffer
+      for (let trial = 0; trial < (P > 1000 ? 6 : 100); trial++) {
+        const nChunks = 1 + Math.floor(rand() * 12);
+        const { nodeGrad, nodeLoss } = synthetic(nChunks, P, rand);
+        const root = { lo: 0, hi: nChunks };
+        const r = new Reducer({ paramCount: P });
+        r.begin(req(1, nChunks * 2, 2));
+        const cut = randomCut(root, rand);
+        cut.forEach((n) => r.give(n, 1));
+        for (const n of shuffle([...cut], rand)) {
+          expect(r.accept(1, { ...result(1, n, nodeGrad(n), nodeLoss(n)), grad: pieces(nodeGrad(n)) }).kind).toBe('accepted');
+        }
+        expect(bits(r.result().grad)!.equals(bits(nodeGrad(root))!)).toBe(true);
+      }
+    }
+  });
+
+  it('a non-finite result arriving after its sibling leaves the sibling intact', () => {
+    const rand = rng(12);
+    const P = 50_000;
+    const { nodeGrad, nodeLoss } = synthetic(2, P, rand);
+    const [left, right] = [{ lo: 0, hi: 1 }, { lo: 1, hi: 2 }];
+    const r = new Reducer({ paramCount: P });
+    r.begin(req(1, 4, 2));
+    r.give(left, 1);
+    r.give(right, 2);
+    expect(r.accept(1, result(1, left, nodeGrad(left), nodeLoss(left))).kind).toBe('accepted');
+    const bad = new Float32Array(nodeGrad(right));
+    bad[P - 3] = Number.NEGATIVE_INFINITY; // late in the last piece: the sum is mostly written by then
+    const b = new Uint8Array(bad.buffer);
+    expect(r.accept(2, { ...result(1, right, bad), grad: [b.subarray(0, 100_001), b.subarray(100_001)] })).toEqual({ kind: 'non-finite', node: right });
+    expect(r.held).toBe(1);
+    r.give(right, 3);
+    expect(r.accept(3, result(1, right, nodeGrad(right), nodeLoss(right)))).toMatchObject({ kind: 'accepted', done: true });
+    expect(bits(r.result().grad)!.equals(bits(nodeGrad({ lo: 0, hi: 2 }))!)).toBe(true);
+  });
+
   it('eval requests combine the sums in tree order without gradients', () => {
     const rand = rng(3);
     const nChunks = 11;

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { coverRange, isTreeNode, nodeSamples } from '@gradhub/core';
-import { SpeedTable, assignChunks, ewma, fitNode, pickWorker, proportionalCounts, type Assignment } from '../src/scheduler.js';
+import {
+  SpeedTable, assignChunks, assignedBytes, ewma, fitNode, nodeCount, pickWorker, proportionalCounts, type Assignment, type TransferCost, type WorkerSpeed,
+} from '../src/scheduler.js';
 
 /** The assignment covers [0, nChunks) with contiguous ranges, decomposed into tree nodes. */
 function checkCover(plan: Assignment[], nChunks: number): void {
@@ -85,6 +87,112 @@ describe('assignChunks', () => {
     }
     expect(fitNode({ lo: 0, hi: 8 }, shape(32, 4), 3)).toHaveLength(8); // down to single chunks
     expect(fitNode({ lo: 0, hi: 8 }, shape(32, 4), 0)).toEqual([{ lo: 0, hi: 8 }]);
+  });
+});
+
+describe('assignChunks: the cost of moving bytes', () => {
+  // The full model: a 42 MB gradient, 42 MB of parameters, 3073 bytes a sample, 400 MB/s.
+  const BIG: TransferCost = { resultBytes: 42e6, paramsBytes: 42e6, sampleBytes: 3073 };
+  const SMALL: TransferCost = { resultBytes: 3.2e6, paramsBytes: 3.2e6, sampleBytes: 3073 };
+  const bw = 400e6;
+  const ranges = (plan: Assignment[]) => plan.map((a) => [a.lo, a.hi, a.nodes.length]);
+  /** Makespan of a plan under the model, recomputed here. */
+  const makespan = (plan: Assignment[], ws: WorkerSpeed[], sh: { batch: number; chunk: number }, cost: TransferCost): number =>
+    Math.max(...plan.map((a) => {
+      const w = ws.find((x) => x.id === a.workerId)!;
+      const b = w.bandwidth ?? bw;
+      const samples = Math.min(a.hi * sh.chunk, sh.batch) - a.lo * sh.chunk;
+      return (w.needsParams ? cost.paramsBytes / b : 0) + samples / w.speed! + (samples * cost.sampleBytes + a.nodes.length * cost.resultBytes) / b;
+    }));
+
+  it('equal speeds on 16 chunks and 2 workers: [0,8) + [8,16), one node each', () => {
+    const ws = [{ id: 1, speed: 600, bandwidth: bw, needsParams: true }, { id: 2, speed: 600, bandwidth: bw, needsParams: true }];
+    const plan = assignChunks(16, ws, shape(256, 16), BIG);
+    expect(ranges(plan)).toEqual([[0, 8, 1], [8, 16, 1]]);
+    checkCover(plan, 16);
+  });
+
+  it('slightly unequal speeds: one node each instead of five gradients, when a gradient costs more than the imbalance', () => {
+    const ws = [{ id: 1, speed: 500, bandwidth: bw }, { id: 2, speed: 620, bandwidth: bw }];
+    // Proportional cuts: [0,7) + [7,16), i.e. 3 + 2 nodes.
+    expect(ranges(assignChunks(16, ws, shape(256, 16)))).toEqual([[0, 7, 3], [7, 16, 2]]);
+    const plan = assignChunks(16, ws, shape(256, 16), BIG);
+    expect(ranges(plan)).toEqual([[0, 8, 1], [8, 16, 1]]);
+    expect(plan[1].estimateS).toBeCloseTo(128 / 620 + (128 * 3073 + 42e6) / bw, 9);
+    // The same speeds with a small model: balance wins.
+    expect(ranges(assignChunks(16, ws, shape(256, 16), SMALL)).map((r) => r[1] - r[0])).toEqual([7, 9]);
+  });
+
+  it('a 3x faster worker still gets more chunks', () => {
+    const ws = [{ id: 1, speed: 900, bandwidth: bw }, { id: 2, speed: 300, bandwidth: bw }];
+    const plan = assignChunks(16, ws, shape(256, 16), BIG);
+    checkCover(plan, 16);
+    expect(plan[0].hi - plan[0].lo).toBeGreaterThan(8);
+    expect(plan[0].hi - plan[0].lo).toBeGreaterThan(plan[1].hi - plan[1].lo);
+  });
+
+  it('many workers of a small model are not forced into one node each when balance matters more', () => {
+    const ws = Array.from({ length: 8 }, (_, i) => ({ id: i + 1, speed: 100 * (i + 1), bandwidth: bw }));
+    const sh = shape(1024, 16);
+    const plan = assignChunks(64, ws, sh, SMALL);
+    checkCover(plan, 64);
+    const counts = plan.map((a) => a.hi - a.lo);
+    expect(counts).not.toEqual([8, 8, 8, 8, 8, 8, 8, 8]); // the tree-aligned cut: one node each
+    for (let i = 1; i < counts.length; i++) expect(counts[i]).toBeGreaterThanOrEqual(counts[i - 1]); // faster: more
+    // And with a huge gradient, the same workers take fewer, larger nodes.
+    const big = assignChunks(64, ws, sh, { ...SMALL, resultBytes: 4e9 });
+    expect(big.reduce((s, a) => s + a.nodes.length, 0)).toBeLessThan(plan.reduce((s, a) => s + a.nodes.length, 0));
+  });
+
+  it('a worker that must first download the parameters gets less', () => {
+    const ws = [{ id: 1, speed: 600, bandwidth: bw, needsParams: true }, { id: 2, speed: 600, bandwidth: bw, needsParams: false }];
+    // Results are small (e.g. EVAL), the parameters are not: worker 1 starts 105 ms late.
+    const plan = assignChunks(16, ws, shape(256, 16), { resultBytes: 100, paramsBytes: 42e6, sampleBytes: 3073 });
+    expect(plan[0].hi - plan[0].lo).toBeLessThan(plan[1].hi - plan[1].lo);
+  });
+
+  it('never estimates worse than the proportional cuts, for any speeds, bandwidths and sizes', () => {
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    for (let t = 0; t < 300; t++) {
+      const nChunks = 1 + Math.floor(rand() * (t % 10 === 0 ? 600 : 40));
+      const k = 1 + Math.floor(rand() * Math.min(12, nChunks));
+      const ws = Array.from({ length: k }, (_, i) => ({ id: i + 1, speed: 50 + rand() * 1000, bandwidth: 1e7 + rand() * 1e9, needsParams: rand() < 0.5, maxSamples: rand() < 0.2 ? 64 : 0 }));
+      const sh = shape(nChunks * 16 - Math.floor(rand() * 15), 16);
+      const cost = { resultBytes: rand() * 1e8, paramsBytes: rand() * 1e8, sampleBytes: 3073 };
+      const plan = assignChunks(nChunks, ws, sh, cost);
+      checkCover(plan, nChunks);
+      const prop = assignChunks(nChunks, ws, sh); // no cost: the proportional cuts
+      expect(makespan(plan, ws, sh, cost)).toBeLessThanOrEqual(makespan(prop, ws, sh, cost) * (1 + 1e-9));
+      for (const a of plan) expect(a.estimateS).toBeCloseTo(makespan([a], ws, sh, cost), 9);
+    }
+  });
+
+  it('nodeCount matches coverRange + fitNode', () => {
+    for (const nChunks of [1, 5, 16, 23]) {
+      const sh = shape(nChunks * 8 - 3, 8);
+      for (let a = 0; a < nChunks; a++) {
+        for (let b = a + 1; b <= nChunks; b++) {
+          for (const max of [0, 8, 20]) {
+            const want = coverRange(a, b, nChunks).flatMap((n) => fitNode(n, sh, max));
+            expect(nodeCount(a, b, nChunks, sh, max)).toBe(want.length);
+          }
+        }
+      }
+    }
+  });
+
+  it('reports the bytes a plan moves per step', () => {
+    const ws = [{ id: 1, speed: 500, bandwidth: bw, needsParams: true }, { id: 2, speed: 620, bandwidth: bw }];
+    const sh = shape(250, 16);
+    const plan = assignChunks(16, ws, sh);
+    const b = assignedBytes(plan, ws, sh, BIG);
+    expect(b.nodes).toBe(5);
+    expect(b.paramsBytes).toBe(42e6);
+    expect(b.workBytes).toBe(250 * 3073);
+    expect(b.resultBytes).toBe(5 * 42e6);
+    expect(b.downBytes).toBe(b.paramsBytes + b.workBytes);
+    expect(b.upBytes).toBe(b.resultBytes);
   });
 });
 

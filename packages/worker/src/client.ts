@@ -6,8 +6,9 @@
  * Contract:
  * - `start()` sends Hello; the coordinator answers Welcome (the run's settings: the client asks
  *   `getEngine` for an engine of that model) or Reject (the session ends).
- * - Params{version, checksum, data}: the bytes go into `engine.params`, checked against the
- *   checksum (xxHash64); the client then holds that version. Within one coordinator incarnation
+ * - Params{version, checksum, data}: the bytes go into `engine.params` (copied once, from the
+ *   socket's fragments when they came in fragments), checked against the checksum (xxHash64);
+ *   the client then holds that version. Within one coordinator incarnation
  *   versions never go back (an older Params is ignored); when the incarnation changes (the
  *   coordinator restarted from a checkpoint), any version is taken (`ClientMemory` carries the
  *   incarnation and version across sessions).
@@ -29,7 +30,7 @@
  */
 import { gradhub } from '@gradhub/proto';
 import { CIFAR_PIXELS, bytesEqual, xxh64, type Engine } from '@gradhub/core';
-import { SMALL_FRAME_BYTES, WireCode, WireError, closeCodeFor, decodeFrame, encode, resultHeader, wireCodeName, type BodyOf, type Decoded } from './wire.js';
+import { SMALL_FRAME_BYTES, WireCode, WireError, closeCodeFor, decodeMessage, encode, resultHeader, wireCodeName, type BodyOf, type DecodedMessage } from './wire.js';
 
 /** The logging this module needs; a pino Logger fits. */
 export interface WorkerLogger {
@@ -112,8 +113,8 @@ export interface WorkerClientOptions {
 export interface WorkerClient {
   /** Send Hello. */
   start(): void;
-  /** One binary message from the socket (`isBinary` false for a text frame). */
-  receive(data: Uint8Array, isBinary?: boolean): void;
+  /** One binary message from the socket, whole or as its fragments (`isBinary` false for a text frame). */
+  receive(data: Uint8Array | readonly Uint8Array[], isBinary?: boolean): void;
   /** The socket closed. */
   closed(code: number, reason: string): void;
   /** End the session on purpose: Bye{LEAVING} and close. */
@@ -194,15 +195,16 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     });
   }
 
-  const handlers: { [K in Decoded['kind']]?: (m: BodyOf<K>) => void } = {
+  const handlers: { [K in DecodedMessage['kind']]?: (m: BodyOf<K>, d: DecodedMessage) => void } = {
     welcome: (m) => onWelcome(m),
     reject: (m) => {
       const code = m.code ?? 0;
       end({ kind: 'rejected', code, codeName: wireCodeName(code), message: m.message ?? '' }, { code: 1000, reason: 'rejected' });
     },
-    params: (m) => {
+    params: (m, d) => {
       if (!welcome) throw new WireError(WireCode.UNEXPECTED_MESSAGE, 'Params before Welcome');
-      enqueue(() => applyParams(m));
+      const data = d.tail ?? (m.data ? [m.data] : []);
+      enqueue(() => applyParams(m, data));
     },
     work: (m) => {
       if (!welcome) throw new WireError(WireCode.UNEXPECTED_MESSAGE, 'Work before Welcome');
@@ -271,18 +273,25 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     emit({ type: 'welcome', info });
   }
 
-  async function applyParams(m: BodyOf<'params'>): Promise<void> {
+  /** `data`: the parameter bytes, in one or more pieces. */
+  async function applyParams(m: BodyOf<'params'>, data: readonly Uint8Array[]): Promise<void> {
     const e = engine ?? (await enginePromise!);
     const version = m.version ?? 0;
-    const data = m.data ?? new Uint8Array(0);
-    if (data.byteLength !== e.params.byteLength) {
-      throw new WireError(WireCode.MODEL_MISMATCH, `Params of ${data.byteLength} bytes, the model has ${e.params.byteLength}`);
+    let bytes = 0;
+    for (const p of data) bytes += p.byteLength;
+    if (bytes !== e.params.byteLength) {
+      throw new WireError(WireCode.MODEL_MISMATCH, `Params of ${bytes} bytes, the model has ${e.params.byteLength}`);
     }
     if (memory.version > version) {
       log.warn({ version, held: memory.version }, 'ignoring older parameters from the same coordinator incarnation');
       return;
     }
-    new Uint8Array(e.params.buffer, e.params.byteOffset, e.params.byteLength).set(data);
+    const dst = new Uint8Array(e.params.buffer, e.params.byteOffset, e.params.byteLength);
+    let at = 0;
+    for (const p of data) {
+      dst.set(p, at);
+      at += p.byteLength;
+    }
     const sum = xxh64(e.params);
     if (!bytesEqual(sum, m.checksum ?? new Uint8Array(0))) {
       memory.version = -1;
@@ -371,15 +380,15 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
         },
       })], () => {});
     },
-    receive(data: Uint8Array, isBinary = true) {
+    receive(data: Uint8Array | readonly Uint8Array[], isBinary = true) {
       if (ended) return;
       lastSeen = Date.now();
       try {
         if (!isBinary) throw new WireError(WireCode.MALFORMED_FRAME, 'text frames are not part of the protocol');
-        const d = decodeFrame(data, maxFrame);
-        const h = handlers[d.kind] as ((m: unknown) => void) | undefined;
+        const d = decodeMessage(data instanceof Uint8Array ? [data] : data, maxFrame);
+        const h = handlers[d.kind] as ((m: unknown, d: DecodedMessage) => void) | undefined;
         if (!h) throw new WireError(WireCode.UNEXPECTED_MESSAGE, `unexpected ${d.kind}`);
-        h(d.msg);
+        h(d.msg, d);
       } catch (err) {
         if (err instanceof WireError) fault(err.wireCode, err.message);
         else throw err;

@@ -14,15 +14,21 @@
  * - `stop()` leaves politely (Bye LEAVING); `kill()` cuts the socket like a crash (tests).
  *   Both resolve { reason: 'stopped' }.
  * - The engine is built once per run settings: backend 'wasm' (WebAssembly SIMD) when available
- *   and not told otherwise, 'ts' (the oracle) else.
+ *   and not told otherwise, 'ts' (the oracle) else. With `threads` > 1 the wasm kernels run on
+ *   that many threads (this one and threads - 1 `worker_threads` helpers, kernel-thread.ts), same
+ *   bits; Hello reports the count. An engine replaced by another run's settings, and the last one
+ *   when the worker ends, have their backend closed (the helper threads end; they are unref'd, so
+ *   they never keep the process alive anyway).
  */
 import * as os from 'node:os';
+import { Worker } from 'node:worker_threads';
 import WebSocket from 'ws';
 import {
-  ErrorCode, GradhubError, createEngine, createOracleBackend, createWasmBackend, engineFloats, modelSpec,
-  wasmSimdSupported, type Backend, type Engine,
+  ErrorCode, GradhubError, MAX_KERNEL_THREADS, createEngine, createOracleBackend, createThreadedWasmBackend, engineFloats, modelSpec,
+  wasmSimdSupported, wasmThreadsSupported, type Backend, type Engine, type KernelThreadSpawner,
 } from '@gradhub/core';
 import { gradhub } from '@gradhub/proto';
+import { FRAGMENT_BYTES, fragments } from './wire.js';
 import { createWorkerClient, type ClientEvent, type ClientMemory, type ClientSocket, type SessionEnd, type WelcomeInfo, type WorkerLogger } from './client.js';
 
 export interface NodeWorkerOptions {
@@ -34,6 +40,8 @@ export interface NodeWorkerOptions {
   readonly logger: WorkerLogger;
   /** Kernel backend. Default 'wasm' when WebAssembly SIMD is available, else 'ts'. */
   readonly backend?: 'wasm' | 'ts';
+  /** Threads computing each kernel call (backend 'wasm' only; 1..MAX_KERNEL_THREADS). Default 1. */
+  readonly threads?: number;
   /** Give up when no coordinator welcomes this worker for this long, ms. */
   readonly graceMs: number;
   /** Test hook: sleep this long before each node. Default 0. */
@@ -67,7 +75,42 @@ export interface NodeWorkerHandle {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Adapt a `ws` socket to the client's minimal interface: parts go out as fragments of one message. */
+/**
+ * The Node spawner of the threaded WebAssembly backend: a `worker_threads` Worker running
+ * kernel-thread.ts with the init as workerData (the shared memory and the compiled module are
+ * passed, not copied). Unref'd: a helper never keeps the process alive.
+ */
+export const spawnNodeKernelThread: KernelThreadSpawner = (init, onError) => {
+  const w = new Worker(new URL('./kernel-thread.js', import.meta.url), { workerData: init });
+  w.on('error', (err: Error) => onError(err));
+  w.unref();
+  return { terminate: () => void w.terminate() };
+};
+
+/**
+ * A compute backend in Node for `capacityFloats` floats: 'ts' (the oracle), or 'wasm' on `threads`
+ * threads (helpers from spawnNodeKernelThread). Close it (`backend.close?.()`) when done.
+ */
+export async function createNodeBackend(name: 'wasm' | 'ts', capacityFloats: number, threads = 1): Promise<Backend> {
+  checkThreads(name, threads);
+  if (name === 'ts') return createOracleBackend();
+  return createThreadedWasmBackend({ capacityFloats, threads, spawn: spawnNodeKernelThread });
+}
+
+/** Throws E_USAGE for a thread count the backend cannot run. */
+function checkThreads(name: 'wasm' | 'ts', threads: number): void {
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_KERNEL_THREADS) {
+    throw new GradhubError(ErrorCode.E_USAGE, `threads must be an integer in 1..${MAX_KERNEL_THREADS}, got ${threads}`);
+  }
+  if (threads > 1 && name !== 'wasm') throw new GradhubError(ErrorCode.E_USAGE, `threads ${threads} needs backend wasm (the ts oracle runs on one thread)`);
+  if (threads > 1 && !wasmThreadsSupported()) throw new GradhubError(ErrorCode.E_USAGE, `threads ${threads}: this Node cannot run threaded WebAssembly (shared memory)`);
+}
+
+/**
+ * Adapt a `ws` socket to the client's minimal interface: parts go out as fragments of one message,
+ * parts larger than FRAGMENT_BYTES cut into several (so that the coordinator receives and reduces
+ * the gradient in pieces it need not join: protocol.ts there), all without copying.
+ */
 export function wsClientSocket(ws: WebSocket): ClientSocket {
   return {
     send(parts, done) {
@@ -75,7 +118,11 @@ export function wsClientSocket(ws: WebSocket): ClientSocket {
         done(new Error('socket is not open'));
         return;
       }
-      const list = parts.length > 1 ? parts.filter((p) => p.byteLength > 0) : parts;
+      let list: readonly Uint8Array[] = parts;
+      if (parts.length !== 1 || parts[0].byteLength > FRAGMENT_BYTES) {
+        const cut = parts.flatMap((p) => (p.byteLength > FRAGMENT_BYTES ? fragments(p) : p.byteLength > 0 ? [p] : []));
+        list = cut.length > 0 ? cut : [new Uint8Array(0)];
+      }
       const last = list.length - 1;
       for (let i = 0; i < last; i++) ws.send(list[i], { binary: true, fin: false });
       ws.send(list[last], { binary: true, fin: true }, (err) => done(err ?? undefined));
@@ -99,16 +146,20 @@ export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
   const backendName: 'wasm' | 'ts' = opts.backend ?? (wasmSimdSupported() ? 'wasm' : 'ts');
   if (backendName === 'wasm' && !wasmSimdSupported()) throw new GradhubError(ErrorCode.E_USAGE, 'backend wasm asked for, but this Node has no WebAssembly SIMD');
   const name = opts.name ?? `${os.hostname()}:${process.pid}`;
+  const threads = opts.threads ?? 1;
+  checkThreads(backendName, threads);
 
   let cached: { key: string; engine: Promise<Engine> } | null = null;
+  const closeEngine = (c: { engine: Promise<Engine> } | null): void => {
+    if (c) void c.engine.then((e) => e.backend.close?.(), () => {});
+  };
   const getEngine = (w: WelcomeInfo): Promise<Engine> => {
     const key = JSON.stringify([w.sizes, w.chunk, w.normalize, w.maxBatch]);
     if (cached?.key !== key) {
+      closeEngine(cached); // another run's engine: not in use any more
       memory.version = -1; // a new engine holds no parameters
       const spec = modelSpec(w.sizes);
-      const backend: Promise<Backend> = backendName === 'wasm'
-        ? createWasmBackend({ capacityFloats: engineFloats(spec, w.maxBatch) })
-        : Promise.resolve(createOracleBackend());
+      const backend = createNodeBackend(backendName, engineFloats(spec, w.maxBatch), threads);
       cached = { key, engine: backend.then((b) => createEngine({ spec, backend: b, maxBatch: w.maxBatch, chunk: w.chunk, normalize: w.normalize })) };
     }
     return cached.engine;
@@ -151,7 +202,7 @@ export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
           runtime: 'node',
           logger: log,
           getEngine,
-          capabilities: { threads: 1, simd: backendName === 'wasm', backend: backendName },
+          capabilities: { threads, simd: backendName === 'wasm', backend: backendName },
           memory,
           name,
           slowdownMs: opts.slowdownMs,
@@ -161,9 +212,10 @@ export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
           },
         });
         current = { ws, client };
+        // Messages as their fragments: streamed parameters are copied once, into the engine (wire.ts).
+        ws.binaryType = 'fragments';
         ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
-          const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
-          client.receive(bytes, isBinary);
+          client.receive(Array.isArray(data) ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : data, isBinary);
         });
         ws.on('close', (code: number, reason: Buffer) => client.closed(code, reason.toString()));
         void client.ended.then((end) => {
@@ -230,7 +282,7 @@ export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
     }
   }
 
-  const done = loop();
+  const done = loop().finally(() => closeEngine(cached));
   return {
     done,
     stop() {

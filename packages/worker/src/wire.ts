@@ -7,7 +7,13 @@
  * body is a kind a worker accepts; failures throw `WireError` with the proto ErrorCode to answer.
  * `resultHeader` encodes a Result *without* copying the gradient: it returns the frame's bytes up
  * to the gradient, so that the gradient bytes can be sent straight from the engine's buffer as
- * the message's second fragment (protobuf fields may come in any order; `grad` goes last).
+ * the message's next fragments (protobuf fields may come in any order; `grad` goes last).
+ *
+ * Messages in fragments: a message may be received as its fragments (ws `binaryType:
+ * 'fragments'`). The coordinator streams Params as the Envelope up to `data` followed by the
+ * parameter bytes in fragments; `decodeMessage` recognises that shape and hands the bytes on as
+ * those fragments (`tail`), so that they are copied once, into the engine; any other shape is
+ * joined and decoded by `decodeFrame`, with the same checks. `fragments` cuts a tensor for sending.
  */
 import { gradhub } from '@gradhub/proto';
 import { ErrorCode, GradhubError } from '@gradhub/core';
@@ -68,6 +74,139 @@ export function decodeFrame(frame: Uint8Array, maxFrameBytes: number): Decoded {
   const msg = env[kind];
   if (msg === null || msg === undefined) throw new WireError(WireCode.MALFORMED_FRAME, `envelope body ${kind} is empty`);
   return { kind, msg } as Decoded;
+}
+
+/** Fragments of a tensor on the wire are at most this big (the coordinator's FRAGMENT_BYTES). */
+export const FRAGMENT_BYTES = 256 * 1024;
+/** Most fragments a tensor is cut into (ws refuses messages of more than 16384 by default). */
+export const MAX_FRAGMENTS = 4096;
+
+/** Cut `bytes` into views of at most FRAGMENT_BYTES (more for huge tensors: at most MAX_FRAGMENTS), multiples of 4. */
+export function fragments(bytes: Uint8Array): Uint8Array[] {
+  const size = Math.max(FRAGMENT_BYTES, 4 * Math.ceil(bytes.byteLength / MAX_FRAGMENTS / 4));
+  const out: Uint8Array[] = [];
+  for (let at = 0; at < bytes.byteLength; at += size) out.push(bytes.subarray(at, Math.min(bytes.byteLength, at + size)));
+  return out;
+}
+
+/** Position after the last readVarint (module state keeps the reader allocation-free). */
+let varintEnd = 0;
+
+/** A varint of at most 5 bytes at `p`, or -1 if truncated or longer; sets varintEnd. */
+function readVarint(b: Uint8Array, p: number, end: number): number {
+  let v = 0;
+  for (let i = 0; i < 5 && p < end; i++) {
+    const x = b[p++];
+    v += (x & 0x7f) * 2 ** (7 * i);
+    if (x < 0x80) {
+      varintEnd = p;
+      return v;
+    }
+  }
+  return -1;
+}
+
+/** Skip the field of wire type `wt` at `p`; the position after it, or -1 if it overruns `end` or is a group. */
+function skipField(b: Uint8Array, p: number, end: number, wt: number): number {
+  switch (wt) {
+    case 0: {
+      for (let i = 0; i < 10 && p < end; i++) if (b[p++] < 0x80) return p;
+      return -1;
+    }
+    case 1: return p + 8 <= end ? p + 8 : -1;
+    case 2: {
+      const len = readVarint(b, p, end);
+      return len >= 0 && varintEnd + len <= end ? varintEnd + len : -1;
+    }
+    case 5: return p + 4 <= end ? p + 4 : -1;
+    default: return -1;
+  }
+}
+
+/**
+ * The shape senders use to stream a tensor (the coordinator's protocol.ts has the same): `head`
+ * is an Envelope (protocol_version, then body field `bodyField` as its last field) whose body ends
+ * with bytes field `bytesField`, and that field's content is exactly the `tailBytes` bytes that
+ * follow `head` in the message. Returns the protocol version and the body's bytes before the
+ * tensor field, or null for any other shape.
+ */
+export function splitTrailingBytes(head: Uint8Array, tailBytes: number, bodyField: number, bytesField: number): { version: number; body: Uint8Array } | null {
+  const end = head.byteLength;
+  let p = 0;
+  let version = 0;
+  while (p < end) {
+    const tag = readVarint(head, p, end);
+    if (tag < 0) return null;
+    p = varintEnd;
+    const field = Math.floor(tag / 8);
+    const wt = tag & 7;
+    if (field === 1 && wt === 0) {
+      version = readVarint(head, p, end);
+      if (version < 0) return null;
+      version >>>= 0;
+      p = varintEnd;
+    } else if (field === bodyField && wt === 2) {
+      const len = readVarint(head, p, end);
+      if (len < 0 || varintEnd + len !== end + tailBytes) return null;
+      const body = head.subarray(varintEnd);
+      let q = 0;
+      while (q < body.byteLength) {
+        const start = q;
+        const t = readVarint(body, q, body.byteLength);
+        if (t < 0) return null;
+        q = varintEnd;
+        if (Math.floor(t / 8) === bytesField && (t & 7) === 2) {
+          const n = readVarint(body, q, body.byteLength);
+          if (n < 0) return null;
+          if (varintEnd === body.byteLength && n === tailBytes) return { version, body: body.subarray(0, start) };
+        }
+        q = skipField(body, q, body.byteLength, t & 7);
+        if (q < 0) return null;
+      }
+      return null;
+    } else {
+      return null;
+    }
+  }
+  return null;
+}
+
+/** Envelope.params and Params.data field numbers (proto/gradhub.proto). */
+const PARAMS_FIELD = 5;
+const PARAMS_DATA_FIELD = 3;
+
+/** A decoded message; `tail` holds Params.data when it came as separate fragments (module comment). */
+export type DecodedMessage = Decoded & {
+  /** Params.data as the message's fragments (msg.data is then not to be used), or null. */
+  readonly tail: readonly Uint8Array[] | null;
+};
+
+function join(pieces: readonly Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+/** Decode and validate one message given as its fragments: the checks of `decodeFrame`, without joining streamed parameters. Throws WireError. */
+export function decodeMessage(pieces: readonly Uint8Array[], maxFrameBytes: number): DecodedMessage {
+  if (pieces.length <= 1) return { ...decodeFrame(pieces[0] ?? new Uint8Array(0), maxFrameBytes), tail: null };
+  let total = 0;
+  for (const p of pieces) total += p.byteLength;
+  if (total > maxFrameBytes) throw new WireError(WireCode.OVERSIZE_FRAME, `frame of ${total} bytes exceeds ${maxFrameBytes}`);
+  const split = splitTrailingBytes(pieces[0], total - pieces[0].byteLength, PARAMS_FIELD, PARAMS_DATA_FIELD);
+  if (split === null) return { ...decodeFrame(join(pieces, total), maxFrameBytes), tail: null };
+  let msg: gradhub.Params;
+  try {
+    msg = gradhub.Params.decode(split.body);
+  } catch (err) {
+    throw new WireError(WireCode.MALFORMED_FRAME, `not a gradhub Envelope (${(err as Error).message})`);
+  }
+  if (split.version !== PROTOCOL_VERSION) throw new WireError(WireCode.BAD_VERSION, `protocol version ${split.version}, this worker speaks ${PROTOCOL_VERSION}`);
+  return { kind: 'params', msg, tail: pieces.slice(1) };
 }
 
 function varintLength(v: number): number {

@@ -143,6 +143,28 @@ describe('worker client', () => {
     expect(h.memory).toEqual({ incarnation: 'inc-1', version: 2 });
   });
 
+  it('takes Params streamed as header + fragments (copied once, into the engine) and checks them', async () => {
+    const h = harness();
+    await joined(h);
+    const p = paramsOf(5);
+    const whole = paramsFrame(5, p);
+    const data = new Uint8Array(p.buffer);
+    const header = whole.subarray(0, whole.length - data.byteLength); // protobufjs writes `data` (field 3) last
+    const pieces = [data.subarray(0, 1001), data.subarray(1001, 50_000), data.subarray(50_000)];
+    h.client.receive([header, ...pieces]);
+    h.client.receive(work(1, 5, [{ lo: 0, hi: 1 }]));
+    await h.until(() => h.of('result').length === 1);
+    expect(h.memory.version).toBe(5);
+    expect(Buffer.from(h.engines[0].params.buffer, h.engines[0].params.byteOffset, h.engines[0].params.byteLength).equals(Buffer.from(data))).toBe(true);
+    // A bad checksum in the streamed form is refused like the whole one.
+    const bad = harness();
+    await joined(bad);
+    const badHeader = paramsFrame(1, p, new Uint8Array(8)).subarray(0, header.length);
+    bad.client.receive([badHeader, ...pieces]);
+    await bad.until(() => bad.of('error').length === 1);
+    expect(bad.of('error')[0].error!.code).toBe(gradhub.ErrorCode.BAD_CHECKSUM);
+  });
+
   it('answers EVAL work with sums only', async () => {
     const h = harness();
     await joined(h);
