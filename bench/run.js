@@ -103,6 +103,14 @@ if (want('cluster')) {
   table('Cluster: coordinator + 2 worker processes on loopback (CIFAR-10 sample, global batch 256; split = medians of the step critical path)', rows);
 }
 
+if (want('transport')) {
+  const { benchTransport } = await import('./transport.js');
+  const t = await benchTransport(quick ? { reps: 2 } : {});
+  results.benches.transport = t;
+  table('Transport: gradient round trip on loopback (2 x model bytes / round-trip time)', t.roundTrip);
+  table('Coordinator memory vs workers (small model)', t.memory);
+}
+
 fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
 fs.writeFileSync(new URL('./results/latest.json', import.meta.url), JSON.stringify(results, null, 2) + '\n');
 console.log('\nwritten: bench/results/latest.json');

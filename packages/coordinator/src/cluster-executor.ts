@@ -514,9 +514,10 @@ class ClusterExecutorImpl implements ClusterExecutor {
       const ordered = owing.map((w) => ({ id: w.id, lo: first(w) })).sort((x, y) => x.lo - y.lo || x.id - y.id);
       for (let i = 0; i < room && i < ordered.length; i++) read.add(ordered[i].id);
     }
+    const owes = new Set(owing.map((w) => w.id));
     for (const w of workers) {
       const was = w.paused;
-      if (read === null || read.has(w.id) || !owing.includes(w)) w.resume();
+      if (read === null || read.has(w.id) || !owes.has(w.id)) w.resume();
       else w.pause();
       if (w.paused !== was) this.report(w);
     }
