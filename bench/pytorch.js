@@ -20,3 +20,12 @@ export function benchPytorchStep(o) {
   if (r.status !== 0) throw new Error(`PyTorch bench failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop());
 }
+
+/** PyTorch DDP (gloo, 2 processes x 1 thread on loopback) at a global batch; null without PyTorch. */
+export function benchPytorchDdp(o) {
+  if (!pytorchAvailable()) return null;
+  const script = fileURLToPath(new URL('./pytorch_ddp.py', import.meta.url));
+  const r = spawnSync(PY, [script, String(o.batch), String(o.steps ?? 6)], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' }, timeout: 600_000 });
+  if (r.status !== 0) throw new Error(`PyTorch DDP bench failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').pop());
+}

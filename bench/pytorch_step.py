@@ -3,7 +3,7 @@
 MLP 3072-2048-2048-10 (nn.ModuleList of nn.Linear, ReLU between), CrossEntropyLoss (mean), SGD
 (lr 1e-3, momentum 0.9), float32, torch.set_num_threads(threads). Prints one JSON line:
 {"batch":B,"threads":T,"samples_per_s":...,"gflops":...,"step_ms":...} with FLOPs = 6 x params x B.
-Usage: python3 pytorch_step.py BATCH THREADS REPS
+Usage: /usr/bin/python3 pytorch_step.py BATCH THREADS REPS
 """
 import json
 import sys
