@@ -68,7 +68,7 @@ function browserBuildStale(): boolean {
   const outputs = BROWSER_ASSET_FILES.map((f) => path.join(BROWSER_ASSETS_DIR, f));
   if (!outputs.every((f) => fs.existsSync(f))) return true;
   const built = Math.min(...outputs.map((f) => fs.statSync(f).mtimeMs));
-  const inputs = ['packages/worker/src', 'packages/worker/static', 'packages/worker/scripts', 'packages/core/src', 'proto/generated'];
+  const inputs = ['packages/worker/src', 'packages/worker/static', 'packages/worker/scripts', 'packages/core/src', 'proto/generated', 'proto/src'];
   return inputs.some((p) => newest(path.join(ROOT, p)) > built);
 }
 

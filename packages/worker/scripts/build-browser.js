@@ -12,7 +12,7 @@
 // tsconfig has Node's types and leaves src/browser out), then bundles with esbuild: IIFE (a
 // classic worker script works in every browser), target es2022, minified, linked source maps.
 // `@gradhub/core` is bundled from its TypeScript sources (no dependency on `tsc -b` output), the
-// generated protocol module from proto/generated (run the proto build first). protobufjs'
+// protocol module from proto/dist (the pbjs build, then tsc -b, first: npm run build does both). protobufjs'
 // `@protobufjs/inquire` (an `eval("require")` that finds nothing in a browser anyway) is replaced
 // by a stub, so the bundle has no eval and the page's CSP needs no 'unsafe-eval'.
 import { spawnSync } from 'node:child_process';

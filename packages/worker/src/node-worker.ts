@@ -29,6 +29,7 @@ import {
 } from '@gradhub/core';
 import { gradhub } from '@gradhub/proto';
 import { FRAGMENT_BYTES, fragments } from './wire.js';
+import { Backoff, WakeableSleep, describeSessionEnd } from './backoff.js';
 import { createWorkerClient, type ClientEvent, type ClientMemory, type ClientSocket, type SessionEnd, type WelcomeInfo, type WorkerLogger } from './client.js';
 
 export interface NodeWorkerOptions {
@@ -167,7 +168,7 @@ export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
 
   let stopping: 'stop' | 'kill' | null = null;
   let current: { ws: WebSocket; client: ReturnType<typeof createWorkerClient> | null } | null = null;
-  let wake: (() => void) | null = null;
+  const pause = new WakeableSleep(sleep);
 
   function connectOnce(): Promise<Attempt> {
     return new Promise<Attempt>((resolve) => {
@@ -233,18 +234,14 @@ export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
   }
 
   async function loop(): Promise<NodeWorkerExit> {
-    let attempt = 0;
-    let lostAt = Date.now();
+    const backoff = new Backoff({ initialMs, maxMs, graceMs: opts.graceMs });
     for (;;) {
       if (stopping) return { reason: 'stopped' };
       const a = await connectOnce();
       current = null;
       if (stopping) return { reason: 'stopped' };
       const e = a.end;
-      if (a.welcomed) {
-        attempt = 0;
-        lostAt = Date.now();
-      }
+      if (a.welcomed) backoff.reset();
       if (e.kind === 'bye' && e.reason === 'done') return { reason: 'done' };
       if (e.kind === 'stopped') return { reason: 'stopped' };
       if ((e.kind === 'http' && e.status === 401) || (e.kind === 'rejected' && e.code === gradhub.ErrorCode.BAD_TOKEN)) {
@@ -253,33 +250,19 @@ export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
       if (e.kind === 'rejected' && e.code !== gradhub.ErrorCode.FULL) {
         throw new GradhubError(ErrorCode.E_REJECTED, `the coordinator rejected this worker: ${e.codeName}: ${e.message}`);
       }
-      const waited = Date.now() - lostAt;
-      if (waited >= opts.graceMs) {
-        throw new GradhubError(ErrorCode.E_COORDINATOR_GONE, `no coordinator at ${opts.url} for ${waited} ms (grace ${opts.graceMs} ms); last: ${describe(e)}`);
+      const delay = backoff.next();
+      if (delay === null) {
+        throw new GradhubError(ErrorCode.E_COORDINATOR_GONE, `no coordinator at ${opts.url} for ${backoff.waited()} ms (grace ${opts.graceMs} ms); last: ${describe(e)}`);
       }
-      const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
-      const delay = Math.min(Math.random() * ceiling, opts.graceMs - waited);
-      attempt++;
-      log.info({ last: describe(e), retryInMs: Math.round(delay), attempt }, 'coordinator unreachable: reconnecting');
-      await new Promise<void>((r) => {
-        wake = r;
-        void sleep(delay).then(r);
-      });
-      wake = null;
+      log.info({ last: describe(e), retryInMs: Math.round(delay), attempt: backoff.attempt }, 'coordinator unreachable: reconnecting');
+      await pause.pause(delay);
     }
   }
 
   function describe(e: Attempt['end']): string {
-    switch (e.kind) {
-      case 'http': return `HTTP ${e.status}`;
-      case 'connect-failed': return e.message;
-      case 'closed': return `closed (${e.code}${e.reason ? ` ${e.reason}` : ''})`;
-      case 'timeout': return e.message;
-      case 'bye': return `bye (${e.reason})`;
-      case 'rejected':
-      case 'error': return `${e.codeName}: ${e.message}`;
-      case 'stopped': return 'stopped';
-    }
+    if (e.kind === 'http') return `HTTP ${e.status}`;
+    if (e.kind === 'connect-failed') return e.message;
+    return describeSessionEnd(e);
   }
 
   const done = loop().finally(() => closeEngine(cached));
@@ -290,13 +273,13 @@ export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
       stopping = 'stop';
       if (current?.client) current.client.stop();
       else current?.ws.terminate();
-      wake?.();
+      pause.wake();
     },
     kill() {
       if (stopping) return;
       stopping = 'kill';
       current?.ws.terminate();
-      wake?.();
+      pause.wake();
     },
   };
 }

@@ -43,6 +43,7 @@ import { gradhub } from '@gradhub/proto';
 import {
   createWorkerClient, type ClientEvent, type ClientMemory, type SessionEnd, type WelcomeInfo, type WorkerClient, type WorkerLogger,
 } from '../client.js';
+import { Backoff, WakeableSleep, describeSessionEnd } from '../backoff.js';
 import { browserClientSocket } from './socket.js';
 import type { PageCommand, StartCommand, VolunteerState, VolunteerStatus, WorkerMessage } from './messages.js';
 
@@ -214,7 +215,7 @@ export function runBrowserWorker(scope: WorkerScope): void {
   let mode: 'idle' | 'run' | 'paused' | 'left' | 'done' | 'refused' | 'gone' = 'idle';
   let loopGeneration = 0;
   let current: { ws: WebSocket; client: WorkerClient | null; closed: Promise<void> } | null = null;
-  let wake: (() => void) | null = null;
+  const pause = new WakeableSleep(sleep);
   let welcome: WelcomeInfo | null = null;
   let state: VolunteerState = 'starting';
   let message = simd ? 'Loading the WebAssembly kernels.' : 'This browser has no WebAssembly SIMD: computing with the slower TypeScript kernels.';
@@ -407,8 +408,7 @@ export function runBrowserWorker(scope: WorkerScope): void {
   }
 
   async function loop(cmd: StartCommand, generation: number): Promise<void> {
-    let attempt = 0;
-    let lostAt = Date.now();
+    const backoff = new Backoff({ initialMs: BACKOFF_INITIAL_MS, maxMs: BACKOFF_MAX_MS, graceMs: GRACE_MS });
     const live = (): boolean => generation === loopGeneration && mode === 'run';
     for (;;) {
       if (!live()) return;
@@ -421,10 +421,7 @@ export function runBrowserWorker(scope: WorkerScope): void {
         return;
       }
       const e = a.end;
-      if (a.welcomed) {
-        attempt = 0;
-        lostAt = Date.now();
-      }
+      if (a.welcomed) backoff.reset();
       if (e.kind === 'bye' && e.reason === 'done') {
         mode = 'done';
         setState('done', 'Training is over. Thank you for your help! You can close this tab.');
@@ -451,42 +448,28 @@ export function runBrowserWorker(scope: WorkerScope): void {
         return;
       }
       if (!live()) return;
-      const waited = Date.now() - lostAt;
-      if (waited >= GRACE_MS) {
+      const delay = backoff.next();
+      if (delay === null) {
         mode = 'gone';
-        setState('gone', `No coordinator for ${Math.round(waited / 60_000)} minutes (last: ${describe(e)}). Resume to try again.`);
+        setState('gone', `No coordinator for ${Math.round(backoff.waited() / 60_000)} minutes (last: ${describe(e)}). Resume to try again.`);
         return;
       }
-      const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_INITIAL_MS * 2 ** Math.min(attempt, 30));
-      const delay = Math.min(Math.random() * ceiling, GRACE_MS - waited);
-      attempt++;
-      log.info({ last: describe(e), retryInMs: Math.round(delay), attempt }, 'coordinator unreachable: reconnecting');
+      log.info({ last: describe(e), retryInMs: Math.round(delay), attempt: backoff.attempt }, 'coordinator unreachable: reconnecting');
       setState('reconnecting', `Lost the coordinator (${describe(e)}): trying again.`, delay);
-      await new Promise<void>((r) => {
-        wake = r;
-        void sleep(delay).then(r);
-      });
-      wake = null;
+      await pause.pause(delay);
     }
   }
 
   function describe(e: Attempt['end']): string {
-    switch (e.kind) {
-      case 'connect-failed': return e.code === 1006 ? 'no connection' : `closed (${e.code})`;
-      case 'bad-url': return e.message;
-      case 'closed': return `closed (${e.code}${e.reason ? ` ${e.reason}` : ''})`;
-      case 'timeout': return e.message;
-      case 'bye': return `bye (${e.reason})`;
-      case 'rejected':
-      case 'error': return `${e.codeName}: ${e.message}`;
-      case 'stopped': return 'stopped';
-    }
+    if (e.kind === 'connect-failed') return e.code === 1006 ? 'no connection' : `closed (${e.code})`;
+    if (e.kind === 'bad-url') return e.message;
+    return describeSessionEnd(e);
   }
 
   /** Leave the current session, if any (Bye when in one, else just close the socket). */
   function endSession(): Promise<void> {
     const c = current;
-    wake?.();
+    pause.wake();
     if (!c) return Promise.resolve();
     if (c.client) c.client.stop();
     else c.ws.close();
