@@ -15,21 +15,7 @@ import torch.multiprocessing as mp
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-SIZES = [3072, 2048, 2048, 10]
-
-
-class MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(SIZES[:-1], SIZES[1:]))
-
-    def forward(self, x):
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i + 1 < len(self.layers):
-                x = torch.relu(x)
-        return x
-
+from pytorch_mlp import MLP
 
 def run(rank, world, batch, steps, port, out):
     os.environ["MASTER_ADDR"] = "127.0.0.1"

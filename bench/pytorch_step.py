@@ -12,23 +12,11 @@ import time
 import torch
 import torch.nn as nn
 
+from pytorch_mlp import MLP
+
 batch, threads, reps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
-sizes = [3072, 2048, 2048, 10]
-
-
-class MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-
-    def forward(self, x):
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i + 1 < len(self.layers):
-                x = torch.relu(x)
-        return x
 
 
 model = MLP()

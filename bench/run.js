@@ -18,7 +18,8 @@ function table(title, rows) {
   console.log(`\n## ${title}`);
   if (rows.length === 0) return;
   const keys = Object.keys(rows[0]);
-  const cells = rows.map((r) => keys.map((k) => (typeof r[k] === 'number' ? (Number.isInteger(r[k]) ? String(r[k]) : r[k].toFixed(2)) : typeof r[k] === 'object' ? JSON.stringify(r[k]) : String(r[k]))));
+  const cell = (v) => (v === undefined || v === null ? '-' : typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  const cells = rows.map((r) => keys.map((k) => cell(r[k])));
   const w = keys.map((k, i) => Math.max(k.length, ...cells.map((c) => c[i].length)));
   console.log(keys.map((k, i) => k.padEnd(w[i])).join('  '));
   for (const c of cells) console.log(c.map((v, i) => v.padEnd(w[i])).join('  '));

@@ -20,7 +20,11 @@ export async function startCoordinator(args: readonly string[]): Promise<Running
   const withPort = args.includes('--port') ? args : [...args, '--port', '0'];
   const child = startCli(['coordinator', '--host', '127.0.0.1', ...withPort]);
   const exited = new Promise<CliResult>((resolve) => child.on('exit', () => setImmediate(() => resolve(child.output()))));
-  const m = await waitFor(() => /--url (wss?:\/\/\S+) --token (\S+)/.exec(child.output().stdout), 30_000, 'coordinator address', exited);
+  const m = await waitFor(() => /--url (wss?:\/\/\S+) --token (\S+)/.exec(child.output().stdout), 30_000, 'coordinator address', exited)
+    .catch((err: unknown) => {
+      child.kill('SIGKILL'); // never leave a coordinator behind a failed start
+      throw err;
+    });
   const url = m[1];
   return { process: child, url, token: m[2], port: Number(new URL(url).port), exited, output: child.output };
 }

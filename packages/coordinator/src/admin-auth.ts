@@ -9,9 +9,10 @@
  * Every comparison is constant-time over fixed-length digests. Without a token everything is open:
  * fine on a trusted network, and the caller's choice.
  */
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import { sha256 } from './http-util.js';
 import { GradhubError } from '@gradhub/core';
 
 export const ADMIN_COOKIE = 'gradhub_admin';
@@ -55,9 +56,6 @@ export function createAdminAuth(token: string | undefined): AdminAuth {
   };
 }
 
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
-}
 
 /** The value of cookie `name` in a `Cookie` header, if present. */
 function readCookie(header: string | undefined, name: string): string | undefined {

@@ -16,6 +16,9 @@ import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { GradhubError } from '@gradhub/core';
+import { escapeHtml } from './http-util.js';
+
+export { escapeHtml };
 import type { StatusSnapshot } from './status.js';
 
 export interface Asset {
@@ -60,11 +63,6 @@ export const DASHBOARD_CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
   "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/** Escape text for HTML element content and double-quoted attribute values. */
-export function escapeHtml(value: unknown): string {
-  return String(value).replace(/[&<>"']/g, (c) => HTML_ESCAPES[c]);
-}
-const HTML_ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
 /** A setting's value as shown: strings as they are, anything else as JSON. */
 function settingText(v: unknown): string {

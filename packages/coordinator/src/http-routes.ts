@@ -24,6 +24,7 @@ import { createAdminAuth } from './admin-auth.js';
 import { DASHBOARD_CSP, loadDashboardAssets, renderDashboard, renderUnauthorized, type Asset } from './dashboard.js';
 import { createEventStream } from './event-stream.js';
 import { createPrometheusMetrics } from './prometheus.js';
+import { sendBody, parseUrl } from './http-util.js';
 import type { RunStatus } from './status.js';
 
 export interface HttpRoutesOptions {
@@ -73,7 +74,7 @@ export function createHttpRoutes(o: HttpRoutesOptions): HttpRoutes {
 
     for (const [k, v] of Object.entries(BASE_HEADERS)) res.setHeader(k, v as string);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      send(res, req, 405, { 'Content-Type': 'text/plain; charset=utf-8', 'Allow': 'GET, HEAD' }, 'method not allowed\n');
+      sendBody(req, res, 405, { 'Content-Type': 'text/plain; charset=utf-8', 'Allow': 'GET, HEAD' }, 'method not allowed\n');
       return true;
     }
     if (asset) {
@@ -90,7 +91,7 @@ export function createHttpRoutes(o: HttpRoutesOptions): HttpRoutes {
       }
       url.searchParams.delete('token');
       res.setHeader('Set-Cookie', auth.cookieFor(req));
-      send(res, req, 303, { 'Location': url.pathname + url.search, 'Cache-Control': 'no-store' }, '');
+      sendBody(req, res, 303, { 'Location': url.pathname + url.search, 'Cache-Control': 'no-store' }, '');
       log.info({ remote: req.socket.remoteAddress }, 'dashboard opened with the admin token: cookie set');
       return true;
     }
@@ -102,14 +103,14 @@ export function createHttpRoutes(o: HttpRoutesOptions): HttpRoutes {
     switch (url.pathname) {
       case '/dashboard':
       case '/dashboard/':
-        send(res, req, 200, {
+        sendBody(req, res, 200, {
           'Content-Type': 'text/html; charset=utf-8',
           'Content-Security-Policy': DASHBOARD_CSP,
           'Cache-Control': 'no-store',
         }, renderDashboard(o.status.snapshot()));
         break;
       case '/api/status':
-        send(res, req, 200, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' },
+        sendBody(req, res, 200, { 'Content-Type': 'application/json; charset=utf-8', 'Cache-Control': 'no-store' },
           JSON.stringify({ ...o.status.snapshot(), now: Date.now() }));
         break;
       case '/api/events':
@@ -117,10 +118,10 @@ export function createHttpRoutes(o: HttpRoutesOptions): HttpRoutes {
         break;
       case '/metrics':
         prometheus.text().then(
-          (text) => send(res, req, 200, { 'Content-Type': prometheus.contentType, 'Cache-Control': 'no-store' }, text),
+          (text) => sendBody(req, res, 200, { 'Content-Type': prometheus.contentType, 'Cache-Control': 'no-store' }, text),
           (err: unknown) => {
             log.error({ err }, 'metrics could not be collected');
-            send(res, req, 500, { 'Content-Type': 'text/plain; charset=utf-8' }, 'metrics could not be collected\n');
+            sendBody(req, res, 500, { 'Content-Type': 'text/plain; charset=utf-8' }, 'metrics could not be collected\n');
           },
         );
         break;
@@ -137,9 +138,9 @@ export function createHttpRoutes(o: HttpRoutesOptions): HttpRoutes {
     log.info({ remote: req.socket.remoteAddress, url: req.url?.split('?')[0] }, 'request without the admin token: 401');
     const headers = { 'WWW-Authenticate': 'Bearer realm="gradhub"', 'Cache-Control': 'no-store' };
     if (html) {
-      send(res, req, 401, { ...headers, 'Content-Type': 'text/html; charset=utf-8', 'Content-Security-Policy': DASHBOARD_CSP }, renderUnauthorized());
+      sendBody(req, res, 401, { ...headers, 'Content-Type': 'text/html; charset=utf-8', 'Content-Security-Policy': DASHBOARD_CSP }, renderUnauthorized());
     } else {
-      send(res, req, 401, { ...headers, 'Content-Type': 'text/plain; charset=utf-8' }, 'admin token needed: send Authorization: Bearer TOKEN\n');
+      sendBody(req, res, 401, { ...headers, 'Content-Type': 'text/plain; charset=utf-8' }, 'admin token needed: send Authorization: Bearer TOKEN\n');
     }
   }
 }
@@ -151,21 +152,7 @@ function serveAsset(req: IncomingMessage, res: ServerResponse, a: Asset): void {
     res.end();
     return;
   }
-  send(res, req, 200, headers, a.body);
-}
-
-function send(res: ServerResponse, req: IncomingMessage, code: number, headers: OutgoingHttpHeaders, body: string | Buffer): void {
-  const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-  res.writeHead(code, { ...headers, 'Content-Length': bytes.length });
-  res.end(req.method === 'HEAD' ? undefined : bytes);
-}
-
-function parseUrl(raw: string | undefined): URL | null {
-  try {
-    return new URL(raw ?? '/', 'http://coordinator.invalid');
-  } catch {
-    return null;
-  }
+  sendBody(req, res, 200, headers, a.body);
 }
 
 function positiveInt(v: number, name: string): number {

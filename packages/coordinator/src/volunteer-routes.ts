@@ -27,6 +27,7 @@ import * as fs from 'node:fs';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
+import { sendBody, parseUrl, escapeHtml, sha256 } from './http-util.js';
 import { GradhubError } from '@gradhub/core';
 
 export interface VolunteerRoutesOptions {
@@ -112,14 +113,14 @@ export function createVolunteerRoutes(o: VolunteerRoutesOptions): VolunteerRoute
 
     for (const [k, v] of Object.entries(BASE_HEADERS)) res.setHeader(k, v as string);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      send(req, res, 405, { 'Content-Type': 'text/plain; charset=utf-8', 'Allow': 'GET, HEAD' }, 'method not allowed\n');
+      sendBody(req, res, 405, { 'Content-Type': 'text/plain; charset=utf-8', 'Allow': 'GET, HEAD' }, 'method not allowed\n');
       return true;
     }
     if (isAuth) {
       const auth = req.headers.authorization;
       const given = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7).trim() : '';
-      if (tokenMatches(given)) send(req, res, 204, { 'Cache-Control': 'no-store' }, '');
-      else send(req, res, 401, { 'Cache-Control': 'no-store', 'Content-Type': 'text/plain; charset=utf-8', 'WWW-Authenticate': 'Bearer realm="gradhub"' }, 'join token refused\n');
+      if (tokenMatches(given)) sendBody(req, res, 204, { 'Cache-Control': 'no-store' }, '');
+      else sendBody(req, res, 401, { 'Cache-Control': 'no-store', 'Content-Type': 'text/plain; charset=utf-8', 'WWW-Authenticate': 'Bearer realm="gradhub"' }, 'join token refused\n');
       return true;
     }
     if (asset) {
@@ -129,18 +130,18 @@ export function createVolunteerRoutes(o: VolunteerRoutesOptions): VolunteerRoute
       if (req.headers['if-none-match'] === asset.etag) {
         res.writeHead(304, headers);
         res.end();
-      } else send(req, res, 200, headers, asset.body);
+      } else sendBody(req, res, 200, headers, asset.body);
       return true;
     }
     const linkToken = p.startsWith('/join') ? url.searchParams.get('token') : null;
     const headers = { 'Content-Type': 'text/html; charset=utf-8', 'Content-Security-Policy': csp(req), 'Cache-Control': 'no-store' };
     if (linkToken !== null && tokenDigest !== null && !tokenMatches(linkToken)) {
       log.warn({ remote: req.socket.remoteAddress }, 'volunteer page opened with a wrong join token: 403');
-      send(req, res, 403, headers, invalidLinkPage(o.runName));
+      sendBody(req, res, 403, headers, invalidLinkPage(o.runName));
       return true;
     }
     log.debug({ remote: req.socket.remoteAddress, path: p }, 'volunteer page served');
-    send(req, res, 200, headers, p === '/' ? openPage : page);
+    sendBody(req, res, 200, headers, p === '/' ? openPage : page);
     return true;
   };
 }
@@ -182,26 +183,4 @@ function invalidLinkPage(runName: string): string {
     '<body data-state="refused"><main><header><p class="brand">gradhub volunteer</p>' +
     `<h1>${escapeHtml(runName)}</h1></header><section class="status"><span class="dot" aria-hidden="true"></span><span id="state">This join link is not valid</span></section>` +
     '<p id="message">Ask the run\'s organiser for a new link.</p></main></body></html>';
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', '\'': '&#39;' })[c]!);
-}
-
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
-
-function send(req: IncomingMessage, res: ServerResponse, code: number, headers: OutgoingHttpHeaders, body: string | Buffer): void {
-  const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-  res.writeHead(code, { ...headers, 'Content-Length': bytes.length });
-  res.end(req.method === 'HEAD' ? undefined : bytes);
-}
-
-function parseUrl(raw: string | undefined): URL | null {
-  try {
-    return new URL(raw ?? '/', 'http://coordinator.invalid');
-  } catch {
-    return null;
-  }
 }
