@@ -6,7 +6,7 @@ import { describe, it, expect } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { decodeSafetensors } from '@gradhub/core';
-import { runCli, startCli, sha256, tempDir, readJsonl, SAMPLE, REFERENCE, SMALL_RUN } from './helpers.js';
+import { runCli, startCli, sha256, tempDir, readJsonl, ROOT, SAMPLE, REFERENCE, SMALL_RUN } from './helpers.js';
 
 const traj = JSON.parse(fs.readFileSync(path.join(REFERENCE, 'cifar_trajectory/visible.json'), 'utf8'));
 
@@ -110,5 +110,15 @@ describe('gradhub train --workers 0', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/E_MODEL_MISMATCH/);
     expect(r.stderr).toMatch(/layers\.0\.weight/);
+  });
+});
+
+describe('the gradhub command as README.md runs it', () => {
+  it('is installed as node_modules/.bin/gradhub and executable (npx gradhub)', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const out = execFileSync(path.join(ROOT, 'node_modules/.bin/gradhub'), ['--help'], { encoding: 'utf8' });
+    expect(out).toMatch(/gradhub train/);
+    expect(out).toMatch(/gradhub coordinator/);
+    expect(out).toMatch(/gradhub worker/);
   });
 });
