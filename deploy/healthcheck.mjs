@@ -18,7 +18,7 @@ function gradhubArgv() {
     } catch {
       continue;
     }
-    const main = argv.findIndex((a) => a.endsWith('/packages/cli/dist/main.js'));
+    const main = argv.findIndex((a) => a.endsWith('/packages/cli/bin/gradhub.js') || a.endsWith('/packages/cli/dist/main.js'));
     if (main >= 0) return argv.slice(main + 1);
   }
   return null;

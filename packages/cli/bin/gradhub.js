@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+// The `gradhub` command (npx gradhub): runs the built CLI. This file is committed so that npm links
+// the bin at install time, before `npm run build` has produced dist/.
+import { existsSync } from 'node:fs';
+
+const main = new URL('../dist/main.js', import.meta.url);
+if (!existsSync(main)) {
+  process.stderr.write('gradhub: the CLI is not built yet: run `npm run build` in the repository first\n');
+  process.exit(1);
+}
+await import(main.href);
