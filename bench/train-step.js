@@ -3,9 +3,11 @@
  * GFLOP/s by the 6 x parameters x batch convention, and how the step's time splits. `threads` > 1
  * runs the wasm kernels on that many threads, started by `spawn` (Node: @gradhub/worker's
  * spawnNodeKernelThread; this file is also bundled for a browser tab by browser.js, so it imports
- * nothing Node-only). The SGD step stays on one thread (it runs on the coordinator).
+ * nothing Node-only). The SGD step stays on one thread (it runs on the coordinator): the trainer's
+ * path, createSgdOptimizer (WebAssembly SIMD), with the gradient copied into its memory (counted in
+ * the sgd column) and the new parameters copied back to the engine (not counted: the executor's copy).
  */
-import { createEngine, createOracleBackend, createThreadedWasmBackend, engineFloats, modelSpec, sgdStep, initParams } from '@gradhub/core';
+import { createEngine, createOracleBackend, createSgdOptimizer, createThreadedWasmBackend, engineFloats, modelSpec, initParams } from '@gradhub/core';
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -32,7 +34,7 @@ async function measure(o, sizes, spec, backend, threads) {
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
   for (let i = 0; i < labels.length; i++) labels[i] = i % 10;
   const sgd = { lr: 1e-3, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false };
-  const state = { momentumBuffer: null };
+  const opt = await createSgdOptimizer(spec.paramCount, { params: engine.params });
   const reps = o.reps ?? 5;
   const fwd = [];
   const full = [];
@@ -45,8 +47,9 @@ async function measure(o, sizes, spec, backend, threads) {
     const sums = engine.computeSums(pixels, labels, o.batch, true);
     const tb = performance.now() - t;
     t = performance.now();
-    sgdStep(engine.params, engine.grads, sums.denomSum, sgd, state);
+    opt.step(engine.grads, sums.denomSum, sgd);
     const ts = performance.now() - t;
+    engine.params.set(opt.params);
     if (r === 0) continue; // warm-up
     fwd.push(tf);
     full.push(tb);

@@ -12,8 +12,8 @@
  */
 import type { Logger } from 'pino';
 import {
-  GradhubError, Sampler, sgdStep, batchesPerEpoch, CIFAR10_IMAGE_BYTES,
-  type SamplerState, type SgdState,
+  GradhubError, Sampler, createSgdOptimizer, batchesPerEpoch, CIFAR10_IMAGE_BYTES,
+  type SamplerState,
 } from '@gradhub/core';
 import type { Executor } from './executor.js';
 import type { MetricsSink } from './metrics.js';
@@ -87,8 +87,12 @@ export function totalSteps(s: TrainSettings, trainCount: number): number {
 export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const { settings: s, train, executor, metrics } = o;
   const log = o.logger.child({ module: 'trainer' });
-  const params = o.start.params;
-  const sgd: SgdState = { momentumBuffer: o.start.momentumBuffer };
+  // The master copy lives in the optimizer's memory (WebAssembly SIMD where supported, else
+  // sgd.ts's loops: the same bits); `params` and `sgd.momentumBuffer` are views of it. The final
+  // parameters are copied back into o.start.params, which is also the result's array.
+  const opt = await createSgdOptimizer(o.start.params.length, { params: o.start.params, momentumBuffer: o.start.momentumBuffer });
+  const params = opt.params;
+  const sgd = opt.state;
   const sampler = new Sampler({ count: train.count, batch: s.batch, seed: s.seed, shuffle: s.shuffle }, o.start.sampler);
   const total = totalSteps(s, train.count);
   const pixels = new Uint8Array(s.batch * CIFAR10_IMAGE_BYTES);
@@ -133,7 +137,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       throw new GradhubError('E_DIVERGED', `step ${step + 1}: the loss or gradient is not finite (loss ${loss}); the model diverged. Lower --lr or check the data.`);
     }
     const tSgd = performance.now();
-    sgdStep(params, sums.grad, sums.denomSum, s, sgd);
+    opt.step(sums.grad, sums.denomSum, s);
     const sgdMs = performance.now() - tSgd;
     step++;
     const t = sums.timing;
@@ -148,7 +152,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const stopped = step < total;
   if (!stopped && evaluatedAt !== step) await evaluate(sampler.state.epoch + 1);
   saveCheckpoint();
-  return { params, step, stopped };
+  o.start.params.set(params);
+  return { params: o.start.params, step, stopped };
 }
 
 /** Copy the samples at `indices` into the batch buffers; returns the batch size. */

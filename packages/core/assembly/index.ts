@@ -386,3 +386,80 @@ export function linearBackwardWeight(dy: usize, x: usize, dw: usize, db: usize, 
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// SGD (src/sgd.ts, DESIGN invariant 5): torch.optim.SGD fused with the division by the loss
+// denominator, elementwise, float32 throughout, in sgd.ts's order of operations (f32x4.div/mul/
+// add/sub are correctly rounded single operations, like Math.fround of the double result; no
+// fused multiply-add). 4 elements a vector, a scalar tail for n % 4.
+
+/**
+ * One SGD step in place on p (n floats); gs (the gradient sum) is read only; buf is the momentum
+ * buffer (written when `useMomentum`; read unless `first`). The scalars are float32 values as
+ * sgd.ts rounds them (damp1 = fround(1 - dampening)); the flags are 0/1 and decide the case, as
+ * sgd.ts decides it from the unrounded options (weightDecay !== 0, momentum !== 0).
+ */
+export function sgdStep(
+  p: usize, gs: usize, buf: usize, n: i32, d: f32, lr: f32, wd: f32, mom: f32, damp1: f32,
+  decay: i32, useMomentum: i32, first: i32, nesterov: i32,
+): void {
+  // One specialised loop per case: the flags are constants after inlining, so no per-element branch.
+  if (useMomentum == 0) {
+    if (decay != 0) sgdLoop(p, gs, buf, n, d, lr, wd, mom, damp1, true, false, false, false);
+    else sgdLoop(p, gs, buf, n, d, lr, wd, mom, damp1, false, false, false, false);
+  } else if (first != 0) {
+    if (nesterov != 0) {
+      if (decay != 0) sgdLoop(p, gs, buf, n, d, lr, wd, mom, damp1, true, true, true, true);
+      else sgdLoop(p, gs, buf, n, d, lr, wd, mom, damp1, false, true, true, true);
+    } else if (decay != 0) sgdLoop(p, gs, buf, n, d, lr, wd, mom, damp1, true, true, true, false);
+    else sgdLoop(p, gs, buf, n, d, lr, wd, mom, damp1, false, true, true, false);
+  } else if (nesterov != 0) {
+    if (decay != 0) sgdLoop(p, gs, buf, n, d, lr, wd, mom, damp1, true, true, false, true);
+    else sgdLoop(p, gs, buf, n, d, lr, wd, mom, damp1, false, true, false, true);
+  } else if (decay != 0) sgdLoop(p, gs, buf, n, d, lr, wd, mom, damp1, true, true, false, false);
+  else sgdLoop(p, gs, buf, n, d, lr, wd, mom, damp1, false, true, false, false);
+}
+
+/**
+ *   g = gs / d;  if decay: g = g + wd * p
+ *   if useMomentum: b = first ? g : mom * buf + damp1 * g;  buf = b;  g = nesterov ? g + mom * b : b
+ *   p = p - lr * g
+ */
+// @ts-ignore: decorator
+@inline
+function sgdLoop(
+  p: usize, gs: usize, buf: usize, n: i32, d: f32, lr: f32, wd: f32, mom: f32, damp1: f32,
+  decay: bool, useMomentum: bool, first: bool, nesterov: bool,
+): void {
+  const vd = f32x4.splat(d);
+  const vlr = f32x4.splat(lr);
+  const vwd = f32x4.splat(wd);
+  const vmom = f32x4.splat(mom);
+  const vdamp1 = f32x4.splat(damp1);
+  const n4 = n & ~3;
+  let i = 0;
+  for (; i < n4; i += 4) {
+    const off = <usize>i << 2;
+    const pi = v128.load(p + off);
+    let g = f32x4.div(v128.load(gs + off), vd);
+    if (decay) g = f32x4.add(g, f32x4.mul(vwd, pi));
+    if (useMomentum) {
+      const b = first ? g : f32x4.add(f32x4.mul(vmom, v128.load(buf + off)), f32x4.mul(vdamp1, g));
+      v128.store(buf + off, b);
+      g = nesterov ? f32x4.add(g, f32x4.mul(vmom, b)) : b;
+    }
+    v128.store(p + off, f32x4.sub(pi, f32x4.mul(vlr, g)));
+  }
+  for (; i < n; i++) {
+    const off = <usize>i << 2;
+    const pi = load<f32>(p + off);
+    let g: f32 = load<f32>(gs + off) / d;
+    if (decay) g = g + wd * pi;
+    if (useMomentum) {
+      const b: f32 = first ? g : mom * load<f32>(buf + off) + damp1 * g;
+      store<f32>(buf + off, b);
+      g = nesterov ? g + mom * b : b;
+    }
+    store<f32>(p + off, pi - lr * g);
+  }
+}

@@ -46,6 +46,9 @@ const HASH_MAX_BYTES = 4096;
  */
 const FORBIDDEN = /\.relaxed_/;
 
+/** The kernel module's functions, as src/kernels/wasm.ts (KernelExports) and src/sgd-wasm.ts call them. */
+const KERNEL_EXPORTS = ['init', 'linearForward', 'linearBackwardInput', 'linearBackwardWeight', 'sgdStep'];
+
 async function compile(debugNames, shared) {
   const outputs = new Map();
   const stderr = asc.createMemoryStream();
@@ -84,6 +87,10 @@ function check(wasm, wat, shared) {
   const imports = WebAssembly.Module.imports(mod).map((i) => `${i.module}.${i.name}:${i.kind}`);
   if (imports.length !== 1 || imports[0] !== 'env.memory:memory') {
     throw new Error(`kernel module must import only env.memory, got ${imports.join(', ')}`);
+  }
+  const exports = WebAssembly.Module.exports(mod).map((e) => `${e.name}:${e.kind}`);
+  for (const name of KERNEL_EXPORTS) {
+    if (!exports.includes(`${name}:function`)) throw new Error(`kernel module lacks export ${name} (has ${exports.join(', ')})`);
   }
   if (/\(data\b/.test(wat)) throw new Error('kernel module must have no data segments (the host owns all of memory)');
   if (/\(start\b/.test(wat)) throw new Error('kernel module must have no start function (each thread instantiates it on the same memory)');

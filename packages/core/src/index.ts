@@ -6,6 +6,7 @@ export * from './rng.js';
 export * from './init.js';
 export * from './sampler.js';
 export * from './sgd.js';
+export * from './sgd-wasm.js';
 export * from './engine.js';
 export * from './errors.js';
 export * from './cifar.js';

@@ -1,5 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { sgdStep, validateSgd, type SgdState } from '../src/sgd.js';
+import { createSgdOptimizer } from '../src/sgd-wasm.js';
+import { wasmSimdSupported } from '../src/kernels/wasm.js';
 
 // Values chosen so every float32 operation is exact: the expected numbers are worked by hand from
 // torch.optim.SGD's documented update.
@@ -108,8 +110,52 @@ describe('specialised SGD loops = the straightforward loop, bit for bit', () => 
               if (sa.momentumBuffer !== null) expect(sameBits(sa.momentumBuffer, sb.momentumBuffer!)).toBe(true);
             }
           });
+          // n = 4099 and 4 + 3: vectors and a scalar tail; n = 2: the tail alone.
+          it.skipIf(!wasmSimdSupported())(`wasm: momentum ${momentum}, dampening ${dampening}, weight decay ${weightDecay}, nesterov ${nesterov}`, async () => {
+            for (const len of [n, 7, 2]) {
+              const p0 = randomArray(len);
+              const opt = await createSgdOptimizer(len, { backend: 'wasm', params: p0 });
+              expect(opt.backend).toBe('wasm');
+              const pb = p0.slice();
+              const sb: SgdState = { momentumBuffer: null };
+              for (let step = 0; step < 4; step++) {
+                const g = randomArray(len);
+                const denom = 1 + Math.floor(rand() * 300);
+                // The staging buffer in place on odd steps, a copy from outside on even ones.
+                if (step % 2 === 1) {
+                  opt.grad.set(g);
+                  opt.step(opt.grad, denom, o);
+                } else opt.step(g, denom, o);
+                referenceStep(pb, g, denom, o, sb);
+                expect(sameBits(opt.params, pb)).toBe(true);
+                expect(opt.state.momentumBuffer === null).toBe(sb.momentumBuffer === null);
+                if (sb.momentumBuffer !== null) {
+                  expect(opt.state.momentumBuffer!.length).toBe(len);
+                  expect(sameBits(opt.state.momentumBuffer!, sb.momentumBuffer)).toBe(true);
+                }
+              }
+            }
+          });
         }
       }
     }
   }
+});
+
+describe('createSgdOptimizer', () => {
+  it('resumes from a momentum buffer and keeps null until the first momentum step', async () => {
+    const o = { lr: 0.5, momentum: 0.5, dampening: 0.5, weightDecay: 0.25, nesterov: false };
+    for (const backend of wasmSimdSupported() ? (['wasm', 'ts'] as const) : (['ts'] as const)) {
+      const opt = await createSgdOptimizer(1, { backend, params: new Float32Array([1]) });
+      expect(opt.state.momentumBuffer).toBe(null);
+      opt.step(new Float32Array([0.5]), 1, { ...o, momentum: 0 });
+      expect(opt.state.momentumBuffer).toBe(null);
+      const resumed = await createSgdOptimizer(1, { backend, params: new Float32Array([0.625]), momentumBuffer: new Float32Array([0.75]) });
+      resumed.step(new Float32Array([0.5]), 1, o);
+      // the worked example above: buf = 0.703125, p = 0.2734375
+      expect(resumed.state.momentumBuffer![0]).toBe(0.703125);
+      expect(resumed.params[0]).toBe(0.2734375);
+      expect(() => resumed.step(new Float32Array(2), 1, o)).toThrow(/gradient has 2 floats/);
+    }
+  });
 });
