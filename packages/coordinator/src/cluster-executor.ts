@@ -42,7 +42,7 @@ import {
   type ModelSpec, type TreeNode,
 } from '@gradhub/core';
 import type { Executor, StepInput, StepSums, StepTiming } from './executor.js';
-import { Membership, type ClusterStatusSink, type WorkerConn } from './membership.js';
+import { Membership, type ClusterStatusSink, type MembershipOptions, type WorkerConn } from './membership.js';
 import { ParamsEncoder, encode, frameLimits, type BodyOf, type ParamsFrame } from './protocol.js';
 import { Reducer, type ReducerStats, type RequestSpec, type ResultIn, type Verdict } from './reducer.js';
 import { SpeedTable, assignChunks, assignedBytes, pickWorker, type AssignedBytes, type Candidate, type TransferCost } from './scheduler.js';
@@ -601,7 +601,11 @@ export function createClusterExecutor(opts: ClusterExecutorOptions): ClusterExec
   return new ClusterExecutorImpl(opts);
 }
 
-export interface ClusterOptions {
+/** Membership settings a cluster passes through unchanged (documented on MembershipOptions). */
+type MembershipPassThrough = Pick<MembershipOptions,
+  'runId' | 'incarnation' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'helloTimeoutMs' | 'maxWorkers'>;
+
+export interface ClusterOptions extends MembershipPassThrough {
   /** Listen address. Default '0.0.0.0'. */
   readonly host?: string;
   /** TCP port. Default 8080; 0 picks a free one. */
@@ -615,12 +619,6 @@ export interface ClusterOptions {
   /** The run's batch size (largest batch `run` gets). */
   readonly maxBatch: number;
   readonly logger: Logger;
-  readonly runId?: string;
-  readonly incarnation?: string;
-  readonly heartbeatIntervalMs?: number;
-  readonly heartbeatTimeoutMs?: number;
-  readonly helloTimeoutMs?: number;
-  readonly maxWorkers?: number;
   readonly memoryBudgetBytes?: number;
   readonly speculateAfterMs?: number | null;
   /** Optional: where the workers table and counters go (RunStatus fits). */

@@ -4,22 +4,11 @@ import {
   CIFAR10_CLASS_NAMES, CIFAR10_IMAGE_BYTES, CIFAR10_MEAN, CIFAR10_RECORD_BYTES, CIFAR10_STD,
   concatBatches, parseCifarBatch, parseClassNames, pixelsToInput,
 } from '../src/cifar.js';
-import { GradhubError } from '../src/errors.js';
+import { caught } from './errors.testutil.js';
 
 const SAMPLE = new URL('../../../../shared/data/cifar10-sample/', import.meta.url);
 const read = (name: string): Uint8Array => readFileSync(new URL(name, SAMPLE));
 
-/** Run fn, expect a GradhubError with `code`, return it. */
-function caught(fn: () => unknown, code: string): GradhubError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(GradhubError);
-    expect((err as GradhubError).code).toBe(code);
-    return err as GradhubError;
-  }
-  throw new Error(`expected ${code}, nothing was thrown`);
-}
 
 /** One record: label, then every pixel of plane c set to planeValue[c]. */
 function record(label: number, planeValue: [number, number, number]): Uint8Array {

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { GradhubError } from '../src/errors.js';
 import { modelSpec } from '../src/model.js';
+import { caught } from './errors.testutil.js';
 import {
   decodeSafetensors, decodeSafetensorsWithMetadata, encodeSafetensors, inferModelSizes,
   paramsToSafetensors, safetensorsToParams,
@@ -17,16 +17,6 @@ const visible = JSON.parse(readFileSync(new URL('visible.json', REF), 'utf8')) a
 };
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-function caught(fn: () => unknown, code: string): GradhubError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(GradhubError);
-    expect((err as GradhubError).code).toBe(code);
-    return err as GradhubError;
-  }
-  throw new Error(`expected ${code}, nothing was thrown`);
-}
 
 /** A file with a hand-written header (padded to 8) and `dataBytes` zero bytes of data. */
 function rawFile(header: unknown, dataBytes: number): Uint8Array {
