@@ -463,3 +463,105 @@ function sgdLoop(
     store<f32>(p + off, pi - lr * g);
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Gradient buffers (src/grad-pool.ts: the coordinator's reducer; src/sgd-wasm.ts: the finiteness
+// check before a step). Elementwise over n floats at any 4-byte aligned address, 4 a vector (16 an
+// iteration, four independent accumulators), a scalar tail for n % 16.
+//
+// The check accumulates v - v, which is +0 for every finite v and NaN once any v is NaN or
+// infinite (NaN stays NaN through later additions): no branch per value. The sums are plain
+// f32x4.add (one rounding, no fused multiply-add), so a + b here is the bits of TypeScript's
+// Float32Array a[i] + b[i].
+
+/** All lanes of the four check accumulators still +0 (every value seen was finite)? */
+// @ts-ignore: decorator
+@inline
+function checkLanes(a0: v128, a1: v128, a2: v128, a3: v128, tail: f32): i32 {
+  const acc = f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3));
+  return i32(i32x4.all_true(f32x4.eq(acc, f32x4.splat(0))) && tail == 0);
+}
+
+/** 1 when the n floats at p are all finite, else 0. Reads only. */
+export function f32Check(p: usize, n: i32): i32 {
+  let a0 = f32x4.splat(0);
+  let a1 = a0;
+  let a2 = a0;
+  let a3 = a0;
+  const n16 = n & ~15;
+  let i = 0;
+  for (; i < n16; i += 16) {
+    const q = p + (<usize>i << 2);
+    const v0 = v128.load(q, 0);
+    const v1 = v128.load(q, 16);
+    const v2 = v128.load(q, 32);
+    const v3 = v128.load(q, 48);
+    a0 = f32x4.add(a0, f32x4.sub(v0, v0));
+    a1 = f32x4.add(a1, f32x4.sub(v1, v1));
+    a2 = f32x4.add(a2, f32x4.sub(v2, v2));
+    a3 = f32x4.add(a3, f32x4.sub(v3, v3));
+  }
+  let t: f32 = 0;
+  for (; i < n; i++) {
+    const v = load<f32>(p + (<usize>i << 2));
+    t = t + (v - v);
+  }
+  return checkLanes(a0, a1, a2, a3, t);
+}
+
+/**
+ * dst = held + dst over n floats, after checking the incoming values (dst's, before the add) are
+ * all finite: returns 1 if they are, else 0 (dst is then written all the same; `held` never is).
+ */
+export function f32AddIn(dst: usize, held: usize, n: i32): i32 {
+  let a0 = f32x4.splat(0);
+  let a1 = a0;
+  let a2 = a0;
+  let a3 = a0;
+  const n16 = n & ~15;
+  let i = 0;
+  for (; i < n16; i += 16) {
+    const off = <usize>i << 2;
+    const q = dst + off;
+    const h = held + off;
+    const v0 = v128.load(q, 0);
+    const v1 = v128.load(q, 16);
+    const v2 = v128.load(q, 32);
+    const v3 = v128.load(q, 48);
+    a0 = f32x4.add(a0, f32x4.sub(v0, v0));
+    a1 = f32x4.add(a1, f32x4.sub(v1, v1));
+    a2 = f32x4.add(a2, f32x4.sub(v2, v2));
+    a3 = f32x4.add(a3, f32x4.sub(v3, v3));
+    v128.store(q, f32x4.add(v128.load(h, 0), v0), 0);
+    v128.store(q, f32x4.add(v128.load(h, 16), v1), 16);
+    v128.store(q, f32x4.add(v128.load(h, 32), v2), 32);
+    v128.store(q, f32x4.add(v128.load(h, 48), v3), 48);
+  }
+  let t: f32 = 0;
+  for (; i < n; i++) {
+    const off = <usize>i << 2;
+    const v = load<f32>(dst + off);
+    t = t + (v - v);
+    store<f32>(dst + off, load<f32>(held + off) + v);
+  }
+  return checkLanes(a0, a1, a2, a3, t);
+}
+
+/** l = l + r over n floats (no check: sums of finite values may overflow to infinity). */
+export function f32Add(l: usize, r: usize, n: i32): void {
+  const n16 = n & ~15;
+  let i = 0;
+  for (; i < n16; i += 16) {
+    const off = <usize>i << 2;
+    const p = l + off;
+    const q = r + off;
+    v128.store(p, f32x4.add(v128.load(p, 0), v128.load(q, 0)), 0);
+    v128.store(p, f32x4.add(v128.load(p, 16), v128.load(q, 16)), 16);
+    v128.store(p, f32x4.add(v128.load(p, 32), v128.load(q, 32)), 32);
+    v128.store(p, f32x4.add(v128.load(p, 48), v128.load(q, 48)), 48);
+  }
+  for (; i < n; i++) {
+    const off = <usize>i << 2;
+    store<f32>(l + off, load<f32>(l + off) + load<f32>(r + off));
+  }
+}

@@ -17,3 +17,4 @@ export * from './hash.js';
 export * from './kernels/oracle.js';
 export * from './kernels/wasm.js';
 export * from './kernels/wasm-threads.js';
+export * from './grad-pool.js';
