@@ -10,8 +10,28 @@
  * samples in tree order (float64), the correct count, and, when asked, the gradient sum S(node)
  * in `grads`, summed over samples along the node's own chunk tree (which is the global tree's
  * subtree, so any cut of the batch into nodes reduces to the same bits).
+ *
+ * `computeSumsAsync` is the same computation (the same kernels in the same order, so the same
+ * bits) for a caller that must keep its event loop running: with a backend that computes off the
+ * calling thread (`backend.async`: the threaded wasm backend with `offload`) each kernel call is
+ * awaited, and the socket can send while the helpers compute; any other backend runs its blocking
+ * kernels. Progress hooks (`ComputeHooks`), called synchronously between kernel calls, let the
+ * caller stream the result as it becomes final, as PyTorch DDP's gradient buckets do:
+ * - `onSums(sums)` once the forward and the loss are done, before the backward: the node's sums
+ *   (the object the call returns), final;
+ * - `onLayerGrad(i)` for i = L-1 down to 0, once layer i's weight and bias gradients are final in
+ *   `grads` (its region [weightOffset, biasOffset + outF)), right after its weight-gradient kernel;
+ *   the call never writes that region again (the next layer's kernel may already be running).
+ * The regions stay as they are until the next computeSums* call on this engine, which overwrites
+ * them: a caller that sends them without copying waits for the sends to finish first. A hook that
+ * throws ends the call with that error (once the kernel already started has finished).
+ *
+ * One call at a time: computeSums, computeSumsAsync and forwardBackward* must not overlap (nor be
+ * called from a hook); a call made while another is in progress throws (async: rejects). While an
+ * async call is pending, `params` must not be written, nor `grads` read outside the regions that
+ * `onLayerGrad` has released.
  */
-import type { Backend } from './kernels/types.js';
+import type { AsyncKernels, Backend, Kernels } from './kernels/types.js';
 import type { ModelSpec } from './model.js';
 import { treeSum64 } from './tree.js';
 import { pixelsToInput, CIFAR10_IMAGE_BYTES } from './cifar.js';
@@ -37,6 +57,14 @@ export interface NodeSums {
   correct: number;
 }
 
+/** Progress of one computeSums* call (see the module comment); every hook is optional. */
+export interface ComputeHooks {
+  /** The node's sums, final, after the forward and the loss and before the backward (once a call). */
+  onSums?(sums: NodeSums): void;
+  /** Layer `layerIndex`'s gradient is final in `grads` (called for L-1 down to 0; only with grad). */
+  onLayerGrad?(layerIndex: number): void;
+}
+
 export interface Engine {
   readonly spec: ModelSpec;
   readonly backend: Backend;
@@ -45,14 +73,24 @@ export interface Engine {
   /** The last computeSums' gradient sum S(node), flat layout. */
   readonly grads: Float32Array;
   /** Run forward + loss (+ backward when withGrad) over n CIFAR-10 samples. See the module comment. */
-  computeSums(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean): NodeSums;
+  computeSums(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): NodeSums;
+  /**
+   * computeSums without blocking the event loop where the backend can (`backend.async`): the same
+   * sums and the same gradient bits, the hooks called as layers complete. See the module comment.
+   */
+  computeSumsAsync(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): Promise<NodeSums>;
   /** The input workspace x (n, d0), to fill directly before `forwardBackward`. */
   input(n: number): Float32Array;
   /** computeSums on inputs already in `input(n)`. */
-  forwardBackward(labels: ArrayLike<number>, n: number, withGrad: boolean): NodeSums;
+  forwardBackward(labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): NodeSums;
+  /** computeSumsAsync on inputs already in `input(n)`. */
+  forwardBackwardAsync(labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): Promise<NodeSums>;
   /** Logits (n, classes) of the last computeSums (a view, valid until the next call). */
   logits(n: number): Float32Array;
 }
+
+/** The kernels as the pass calls them: blocking (void) or async (a Promise), same arguments. */
+type KernelCalls = { readonly [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => ReturnType<Kernels[K]> | ReturnType<AsyncKernels[K]> };
 
 export function createEngine(opts: EngineOptions): Engine {
   const { spec, backend, maxBatch, chunk, normalize } = opts;
@@ -74,15 +112,18 @@ export function createEngine(opts: EngineOptions): Engine {
     if (!Number.isInteger(n) || n < 1 || n > maxBatch) throw new RangeError(`engine: ${n} samples, it holds 1..${maxBatch}`);
   };
 
-  function computeSums(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean): NodeSums {
+  function loadPixels(pixels: Uint8Array, n: number): void {
     checkCount(n);
     if (spec.sizes[0] !== CIFAR10_IMAGE_BYTES) throw new RangeError(`the model's input size ${spec.sizes[0]} is not CIFAR-10's ${CIFAR10_IMAGE_BYTES}`);
     if (pixels.length < n * CIFAR10_IMAGE_BYTES) throw new RangeError(`computeSums: ${n} samples need ${n * CIFAR10_IMAGE_BYTES} pixel bytes, got ${pixels.length}`);
     pixelsToInput(pixels, 0, n, acts[0], normalize);
-    return forwardBackward(labels, n, withGrad);
   }
 
-  function forwardBackward(labels: ArrayLike<number>, n: number, withGrad: boolean): NodeSums {
+  /**
+   * The pass itself, once for both drivers: each kernel call's result (void, or a Promise with
+   * async kernels) is yielded, and the driver resumes the pass when it is done.
+   */
+  function* pass(kernels: KernelCalls, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks: ComputeHooks | undefined): Generator<void | Promise<void>, NodeSums, void> {
     checkCount(n);
     if (labels.length < n) throw new RangeError(`engine: ${n} samples need ${n} labels, got ${labels.length}`);
     for (const l of spec.layers) {
@@ -90,27 +131,76 @@ export function createEngine(opts: EngineOptions): Engine {
       const y = acts[l.index + 1].subarray(0, n * l.outF);
       const w = view(params, l.weightOffset, l.outF * l.inF);
       const b = view(params, l.biasOffset, l.outF);
-      backend.linearForward(x, w, b, y, n, l.inF, l.outF, l.index < L - 1);
+      yield kernels.linearForward(x, w, b, y, n, l.inF, l.outF, l.index < L - 1);
     }
     const logits = acts[L].subarray(0, n * classes);
     const dLogits = withGrad ? dActs[L]!.subarray(0, n * classes) : null;
     const correct = softmaxCrossEntropyRows(logits, n, classes, labels, lossRows, denomRows, dLogits);
     const sums = { lossSum: treeSum64(lossRows, n, chunk), denomSum: treeSum64(denomRows, n, chunk), correct };
+    hooks?.onSums?.(sums);
     if (!withGrad) return sums;
     for (let i = L - 1; i >= 0; i--) {
       const l = spec.layers[i];
       const x = acts[i].subarray(0, n * l.inF);
       const dy = dActs[i + 1]!.subarray(0, n * l.outF);
       const w = view(params, l.weightOffset, l.outF * l.inF);
-      backend.linearBackwardWeight(dy, x, view(grads, l.weightOffset, l.outF * l.inF), view(grads, l.biasOffset, l.outF), n, l.inF, l.outF, chunk);
-      // The input's gradient is never needed; hidden inputs get ReLU's backward fused in (x is post-ReLU).
-      if (i > 0) backend.linearBackwardInput(dy, w, dActs[i]!.subarray(0, n * l.inF), n, l.inF, l.outF, x);
+      yield kernels.linearBackwardWeight(dy, x, view(grads, l.weightOffset, l.outF * l.inF), view(grads, l.biasOffset, l.outF), n, l.inF, l.outF, chunk);
+      // Layer i's gradient is final. Start the next kernel, then tell the caller (the hook runs
+      // while the helpers compute). The input's gradient is never needed; hidden inputs get
+      // ReLU's backward fused in (x is post-ReLU).
+      const next = i > 0 ? kernels.linearBackwardInput(dy, w, dActs[i]!.subarray(0, n * l.inF), n, l.inF, l.outF, x) : undefined;
+      try {
+        hooks?.onLayerGrad?.(i);
+      } finally {
+        yield next; // even when the hook throws: the call ends with the backend idle
+      }
     }
     return sums;
   }
 
+  let busy = false;
+  function enter(): void {
+    if (busy) throw new Error('engine: a computeSums call is in progress (calls must not overlap)');
+    busy = true;
+  }
+
+  /** Drive the pass with blocking kernels (the yielded values are void). */
+  function runSync(start: () => void, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): NodeSums {
+    enter();
+    try {
+      start();
+      const g = pass(backend, labels, n, withGrad, hooks);
+      for (;;) {
+        const r = g.next();
+        if (r.done) return r.value;
+      }
+    } finally {
+      busy = false;
+    }
+  }
+
+  /** Drive the pass with the backend's async kernels (its blocking ones where it has none). */
+  async function runAsync(start: () => void, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): Promise<NodeSums> {
+    enter();
+    try {
+      start();
+      const g = pass(backend.async ?? backend, labels, n, withGrad, hooks);
+      for (let r = g.next(); ; r = g.next()) {
+        if (r.done) return r.value;
+        await r.value;
+      }
+    } finally {
+      busy = false;
+    }
+  }
+
+  const noInput = (): void => {};
   return {
-    spec, backend, params, grads, computeSums, forwardBackward,
+    spec, backend, params, grads,
+    computeSums: (pixels, labels, n, withGrad, hooks) => runSync(() => loadPixels(pixels, n), labels, n, withGrad, hooks),
+    computeSumsAsync: (pixels, labels, n, withGrad, hooks) => runAsync(() => loadPixels(pixels, n), labels, n, withGrad, hooks),
+    forwardBackward: (labels, n, withGrad, hooks) => runSync(noInput, labels, n, withGrad, hooks),
+    forwardBackwardAsync: (labels, n, withGrad, hooks) => runAsync(noInput, labels, n, withGrad, hooks),
     input: (n: number) => { checkCount(n); return acts[0].subarray(0, n * spec.sizes[0]); },
     logits: (n: number) => acts[L].subarray(0, n * classes),
   };

@@ -40,6 +40,17 @@ export interface Kernels {
   ): void;
 }
 
+/**
+ * The three kernels as asynchronous calls: the same arguments, checks, arithmetic and bits as
+ * `Kernels`, but the call only starts the computation (on other threads) and the Promise resolves
+ * when every output is written; the calling thread's event loop runs meanwhile. Argument errors and
+ * kernel failures reject (nothing is thrown synchronously). While a call is pending its inputs must
+ * not be written and its outputs not read; other storage of the backend may be used freely.
+ */
+export type AsyncKernels = {
+  readonly [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => Promise<void>;
+};
+
 export interface Backend extends Kernels {
   /** 'ts' (the Math.fround oracle) or 'wasm' (WebAssembly SIMD). */
   readonly name: string;
@@ -51,4 +62,10 @@ export interface Backend extends Kernels {
    * Optional: backends with nothing to release may leave it out.
    */
   close?(): void;
+  /**
+   * The kernels as asynchronous calls, where this backend computes off the calling thread (the
+   * threaded wasm backend with `offload`); absent elsewhere. A backend runs one kernel call at a
+   * time: a call (sync or async) made while an async one is pending throws (rejects).
+   */
+  readonly async?: AsyncKernels;
 }

@@ -1,8 +1,8 @@
 /**
- * The threaded WebAssembly SIMD backend ('wasm' with `threads` > 1): the kernels of wasm.ts, each
- * call split over several threads that share one `WebAssembly.Memory`. Same bits as the oracle
- * and as the single-thread backend, for any thread count (DESIGN invariant 3): threads split the
- * INDEPENDENT outputs of a call, never a sum.
+ * The threaded WebAssembly SIMD backend ('wasm' with `threads` > 1, or `offload`): the kernels of
+ * wasm.ts, each call split over several threads that share one `WebAssembly.Memory`. Same bits as
+ * the oracle and as the single-thread backend, for any thread count and either mode (DESIGN
+ * invariant 3): threads split the INDEPENDENT outputs of a call, never a sum.
  *
  * - forward, y (N, OUT): outputs [o0, o1) of every sample (slices of 2 outputs, the tile height);
  * - backward-input, dx (N, IN): inputs [i0, i1) of every sample (slices of 16, the tile width);
@@ -11,44 +11,74 @@
  * Each element is computed by exactly one thread, by the same tile code and in the same k order as
  * with one thread (assembly/index.ts, "Ranges"), so no result depends on the split.
  *
- * Threads. The calling thread is thread 0 and computes a slice itself; threads 1..T-1 are helpers
- * that this module never starts itself: the host injects a `KernelThreadSpawner` (Node:
- * worker_threads; a browser: Web Workers; see @gradhub/worker), which starts a thread that calls
- * `runKernelHelper(init)` with the `KernelThreadInit` it was given (structured-cloneable: the
- * shared memory and the compiled module travel by postMessage). Each helper instantiates the same
- * module (the shared-memory variant) on the same memory, with its own scratch region, and waits.
+ * Threads. Helpers are threads that this module never starts itself: the host injects a
+ * `KernelThreadSpawner` (Node: worker_threads; a browser: Web Workers; see @gradhub/worker), which
+ * starts a thread that calls `runKernelHelper(init)` with the `KernelThreadInit` it was given
+ * (structured-cloneable: the shared memory and the compiled module travel by postMessage). Each
+ * helper instantiates the same module (the shared-memory variant) on the same memory, with its own
+ * scratch region, and waits. Two modes, T = `threads`:
+ * - default: the calling thread is thread 0 and computes slice 0 itself; helpers 1..T-1 compute
+ *   slices 1..T-1. A kernel call returns when every slice is done (the caller blocks).
+ * - `offload`: T helpers (slots 1..T) compute slices 0..T-1 (slice s on slot s + 1) and the calling
+ *   thread computes none. Besides the blocking kernels, `backend.async` posts a call and returns a
+ *   Promise that resolves when every slice is done, waiting with `Atomics.waitAsync` (blocking
+ *   `Atomics.wait` where a runtime lacks it), so the caller's event loop runs (sockets, timers)
+ *   while the helpers compute. The slices are those of the default mode with T threads, so the bits
+ *   are the same. T = 1 is allowed: one helper computes everything.
  *
- * Memory layout (bytes), one shared memory of fixed size, never grown:
+ * Memory layout (bytes), one shared memory of fixed size, never grown (H helpers: T - 1, or T with
+ * offload):
  *
  *   [0, 64)                          unused (address 0 means "no mask" to the kernels)
- *   [64, 64 + 128 T)                 control block: one 128-byte slot per thread (slot 0 unused)
- *   then T scratch regions           4 * scratchFloats bytes each (16-byte aligned), thread t's t-th
+ *   [64, 64 + 128 (H + 1))           control block: one 128-byte slot per thread (slot 0 unused)
+ *   then T scratch regions           4 * scratchFloats bytes each (16-byte aligned): the calling
+ *                                    thread's, then slot 1's, ... (offload: slot 1's, ..., slot T's)
  *   [heap, heap + 4 * capacity)      allocF32's arena, as in wasm.ts
  *
  * Protocol (the sync points): a slot holds SEQ, DONE, STATE, OP, ERR and 10 arguments (int32).
  * The calling thread writes OP and the arguments, then `Atomics.store(SEQ, seq + 1)` and
- * `Atomics.notify(SEQ)`; the helper, blocked in `Atomics.wait(SEQ)`, runs its slice and does
- * `Atomics.store(DONE, seq)` + `Atomics.notify(DONE)`; the caller computes its own slice, then
- * `Atomics.wait`s on each DONE. A kernel call returns only when every slice is done, so the
- * Backend stays synchronous and the outputs are complete when it returns. The atomic store and
- * load order the plain memory writes on both sides (arguments before the helper reads them, the
- * helper's outputs before the caller returns). A helper that traps sets ERR and the call throws.
+ * `Atomics.notify(SEQ)`; the helper, blocked in `Atomics.wait(SEQ)`, runs its slice, writes ERR and
+ * does `Atomics.store(DONE, seq)` + `Atomics.notify(DONE)`; the caller computes its own slice (not
+ * with offload), then waits on each DONE (`Atomics.wait`, or `Atomics.waitAsync` for an async call).
+ * A call is done only when every slice is done. A helper that traps sets ERR and the call throws
+ * (an async call rejects); the helper stays usable.
  *
- * Blocking: the calling thread blocks in `Atomics.wait`, which Node allows on its main thread and
- * browsers in Web Workers, but NOT on a page's main thread: run the engine in a Web Worker
- * (wasmThreadsSupported() is false where the calling thread cannot block). Shared memory needs
- * SharedArrayBuffer, i.e. a cross-origin isolated page in a browser (COOP/COEP headers).
+ * Ordering (the memory model's synchronizes-with edges; all through seq-cst Atomics on the slot):
+ * 1. caller -> helper: the caller's plain writes (the inputs it filled before the call, OP and the
+ *    arguments) precede its Atomics.store(SEQ); the helper reads them after an Atomics.load(SEQ)
+ *    that returns that value, so it sees them.
+ * 2. helper -> caller: the helper's outputs and ERR precede its Atomics.store(DONE); the caller
+ *    reads them (and returns or resolves) only after an Atomics.load(DONE) that returns the
+ *    command's number. It never trusts a wake-up alone (Atomics.wait returning, waitAsync's promise
+ *    resolving: either may be spurious or stale): it re-loads DONE. Atomics.notify carries no data.
+ * 3. helper -> helper: call k + 1 is posted only after call k's DONEs were loaded, so 2 then 1 make
+ *    every output of call k visible to every helper of call k + 1 (the next layer reads them).
+ *
+ * One call at a time: the slots hold one command each, so a backend runs one kernel call at a time.
+ * A call made while an async call is pending throws (an async call rejects) rather than waiting.
+ * While an async call is pending, the caller must not write its inputs nor read its outputs; any
+ * other storage may be read and written (e.g. a layer's gradient sent while the next one computes).
+ *
+ * Blocking: the blocking kernels (and the async ones where Atomics.waitAsync is missing) block the
+ * calling thread in `Atomics.wait`, which Node allows on its main thread and browsers in Web
+ * Workers, but NOT on a page's main thread: run the engine in a Web Worker (wasmThreadsSupported()
+ * is false where the calling thread cannot block). Shared memory needs SharedArrayBuffer, i.e. a
+ * cross-origin isolated page in a browser (COOP/COEP headers). In Node a pending
+ * Atomics.waitAsync does not keep the process alive, nor do the (unref'd) helpers: an async call
+ * holds a timer while it waits, so that `await` on it cannot end the process early.
  *
  * Small calls: a call is split over at most `work / minWorkPerThread` threads (work in multiply-
  * adds), so that tiny layers do not pay a thread wake-up each; the bits are the same either way.
+ * Without offload a call too small to split runs on the calling thread alone, with offload on
+ * helper 1 alone.
  *
  * Shutdown: `close()` tells every helper to return from runKernelHelper and terminates its handle;
- * a spawner should also keep its threads from holding the process alive (Node: `unref()`).
- * A helper that dies without answering (killed from outside) leaves the caller waiting: spawners
- * run nothing else on their threads.
+ * a pending async call rejects (its outputs are then undefined). A spawner should also keep its
+ * threads from holding the process alive (Node: `unref()`). A helper that dies without answering
+ * (killed from outside) leaves the caller waiting: spawners run nothing else on their threads.
  */
 import { checkBackwardInputArgs, checkBackwardWeightArgs, checkForwardArgs } from './oracle.js';
-import type { Backend } from './types.js';
+import type { AsyncKernels, Backend } from './types.js';
 import {
   DEFAULT_SCRATCH_FLOATS, MAX_PAGES, MIN_SCRATCH_FLOATS, PAGE_BYTES, createWasmBackend, kernelBytes, wasmApi, wasmArena,
   type KernelExports,
@@ -62,7 +92,7 @@ export interface KernelThreadInit {
   readonly module: object;
   /** Byte offset of the control block in the memory. */
   readonly ctrlOffset: number;
-  /** This thread's slot in the control block, 1..threads-1. */
+  /** This thread's slot in the control block, 1..helpers (threads - 1, or threads with offload). */
   readonly slot: number;
   /** Byte offset and size (floats) of this thread's kernel scratch. */
   readonly scratchOffset: number;
@@ -84,9 +114,17 @@ export type KernelThreadSpawner = (init: KernelThreadInit, onError: (err: Error)
 export interface ThreadedWasmBackendOptions {
   /** Floats that allocF32 can hand out in total (as createWasmBackend). Required. */
   readonly capacityFloats: number;
-  /** Threads that compute each kernel call, the calling thread included (1..MAX_KERNEL_THREADS). */
+  /**
+   * Threads that compute each kernel call (1..MAX_KERNEL_THREADS): the calling thread and
+   * threads - 1 helpers, or with `offload` that many helpers and not the calling thread.
+   */
   readonly threads: number;
-  /** Starts the helper threads. Required when threads > 1 (unused for 1). */
+  /**
+   * Compute on helpers only, never on the calling thread, and offer `backend.async` (see the
+   * module comment). Default false.
+   */
+  readonly offload?: boolean;
+  /** Starts the helper threads. Required when there are helpers (threads > 1, or offload). */
   readonly spawn?: KernelThreadSpawner;
   /** Kernel scratch per thread, in floats. Default DEFAULT_SCRATCH_FLOATS. */
   readonly scratchFloats?: number;
@@ -225,29 +263,45 @@ function checkInteger(name: string, v: number, min: number, max = Infinity): voi
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Atomics.waitAsync (ES2024; Node >= 16, Chromium >= 87), where this runtime has it. */
+type WaitAsync = (a: Int32Array, index: number, value: number) => { async: false; value: string } | { async: true; value: Promise<string> };
+const waitAsync = (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync?.bind(Atomics);
+/** The longest timer delay (ms): the keep-alive of a pending async call, cleared when it ends. */
+const KEEP_ALIVE_MS = 0x7fffffff;
+const noop = (): void => {};
+
 /**
  * Create the backend: the shared memory, the module compiled once, this thread's instance, and
- * threads - 1 helpers started with `spawn`; resolves when every helper is ready. threads = 1 gives
- * the single-thread backend of wasm.ts (no shared memory, no spawner needed).
+ * the helpers (threads - 1, or threads with offload) started with `spawn`; resolves when every
+ * helper is ready. threads = 1 without offload gives the single-thread backend of wasm.ts (no
+ * shared memory, no spawner needed).
  */
 export async function createThreadedWasmBackend(options: ThreadedWasmBackendOptions): Promise<Backend> {
   const { capacityFloats: capacity, threads } = options;
+  const offload = options.offload ?? false;
   const scratchFloats = options.scratchFloats ?? DEFAULT_SCRATCH_FLOATS;
   const minWork = options.minWorkPerThread ?? DEFAULT_MIN_WORK_PER_THREAD;
   checkInteger('threads', threads, 1, MAX_KERNEL_THREADS);
   checkInteger('capacityFloats', capacity, 0);
   checkInteger('scratchFloats', scratchFloats, MIN_SCRATCH_FLOATS);
   if (!(minWork >= 0)) throw new RangeError(`createThreadedWasmBackend: minWorkPerThread must be >= 0, got ${minWork}`);
-  if (threads === 1) return createWasmBackend({ capacityFloats: capacity, scratchFloats });
+  if (typeof offload !== 'boolean') throw new TypeError(`createThreadedWasmBackend: offload must be a boolean, got ${String(offload)}`);
+  if (threads === 1 && !offload) return createWasmBackend({ capacityFloats: capacity, scratchFloats });
   const spawn = options.spawn;
-  if (typeof spawn !== 'function') throw new TypeError('createThreadedWasmBackend: threads > 1 needs `spawn` (how this runtime starts a thread)');
+  if (typeof spawn !== 'function') throw new TypeError('createThreadedWasmBackend: threads > 1 or offload needs `spawn` (how this runtime starts a thread)');
   const api = wasmApi();
   if (!api || !wasmThreadsSupported()) {
     throw new Error('createThreadedWasmBackend: this runtime or thread cannot run threaded kernels (WebAssembly SIMD, shared memory, Atomics.wait; check wasmThreadsSupported() first)');
   }
 
+  // Slice s of a call runs on slot s + shift: the calling thread is slot 0 and takes slice 0,
+  // except with offload, where helpers 1..threads take every slice.
+  const shift = offload ? 1 : 0;
+  const helpers = threads - 1 + shift;
+  const slots = helpers + 1;
   const scratchBytes = Math.ceil(scratchFloats / 4) * 16;
-  const scratchBase = CTRL_BASE + threads * SLOT_INTS * 4;
+  const scratchBase = CTRL_BASE + slots * SLOT_INTS * 4;
+  const scratchOf = (slot: number): number => scratchBase + (slot - shift) * scratchBytes;
   const heap = scratchBase + threads * scratchBytes;
   const bytes = heap + Math.ceil(capacity / 4) * 16;
   const pages = Math.max(1, Math.ceil(bytes / PAGE_BYTES));
@@ -258,10 +312,13 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
   const buffer = memory.buffer as SharedArrayBuffer;
   const module = await api.compile(kernelBytes(true));
   const k = (await api.instantiate(module, { env: { memory } })).exports as KernelExports;
+  // The calling thread's instance computes slice 0 in its scratch (the first region). With offload
+  // it computes nothing and only reports the packing size (init writes no memory, and it runs
+  // before helper 1, whose region that is, starts).
   const packFloats = k.init(scratchBase, scratchFloats);
   if (packFloats <= 0) throw new RangeError(`createThreadedWasmBackend: scratchFloats ${scratchFloats} is too small`);
   const maxWeightSamples = Math.floor(packFloats / 16);
-  const ctrl = new Int32Array(buffer, CTRL_BASE, threads * SLOT_INTS);
+  const ctrl = new Int32Array(buffer, CTRL_BASE, slots * SLOT_INTS);
 
   // Start the helpers and wait until each is ready (the caller must not block before: a browser
   // may start a worker only once its parent returns to its event loop).
@@ -277,8 +334,8 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
     }
   };
   try {
-    for (let t = 1; t < threads; t++) {
-      const init: KernelThreadInit = { memory: memory as KernelThreadInit['memory'], module, ctrlOffset: CTRL_BASE, slot: t, scratchOffset: scratchBase + t * scratchBytes, scratchFloats };
+    for (let t = 1; t <= helpers; t++) {
+      const init: KernelThreadInit = { memory: memory as KernelThreadInit['memory'], module, ctrlOffset: CTRL_BASE, slot: t, scratchOffset: scratchOf(t), scratchFloats };
       handles.push(spawn(init, (err) => {
         startError ??= err instanceof Error ? err : new Error(String(err));
       }));
@@ -288,13 +345,13 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
     for (let wait = 1; ; wait = Math.min(wait * 2, 50)) {
       if (startError) throw new Error(`createThreadedWasmBackend: a kernel thread failed to start: ${(startError as Error).message}`);
       let ready = 0;
-      for (let t = 1; t < threads; t++) {
+      for (let t = 1; t <= helpers; t++) {
         const s = Atomics.load(ctrl, t * SLOT_INTS + STATE);
         if (s === FAILED) throw new Error(`createThreadedWasmBackend: kernel thread ${t} failed to set up the module`);
         if (s === READY) ready++;
       }
-      if (ready === threads - 1) break;
-      if (Date.now() > deadline) throw new Error(`createThreadedWasmBackend: ${threads - 1 - ready} kernel thread(s) did not start within ${timeoutMs} ms`);
+      if (ready === helpers) break;
+      if (Date.now() > deadline) throw new Error(`createThreadedWasmBackend: ${helpers - ready} kernel thread(s) did not start within ${timeoutMs} ms`);
       await sleep(wait);
     }
   } catch (err) {
@@ -303,89 +360,169 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
   }
 
   const { allocF32, ptr } = wasmArena(buffer, heap, capacity);
-  const seqs = new Int32Array(threads); // the last command sent to each helper
+  const seqs = new Int32Array(slots); // the last command sent to each helper
   const args = new Int32Array(8); // the calling thread's copy of the current command's arguments
+  /** The call being started: written by the stage* functions, read by post(). */
+  const call = { op: 0, total: 0, align: 1, work: 0 };
   let closed = false;
+  let pending = false; // an async call is in flight
+
+  // Check a kernel call's arguments (as wasm.ts does) and stage it: its arguments and its split.
+  function stageForward(x: Float32Array, w: Float32Array, b: Float32Array, y: Float32Array, n: number, inF: number, outF: number, relu: boolean): void {
+    checkForwardArgs(x, w, b, y, n, inF, outF);
+    const kn = 'linearForward';
+    args[0] = ptr(kn, 'x', x); args[1] = ptr(kn, 'w', w); args[2] = ptr(kn, 'b', b); args[3] = ptr(kn, 'y', y);
+    args[4] = n; args[5] = inF; args[6] = outF; args[7] = relu ? 1 : 0;
+    call.op = OP_FORWARD; call.total = outF; call.align = 2; call.work = n * inF * outF;
+  }
+
+  function stageBackwardInput(dy: Float32Array, w: Float32Array, dx: Float32Array, n: number, inF: number, outF: number, mask: Float32Array | null): void {
+    checkBackwardInputArgs(dy, w, dx, n, inF, outF, mask);
+    const kn = 'linearBackwardInput';
+    args[0] = ptr(kn, 'dy', dy); args[1] = ptr(kn, 'w', w); args[2] = ptr(kn, 'dx', dx);
+    args[3] = n; args[4] = inF; args[5] = outF; args[6] = mask ? ptr(kn, 'mask', mask) : 0; args[7] = 0;
+    call.op = OP_BACKWARD_INPUT; call.total = inF; call.align = 16; call.work = n * inF * outF;
+  }
+
+  function stageBackwardWeight(dy: Float32Array, x: Float32Array, dw: Float32Array, db: Float32Array, n: number, inF: number, outF: number, chunk: number): void {
+    checkBackwardWeightArgs(dy, x, dw, db, n, inF, outF, chunk);
+    const kn = 'linearBackwardWeight';
+    if (n > maxWeightSamples) {
+      throw new RangeError(`${kn}: n = ${n} samples exceeds this backend's scratch (at most ${maxWeightSamples}); create it with a larger scratchFloats`);
+    }
+    args[0] = ptr(kn, 'dy', dy); args[1] = ptr(kn, 'x', x); args[2] = ptr(kn, 'dw', dw); args[3] = ptr(kn, 'db', db);
+    args[4] = n; args[5] = inF; args[6] = outF; args[7] = chunk;
+    call.op = OP_BACKWARD_WEIGHT; call.total = outF; call.align = 2; call.work = n * inF * outF;
+  }
 
   /**
-   * Run the command in `args` over [0, total), split in slices of `align` over at most
-   * `threads` threads (fewer for little work), the calling thread taking the first slice.
+   * Split the staged call over [0, total) in slices of `align` over at most `threads` slices (fewer
+   * for little work) and post the helpers' slices (every slice with offload, else slices 1..).
+   * Returns the number of slices.
    */
-  function run(op: number, total: number, align: number, work: number): void {
+  function post(): number {
+    const { op, total, align, work } = call;
     if (closed) throw new Error(`${OP_NAMES[op]}: the backend is closed`);
+    if (pending) throw new Error(`${OP_NAMES[op]}: another kernel call is pending (calls must not overlap)`);
     const units = Math.ceil(total / align);
     const parts = Math.max(1, Math.min(threads, units, minWork > 0 ? Math.floor(work / minWork) : threads));
-    if (parts === 1) {
-      exec(k, op, args, 0, 0, total);
-      return;
-    }
-    for (let t = 1; t < parts; t++) {
-      const base = t * SLOT_INTS;
+    for (let s = 1 - shift; s < parts; s++) {
+      const base = (s + shift) * SLOT_INTS;
       ctrl[base + OP] = op;
       for (let i = 0; i < 8; i++) ctrl[base + ARGS + i] = args[i];
-      ctrl[base + ARGS + 8] = sliceEnd(t - 1, parts, units, align, total);
-      ctrl[base + ARGS + 9] = sliceEnd(t, parts, units, align, total);
-      seqs[t] = (seqs[t] + 1) | 0;
-      Atomics.store(ctrl, base + SEQ, seqs[t]);
+      ctrl[base + ARGS + 8] = sliceEnd(s - 1, parts, units, align, total);
+      ctrl[base + ARGS + 9] = sliceEnd(s, parts, units, align, total);
+      seqs[s + shift] = (seqs[s + shift] + 1) | 0;
+      Atomics.store(ctrl, base + SEQ, seqs[s + shift]);
       Atomics.notify(ctrl, base + SEQ, 1);
     }
+    return parts;
+  }
+
+  /** Run the staged call, blocking: the calling thread's slice (not with offload), then every DONE. */
+  function run(): void {
+    const op = call.op;
+    const parts = post();
     let failed = 0;
     try {
-      exec(k, op, args, 0, 0, sliceEnd(0, parts, units, align, total));
+      if (!offload) exec(k, op, args, 0, 0, sliceEnd(0, parts, Math.ceil(call.total / call.align), call.align, call.total));
     } finally {
-      for (let t = 1; t < parts; t++) {
-        const base = t * SLOT_INTS;
+      for (let slot = 1; slot < parts + shift; slot++) {
+        const base = slot * SLOT_INTS;
         for (;;) {
           const d = Atomics.load(ctrl, base + DONE);
-          if (d === seqs[t]) break;
+          if (d === seqs[slot]) break;
           Atomics.wait(ctrl, base + DONE, d);
         }
-        if (ctrl[base + ERR] !== 0) failed = t;
+        if (ctrl[base + ERR] !== 0) failed = slot;
       }
     }
     if (failed !== 0) throw new Error(`${OP_NAMES[op]}: kernel thread ${failed} trapped`);
   }
+
+  /**
+   * Run the staged call with offload, without blocking: post every slice, then wait for each DONE
+   * with Atomics.waitAsync (the blocking Atomics.wait where it is missing). close() meanwhile
+   * wakes it and it rejects.
+   */
+  async function runAsync(): Promise<void> {
+    const op = call.op;
+    const parts = post();
+    pending = true;
+    let keepAlive: ReturnType<typeof setTimeout> | undefined;
+    let failed = 0;
+    try {
+      for (let slot = 1; slot <= parts; slot++) {
+        const base = slot * SLOT_INTS;
+        for (;;) {
+          if (closed) throw new Error(`${OP_NAMES[op]}: the backend was closed while the call was pending`);
+          const d = Atomics.load(ctrl, base + DONE);
+          if (d === seqs[slot]) break;
+          if (!waitAsync) {
+            Atomics.wait(ctrl, base + DONE, d);
+            continue;
+          }
+          const r = waitAsync(ctrl, base + DONE, d);
+          if (r.async) {
+            keepAlive ??= setTimeout(noop, KEEP_ALIVE_MS);
+            await r.value;
+          }
+        }
+        if (ctrl[base + ERR] !== 0) failed = slot;
+      }
+    } finally {
+      pending = false;
+      if (keepAlive !== undefined) clearTimeout(keepAlive);
+    }
+    if (failed !== 0) throw new Error(`${OP_NAMES[op]}: kernel thread ${failed} trapped`);
+  }
+
+  const asyncKernels: AsyncKernels = {
+    async linearForward(x, w, b, y, n, inF, outF, relu) {
+      stageForward(x, w, b, y, n, inF, outF, relu);
+      return runAsync();
+    },
+    async linearBackwardInput(dy, w, dx, n, inF, outF, mask) {
+      stageBackwardInput(dy, w, dx, n, inF, outF, mask);
+      return runAsync();
+    },
+    async linearBackwardWeight(dy, x, dw, db, n, inF, outF, chunk) {
+      stageBackwardWeight(dy, x, dw, db, n, inF, outF, chunk);
+      return runAsync();
+    },
+  };
 
   return {
     name: 'wasm',
     allocF32,
 
     linearForward(x, w, b, y, n, inF, outF, relu) {
-      checkForwardArgs(x, w, b, y, n, inF, outF);
-      const kn = 'linearForward';
-      args[0] = ptr(kn, 'x', x); args[1] = ptr(kn, 'w', w); args[2] = ptr(kn, 'b', b); args[3] = ptr(kn, 'y', y);
-      args[4] = n; args[5] = inF; args[6] = outF; args[7] = relu ? 1 : 0;
-      run(OP_FORWARD, outF, 2, n * inF * outF);
+      stageForward(x, w, b, y, n, inF, outF, relu);
+      run();
     },
 
     linearBackwardInput(dy, w, dx, n, inF, outF, mask) {
-      checkBackwardInputArgs(dy, w, dx, n, inF, outF, mask);
-      const kn = 'linearBackwardInput';
-      args[0] = ptr(kn, 'dy', dy); args[1] = ptr(kn, 'w', w); args[2] = ptr(kn, 'dx', dx);
-      args[3] = n; args[4] = inF; args[5] = outF; args[6] = mask ? ptr(kn, 'mask', mask) : 0; args[7] = 0;
-      run(OP_BACKWARD_INPUT, inF, 16, n * inF * outF);
+      stageBackwardInput(dy, w, dx, n, inF, outF, mask);
+      run();
     },
 
     linearBackwardWeight(dy, x, dw, db, n, inF, outF, chunk) {
-      checkBackwardWeightArgs(dy, x, dw, db, n, inF, outF, chunk);
-      const kn = 'linearBackwardWeight';
-      if (n > maxWeightSamples) {
-        throw new RangeError(`${kn}: n = ${n} samples exceeds this backend's scratch (at most ${maxWeightSamples}); create it with a larger scratchFloats`);
-      }
-      args[0] = ptr(kn, 'dy', dy); args[1] = ptr(kn, 'x', x); args[2] = ptr(kn, 'dw', dw); args[3] = ptr(kn, 'db', db);
-      args[4] = n; args[5] = inF; args[6] = outF; args[7] = chunk;
-      run(OP_BACKWARD_WEIGHT, outF, 2, n * inF * outF);
+      stageBackwardWeight(dy, x, dw, db, n, inF, outF, chunk);
+      run();
     },
+
+    ...(offload ? { async: asyncKernels } : {}),
 
     close() {
       if (closed) return;
       closed = true;
-      for (let t = 1; t < threads; t++) {
+      for (let t = 1; t <= helpers; t++) {
         const base = t * SLOT_INTS;
         ctrl[base + OP] = OP_EXIT;
         seqs[t] = (seqs[t] + 1) | 0;
         Atomics.store(ctrl, base + SEQ, seqs[t]);
         Atomics.notify(ctrl, base + SEQ, 1);
+        Atomics.notify(ctrl, base + DONE); // a pending async call wakes, sees `closed` and rejects
       }
       terminateAll();
     },
