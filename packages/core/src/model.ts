@@ -43,6 +43,20 @@ export function modelSpec(sizes: readonly number[]): ModelSpec {
   return { sizes: [...sizes], layers, paramCount: off };
 }
 
+/** A slice [offset, offset + length) of the flat buffer, in floats. */
+export interface FlatRange {
+  readonly offset: number;
+  readonly length: number;
+}
+
+/**
+ * Each layer's slice of the flat buffer (its weight, then its bias), in layer order: contiguous,
+ * covering [0, paramCount). The unit in which gradients stream up and parameters down.
+ */
+export function layerRanges(spec: ModelSpec): FlatRange[] {
+  return spec.layers.map((l) => ({ offset: l.weightOffset, length: l.biasOffset + l.outF - l.weightOffset }));
+}
+
 /** Parse "3072,2048,2048,10". */
 export function parseSizes(text: string): number[] {
   const parts = text.split(',').map((s) => s.trim());

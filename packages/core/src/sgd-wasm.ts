@@ -13,10 +13,16 @@
  * `state.momentumBuffer` follows sgd.ts: null until the first step with momentum (PyTorch sets
  * buf = g then), a Float32Array of paramCount afterwards, so a checkpoint keeps the distinction.
  *
+ * `step` first checks that the gradient sum is finite (the kernel module's f32Check on the staged
+ * `grad`, one SIMD pass; a plain loop in the 'ts' path) and returns false, changing nothing
+ * (parameters, momentum, state), when a value is NaN or infinite: the trainer stops the run
+ * (E_DIVERGED) with the master copy as it was.
+ *
  * Without WebAssembly SIMD (or with `backend: 'ts'`) the optimizer keeps the same interface over
  * plain arrays and runs sgd.ts's sgdStep: the same bits, slower.
  */
 import { sgdStep as sgdStepTs, type SgdOptions, type SgdState } from './sgd.js';
+import type { FlatRange } from './model.js';
 import { kernelBytes, wasmApi, wasmSimdSupported, MAX_PAGES, PAGE_BYTES } from './kernels/wasm.js';
 
 export interface SgdOptimizer {
@@ -28,8 +34,26 @@ export interface SgdOptimizer {
   readonly grad: Float32Array;
   /** The optimizer state; `momentumBuffer` is null until the first step with momentum. */
   readonly state: SgdState;
-  /** One torch.optim.SGD step with gradient gsum / denom (gsum is left unchanged). */
-  step(gsum: Float32Array, denom: number, o: SgdOptions): void;
+  /**
+   * One torch.optim.SGD step with gradient gsum / denom (gsum is left unchanged). Returns false,
+   * changing nothing (parameters, momentum, state), when gsum holds a NaN or an infinity.
+   */
+  step(gsum: Float32Array, denom: number, o: SgdOptions): boolean;
+  /**
+   * The same step applied slice by slice (e.g. one layer as soon as its gradient is reduced):
+   * `beginStep` fixes the step's case (whether the momentum buffer exists yet), each
+   * `part(range, g)` updates the slice `range` with g (range.length floats: that slice of gsum)
+   * and returns false, changing nothing, when g holds a NaN or an infinity; `end()` closes the
+   * step (the momentum buffer exists from then on). Slices must not overlap; together they give
+   * the bits of one `step` over the whole buffer. The steps of `step` and `beginStep` do not
+   * interleave.
+   */
+  beginStep(denom: number, o: SgdOptions): SgdPartialStep;
+}
+
+export interface SgdPartialStep {
+  part(range: FlatRange, gsum: Float32Array): boolean;
+  end(): void;
 }
 
 export interface SgdOptimizerOptions {
@@ -42,6 +66,7 @@ export interface SgdOptimizerOptions {
 }
 
 interface SgdExports {
+  f32Check(p: number, n: number): number;
   sgdStep(
     p: number, gs: number, buf: number, n: number, d: number, lr: number, wd: number, mom: number, damp1: number,
     decay: number, useMomentum: number, first: number, nesterov: number,
@@ -65,9 +90,35 @@ export async function createSgdOptimizer(paramCount: number, options: SgdOptimiz
     if (backend === 'wasm') throw new Error('createSgdOptimizer: this runtime has no WebAssembly SIMD (check wasmSimdSupported() first)');
     const params = options.params ? options.params.slice() : new Float32Array(n);
     const state: SgdState = { momentumBuffer: options.momentumBuffer ? options.momentumBuffer.slice() : null };
+    const beginStep = (denom: number, o: SgdOptions): SgdPartialStep => {
+      const buf = state.momentumBuffer;
+      if (buf !== null && buf.length !== n) throw new RangeError(`sgdStep: momentum buffer has ${buf.length} floats, parameters ${n}`);
+      // PyTorch's first step with momentum sets buf = g: slices fill a new buffer, kept at end().
+      const firstBuf = o.momentum !== 0 && buf === null ? new Float32Array(n) : null;
+      return {
+        part(range, gsum) {
+          checkPart(range, gsum, n);
+          if (!allFinite(gsum)) return false;
+          const { offset: a, length: len } = range;
+          const slice: SgdState = { momentumBuffer: buf === null ? null : buf.subarray(a, a + len) };
+          sgdStepTs(params.subarray(a, a + len), gsum, denom, o, slice);
+          if (firstBuf && slice.momentumBuffer) firstBuf.set(slice.momentumBuffer, a);
+          return true;
+        },
+        end() {
+          if (firstBuf) state.momentumBuffer = firstBuf;
+        },
+      };
+    };
     return {
-      backend: 'ts', params, grad: new Float32Array(n), state,
-      step(gsum, denom, o) { sgdStepTs(params, gsum, denom, o, state); },
+      backend: 'ts', params, grad: new Float32Array(n), state, beginStep,
+      step(gsum, denom, o) {
+        if (gsum.length !== n) throw new RangeError(`sgdStep: gradient has ${gsum.length} floats, parameters ${n}`);
+        const st = beginStep(denom, o);
+        if (!st.part({ offset: 0, length: n }, gsum)) return false;
+        st.end();
+        return true;
+      },
     };
   }
 
@@ -91,25 +142,58 @@ export async function createSgdOptimizer(paramCount: number, options: SgdOptimiz
     state.momentumBuffer = momentum;
   }
   const f = Math.fround;
+  const beginStep = (denom: number, o: SgdOptions): SgdPartialStep => {
+    const buf = state.momentumBuffer;
+    if (buf !== null && buf.length !== n) throw new RangeError(`sgdStep: momentum buffer has ${buf.length} floats, parameters ${n}`);
+    const useMomentum = o.momentum !== 0;
+    const first = useMomentum && buf === null;
+    let adopted = false;
+    return {
+      part(range, gsum) {
+        checkPart(range, gsum, n);
+        const at = 4 * range.offset;
+        if (gsum.buffer !== memory.buffer || gsum.byteOffset !== gPtr + at) grad.set(gsum, range.offset);
+        if (k.f32Check(gPtr + at, range.length) === 0) return false;
+        if (!adopted && buf !== null && buf !== momentum) momentum.set(buf); // someone replaced the state's buffer: take it over
+        adopted = true;
+        k.sgdStep(
+          pPtr + at, gPtr + at, bPtr + at, range.length, f(denom), f(o.lr), f(o.weightDecay), f(o.momentum), f(1 - o.dampening),
+          o.weightDecay !== 0 ? 1 : 0, useMomentum ? 1 : 0, first ? 1 : 0, o.nesterov ? 1 : 0,
+        );
+        return true;
+      },
+      end() {
+        if (first || (adopted && buf !== null)) state.momentumBuffer = momentum;
+      },
+    };
+  };
   return {
-    backend: 'wasm', params, grad, state,
+    backend: 'wasm', params, grad, state, beginStep,
     step(gsum, denom, o) {
       if (gsum.length !== n) throw new RangeError(`sgdStep: gradient has ${gsum.length} floats, parameters ${n}`);
-      const buf = state.momentumBuffer;
-      if (buf !== null && buf !== momentum) {
-        // Someone replaced the state's buffer: take it over.
-        if (buf.length !== n) throw new RangeError(`sgdStep: momentum buffer has ${buf.length} floats, parameters ${n}`);
-        momentum.set(buf);
-        state.momentumBuffer = momentum;
-      }
-      if (gsum.buffer !== memory.buffer || gsum.byteOffset !== gPtr) grad.set(gsum);
-      const useMomentum = o.momentum !== 0;
-      const first = useMomentum && state.momentumBuffer === null;
-      k.sgdStep(
-        pPtr, gPtr, bPtr, n, f(denom), f(o.lr), f(o.weightDecay), f(o.momentum), f(1 - o.dampening),
-        o.weightDecay !== 0 ? 1 : 0, useMomentum ? 1 : 0, first ? 1 : 0, o.nesterov ? 1 : 0,
-      );
-      if (first) state.momentumBuffer = momentum;
+      const st = beginStep(denom, o);
+      if (!st.part({ offset: 0, length: n }, gsum)) return false;
+      st.end();
+      return true;
     },
   };
+}
+
+/** Throws unless `range` lies inside n floats and `gsum` has its length. */
+function checkPart(range: FlatRange, gsum: Float32Array, n: number): void {
+  const { offset, length } = range;
+  if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > n) {
+    throw new RangeError(`sgdStep: slice [${offset}, +${length}) outside ${n} parameters`);
+  }
+  if (gsum.length !== length) throw new RangeError(`sgdStep: gradient slice has ${gsum.length} floats, the range ${length}`);
+}
+
+/** True when every element is finite (v - v is +0 only for finite v; no branch per value). */
+function allFinite(a: Float32Array): boolean {
+  let acc = 0;
+  for (let i = 0; i < a.length; i++) {
+    const v = a[i];
+    acc += v - v;
+  }
+  return acc === 0;
 }

@@ -81,6 +81,8 @@ describe('specialised SGD loops = the straightforward loop, bit for bit', () => 
     }
     return a;
   };
+  /** The same without infinities (a gradient the optimizer accepts: it refuses non-finite ones). */
+  const finiteArray = (n: number): Float32Array => randomArray(n).map((v) => (Number.isFinite(v) ? v : 3.4e38));
   const sameBits = (a: Float32Array, b: Float32Array): boolean => {
     const ua = new Uint32Array(a.buffer, a.byteOffset, a.length);
     const ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
@@ -119,13 +121,13 @@ describe('specialised SGD loops = the straightforward loop, bit for bit', () => 
               const pb = p0.slice();
               const sb: SgdState = { momentumBuffer: null };
               for (let step = 0; step < 4; step++) {
-                const g = randomArray(len);
+                const g = finiteArray(len);
                 const denom = 1 + Math.floor(rand() * 300);
                 // The staging buffer in place on odd steps, a copy from outside on even ones.
                 if (step % 2 === 1) {
                   opt.grad.set(g);
-                  opt.step(opt.grad, denom, o);
-                } else opt.step(g, denom, o);
+                  expect(opt.step(opt.grad, denom, o)).toBe(true);
+                } else expect(opt.step(g, denom, o)).toBe(true);
                 referenceStep(pb, g, denom, o, sb);
                 expect(sameBits(opt.params, pb)).toBe(true);
                 expect(opt.state.momentumBuffer === null).toBe(sb.momentumBuffer === null);
@@ -158,4 +160,102 @@ describe('createSgdOptimizer', () => {
       expect(() => resumed.step(new Float32Array(2), 1, o)).toThrow(/gradient has 2 floats/);
     }
   });
+});
+
+describe('SgdOptimizer.step refuses a non-finite gradient, changing nothing', () => {
+  const o = { lr: 0.1, momentum: 0.9, dampening: 0.1, weightDecay: 1e-3, nesterov: false };
+  const bitsOf = (a: Float32Array | null): number[] | null => (a ? [...new Uint32Array(a.slice().buffer)] : null);
+  for (const backend of wasmSimdSupported() ? (['wasm', 'ts'] as const) : (['ts'] as const)) {
+    it(`${backend}: NaN, +inf or -inf anywhere (vectors and the scalar tail), before and after the first momentum step`, async () => {
+      for (const n of [1, 3, 4, 17, 4099]) {
+        const p0 = Float32Array.from({ length: n }, (_, i) => Math.sin(i + 1));
+        const opt = await createSgdOptimizer(n, { backend, params: p0 });
+        const good = Float32Array.from({ length: n }, (_, i) => Math.cos(i) * 100);
+        for (const firstDone of [false, true]) {
+          if (firstDone) expect(opt.step(good, 7, o)).toBe(true);
+          const before = { params: bitsOf(opt.params), momentum: bitsOf(opt.state.momentumBuffer), buf: opt.state.momentumBuffer };
+          for (const bad of [Number.NaN, Infinity, -Infinity]) {
+            for (const at of new Set([0, n - 1, n >> 1, Math.max(0, n - 3)])) {
+              const g = good.slice();
+              g[at] = bad;
+              expect(opt.step(g, 7, o)).toBe(false);
+              // the staging buffer in place, too
+              opt.grad.set(g);
+              expect(opt.step(opt.grad, 7, o)).toBe(false);
+              expect(bitsOf(opt.params)).toEqual(before.params);
+              expect(opt.state.momentumBuffer).toBe(before.buf);
+              expect(bitsOf(opt.state.momentumBuffer)).toEqual(before.momentum);
+            }
+          }
+        }
+        // Still usable, with the bits of a reference that never saw the bad gradients.
+        const ref = await createSgdOptimizer(n, { backend: 'ts', params: p0 });
+        ref.step(good, 7, o);
+        ref.step(good, 7, o);
+        expect(opt.step(good, 7, o)).toBe(true);
+        expect(bitsOf(opt.params)).toEqual(bitsOf(ref.params));
+        expect(bitsOf(opt.state.momentumBuffer)).toEqual(bitsOf(ref.state.momentumBuffer));
+      }
+    });
+  }
+
+  it.skipIf(!wasmSimdSupported())('wasm: a momentum buffer replaced from outside is not taken over by a refused step', async () => {
+    const opt = await createSgdOptimizer(2, { backend: 'wasm', params: new Float32Array([1, 2]) });
+    const mine = new Float32Array([0.5, 0.25]);
+    opt.state.momentumBuffer = mine;
+    expect(opt.step(new Float32Array([1, Number.NaN]), 1, o)).toBe(false);
+    expect(opt.state.momentumBuffer).toBe(mine);
+    expect([...opt.params]).toEqual([1, 2]);
+  });
+});
+
+describe('SgdOptimizer.beginStep: a step slice by slice = one step over the whole buffer', () => {
+  const backends: ('ts' | 'wasm')[] = wasmSimdSupported() ? ['ts', 'wasm'] : ['ts'];
+  // Slices of odd sizes and offsets (the scalar tails and unaligned starts of the SIMD loop).
+  const n = 1037;
+  const ranges = [{ offset: 0, length: 401 }, { offset: 401, length: 3 }, { offset: 404, length: 633 }];
+  const rnd = (seed: number, len: number): Float32Array => {
+    let x = seed;
+    return Float32Array.from({ length: len }, () => {
+      x = (x * 1103515245 + 12345) % 2 ** 31;
+      return x / 2 ** 31 - 0.5;
+    });
+  };
+  for (const backend of backends) {
+    for (const momentum of [0, 0.9]) {
+      for (const nesterov of momentum > 0 ? [false, true] : [false]) {
+        for (const weightDecay of [0, 0.01]) {
+          it(`${backend}: momentum ${momentum}, nesterov ${nesterov}, weight decay ${weightDecay}, three steps, slices in any order`, async () => {
+            const o = { lr: 0.05, momentum, dampening: 0.1, weightDecay, nesterov };
+            const p0 = rnd(1, n);
+            const whole = await createSgdOptimizer(n, { backend, params: p0 });
+            const parts = await createSgdOptimizer(n, { backend, params: p0 });
+            for (let s = 0; s < 3; s++) {
+              const g = rnd(10 + s, n);
+              expect(whole.step(g, 7, o)).toBe(true);
+              const st = parts.beginStep(7, o);
+              for (const r of [ranges[2], ranges[0], ranges[1]]) expect(st.part(r, g.slice(r.offset, r.offset + r.length))).toBe(true);
+              if (momentum > 0 && s === 0) expect(parts.state.momentumBuffer).toBeNull(); // the step is not over yet
+              st.end();
+              expect(Buffer.from(parts.params.buffer, parts.params.byteOffset, 4 * n).equals(Buffer.from(whole.params.buffer, whole.params.byteOffset, 4 * n))).toBe(true);
+              if (momentum > 0) expect([...parts.state.momentumBuffer!]).toEqual([...whole.state.momentumBuffer!]);
+              else expect(parts.state.momentumBuffer).toBeNull();
+            }
+          });
+        }
+      }
+    }
+    it(`${backend}: a non-finite slice changes nothing; a slice outside the buffer or of the wrong length throws`, async () => {
+      const o = { lr: 0.05, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false };
+      const opt = await createSgdOptimizer(n, { backend, params: rnd(2, n) });
+      const before = opt.params.slice();
+      const st = opt.beginStep(3, o);
+      const g = rnd(3, 3);
+      g[1] = Number.NaN;
+      expect(st.part(ranges[1], g)).toBe(false);
+      expect([...opt.params]).toEqual([...before]);
+      expect(() => st.part({ offset: n - 2, length: 3 }, new Float32Array(3))).toThrow(RangeError);
+      expect(() => st.part(ranges[1], new Float32Array(4))).toThrow(RangeError);
+    });
+  }
 });
