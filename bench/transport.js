@@ -38,7 +38,7 @@ import { pino } from 'pino';
 import WebSocket from 'ws';
 import { modelSpec, initParams } from '@gradhub/core';
 import { startCluster } from '@gradhub/coordinator';
-import { decodeMessage, encode, resultHeader, wsClientSocket } from '@gradhub/worker';
+import { PROTOCOL_VERSION, decodeMessage, encode, resultHeader, wsClientSocket } from '@gradhub/worker';
 
 const SELF = fileURLToPath(import.meta.url);
 const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
@@ -181,7 +181,7 @@ async function memoryRow(n, steps, budget) {
  */
 export async function benchTransport(o = {}) {
   const reps = o.reps ?? 9;
-  const roundTrips = [await rawTcp(reps), await roundTrip('echo', reps), await roundTrip('cli', reps)];
+  const roundTrips = o.skipRoundTrip ? [] : [await rawTcp(reps), await roundTrip('echo', reps), await roundTrip('cli', reps)];
   const memory = [];
   for (const budget of o.budgets ?? [0, 16 * 2 ** 20]) {
     for (const n of o.workers ?? [2, 8, 16]) {
@@ -203,7 +203,7 @@ async function echoWorker(url) {
   ws.binaryType = 'fragments';
   const sock = wsClientSocket(ws);
   let params = null;
-  ws.on('open', () => sock.send([encode({ hello: { protocolVersion: 1, token: TOKEN, runtime: 1, capabilities: { threads: 1, simd: false, backend: 'echo' }, name: 'echo' } })], () => {}));
+  ws.on('open', () => sock.send([encode({ hello: { protocolVersion: PROTOCOL_VERSION, token: TOKEN, runtime: 1, capabilities: { threads: 1, simd: false, backend: 'echo' }, name: 'echo' } })], () => {}));
   ws.on('close', () => process.exit(0));
   ws.on('message', (data) => {
     const d = decodeMessage(Array.isArray(data) ? data : [data], 1 << 30);
@@ -211,7 +211,7 @@ async function echoWorker(url) {
       params = new Float32Array(modelSpec(d.msg.modelSizes).paramCount);
     } else if (d.kind === 'params') {
       const dst = new Uint8Array(params.buffer);
-      let at = 0;
+      let at = 4 * (d.msg.part?.offset ?? 0); // one message per layer
       for (const p of d.tail ?? [d.msg.data]) {
         dst.set(p, at);
         at += p.byteLength;

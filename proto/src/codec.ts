@@ -301,11 +301,13 @@ function trailingBytesHeader(bodyField: number, inner: Uint8Array, bytesField: n
 }
 
 /**
- * The Envelope{Params} up to (not including) its `dataBytes` parameter bytes: the version, the
- * checksum, then `data` last. Send [header, ...fragments(data)] as one message.
+ * The Envelope{Params} of one part of the parameters up to (not including) its 4 x part.length
+ * parameter bytes: the version, the checksum, the part, then `data` last. Send
+ * [header, ...fragments(data)] as one message.
  */
-export function paramsHeader(version: number, checksum: Uint8Array, dataBytes: number): Uint8Array {
-  return trailingBytesHeader(PARAMS_FIELD, gradhub.Params.encode({ version, checksum }).finish(), PARAMS_DATA_FIELD, dataBytes, true);
+export function paramsHeader(version: number, checksum: Uint8Array, part: { readonly offset: number; readonly length: number }): Uint8Array {
+  const inner = gradhub.Params.encode({ version, checksum, part: { offset: part.offset, length: part.length } }).finish();
+  return trailingBytesHeader(PARAMS_FIELD, inner, PARAMS_DATA_FIELD, 4 * part.length, true);
 }
 
 /**

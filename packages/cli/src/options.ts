@@ -61,12 +61,13 @@ export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
 
 /**
  * Threads per worker (`gradhub worker`; `gradhub train` for its in-process compute and its local
- * workers): the wasm kernels split each call's independent outputs over this many threads (this one
- * and N - 1 worker_threads helpers). Any N gives the same bits.
+ * workers): the wasm kernels split each call's independent outputs over this many worker_threads
+ * helpers, while the main thread only moves data (a worker streams gradients during the backward
+ * pass). Any N gives the same bits.
  */
 export const THREADS_OPTION: OptionSpec = {
   name: 'threads', kind: 'int', arg: 'N', default: 1, min: 1,
-  help: 'threads computing each kernel call (wasm backend; this thread + N-1 helpers); same bits for any N',
+  help: 'threads computing each kernel call (wasm backend; helper threads, the main one moves data); same bits for any N',
 };
 
 export const WORKER_OPTIONS: readonly OptionSpec[] = [

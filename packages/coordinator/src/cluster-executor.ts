@@ -6,25 +6,33 @@
  * this module only moves them to workers and reduces what comes back. One request at a time.
  *
  * A request (one `run`), and its sync points:
- * 1. Parameters: the Params frame of a version is hashed (xxHash64) and encoded once over a reused
- *    snapshot of the parameters (protocol.ts `ParamsEncoder`), and the same bytes are sent, as
- *    fragments, to each worker that was not sent that version yet, just before its Work.
+ * 1. Parameters go out one layer at a time (protocol.ts `ParamsEncoder`): each layer of a version is
+ *    copied into a reused snapshot, hashed (xxHash64) and encoded once, and the same bytes are sent,
+ *    as fragments, to every worker. A layer is sent as soon as it is final: `publish` (the trainer
+ *    calls it from `onRootPart`, once its SGD step has updated that layer) sends it to every ready
+ *    worker while the rest of the request is still being reduced; the layers not published ahead
+ *    go to each worker that lacks them just before its Work.
  * 2. Assignment: waits for at least one worker, then `assignChunks` (scheduler) gives each ready
  *    worker a contiguous range of chunks, as canonical nodes, cut to minimise the estimated
  *    makespan: compute (measured speed) against bytes moved (parameters if the worker lacks
  *    them, its pixels, and one result per node, at its measured bandwidth). Each worker gets one
  *    Work frame with its nodes' pixels and labels (uint8) in node order. The bytes the plan moves
  *    ("as assigned") are logged at debug level and kept in `stats.assigned`.
- * 3. Results go through the reducer (validation, tree combination). A protocol fault kicks the
+ * 3. Results go through the reducer (validation, tree combination per layer). A worker sends a
+ *    node's gradient as one Result per layer, each as soon as its backward is done (or one Result
+ *    with the whole gradient); as soon as a layer's root is complete, `hooks.onRootPart` gets it,
+ *    so the trainer updates that layer and publishes it (1.) while other layers are in flight.
+ *    A protocol fault kicks the
  *    worker (Error + close); a lost worker's incomplete nodes go to the worker that would finish
  *    them first (or to the next worker that joins, when none is left); a non-finite node is
  *    recomputed on another worker, and a second non-finite answer ends the run with E_DIVERGED.
  *    With `speculateAfterMs`, a node outstanding that long is also given to an idle worker and
  *    the first result wins (the other is dropped quietly and counted).
- * 4. When the root is complete, `run` resolves; the gradient buffer is the reducer's, valid until
- *    the next `run`. Per worker and busy period (from its Work to its last result), its compute
- *    speed (samples / the compute time it reports; wall time when it reports none) and its
- *    bandwidth (bytes moved / the busy time not spent computing) feed EWMAs for the next split.
+ * 4. When the root is complete, `run` resolves; the gradient (of the layers not taken through
+ *    `onRootPart`; null when all were) is the reducer's, valid until the next `run`. Per worker
+ *    and busy period (from its Work to its last result), its compute speed (samples / the
+ *    compute time it reports; wall time when it reports none) and its bandwidth (bytes moved /
+ *    the busy time not spent computing) feed EWMAs for the next split.
  *
  * Flow control and memory: sends go through ws's send callbacks (`WorkerConn.send`). Gradients
  * being received count against the memory budget like waiting ones: of the workers that still owe
@@ -38,12 +46,12 @@
 import type { Logger } from 'pino';
 import { gradhub } from '@gradhub/proto';
 import {
-  CIFAR_PIXELS, ErrorCode, GradhubError, chunkCount, modelSpec, nodeSamples,
-  type ModelSpec, type TreeNode,
+  CIFAR_PIXELS, ErrorCode, GradhubError, chunkCount, layerRanges, modelSpec, nodeSamples,
+  type FlatRange, type ModelSpec, type TreeNode,
 } from '@gradhub/core';
-import type { Executor, StepInput, StepSums, StepTiming } from './executor.js';
+import type { Executor, StepHooks, StepInput, StepSums, StepTiming } from './executor.js';
 import { Membership, type ClusterStatusSink, type MembershipOptions, type WorkerConn } from './membership.js';
-import { ParamsEncoder, encode, frameLimits, type BodyOf, type ParamsFrame } from './protocol.js';
+import { ParamsEncoder, encode, frameLimits, type BodyOf, type ParamsPartFrame } from './protocol.js';
 import { Reducer, type ReducerStats, type RequestSpec, type ResultIn, type Verdict } from './reducer.js';
 import { SpeedTable, assignChunks, assignedBytes, pickWorker, type AssignedBytes, type Candidate, type TransferCost } from './scheduler.js';
 import { startServer, type GradhubServer } from './server.js';
@@ -114,6 +122,9 @@ interface Active {
   readonly computeMs: Map<number, number>;
   reduceMs: number;
   lastResultAt: number;
+  /** The caller's hooks (onRootPart), and how many layers went to it. */
+  readonly hooks: StepHooks | null;
+  delivered: number;
 }
 
 interface Load {
@@ -138,8 +149,10 @@ class ClusterExecutorImpl implements ClusterExecutor {
   private readonly speeds: SpeedTable;
   private readonly bandwidths: SpeedTable;
   private readonly speculateAfterMs: number | null;
-  private readonly paramsEncoder = new ParamsEncoder();
-  private paramsFrame: ParamsFrame | null = null;
+  private readonly layers: readonly FlatRange[];
+  private readonly paramsEncoder: ParamsEncoder;
+  /** Per worker: the version whose Params parts it is being sent, and which parts went out. */
+  private readonly sentParts = new Map<number, { version: number; sent: boolean[] }>();
   private assigned: AssignedBytes | null = null;
   private active: Active | null = null;
   private seq = 0;
@@ -161,7 +174,9 @@ class ClusterExecutorImpl implements ClusterExecutor {
     }
     const budget = opts.memoryBudgetBytes ?? 512 * 1024 * 1024;
     if (!(budget > 0)) throw new GradhubError(ErrorCode.E_USAGE, `memoryBudgetBytes must be positive, got ${budget}`);
-    this.reducer = new Reducer({ paramCount: opts.spec.paramCount, maxHeld: Math.max(2, Math.floor(budget / (4 * opts.spec.paramCount))) });
+    this.layers = layerRanges(opts.spec);
+    this.paramsEncoder = new ParamsEncoder(this.layers);
+    this.reducer = new Reducer({ paramCount: opts.spec.paramCount, maxHeld: Math.max(2, Math.floor(budget / (4 * opts.spec.paramCount))), parts: this.layers });
     this.speeds = new SpeedTable(opts.speedAlpha ?? 0.5);
     this.bandwidths = new SpeedTable(opts.speedAlpha ?? 0.5);
     this.status = opts.status ?? null;
@@ -189,11 +204,11 @@ class ClusterExecutorImpl implements ClusterExecutor {
     return this.membership.waitForWorkers(min, timeoutMs);
   }
 
-  async run(input: StepInput): Promise<StepSums> {
+  async run(input: StepInput, hooks?: StepHooks): Promise<StepSums> {
     if (this.closed) throw new GradhubError(ErrorCode.E_CLOSED, 'the cluster executor is closed');
     if (this.active) throw new GradhubError(ErrorCode.E_INTERNAL, 'ClusterExecutor.run called while a run is pending');
     this.checkInput(input);
-    if (this.paramsFrame?.version !== input.version) this.paramsFrame = this.paramsEncoder.encode(input.version, input.params);
+    this.paramsEncoder.encodeAll(input.version, input.params); // the parts not published ahead
     if (this.membership.size === 0) {
       this.log.info({ step: input.step }, 'waiting for a worker');
       await this.membership.waitForWorkers(1);
@@ -207,14 +222,14 @@ class ClusterExecutorImpl implements ClusterExecutor {
     return new Promise<StepSums>((resolve, reject) => {
       const a: Active = {
         spec, input, nChunks, log, startedAt: Date.now(), load: new Map(), givenAt: new Map(), resolve, reject, settled: false,
-        broadcastMs: null, computeMs: new Map(), reduceMs: 0, lastResultAt: 0,
+        broadcastMs: null, computeMs: new Map(), reduceMs: 0, lastResultAt: 0, hooks: hooks ?? null, delivered: 0,
       };
       this.active = a;
       const workers = this.membership.workers();
       const shape = { batch: input.batch, chunk: this.chunk };
       const cost: TransferCost = {
         resultBytes: (input.mode === 'train' ? 4 * this.spec.paramCount : 0) + RESULT_OVERHEAD_BYTES,
-        paramsBytes: this.paramsFrame!.byteLength,
+        paramsBytes: this.paramsEncoder.versionBytes,
         sampleBytes: CIFAR_PIXELS + 1,
       };
       const speeds = workers.map((w) => ({
@@ -261,7 +276,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
     if (input.params.length !== this.spec.paramCount) bad(`params hold ${input.params.length} floats, the model ${this.spec.paramCount}`);
     if (!Number.isInteger(input.version) || input.version < 0 || input.version > 0xffffffff) bad(`version ${input.version}`);
     // Workers refuse older parameters from the same coordinator incarnation (a resume is a new one).
-    if (this.paramsFrame && input.version < this.paramsFrame.version) bad(`version ${input.version} after ${this.paramsFrame.version}: versions never go back within one executor`);
+    const held = this.paramsEncoder.version;
+    if (held !== null && input.version < held) bad(`version ${input.version} after ${held}: versions never go back within one executor`);
     if (!Number.isInteger(input.step) || input.step < 0 || input.step > 0xffffffff) bad(`step ${input.step}`);
   }
 
@@ -284,10 +300,16 @@ class ClusterExecutorImpl implements ClusterExecutor {
       load.computeMs = 0;
       load.bytes = 0;
     }
-    let paramsSent: Promise<boolean> | null = null;
+    let paramsSent: Promise<unknown> | null = null;
     if (w.paramsVersion !== spec.version) {
-      paramsSent = this.sendParams(w, this.paramsFrame!);
-      load.bytes += this.paramsFrame!.byteLength;
+      const sends: Promise<boolean>[] = [];
+      for (const f of this.paramsEncoder.encodeAll(spec.version, input.params)) {
+        const s = this.sendParams(w, f);
+        if (!s) continue;
+        load.bytes += f.byteLength;
+        sends.push(s.sent);
+      }
+      paramsSent = Promise.all(sends);
     }
     const sorted = [...nodes].sort((x, y) => x.lo - y.lo);
     const wire: gradhub.IWorkNode[] = [];
@@ -330,15 +352,40 @@ class ClusterExecutorImpl implements ClusterExecutor {
     return paramsSent ? Promise.all([paramsSent, workSent]) : workSent;
   }
 
-  /** Send a Params frame; its snapshot is not overwritten until the socket has taken it. */
-  private sendParams(w: WorkerConn, f: ParamsFrame): Promise<boolean> {
-    w.paramsVersion = f.version;
+  /**
+   * Send `w` one Params part unless it was sent that part of that version already (null then);
+   * the part's snapshot is not overwritten until the socket has taken it. Once every part of a
+   * version went out, `w.paramsVersion` is that version.
+   */
+  private sendParams(w: WorkerConn, f: ParamsPartFrame): { sent: Promise<boolean> } | null {
+    let rec = this.sentParts.get(w.id);
+    if (!rec || rec.version !== f.version) {
+      rec = { version: f.version, sent: this.layers.map(() => false) };
+      this.sentParts.set(w.id, rec);
+    }
+    if (rec.sent[f.index]) return null;
+    rec.sent[f.index] = true;
+    if (rec.sent.every(Boolean)) w.paramsVersion = f.version;
+    else if (w.paramsVersion !== f.version) w.paramsVersion = -1; // it holds a mix while parts arrive
     f.snapshot.sends++;
     const sent = w.send(f.parts);
     void sent.finally(() => {
       f.snapshot.sends--;
     });
-    return sent;
+    return { sent };
+  }
+
+  /**
+   * Part `index` of `version` is final (the trainer updated that layer): encode it and send it to
+   * every ready worker now, ahead of the request that will need it, so that parameters stream down
+   * while other layers are still being reduced. `params` must hold that layer's final values.
+   */
+  publish(version: number, params: Float32Array, index: number): void {
+    if (this.closed) return;
+    const held = this.paramsEncoder.version;
+    if (held !== null && version < held) return;
+    const f = this.paramsEncoder.encodePart(version, params, index);
+    for (const w of this.membership.workers()) this.sendParams(w, f);
   }
 
   /** Update the worker's row in the status sink. */
@@ -390,6 +437,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
   }
 
   private onLost(w: WorkerConn, reason: string): void {
+    this.sentParts.delete(w.id);
     this.speeds.forget(w.id);
     this.bandwidths.forget(w.id);
     this.tally.delete(w.id);
@@ -408,10 +456,12 @@ class ClusterExecutorImpl implements ClusterExecutor {
   }
 
   private onParamsRequest(w: WorkerConn, version: number): void {
-    if (this.paramsFrame && this.paramsFrame.version === version) {
-      void this.sendParams(w, this.paramsFrame);
+    const frames = this.layers.map((_, i) => this.paramsEncoder.frame(version, i));
+    if (frames.every((f) => f !== null)) {
+      this.sentParts.delete(w.id); // send them all again
+      for (const f of frames) this.sendParams(w, f!);
     } else {
-      w.logger.debug({ version, current: this.paramsFrame?.version }, 'params requested for a version not held');
+      w.logger.debug({ version, current: this.paramsEncoder.version }, 'params requested for a version not held');
     }
   }
 
@@ -429,18 +479,21 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const t0 = performance.now();
     const v = this.reducer.accept(w.id, r);
     const a = this.active;
+    // A node's layers may come in several Results: the one that completes it carries the node's
+    // whole compute time. Any other verdict also ends this worker's part in the node.
+    const nodeOver = v.kind !== 'accepted' || v.nodeDone;
     if (a) {
       a.reduceMs += performance.now() - t0;
       a.lastResultAt = Date.now();
-      if (v.kind === 'accepted') a.computeMs.set(w.id, (a.computeMs.get(w.id) ?? 0) + (m.computeMs ?? 0));
+      if (v.kind === 'accepted' && v.nodeDone) a.computeMs.set(w.id, (a.computeMs.get(w.id) ?? 0) + (m.computeMs ?? 0));
     }
     let gradBytes = 0;
     for (const g of grad) gradBytes += g.byteLength;
-    // Whatever the verdict, this worker no longer computes that node.
     if (a && r.node && r.seq === a.spec.seq) {
       const load = a.load.get(w.id);
       const k = nodeKey(r.node);
-      if (load?.outstanding.delete(k)) {
+      if (load && !nodeOver && load.outstanding.has(k)) load.bytes += gradBytes + RESULT_OVERHEAD_BYTES;
+      if (nodeOver && load?.outstanding.delete(k)) {
         const samples = this.reducer.samplesOf(r.node);
         load.queued -= samples;
         load.bytes += gradBytes + RESULT_OVERHEAD_BYTES;
@@ -463,7 +516,19 @@ class ClusterExecutorImpl implements ClusterExecutor {
         }
       }
     }
-    if (v.kind === 'accepted' && !v.done) this.report(w);
+    if (v.kind === 'accepted' && a?.hooks?.onRootPart && a.spec.mode === 'train') {
+      const sums = this.reducer.rootSums()!;
+      for (const i of v.rootParts) {
+        a.delivered++;
+        try {
+          a.hooks.onRootPart(i, this.layers[i], this.reducer.rootPart(i), sums);
+        } catch (err) {
+          this.fail(err instanceof Error ? err : new Error(String(err)));
+        }
+        if (this.active !== a) return; // the run ended meanwhile
+      }
+    }
+    if (v.kind === 'accepted' && nodeOver && !v.done) this.report(w);
     (this.verdicts[v.kind] as (w: WorkerConn, v: Verdict) => void)(w, v);
   }
 
@@ -556,7 +621,9 @@ class ClusterExecutorImpl implements ClusterExecutor {
   private finish(): void {
     const a = this.active;
     if (!a || a.settled) return;
-    const sums = this.reducer.result();
+    // Layers the caller took through onRootPart are not joined into one gradient again.
+    const taken = a.spec.mode === 'train' && a.delivered === this.layers.length;
+    const sums = taken ? { ...this.reducer.rootSums()!, grad: null } : this.reducer.result();
     this.settle();
     this.counters.requests++;
     a.log.debug({ ms: Date.now() - a.startedAt, workers: a.load.size }, 'request done');

@@ -8,6 +8,8 @@
  * executor runs the core on the root node; the cluster executor hands tree nodes to workers and
  * reduces their results. Both must return the same bits for the same input.
  */
+import type { FlatRange } from '@gradhub/core';
+
 export interface StepInput {
   /** 'train': gradient and sums; 'eval': sums only (test-set evaluation). */
   readonly mode: 'train' | 'eval';
@@ -42,7 +44,10 @@ export interface StepTiming {
 }
 
 export interface StepSums {
-  /** Sum over samples of d(loss_s)/d(params), tree order; length = paramCount. Absent for 'eval'. */
+  /**
+   * Sum over samples of d(loss_s)/d(params), tree order; length = paramCount. Null for 'eval', and
+   * when every layer already went to `StepHooks.onRootPart`.
+   */
   readonly grad: Float32Array | null;
   /** Sum over samples of the per-sample loss (float64, tree order). */
   readonly lossSum: number;
@@ -54,9 +59,32 @@ export interface StepSums {
   readonly timing?: StepTiming;
 }
 
+/** The batch's root sums, as `onRootPart` sees them (complete by then). */
+export interface RootSumsView {
+  readonly lossSum: number;
+  readonly denomSum: number;
+  readonly correct: number;
+}
+
+/**
+ * Optional hooks of a 'train' run. `onRootPart(i, range, grad, sums)`: layer i's root gradient
+ * sum is complete (`grad`, range.length floats, the slice `range` of the flat gradient; valid
+ * during the call only) and so are the batch's sums: the caller may update that layer now, while
+ * other layers are still being reduced. Called at most once per layer, before `run` resolves;
+ * executors that cannot tell layers apart never call it (the whole gradient comes in StepSums).
+ */
+export interface StepHooks {
+  onRootPart?(index: number, range: FlatRange, grad: Float32Array, sums: RootSumsView): void;
+}
+
 export interface Executor {
   /** Compute the sums of one batch. Rejects only for run-ending errors (e.g. a diverged model). */
-  run(input: StepInput): Promise<StepSums>;
+  run(input: StepInput, hooks?: StepHooks): Promise<StepSums>;
+  /**
+   * Optional: layer `index` of parameter version `version` is final in `params` (the optimizer
+   * updated it): an executor with remote workers may send it ahead of the request that needs it.
+   */
+  publish?(version: number, params: Float32Array, index: number): void;
   /** Release sockets, workers and memory. */
   close(): Promise<void>;
 }

@@ -11,17 +11,18 @@
  * Field-level checks that need run state (step, node, gradient length, finiteness) belong to the
  * reducer and membership.
  *
- * Encoding: one `Envelope` per frame, `protocol_version` always set. The Params frame of a version
- * is encoded once and the same bytes go to every worker (`ParamsEncoder`), as the Envelope up to
- * the parameters (`paramsHeader`, one fragment) followed by the parameter bytes in fragments of at
- * most `FRAGMENT_BYTES`, so that neither side allocates, faults in and copies a model-sized
- * buffer per message: fragments of a few hundred KiB come from memory the allocator reuses.
+ * Encoding: one `Envelope` per frame, `protocol_version` always set. A version's parameters go out
+ * as one Params message per layer, each encoded once and sent as the same bytes to every worker
+ * (`ParamsEncoder`), as the Envelope up to the parameters (`paramsHeader`, one fragment) followed
+ * by the parameter bytes in fragments of at most `FRAGMENT_BYTES`, so that neither side allocates,
+ * faults in and copies a model-sized buffer per message: fragments of a few hundred KiB come from
+ * memory the allocator reuses.
  */
 import {
   closeCodeFor, decodeFrame as decodeFrameAs, decodeMessage as decodeMessageAs, fragments, paramsHeader, wireCodeName,
   type BodyKind, type Decoded, type DecodedMessage, type WireCode, type WireSide,
 } from '@gradhub/proto';
-import { CIFAR_PIXELS, ErrorCode, GradhubError, xxh64 } from '@gradhub/core';
+import { CIFAR_PIXELS, ErrorCode, GradhubError, xxh64, type FlatRange } from '@gradhub/core';
 
 export {
   FRAGMENT_BYTES, FROM_COORDINATOR, FROM_WORKER, MAX_FRAGMENTS, PROTOCOL_VERSION, SMALL_FRAME_BYTES, WireCode,
@@ -81,12 +82,15 @@ export function decodeMessage(pieces: readonly Uint8Array[], maxFrameBytes: numb
   return decodeMessageAs(pieces, maxFrameBytes, accept, COORDINATOR);
 }
 
-/** The Params frame of one version: encoded once, sent as the same bytes to every worker. */
-export interface ParamsFrame {
+/** The Params message of one part (one layer) of one version: encoded once, the same bytes for every worker. */
+export interface ParamsPartFrame {
   readonly version: number;
-  /** xxHash64 of the parameter bytes, 8 bytes big-endian. */
+  /** Index of the part in the encoder's layout. */
+  readonly index: number;
+  readonly range: FlatRange;
+  /** xxHash64 of the part's parameter bytes, 8 bytes big-endian. */
   readonly checksum: Uint8Array;
-  /** The message as fragments: the Envelope up to `data`, then the parameter bytes (views of `snapshot`). */
+  /** The message as fragments: the Envelope up to `data`, then the part's bytes (views of `snapshot`). */
   readonly parts: readonly Uint8Array[];
   /** Bytes of the message. */
   readonly byteLength: number;
@@ -100,43 +104,89 @@ export interface ParamsSnapshot {
   sends: number;
 }
 
-/** Hash `params` and build its Params frame over `snapshot` (which receives a copy of them). */
-export function encodeParams(version: number, params: Float32Array, snapshot: ParamsSnapshot = { data: new Float32Array(params.length), sends: 0 }): ParamsFrame {
-  if (snapshot.data.length !== params.length) throw new RangeError(`encodeParams: snapshot of ${snapshot.data.length} floats for ${params.length}`);
-  snapshot.data.set(params);
-  const checksum = xxh64(snapshot.data);
-  const data = new Uint8Array(snapshot.data.buffer, snapshot.data.byteOffset, snapshot.data.byteLength);
-  const header = paramsHeader(version, checksum, data.byteLength);
-  return { version, checksum, parts: [header, ...fragments(data)], byteLength: header.byteLength + data.byteLength, snapshot };
+/** Hash part `range` of `params` and build its Params message over `snapshot` (which receives a copy of that slice). */
+export function encodeParamsPart(version: number, index: number, range: FlatRange, params: Float32Array, snapshot: ParamsSnapshot): ParamsPartFrame {
+  if (snapshot.data.length !== params.length) throw new RangeError(`encodeParamsPart: snapshot of ${snapshot.data.length} floats for ${params.length}`);
+  if (range.offset < 0 || range.length < 0 || range.offset + range.length > params.length) throw new RangeError(`encodeParamsPart: part [${range.offset}, +${range.length}) outside ${params.length} floats`);
+  const slice = snapshot.data.subarray(range.offset, range.offset + range.length);
+  slice.set(params.subarray(range.offset, range.offset + range.length));
+  const checksum = xxh64(slice);
+  const data = new Uint8Array(slice.buffer, slice.byteOffset, slice.byteLength);
+  const header = paramsHeader(version, checksum, range);
+  return { version, index, range, checksum, parts: [header, ...fragments(data)], byteLength: header.byteLength + data.byteLength, snapshot };
 }
 
 /**
- * Params frames of successive versions over reused snapshots: a snapshot is overwritten only
- * once no send of an earlier frame over it is in progress (`snapshot.sends`, counted by the
- * sender), so a slow socket never sends torn parameters, and a step allocates nothing once two
- * snapshots exist (the current version's and the previous one's, which a late ParamsRequest may
- * still read). Snapshots still being sent when a third is needed are left to the garbage
- * collector rather than kept.
+ * The Params messages of successive versions, one per part of `layout` (the model's layers), each
+ * encoded once, when its part is final (`encodePart`, as soon as the optimizer has updated that
+ * layer) or when a request needs the whole version (`encodeAll`). All parts of a version are
+ * copied into one snapshot, which is overwritten only once no send of an earlier message over it is
+ * in progress (`snapshot.sends`, counted by the sender), so a slow socket never sends torn
+ * parameters, and a step allocates nothing once two snapshots exist (the current version's and the
+ * previous one's). Snapshots still being sent when a third is needed are left to the garbage
+ * collector rather than kept. Versions only go forward.
  */
 export class ParamsEncoder {
+  private readonly layout: readonly FlatRange[];
   private readonly snapshots: ParamsSnapshot[] = [];
-  private current: ParamsFrame | null = null;
+  private current: { version: number; snapshot: ParamsSnapshot; frames: (ParamsPartFrame | null)[] } | null = null;
 
-  /** The frame last encoded, or null. */
-  get frame(): ParamsFrame | null {
-    return this.current;
+  constructor(layout: readonly FlatRange[]) {
+    this.layout = layout;
   }
 
-  encode(version: number, params: Float32Array): ParamsFrame {
-    const inUse = this.current?.snapshot;
-    let snap = this.snapshots.find((s) => s !== inUse && s.sends === 0 && s.data.length === params.length);
+  /** Parts per version. */
+  get partCount(): number {
+    return this.layout.length;
+  }
+
+  /** The version being encoded (or last encoded), or null. */
+  get version(): number | null {
+    return this.current?.version ?? null;
+  }
+
+  /** Bytes of a whole version's messages (every part), about: for cost estimates. */
+  get versionBytes(): number {
+    let n = 0;
+    for (const r of this.layout) n += 4 * r.length + 64;
+    return n;
+  }
+
+  /** The frame of part `index` of `version` if encoded, else null. */
+  frame(version: number, index: number): ParamsPartFrame | null {
+    return this.current?.version === version ? this.current.frames[index] : null;
+  }
+
+  /** Encode part `index` of `version` from `params` (once; a later call returns the same frame). */
+  encodePart(version: number, params: Float32Array, index: number): ParamsPartFrame {
+    const cur = this.open(version, params.length);
+    const have = cur.frames[index];
+    if (have) return have;
+    const range = this.layout[index];
+    if (!range) throw new RangeError(`ParamsEncoder: no part ${index} (the model has ${this.layout.length})`);
+    const f = encodeParamsPart(version, index, range, params, cur.snapshot);
+    cur.frames[index] = f;
+    return f;
+  }
+
+  /** Every part of `version` (encoding those not encoded yet), in part order. */
+  encodeAll(version: number, params: Float32Array): readonly ParamsPartFrame[] {
+    return this.layout.map((_, i) => this.encodePart(version, params, i));
+  }
+
+  private open(version: number, floats: number): { version: number; snapshot: ParamsSnapshot; frames: (ParamsPartFrame | null)[] } {
+    const cur = this.current;
+    if (cur?.version === version) return cur;
+    if (cur && version < cur.version) throw new RangeError(`ParamsEncoder: version ${version} after ${cur.version}: versions never go back`);
+    const inUse = cur?.snapshot;
+    let snap = this.snapshots.find((s) => s !== inUse && s.sends === 0 && s.data.length === floats);
     if (!snap) {
       // Keep the current one and at most one other: busy or mis-sized ones are dropped.
       for (let i = this.snapshots.length - 1; i >= 0; i--) if (this.snapshots[i] !== inUse) this.snapshots.splice(i, 1);
-      snap = { data: new Float32Array(params.length), sends: 0 };
+      snap = { data: new Float32Array(floats), sends: 0 };
       this.snapshots.push(snap);
     }
-    this.current = encodeParams(version, params, snap);
+    this.current = { version, snapshot: snap, frames: this.layout.map(() => null) };
     return this.current;
   }
 }

@@ -6,45 +6,69 @@
  * - One request at a time: `begin({seq, ...})` ... `end()`. `seq` increases within a coordinator
  *   incarnation. The executor `give`s tree nodes to workers (a node may have several owners: a
  *   speculative copy or a recompute) and `revoke`s them when a worker is lost.
+ * - The gradient is reduced per part: the model's layers (`parts`, each layer's weight then bias,
+ *   contiguous, covering [0, paramCount); default one part, the whole gradient). A 'train' result
+ *   carries either the whole gradient (part [0, paramCount): split into the layers' byte ranges
+ *   here, without copying) or exactly one layer's part, so a worker can send each layer as soon
+ *   as its backward is done. Every message of a node carries the node's loss, denominator and
+ *   correct sums. 'eval' results carry sums only (part length 0).
  * - `accept(workerId, result)` decides, in this order:
  *   - a result for an older or finished request: dropped quietly ('stale'), counted;
  *   - for a request not issued yet: rejected FUTURE_STEP;
  *   - another parameter version than the request's: rejected WRONG_PARAM_VERSION;
  *   - a node that is not a tree node or was never given to this worker: rejected UNKNOWN_NODE;
- *   - gradient bytes that do not match `part` (today: the whole buffer [0, paramCount) for
- *     'train', nothing for 'eval'): rejected BAD_GRADIENT_LENGTH; impossible sums: BAD_RESULT;
- *   - a node already complete, or taken from this worker: dropped quietly ('duplicate' /
- *     'reassigned'), counted; an honest straggler is not punished;
- *   - a NaN or infinity in the gradient or the sums: 'non-finite' (the executor has the node
- *     recomputed on another worker); if the node already came back non-finite once: 'diverged'.
- *   - otherwise the node is accepted and combined with its sibling as soon as both are there,
- *     S(parent) = S(left) + S(right) in float32, up to the root. Loss and denominator sums
- *     combine in the same order in float64 (left + right), correct counts as integers. So the
- *     root is bit for bit what one engine computes on the whole batch, whatever the split, the
- *     arrival order or the reassignments.
- * - The gradient bytes (`ResultIn.grad`) are read where they arrived, in one or more pieces of any
- *   alignment (the socket's fragments; pieces that are not 4-byte aligned, or floats split
- *   between two pieces, go through a 64 KiB scratch buffer), in one pass that checks every value
- *   is finite while it either copies the gradient into a pool buffer (no sibling waiting yet) or
- *   writes incoming + sibling into a pool buffer (the sibling is waiting): the incoming bytes are
- *   never copied first, and a non-finite value leaves the waiting sibling untouched. Float32
- *   addition is commutative (IEEE 754: a + b and b + a are the same bits), so incoming + waiting
- *   is S(left) + S(right) whichever arrived first; higher levels use `addSiblings`.
- * - Memory: a node waiting for its sibling holds one buffer (paramCount floats); combining frees
- *   the waiting sibling's buffer (or the right operand's) into the pool. Buffers are reused
- *   across requests; a request allocates nothing once the pool is warm. The reducer does not refuse results (they are in
- *   memory once received); it reports `held` and `overBudget` (held >= maxHeld) and `frontier()`,
- *   the leftmost incomplete node. The executor keeps the memory bounded independently of the
- *   number of workers: it reads the sockets of at most maxHeld - held workers that owe results
- *   (leftmost nodes first), and while over budget only those of the frontier's owners, pausing
- *   the others, so results arrive in tree order, and in tree order a result waits only when it
- *   is a left child whose right sibling is not complete: at most one per tree level. Held
- *   buffers therefore stay below maxHeld + depth + 1, and results being received below maxHeld
- *   (a socket paused mid-result keeps that part of it until it is read again).
- * - The root buffer returned by `result()` belongs to the reducer: valid until the next `begin`.
+ *   - a part that is neither the whole gradient nor one layer's part for 'train' (nothing for
+ *     'eval'), or gradient bytes other than 4 x part.length: rejected BAD_GRADIENT_LENGTH;
+ *     impossible sums: BAD_RESULT;
+ *   - a node taken from this worker: dropped quietly ('reassigned'), counted;
+ *   - sums other than those of the node's first accepted message (float64 values compared with
+ *     Object.is; computing is deterministic, so an honest worker cannot differ): BAD_RESULT;
+ *   - a node already complete, or a message all of whose parts are already in: dropped quietly
+ *     ('duplicate'), counted; an honest straggler is not punished. The parts of a message that
+ *     are already in are skipped (the message counts once as 'duplicate'), the others go on;
+ *   - a NaN or infinity in the message's new gradient parts or in its sums: 'non-finite' (the
+ *     executor has the node recomputed on another worker; nothing of the message is kept, the
+ *     node's parts accepted before stay: the recompute's copies of them are duplicates); if the
+ *     node already came back non-finite once: 'diverged';
+ *   - otherwise the message is accepted. Each part of each node is combined with its sibling's
+ *     as soon as both are there, S(parent) = S(left) + S(right) in float32, up to that part's
+ *     root: every layer has its own tree and completes on its own. The sums combine once per
+ *     node in the same tree order in float64 (left + right), correct counts as integers. So each
+ *     layer's root is bit for bit what one engine computes on the whole batch, whatever the
+ *     split, the cut into parts, the arrival order or the reassignments. The verdict says
+ *     whether the node is now complete (`nodeDone`: all its parts and its sums in), which layers' roots became
+ *     complete with it (`rootParts`, each reported once), and whether the request is `done`
+ *     (every layer's root and the root sums complete).
+ * - Gradient bytes (`ResultIn.grad`) are read where they arrived, in one or more pieces of any
+ *   alignment (the socket's fragments), by a GradPool (core grad-pool.ts, WebAssembly SIMD where
+ *   supported; one pool per distinct part length) in one pass per part that checks every value
+ *   is finite while it either copies the part into a pool buffer (no sibling waiting yet) or
+ *   writes incoming + sibling into a third buffer (the sibling is waiting): a non-finite value
+ *   leaves the waiting sibling untouched. Float32 addition is commutative (IEEE 754: a + b and
+ *   b + a are the same bits), so incoming + waiting is S(left) + S(right) whichever arrived first.
+ * - Memory, in gradient-equivalents (floats / paramCount; fractional with several parts): a node
+ *   part waiting for its sibling holds one buffer of the part's length; combining frees the
+ *   waiting sibling's buffer (or the right operand's) into its pool. Buffers are reused across
+ *   requests; a request allocates nothing once the pools are warm. `held` counts the buffers of
+ *   waiting node parts (not the roots); `stats.peakHeld` the most held at once, counting the
+ *   message being accepted; `stats.buffers` what the pools ever allocated. The reducer does not
+ *   refuse results (they are in memory once received); it reports `held` and `overBudget`
+ *   (held >= maxHeld) and `frontier()`, the leftmost incomplete node. The executor keeps the
+ *   memory bounded independently of the number of workers: it reads the sockets of at most
+ *   maxHeld - held workers that owe results (leftmost nodes first), and while over budget only
+ *   those of the frontier's owners, pausing the others, so results arrive in tree order, and in
+ *   tree order a result waits only when it is a left child whose right sibling is not complete:
+ *   at most one per tree level. Held buffers therefore stay below maxHeld + depth + 1, and
+ *   results being received below maxHeld (a socket paused mid-result keeps that part of it until
+ *   it is read again).
+ * - The root buffers returned by `result()` and `rootPart(i)` belong to the reducer: valid until
+ *   the next `begin`.
  */
 import { gradhub } from '@gradhub/proto';
-import { addSiblings, chunkCount, isTreeNode, nodeSamples, parentOf, treeMid, type TreeNode } from '@gradhub/core';
+import {
+  chunkCount, createGradPool, isTreeNode, nodeSamples, parentOf, treeMid,
+  type FlatRange, type GradPool, type TreeNode,
+} from '@gradhub/core';
 
 type WireCode = gradhub.ErrorCode;
 const W = gradhub.ErrorCode;
@@ -67,6 +91,7 @@ export interface ResultIn {
   readonly seq: number;
   readonly version: number;
   readonly node: { readonly lo: number; readonly hi: number } | null;
+  /** The whole gradient [0, paramCount) or one layer's part, in floats ('eval': length 0). */
   readonly part: { readonly offset: number; readonly length: number } | null;
   /** 4 x part.length bytes, float32 little-endian, whole or in pieces (any alignment; read, never kept). */
   readonly grad: Uint8Array | readonly Uint8Array[];
@@ -78,38 +103,82 @@ export interface ResultIn {
 export type DropReason = 'stale' | 'reassigned' | 'duplicate';
 
 export type Verdict =
-  | { readonly kind: 'accepted'; readonly node: TreeNode; readonly done: boolean }
+  | {
+    readonly kind: 'accepted';
+    readonly node: TreeNode;
+    /** The request is complete: every layer's root and the root sums. */
+    readonly done: boolean;
+    /** The node is complete: all its parts and its sums are in. */
+    readonly nodeDone: boolean;
+    /** Indices of the parts whose ROOT became complete with this message (each reported once a request). */
+    readonly rootParts: readonly number[];
+  }
   | { readonly kind: 'dropped'; readonly reason: DropReason }
   | { readonly kind: 'rejected'; readonly code: WireCode; readonly message: string }
   | { readonly kind: 'non-finite'; readonly node: TreeNode }
   | { readonly kind: 'diverged'; readonly node: TreeNode; readonly message: string };
 
 export interface ReducerStats {
+  /** Messages accepted. */
   accepted: number;
+  /** Messages dropped, or accepted with parts already in ('duplicate'). */
   dropped: Record<DropReason, number>;
   rejected: number;
   nonFinite: number;
-  /** Most gradient buffers in use at once (waiting nodes + the one being accepted), over the reducer's life. */
+  /** Most gradient-equivalents in use at once (waiting node parts + the message being accepted), over the reducer's life. */
   peakHeld: number;
-  /** Gradient buffers ever allocated (the pool's size). */
+  /** Gradient-equivalents ever allocated (the pools' buffers x their length / paramCount). */
   buffers: number;
 }
 
 export interface ReducerOptions {
   /** Floats in the flat gradient (ModelSpec.paramCount). */
   readonly paramCount: number;
-  /** Buffers of waiting nodes past which the executor reads in tree order. Default 8, at least 2. */
+  /** Gradient-equivalents held by waiting nodes past which the executor reads in tree order. Default 8, at least 2. */
   readonly maxHeld?: number;
+  /**
+   * The parts the gradient is reduced in, in floats: the model's layers (core `layerRanges`),
+   * contiguous, in order, covering [0, paramCount). Default one part [0, paramCount).
+   */
+  readonly parts?: readonly FlatRange[];
+  /** The pools' backend (core GradPool). Default 'wasm' where WebAssembly SIMD is supported, else 'ts'. */
+  readonly backend?: 'wasm' | 'ts';
 }
 
-/** Sums of a (partial) tree node. */
-interface Slot {
-  readonly lo: number;
-  readonly hi: number;
-  readonly buf: Float32Array | null;
+/** A node's loss, denominator and correct sums. */
+export interface NodeSums {
   readonly lossSum: number;
   readonly denomSum: number;
   readonly correct: number;
+}
+
+/** The root's sums and whole gradient (null for 'eval'). */
+export interface RootSums extends NodeSums {
+  readonly grad: Float32Array | null;
+}
+
+/** A node part waiting for its sibling: its buffer in the part's pool. */
+interface GradSlot {
+  readonly lo: number;
+  readonly hi: number;
+  readonly id: number;
+}
+
+/** A node's sums waiting for its sibling's. */
+interface SumSlot extends NodeSums {
+  readonly lo: number;
+  readonly hi: number;
+}
+
+/** One part's tree. */
+interface PartTree {
+  readonly offset: number;
+  readonly length: number;
+  readonly pool: GradPool;
+  /** Waiting node parts, by node key. */
+  readonly slots: Map<number, GradSlot>;
+  /** The root's buffer once complete, else -1. */
+  root: number;
 }
 
 interface NodeRec {
@@ -119,33 +188,41 @@ interface NodeRec {
   readonly owners: Set<number>;
   /** Workers it was ever given to in this request. */
   readonly given: Set<number>;
-  done: boolean;
+  /** The sums of its first accepted message. */
+  sums: NodeSums | null;
+  /** Per part: 1 once accepted. */
+  readonly parts: Uint8Array;
+  partsIn: number;
+  complete: boolean;
   nonFinite: number;
-}
-
-export interface RootSums {
-  readonly grad: Float32Array | null;
-  readonly lossSum: number;
-  readonly denomSum: number;
-  readonly correct: number;
 }
 
 export class Reducer {
   readonly paramCount: number;
   readonly maxHeld: number;
+  /** The parts the gradient is reduced in (the constructor's `parts`). */
+  readonly parts: readonly FlatRange[];
   readonly stats: ReducerStats = {
     accepted: 0, dropped: { stale: 0, reassigned: 0, duplicate: 0 }, rejected: 0, nonFinite: 0, peakHeld: 0, buffers: 0,
   };
 
   private req: RequestSpec | null = null;
   private nChunks = 0;
+  /** Parts of the request in progress: parts.length for 'train', 0 for 'eval'. */
+  private nParts = 0;
   private lastSeq = 0;
   private readonly recs = new Map<number, NodeRec>();
-  private readonly slots = new Map<number, Slot>();
-  private root: Slot | null = null;
-  private readonly free: Float32Array[] = [];
-  /** Unaligned gradient bytes pass through here (see the module comment). */
-  private readonly scratch = new Float32Array(16 * 1024);
+  private readonly trees: PartTree[];
+  private readonly pools: GradPool[];
+  /** Part index by offset. */
+  private readonly partAt = new Map<number, number>();
+  private readonly sumSlots = new Map<number, SumSlot>();
+  private rootSum: SumSlot | null = null;
+  private rootsIn = 0;
+  /** Floats in the buffers of waiting node parts. */
+  private heldFloats = 0;
+  /** result()'s whole gradient when there are several parts (allocated when first asked for). */
+  private whole: Float32Array | null = null;
 
   constructor(opts: ReducerOptions) {
     if (!Number.isInteger(opts.paramCount) || opts.paramCount < 1) throw new RangeError(`Reducer: paramCount must be a positive integer, got ${opts.paramCount}`);
@@ -153,6 +230,24 @@ export class Reducer {
     if (!Number.isInteger(maxHeld) || maxHeld < 2) throw new RangeError(`Reducer: maxHeld must be an integer >= 2, got ${maxHeld}`);
     this.paramCount = opts.paramCount;
     this.maxHeld = maxHeld;
+    const parts = opts.parts ?? [{ offset: 0, length: opts.paramCount }];
+    let at = 0;
+    for (const [i, p] of parts.entries()) {
+      if (!Number.isInteger(p.length) || p.length < 1 || p.offset !== at) {
+        throw new RangeError(`Reducer: part ${i} is [${p.offset}, +${p.length}); parts must be non-empty, contiguous and in order (expected offset ${at})`);
+      }
+      at += p.length;
+    }
+    if (parts.length === 0 || at !== opts.paramCount) throw new RangeError(`Reducer: the parts cover [0, ${at}), the gradient has ${opts.paramCount} floats`);
+    this.parts = parts.map((p) => ({ offset: p.offset, length: p.length }));
+    const byLength = new Map<number, GradPool>();
+    this.trees = this.parts.map((p, i) => {
+      let pool = byLength.get(p.length);
+      if (!pool) byLength.set(p.length, (pool = createGradPool(p.length, { backend: opts.backend })));
+      this.partAt.set(p.offset, i);
+      return { offset: p.offset, length: p.length, pool, slots: new Map(), root: -1 };
+    });
+    this.pools = [...byLength.values()];
   }
 
   /** The request in progress, or null. */
@@ -165,41 +260,48 @@ export class Reducer {
     return this.nChunks;
   }
 
-  /** Gradient buffers held by nodes waiting for a sibling. */
+  /** Gradient-equivalents (floats / paramCount) held by node parts waiting for a sibling. */
   get held(): number {
-    let n = 0;
-    for (const s of this.slots.values()) if (s.buf) n++;
-    return n;
+    return this.heldFloats / this.paramCount;
   }
 
   /** True when the executor should read in tree order (see the module comment). */
   get overBudget(): boolean {
-    return this.held >= this.maxHeld;
+    return this.heldFloats >= this.maxHeld * this.paramCount;
   }
 
-  /** True once the root is complete. */
+  /** True once every part's root and the root sums are complete. */
   get done(): boolean {
-    return this.root !== null;
+    return this.rootSum !== null && this.rootsIn === this.nParts;
   }
 
-  /** Start a request. The previous request's root buffer returns to the pool. */
+  /** Start a request. The previous request's root buffers return to their pools. */
   begin(spec: RequestSpec): void {
     if (this.req) throw new RangeError(`Reducer.begin: request ${this.req.seq} is still open`);
     if (!Number.isInteger(spec.seq) || spec.seq <= this.lastSeq) throw new RangeError(`Reducer.begin: seq ${spec.seq} does not follow ${this.lastSeq}`);
     if (!Number.isInteger(spec.batch) || spec.batch < 1 || !Number.isInteger(spec.chunk) || spec.chunk < 1) {
       throw new RangeError(`Reducer.begin: bad batch ${spec.batch} / chunk ${spec.chunk}`);
     }
-    if (this.root?.buf) this.release(this.root.buf);
-    this.root = null;
+    for (const t of this.trees) {
+      if (t.root >= 0) t.pool.release(t.root);
+      t.root = -1;
+    }
+    this.rootSum = null;
+    this.rootsIn = 0;
     this.req = spec;
     this.lastSeq = spec.seq;
     this.nChunks = chunkCount(spec.batch, spec.chunk);
+    this.nParts = spec.mode === 'train' ? this.trees.length : 0;
   }
 
-  /** Close the request: later results for it are stale. Buffers of unfinished nodes return to the pool. */
+  /** Close the request: later results for it are stale. Buffers of unfinished nodes return to the pools. */
   end(): void {
-    for (const s of this.slots.values()) if (s.buf) this.release(s.buf);
-    this.slots.clear();
+    for (const t of this.trees) {
+      for (const s of t.slots.values()) t.pool.release(s.id);
+      t.slots.clear();
+    }
+    this.heldFloats = 0;
+    this.sumSlots.clear();
     this.recs.clear();
     this.req = null;
   }
@@ -217,7 +319,10 @@ export class Reducer {
         }
       }
       const { start, end } = nodeSamples(node, req.batch, req.chunk);
-      rec = { node: { lo: node.lo, hi: node.hi }, samples: end - start, owners: new Set(), given: new Set(), done: false, nonFinite: 0 };
+      rec = {
+        node: { lo: node.lo, hi: node.hi }, samples: end - start, owners: new Set(), given: new Set(),
+        sums: null, parts: new Uint8Array(this.nParts), partsIn: 0, complete: false, nonFinite: 0,
+      };
       this.recs.set(k, rec);
     }
     rec.owners.add(workerId);
@@ -232,21 +337,21 @@ export class Reducer {
   /** Incomplete nodes held by `workerId`. */
   ownedBy(workerId: number): TreeNode[] {
     const out: TreeNode[] = [];
-    for (const r of this.recs.values()) if (!r.done && r.owners.has(workerId)) out.push(r.node);
+    for (const r of this.recs.values()) if (!r.complete && r.owners.has(workerId)) out.push(r.node);
     return out;
   }
 
   /** Incomplete nodes nobody holds (they need a worker). */
   orphans(): TreeNode[] {
     const out: TreeNode[] = [];
-    for (const r of this.recs.values()) if (!r.done && r.owners.size === 0) out.push(r.node);
+    for (const r of this.recs.values()) if (!r.complete && r.owners.size === 0) out.push(r.node);
     return out.sort((a, b) => a.lo - b.lo);
   }
 
   /** Incomplete given nodes, left to right. */
   pending(): TreeNode[] {
     const out: TreeNode[] = [];
-    for (const r of this.recs.values()) if (!r.done) out.push(r.node);
+    for (const r of this.recs.values()) if (!r.complete) out.push(r.node);
     return out.sort((a, b) => a.lo - b.lo);
   }
 
@@ -265,7 +370,7 @@ export class Reducer {
   /** The leftmost incomplete given node (the one reading in tree order waits for), or null. */
   frontier(): TreeNode | null {
     let best: NodeRec | null = null;
-    for (const r of this.recs.values()) if (!r.done && (best === null || r.node.lo < best.node.lo)) best = r;
+    for (const r of this.recs.values()) if (!r.complete && (best === null || r.node.lo < best.node.lo)) best = r;
     return best ? best.node : null;
   }
 
@@ -273,44 +378,72 @@ export class Reducer {
   accept(workerId: number, r: ResultIn): Verdict {
     const req = this.req;
     if (r.seq > this.lastSeq) return this.reject(W.FUTURE_STEP, `result for request ${r.seq}, the latest issued is ${this.lastSeq}`);
-    if (req === null || r.seq < req.seq || this.root !== null) return this.drop('stale');
+    if (req === null || r.seq < req.seq || this.done) return this.drop('stale');
     if (r.version !== req.version) return this.reject(W.WRONG_PARAM_VERSION, `result computed on parameters v${r.version}, request ${req.seq} is on v${req.version}`);
     const node = r.node;
     const rec = node && Number.isInteger(node.lo) && Number.isInteger(node.hi) ? this.recs.get(this.key(node.lo, node.hi)) : undefined;
     if (!node || !rec || !rec.given.has(workerId)) {
       return this.reject(W.UNKNOWN_NODE, node ? `node [${node.lo},${node.hi}) was not given to this worker in request ${req.seq}` : 'result without a node');
     }
-    const train = req.mode === 'train';
-    const partLength = r.part?.length ?? 0;
-    const partOffset = r.part?.offset ?? 0;
-    const wantLength = train ? this.paramCount : 0;
     const pieces: readonly Uint8Array[] = r.grad instanceof Uint8Array ? [r.grad] : r.grad;
     let gradBytes = 0;
     for (const p of pieces) gradBytes += p.byteLength;
-    if (partOffset !== 0 || partLength !== wantLength || gradBytes !== 4 * wantLength) {
-      return this.reject(W.BAD_GRADIENT_LENGTH, `part [${partOffset}, +${partLength}) with ${gradBytes} gradient bytes; ${req.mode} results carry ${4 * wantLength} bytes (part [0, +${wantLength}))`);
+    const partOffset = r.part?.offset ?? 0;
+    const partLength = r.part?.length ?? 0;
+    // The message's parts: [first, first + count).
+    let first = 0;
+    let count = 0;
+    let validPart: boolean;
+    if (req.mode === 'eval') {
+      validPart = r.part === null || (partOffset === 0 && partLength === 0);
+    } else if (r.part !== null && partOffset === 0 && partLength === this.paramCount) {
+      count = this.nParts;
+      validPart = true;
+    } else {
+      first = this.partAt.get(partOffset) ?? -1;
+      count = 1;
+      validPart = r.part !== null && first >= 0 && this.trees[first].length === partLength;
+    }
+    if (!validPart || gradBytes !== 4 * partLength) {
+      const want = req.mode === 'eval'
+        ? 'eval results carry 0 bytes (part [0, +0))'
+        : `train results carry the whole gradient (part [0, +${this.paramCount})) or one layer's part (${this.trees.map((t) => `[${t.offset}, +${t.length})`).join(', ')}), 4 bytes a float`;
+      return this.reject(W.BAD_GRADIENT_LENGTH, `part [${partOffset}, +${partLength}) with ${gradBytes} gradient bytes; ${want}`);
     }
     if (!Number.isInteger(r.correct) || r.correct < 0 || r.correct > rec.samples || r.denomSum < 0) {
       return this.reject(W.BAD_RESULT, `correct ${r.correct} / denominator ${r.denomSum} impossible for ${rec.samples} samples`);
     }
-    if (rec.done) return this.drop(rec.owners.has(workerId) ? 'duplicate' : 'reassigned');
     if (!rec.owners.has(workerId)) return this.drop('reassigned');
+    const had = rec.sums;
+    if (had && !(Object.is(had.lossSum, r.lossSum) && Object.is(had.denomSum, r.denomSum) && Object.is(had.correct, r.correct))) {
+      return this.reject(W.BAD_RESULT, `node [${rec.node.lo},${rec.node.hi}) came with sums (${had.lossSum}, ${had.denomSum}, ${had.correct}) before and (${r.lossSum}, ${r.denomSum}, ${r.correct}) now`);
+    }
+    if (rec.complete) return this.drop('duplicate');
+    const fresh: number[] = [];
+    for (let i = first; i < first + count; i++) if (rec.parts[i] === 0) fresh.push(i);
+    if (fresh.length === 0 && had) return this.drop('duplicate');
 
-    let buf: Float32Array | null = null;
-    let withSibling = false;
+    // The new parts into pool buffers, checked; nothing is kept unless all of the message is finite.
+    const ids: number[] = [];
+    const summed: boolean[] = [];
     let finite = Number.isFinite(r.lossSum) && Number.isFinite(r.denomSum);
-    if (train && finite) {
-      const sib = this.slots.get(this.siblingKey(rec.node));
-      buf = this.acquire();
-      if (sib?.buf) {
-        finite = addChecked(buf, sib.buf, pieces, this.scratch);
-        withSibling = true;
-      } else {
-        finite = copyChecked(buf, pieces, this.scratch);
+    if (finite && fresh.length > 0) {
+      const sibKey = this.siblingKey(rec.node);
+      const split = count > 1 ? slicePieces(pieces, this.trees) : null;
+      for (const i of fresh) {
+        const t = this.trees[i];
+        const id = t.pool.acquire();
+        ids.push(id);
+        const sib = t.slots.get(sibKey);
+        const input = split ? split[i] : pieces;
+        finite = sib ? t.pool.addChecked(id, sib.id, input) : t.pool.copyChecked(id, input);
+        summed.push(sib !== undefined);
+        if (!finite) break;
       }
+      this.countBuffers();
     }
     if (!finite) {
-      if (buf) this.release(buf);
+      for (let k = 0; k < ids.length; k++) this.trees[fresh[k]].pool.release(ids[k]);
       rec.nonFinite++;
       rec.owners.delete(workerId);
       this.stats.nonFinite++;
@@ -319,21 +452,58 @@ export class Reducer {
       }
       return { kind: 'non-finite', node: rec.node };
     }
-    rec.done = true;
+
     this.stats.accepted++;
-    // The peak is now: the waiting buffers plus this one, before combining frees any.
-    if (buf) this.stats.peakHeld = Math.max(this.stats.peakHeld, this.held + 1);
-    this.insert({ lo: rec.node.lo, hi: rec.node.hi, buf, lossSum: r.lossSum, denomSum: r.denomSum, correct: r.correct }, withSibling);
-    return { kind: 'accepted', node: rec.node, done: this.done };
+    if (fresh.length < count) this.stats.dropped.duplicate++;
+    if (ids.length > 0) {
+      // The peak is now: the waiting buffers plus this message's, before combining frees any.
+      let incoming = 0;
+      for (const i of fresh) incoming += this.trees[i].length;
+      this.stats.peakHeld = Math.max(this.stats.peakHeld, (this.heldFloats + incoming) / this.paramCount);
+    }
+    const rootParts: number[] = [];
+    for (let k = 0; k < fresh.length; k++) {
+      const i = fresh[k];
+      rec.parts[i] = 1;
+      rec.partsIn++;
+      if (this.insertPart(this.trees[i], rec.node, ids[k], summed[k])) rootParts.push(i);
+    }
+    if (!had) {
+      rec.sums = { lossSum: r.lossSum, denomSum: r.denomSum, correct: r.correct };
+      this.insertSums({ lo: rec.node.lo, hi: rec.node.hi, ...rec.sums });
+    }
+    rec.complete = rec.partsIn === this.nParts;
+    return { kind: 'accepted', node: rec.node, done: this.done, nodeDone: rec.complete, rootParts };
   }
 
-  /** The root's sums, once `done`. The gradient buffer is valid until the next `begin`. */
+  /** The root's sums and whole gradient, once `done`. The gradient is valid until the next `begin`. */
   result(): RootSums {
-    if (!this.root) throw new RangeError('Reducer.result: the root is not complete');
-    return { grad: this.root.buf, lossSum: this.root.lossSum, denomSum: this.root.denomSum, correct: this.root.correct };
+    const s = this.rootSum;
+    if (!s || !this.done) throw new RangeError('Reducer.result: the root is not complete');
+    let grad: Float32Array | null = null;
+    if (this.nParts === 1) {
+      grad = this.rootPart(0);
+    } else if (this.nParts > 1) {
+      grad = this.whole ??= new Float32Array(this.paramCount);
+      for (let i = 0; i < this.nParts; i++) grad.set(this.rootPart(i), this.trees[i].offset);
+    }
+    return { grad, lossSum: s.lossSum, denomSum: s.denomSum, correct: s.correct };
   }
 
-  /** Key of the sibling of `node` (which is not the root). */
+  /** Part i's root gradient once complete (a pool view, valid until the next `begin`). */
+  rootPart(i: number): Float32Array {
+    const t = this.trees[i];
+    if (!t || i >= this.nParts || t.root < 0) throw new RangeError(`Reducer.rootPart: the root of part ${i} is not complete`);
+    return t.pool.view(t.root);
+  }
+
+  /** The root sums once every node's sums are in, else null. */
+  rootSums(): NodeSums | null {
+    const s = this.rootSum;
+    return s ? { lossSum: s.lossSum, denomSum: s.denomSum, correct: s.correct } : null;
+  }
+
+  /** Key of the sibling of `node`, or -1 for the root. */
   private siblingKey(node: TreeNode): number {
     const parent = parentOf(node, this.nChunks);
     if (!parent) return -1;
@@ -342,40 +512,74 @@ export class Reducer {
   }
 
   /**
-   * Store a node's sums, combining with siblings up the tree while they are there. With
-   * `gradSummed`, `slot.buf` already holds the gradient plus its waiting sibling's (accept).
+   * Store a node's part (buffer `id` of the part's pool), combining with siblings up the tree while
+   * they are there; true when it reaches the root. With `summed`, the buffer already holds the
+   * part plus its waiting sibling's (accept).
    */
-  private insert(slot: Slot, gradSummed = false): void {
+  private insertPart(t: PartTree, node: TreeNode, id: number, summed: boolean): boolean {
+    let { lo, hi } = node;
+    let cur = id;
+    for (;;) {
+      if (lo === 0 && hi === this.nChunks) {
+        t.root = cur;
+        this.rootsIn++;
+        return true;
+      }
+      const parent = parentOf({ lo, hi }, this.nChunks)!;
+      const mid = treeMid(parent.lo, parent.hi);
+      const isLeft = lo === parent.lo;
+      const sibKey = isLeft ? this.key(mid, parent.hi) : this.key(parent.lo, mid);
+      const sib = t.slots.get(sibKey);
+      if (!sib) {
+        t.slots.set(this.key(lo, hi), { lo, hi, id: cur });
+        this.heldFloats += t.length;
+        return false;
+      }
+      t.slots.delete(sibKey);
+      this.heldFloats -= t.length;
+      if (summed) {
+        t.pool.release(sib.id);
+        summed = false;
+      } else {
+        const l = isLeft ? cur : sib.id;
+        const r = isLeft ? sib.id : cur;
+        t.pool.add(l, r);
+        t.pool.release(r);
+        cur = l;
+      }
+      lo = parent.lo;
+      hi = parent.hi;
+    }
+  }
+
+  /** Store a node's sums, combining with siblings' up the tree (float64 left + right) while they are there. */
+  private insertSums(slot: SumSlot): void {
     let cur = slot;
-    let summed = gradSummed;
     for (;;) {
       if (cur.lo === 0 && cur.hi === this.nChunks) {
-        this.root = cur;
+        this.rootSum = cur;
         return;
       }
       const parent = parentOf(cur, this.nChunks)!;
       const mid = treeMid(parent.lo, parent.hi);
       const isLeft = cur.lo === parent.lo;
       const sibKey = isLeft ? this.key(mid, parent.hi) : this.key(parent.lo, mid);
-      const sib = this.slots.get(sibKey);
+      const sib = this.sumSlots.get(sibKey);
       if (!sib) {
-        this.slots.set(this.key(cur.lo, cur.hi), cur);
+        this.sumSlots.set(this.key(cur.lo, cur.hi), cur);
         return;
       }
-      this.slots.delete(sibKey);
+      this.sumSlots.delete(sibKey);
       const l = isLeft ? cur : sib;
       const r = isLeft ? sib : cur;
-      let buf = l.buf;
-      if (summed) {
-        buf = cur.buf;
-        if (sib.buf) this.release(sib.buf);
-        summed = false;
-      } else if (l.buf && r.buf) {
-        addSiblings(l.buf, l.buf, r.buf);
-        this.release(r.buf);
-      }
-      cur = { lo: parent.lo, hi: parent.hi, buf, lossSum: l.lossSum + r.lossSum, denomSum: l.denomSum + r.denomSum, correct: l.correct + r.correct };
+      cur = { lo: parent.lo, hi: parent.hi, lossSum: l.lossSum + r.lossSum, denomSum: l.denomSum + r.denomSum, correct: l.correct + r.correct };
     }
+  }
+
+  private countBuffers(): void {
+    let floats = 0;
+    for (const p of this.pools) floats += p.size * p.floats;
+    this.stats.buffers = floats / this.paramCount;
   }
 
   private key(lo: number, hi: number): number {
@@ -396,82 +600,30 @@ export class Reducer {
     this.stats.rejected++;
     return { kind: 'rejected', code, message };
   }
-
-  private acquire(): Float32Array {
-    const b = this.free.pop();
-    if (b) return b;
-    this.stats.buffers++;
-    return new Float32Array(this.paramCount);
-  }
-
-  private release(b: Float32Array): void {
-    this.free.push(b);
-  }
 }
 
 /**
- * Call `fn(src, at)` over the float32 values of `pieces` in order, as aligned Float32Arrays (views of
- * the pieces where they are 4-byte aligned, else blocks of `scratch`); `at` is the index of
- * src[0]. Stops and returns false when `fn` does. The pieces' total length is a multiple of 4.
+ * The pieces of a whole gradient cut at the parts' byte boundaries: out[i] holds part i's bytes,
+ * as the pieces themselves or sub-views of them (nothing is copied).
  */
-function eachBlock(pieces: readonly Uint8Array[], scratch: Float32Array, fn: (src: Float32Array, at: number) => boolean): boolean {
-  const s8 = new Uint8Array(scratch.buffer, scratch.byteOffset, scratch.byteLength);
-  let fill = 0; // bytes waiting in scratch
-  let at = 0;
+function slicePieces(pieces: readonly Uint8Array[], parts: readonly FlatRange[]): Uint8Array[][] {
+  const out: Uint8Array[][] = parts.map(() => []);
+  let i = 0;
+  let end = 4 * (parts[0].offset + parts[0].length); // byte end of part i
+  let pos = 0;
   for (const p of pieces) {
     const len = p.byteLength;
     let off = 0;
     while (off < len) {
-      if (fill === 0 && ((p.byteOffset + off) & 3) === 0 && len - off >= 4) {
-        const n = (len - off) >>> 2;
-        if (!fn(new Float32Array(p.buffer, p.byteOffset + off, n), at)) return false;
-        at += n;
-        off += 4 * n;
-        continue;
+      while (pos >= end) {
+        i++;
+        end = 4 * (parts[i].offset + parts[i].length);
       }
-      const take = Math.min(s8.byteLength - fill, len - off);
-      s8.set(p.subarray(off, off + take), fill);
-      fill += take;
+      const take = Math.min(len - off, end - pos);
+      out[i].push(take === len ? p : p.subarray(off, off + take));
       off += take;
-      if (fill % 4 === 0) {
-        const n = fill >>> 2;
-        if (!fn(n === scratch.length ? scratch : scratch.subarray(0, n), at)) return false;
-        at += n;
-        fill = 0;
-      }
+      pos += take;
     }
   }
-  return true;
-}
-
-// The checks below accumulate v - v, which is +0 for every finite v and NaN once any v is NaN or
-// infinite: no branch per value; a block with a non-finite value is reported after it is written
-// to `dst`, which the caller then discards.
-
-/** dst = the gradient in `pieces`, checking every value is finite (false if one is not; dst is then garbage). */
-function copyChecked(dst: Float32Array, pieces: readonly Uint8Array[], scratch: Float32Array): boolean {
-  return eachBlock(pieces, scratch, (src, at) => {
-    const n = src.length;
-    let acc = 0;
-    for (let i = 0; i < n; i++) {
-      const v = src[i];
-      acc += v - v;
-      dst[at + i] = v;
-    }
-    return acc === 0;
-  });
-}
-
-/** dst = held + the gradient in `pieces` (float32), checking every incoming value is finite (false if one is not; dst is then garbage, `held` is never written). */
-function addChecked(dst: Float32Array, held: Float32Array, pieces: readonly Uint8Array[], scratch: Float32Array): boolean {
-  return eachBlock(pieces, scratch, (src, at) => {
-    const n = src.length;
-    let acc = 0;
-    for (let i = 0; i < n; i++) {
-      const v = src[i];
-      acc += v - v;
-      dst[at + i] = held[at + i] + v;
-    }
-    return acc === 0;
-  });
+  return out;
 }

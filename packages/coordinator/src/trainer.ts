@@ -3,19 +3,22 @@
  *
  * Per step: the sampler picks the global batch, the executor (in-process or the cluster) returns the
  * tree sums for the current parameter version, the trainer divides once (loss = lossSum/denomSum)
- * and applies torch.optim.SGD to the master copy. After each epoch (and at the end of the run) the
- * test set is evaluated through the same executor. Checkpoints are taken every N steps and at the
- * end; a resumed run continues from (params, optimizer state, sampler state, step) exactly.
+ * and applies torch.optim.SGD to the master copy, layer by layer as the executor completes them
+ * (the same bits as one step over the whole buffer: SGD is element-wise), publishing each updated
+ * layer to the executor so that the new parameters stream to workers early. After each epoch (and
+ * at the end of the run) the test set is evaluated through the same executor. Checkpoints are
+ * taken every N steps and at the end; a resumed run continues from (params, optimizer state,
+ * sampler state, step) exactly.
  *
  * The executor is the only thing that differs between `--workers 0` and a cluster; everything that
  * decides bits (sampler, batch gather, SGD) is here, once.
  */
 import type { Logger } from 'pino';
 import {
-  GradhubError, Sampler, createSgdOptimizer, batchesPerEpoch, CIFAR10_IMAGE_BYTES,
-  type SamplerState,
+  GradhubError, Sampler, createSgdOptimizer, batchesPerEpoch, layerRanges, modelSpec, CIFAR10_IMAGE_BYTES,
+  type FlatRange, type SamplerState, type SgdPartialStep,
 } from '@gradhub/core';
-import type { Executor } from './executor.js';
+import type { Executor, RootSumsView } from './executor.js';
 import type { MetricsSink } from './metrics.js';
 import type { TrainSettings } from './settings.js';
 import { bitSettings } from './settings.js';
@@ -95,6 +98,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const sgd = opt.state;
   const sampler = new Sampler({ count: train.count, batch: s.batch, seed: s.seed, shuffle: s.shuffle }, o.start.sampler);
   const total = totalSteps(s, train.count);
+  const ranges = layerRanges(modelSpec(s.sizes));
   const pixels = new Uint8Array(s.batch * CIFAR10_IMAGE_BYTES);
   const labels = new Uint8Array(s.batch);
   let step = o.start.step;
@@ -129,16 +133,45 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     const t0 = performance.now();
     const { epoch, indices } = sampler.next();
     const n = gather(train, indices, pixels, labels);
-    const sums = await executor.run({ mode: 'train', step: step + 1, version: step, params, pixels, labels, batch: n });
-    if (!sums.grad) throw new GradhubError('E_INTERNAL', 'executor returned no gradient for a training step');
+    // SGD goes layer by layer: the cluster executor hands each layer's root gradient over as soon
+    // as it is complete (onRootPart), the layer is updated and published to the workers while the
+    // other layers are still in flight; layers not handed over are updated once `run` resolves.
+    const version = step;
+    const taken = ranges.map(() => false);
+    let update: SgdPartialStep | null = null;
+    let failed = false;
+    let sgdMs = 0;
+    const onRootPart = (i: number, range: FlatRange, grad: Float32Array, root: RootSumsView): void => {
+      if (failed) return;
+      const t = performance.now();
+      if (root.denomSum === 0 || !Number.isFinite(root.lossSum / root.denomSum)) {
+        failed = true;
+        return;
+      }
+      update ??= opt.beginStep(root.denomSum, s);
+      // The optimizer checks the slice is finite first and changes nothing when it is not.
+      if (!update.part(range, grad)) {
+        failed = true;
+        return;
+      }
+      taken[i] = true;
+      sgdMs += performance.now() - t;
+      executor.publish?.(version + 1, params, i);
+    };
+    const sums = await executor.run({ mode: 'train', step: step + 1, version, params, pixels, labels, batch: n }, { onRootPart });
     if (sums.denomSum === 0) throw new GradhubError('E_DIVERGED', `step ${step + 1}: every target of the batch is ignored, the loss is NaN (as PyTorch)`);
     const loss = sums.lossSum / sums.denomSum;
-    if (!Number.isFinite(loss) || !allFinite(sums.grad)) {
-      throw new GradhubError('E_DIVERGED', `step ${step + 1}: the loss or gradient is not finite (loss ${loss}); the model diverged. Lower --lr or check the data.`);
-    }
+    const diverged = (): GradhubError => new GradhubError('E_DIVERGED', `step ${step + 1}: the loss or gradient is not finite (loss ${loss}); the model diverged. Lower --lr or check the data.`);
+    if (!Number.isFinite(loss) || failed) throw diverged();
     const tSgd = performance.now();
-    opt.step(sums.grad, sums.denomSum, s);
-    const sgdMs = performance.now() - tSgd;
+    const rest = ranges.filter((_, i) => !taken[i]);
+    if (rest.length > 0 && !sums.grad) throw new GradhubError('E_INTERNAL', 'executor returned no gradient for a training step');
+    update ??= opt.beginStep(sums.denomSum, s);
+    for (const r of rest) {
+      if (!update.part(r, sums.grad!.subarray(r.offset, r.offset + r.length))) throw diverged();
+    }
+    update.end();
+    sgdMs += performance.now() - tSgd;
     step++;
     const t = sums.timing;
     const split = { compute: t?.computeMs ?? 0, upload: t?.uploadMs ?? 0, reduce: t?.reduceMs ?? 0, sgd: sgdMs, broadcast: t?.broadcastMs ?? 0 };
@@ -186,11 +219,4 @@ export async function evaluateSet(
     correct += r.correct;
   }
   return { loss: lossSum / denomSum, accuracy: correct / set.count };
-}
-
-/** True when every element is finite (x - x is 0 only for finite x). */
-export function allFinite(a: Float32Array): boolean {
-  let acc = 0;
-  for (let i = 0; i < a.length; i++) acc += a[i] - a[i];
-  return acc === 0;
 }

@@ -3,7 +3,7 @@
 // bit for bit the answer of one engine on the whole batch, whatever happens to the workers.
 import { afterEach, describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
-import { isGradhubError, wasmSimdSupported } from '@gradhub/core';
+import { isGradhubError, layerRanges, wasmSimdSupported } from '@gradhub/core';
 import { startNodeWorker, type ClientEvent, type NodeWorkerHandle, type NodeWorkerOptions } from '@gradhub/worker';
 import { startCluster, type Cluster, type ClusterOptions } from '../src/cluster-executor.js';
 import type { StepInput, StepSums } from '../src/executor.js';
@@ -111,6 +111,33 @@ describe('cluster executor over loopback', () => {
     await runAndCheck(c, { ...input(5, BATCH, 'eval', 4000), version: 4, params: paramsFor(SPEC, 4) });
     expect(c.executor.stats.requests).toBe(6);
     expect(c.executor.stats.rejected).toBe(0);
+  });
+
+  it('hands each layer over once its root is complete, and sends the parameters published then ahead of the next Work', async () => {
+    const c = await start();
+    worker({ backend: 'wasm' }); // compute off the main thread: layers stream during the backward pass
+    worker();
+    await c.executor.waitForWorkers(2);
+    const inp = input(1);
+    const want = reference(SPEC, inp.params, inp.pixels, inp.labels, inp.batch, CHUNK, true);
+    const next = paramsFor(SPEC, 1);
+    const seen: number[] = [];
+    const got = await c.executor.run(inp, {
+      onRootPart(i, range, grad, sums) {
+        seen.push(i);
+        expect(range).toEqual(layerRanges(SPEC)[i]);
+        const w = want.grad!.subarray(range.offset, range.offset + range.length);
+        expect(Buffer.from(grad.buffer, grad.byteOffset, grad.byteLength).equals(Buffer.from(w.buffer, w.byteOffset, w.byteLength))).toBe(true);
+        expect(sums).toMatchObject({ lossSum: want.lossSum, denomSum: want.denomSum, correct: want.correct });
+        c.executor.publish(1, next, i);
+      },
+    });
+    expect([...seen].sort()).toEqual(SPEC.layers.map((l) => l.index));
+    expect(got.grad).toBeNull(); // every layer went to the hook
+    expect(got).toMatchObject({ lossSum: want.lossSum, denomSum: want.denomSum, correct: want.correct });
+    // Version 1 went out layer by layer during step 1: step 2 sends Work only, and gets the same bits.
+    await runAndCheck(c, input(2));
+    expect(c.executor.stats.assigned!.paramsBytes).toBe(0);
   });
 
   it('gives the same bits whatever the kernel backend of each worker', async () => {
@@ -299,7 +326,7 @@ describe('bad clients', () => {
 
     const b = rawClient();
     await b.opened;
-    b.sendRaw(gradhub.Envelope.encode({ protocolVersion: 2, hello: { protocolVersion: 1, token: TOKEN } }).finish());
+    b.sendRaw(gradhub.Envelope.encode({ protocolVersion: 1, hello: { protocolVersion: 1, token: TOKEN } }).finish()); // protocol 1: before Params parts
     expect((await b.next('reject')).reject!.code).toBe(gradhub.ErrorCode.BAD_VERSION);
     expect((await b.closed).code).toBe(4002);
   });
@@ -312,7 +339,7 @@ describe('bad clients', () => {
     expect((await a.next('reject')).reject!.code).toBe(gradhub.ErrorCode.BAD_TOKEN);
     const b = rawClient();
     await b.opened;
-    b.send({ hello: { protocolVersion: 1, token: TOKEN, modelSizes: [3072, 8, 10] } });
+    b.send({ hello: { protocolVersion: gradhub.ProtocolVersion.CURRENT, token: TOKEN, modelSizes: [3072, 8, 10] } });
     expect((await b.next('reject')).reject!.code).toBe(gradhub.ErrorCode.MODEL_MISMATCH);
   });
 
@@ -340,7 +367,7 @@ describe('bad clients', () => {
     await e.join();
     e.send({ heartbeat: { sentMs: 1 } });
     await e.next('heartbeat'); // answered, still alive
-    const head = gradhub.Envelope.encode({ protocolVersion: 1, heartbeat: {} }).finish();
+    const head = gradhub.Envelope.encode({ protocolVersion: gradhub.ProtocolVersion.CURRENT, heartbeat: {} }).finish();
     const pad = 70 * 1024;
     const big = new Uint8Array(head.length + 4 + pad);
     big.set(head);

@@ -79,14 +79,14 @@ export class RawClient {
   }
 
   send(env: gradhub.IEnvelope): void {
-    this.ws.send(gradhub.Envelope.encode({ protocolVersion: 1, ...env }).finish());
+    this.ws.send(gradhub.Envelope.encode({ protocolVersion: gradhub.ProtocolVersion.CURRENT, ...env }).finish());
   }
 
   sendRaw(bytes: Uint8Array): void {
     this.ws.send(bytes);
   }
 
-  hello(token = 'secret', protocolVersion = 1): void {
+  hello(token = 'secret', protocolVersion: number = gradhub.ProtocolVersion.CURRENT): void {
     this.send({ hello: { protocolVersion, token, runtime: gradhub.Runtime.NODE, capabilities: { threads: 1 } } });
   }
 

@@ -4,7 +4,7 @@ import { isGradhubError, xxh64 } from '@gradhub/core';
 import { decodeMessage as workerDecode, fragments as workerFragments, resultHeader } from '@gradhub/worker';
 import {
   FRAGMENT_BYTES, FROM_WORKER, PROTOCOL_VERSION, ParamsEncoder, ProtocolError, SMALL_FRAME_BYTES, WireCode, closeCodeFor, decodeFrame, decodeMessage,
-  encode, encodeParams, fragments, frameLimits, splitTrailingBytes,
+  encode, encodeParamsPart, fragments, frameLimits, splitTrailingBytes,
 } from '../src/protocol.js';
 
 const MAX = 1 << 20;
@@ -34,14 +34,14 @@ describe('protocol', () => {
     expect(d.msg.lossSum).toBe(1.25);
     expect([...d.msg.grad!]).toEqual([...grad]);
     expect(d.msg.grad!.buffer).toBe(frame.buffer);
-    expect(PROTOCOL_VERSION).toBe(1);
+    expect(PROTOCOL_VERSION).toBe(2);
   });
 
   it('refuses oversize frames before parsing them, and small kinds past 64 KiB', () => {
     const frame = encode({ heartbeat: {} });
     fails(frame, WireCode.OVERSIZE_FRAME, frame.length - 1);
     // A Hello with a huge name: parseable, but not a frame a Hello may be.
-    fails(encode({ hello: { protocolVersion: 1, name: 'x'.repeat(SMALL_FRAME_BYTES) } }), WireCode.OVERSIZE_FRAME);
+    fails(encode({ hello: { protocolVersion: PROTOCOL_VERSION, name: 'x'.repeat(SMALL_FRAME_BYTES) } }), WireCode.OVERSIZE_FRAME);
     // A Result of the same size is fine.
     expect(decodeFrame(encode({ result: { grad: new Uint8Array(SMALL_FRAME_BYTES) } }), MAX, FROM_WORKER).kind).toBe('result');
   });
@@ -49,9 +49,9 @@ describe('protocol', () => {
   it('refuses malformed frames, empty envelopes and other versions', () => {
     fails(new Uint8Array([0xff, 0xff, 0xff]), WireCode.MALFORMED_FRAME);
     fails(new Uint8Array([0x0a, 0x05, 0x01]), WireCode.MALFORMED_FRAME); // truncated length-delimited field
-    fails(gradhub.Envelope.encode({ protocolVersion: 1 }).finish(), WireCode.MALFORMED_FRAME);
+    fails(gradhub.Envelope.encode({ protocolVersion: PROTOCOL_VERSION }).finish(), WireCode.MALFORMED_FRAME);
     fails(new Uint8Array(0), WireCode.BAD_VERSION);
-    fails(gradhub.Envelope.encode({ protocolVersion: 2, heartbeat: {} }).finish(), WireCode.BAD_VERSION);
+    fails(gradhub.Envelope.encode({ protocolVersion: 1, heartbeat: {} }).finish(), WireCode.BAD_VERSION);
     fails(gradhub.Envelope.encode({ heartbeat: {} }).finish(), WireCode.BAD_VERSION);
   });
 
@@ -61,18 +61,24 @@ describe('protocol', () => {
     fails(encode({ params: { version: 1 } }), WireCode.UNEXPECTED_MESSAGE);
   });
 
-  it('encodes a Params frame once with its xxHash64 checksum', () => {
-    const p = new Float32Array([1, 2, 3, -0, Number.MIN_VALUE]);
-    const f = encodeParams(7, p);
+  it('encodes a Params part once with its xxHash64 checksum', () => {
+    const p = new Float32Array([9, 1, 2, 3, -0, Number.MIN_VALUE, 8]);
+    const snapshot = { data: new Float32Array(p.length), sends: 0 };
+    const f = encodeParamsPart(7, 2, { offset: 1, length: 5 }, p, snapshot);
     expect(f.version).toBe(7);
-    expect([...f.checksum]).toEqual([...xxh64(p)]);
+    expect(f.index).toBe(2);
+    const slice = p.subarray(1, 6);
+    expect([...f.checksum]).toEqual([...xxh64(slice)]);
     const frame = Buffer.concat(f.parts);
     expect(frame.byteLength).toBe(f.byteLength);
     const env = gradhub.Envelope.decode(frame);
-    expect(env.protocolVersion).toBe(1);
+    expect(env.protocolVersion).toBe(PROTOCOL_VERSION);
     expect(env.params!.version).toBe(7);
-    expect(Buffer.from(env.params!.data!).equals(Buffer.from(p.buffer))).toBe(true);
+    expect(env.params!.part).toMatchObject({ offset: 1, length: 5 });
+    expect(Buffer.from(env.params!.data!).equals(Buffer.from(slice.buffer, slice.byteOffset, slice.byteLength))).toBe(true);
     expect([...env.params!.checksum!]).toEqual([...f.checksum]);
+    expect(snapshot.data[0]).toBe(0); // only the part is copied
+    expect(() => encodeParamsPart(7, 0, { offset: 3, length: 5 }, p, snapshot)).toThrow(RangeError);
   });
 
   it('sizes the frame limits from the model and the batch', () => {
@@ -132,7 +138,7 @@ describe('protocol', () => {
     };
     failsWith([header, ...tail], WireCode.OVERSIZE_FRAME, whole.length - 1);
     const v2 = Uint8Array.from(header);
-    v2[1] = 2; // protocol_version 2
+    v2[1] = 1; // protocol_version 1
     failsWith([v2, ...tail], WireCode.BAD_VERSION);
     failsWith([header, ...tail.slice(0, -1)], WireCode.MALFORMED_FRAME); // not the streaming shape: joined, and truncated
     expect(() => decodeMessage([header, ...tail], 2 << 20, ['hello'])).toThrow(ProtocolError);
@@ -147,7 +153,7 @@ describe('protocol', () => {
 
   it('streams Params as header + parameter fragments the worker decodes without joining', () => {
     const p = Float32Array.from({ length: 200_000 }, (_, i) => Math.sin(i));
-    const f = encodeParams(4, p);
+    const f = encodeParamsPart(4, 0, { offset: 0, length: p.length }, p, { data: new Float32Array(p.length), sends: 0 });
     expect(f.parts.length).toBe(1 + fragments(new Uint8Array(p.buffer)).length);
     const d = workerDecode([...f.parts], 4 << 20);
     expect(d.kind).toBe('params');
@@ -159,19 +165,41 @@ describe('protocol', () => {
   });
 
   it('reuses parameter snapshots, never one that a send still reads', () => {
-    const enc = new ParamsEncoder();
+    const enc = new ParamsEncoder([{ offset: 0, length: 3 }]);
     const p = new Float32Array([1, 2, 3]);
-    const a = enc.encode(1, p);
-    const b = enc.encode(2, p);
+    const [a] = enc.encodeAll(1, p);
+    const [b] = enc.encodeAll(2, p);
     expect(b.snapshot).not.toBe(a.snapshot); // the previous version stays readable
-    const c = enc.encode(3, p);
+    const [c] = enc.encodeAll(3, p);
     expect(c.snapshot).toBe(a.snapshot); // two snapshots in turn
     c.snapshot.sends++; // a slow socket still sending version 3
-    enc.encode(4, p);
-    const e = enc.encode(5, p);
+    enc.encodeAll(4, p);
+    const [e] = enc.encodeAll(5, p);
     expect(e.snapshot).not.toBe(c.snapshot);
     expect([...c.snapshot.data]).toEqual([1, 2, 3]);
-    expect(Buffer.concat(e.parts).equals(Buffer.from(encode({ params: { version: 5, checksum: xxh64(p), data: new Uint8Array(p.buffer) } })))).toBe(true);
-    expect(enc.frame).toBe(e);
+    const got = gradhub.Envelope.decode(Buffer.concat(e.parts)).params!;
+    expect(got.version).toBe(5);
+    expect(got.part).toMatchObject({ offset: 0, length: 3 });
+    expect([...got.checksum!]).toEqual([...xxh64(p)]);
+    expect(Buffer.from(got.data!).equals(Buffer.from(p.buffer))).toBe(true);
+    expect(enc.frame(5, 0)).toBe(e);
+    expect(enc.frame(4, 0)).toBeNull();
+    expect(() => enc.encodeAll(4, p)).toThrow(RangeError); // versions never go back
+  });
+
+  it('encodes each layer of a version once, when it is final, into one snapshot', () => {
+    const layout = [{ offset: 0, length: 4 }, { offset: 4, length: 2 }, { offset: 6, length: 3 }];
+    const enc = new ParamsEncoder(layout);
+    const p = Float32Array.from({ length: 9 }, (_, i) => i + 1);
+    const f1 = enc.encodePart(1, p, 1);
+    expect(enc.frame(1, 0)).toBeNull();
+    p[4] = 99; // a later change of an encoded part is not picked up: it was final
+    expect(enc.encodePart(1, p, 1)).toBe(f1);
+    const all = enc.encodeAll(1, p);
+    expect(all[1]).toBe(f1);
+    expect(all.map((f) => f.snapshot)).toEqual([f1.snapshot, f1.snapshot, f1.snapshot]);
+    expect([...f1.snapshot.data]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    all.forEach((f, i) => expect([...f.checksum]).toEqual([...xxh64(f1.snapshot.data.subarray(layout[i].offset, layout[i].offset + layout[i].length))]));
+    expect(enc.versionBytes).toBeGreaterThan(4 * 9);
   });
 });

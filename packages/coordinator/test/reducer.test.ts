@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
-import { chunkCount, children, createEngine, createOracleBackend, nodeSamples, treeFold, type TreeNode } from '@gradhub/core';
+import { chunkCount, children, createEngine, createOracleBackend, layerRanges, nodeSamples, treeFold, wasmSimdSupported, type TreeNode } from '@gradhub/core';
 import { Reducer, type RequestSpec, type ResultIn } from '../src/reducer.js';
 import { SPEC, bits, cifarBatch, paramsFor, reference } from './cluster-helpers.js';
 
@@ -322,5 +322,274 @@ describe('reducer: memory', () => {
     }
     expect(r.stats.buffers).toBeLessThanOrEqual(r.stats.peakHeld);
     expect(r.stats.buffers).toBeLessThanOrEqual(9);
+  });
+});
+
+describe('reducer: per-layer parts', () => {
+  /** Three layers, two of the same length (they share a pool). */
+  const PARTS = [{ offset: 0, length: 10 }, { offset: 10, length: 10 }, { offset: 20, length: 13 }];
+  const P = 33;
+
+  /** Part i of the whole gradient `g` (a view of its bytes), as one message. */
+  function partResult(seq: number, node: TreeNode, g: Float32Array, i: number, lossSum = 1, parts = PARTS): ResultIn {
+    const p = parts[i];
+    const grad = g.subarray(p.offset, p.offset + p.length);
+    return { ...result(seq, node, grad, lossSum), part: { offset: p.offset, length: p.length } };
+  }
+
+  /** The messages of a node: the whole gradient, or one per layer in a random order. */
+  function messages(seq: number, n: TreeNode, g: Float32Array, lossSum: number, whole: boolean, rand: () => number, parts = PARTS): ResultIn[] {
+    if (whole) return [result(seq, n, g, lossSum)];
+    return shuffle(parts.map((_, i) => partResult(seq, n, g, i, lossSum, parts)), rand);
+  }
+
+  it('per-layer parts, mixed with whole gradients, in any interleaving across nodes, give the bits of the whole-gradient reducer', () => {
+    const rand = rng(21);
+    for (let trial = 0; trial < 200; trial++) {
+      const nChunks = 1 + Math.floor(rand() * 24);
+      const { nodeGrad, nodeLoss } = synthetic(nChunks, P, rand);
+      const root = { lo: 0, hi: nChunks };
+      const cut = randomCut(root, rand);
+      // The reference: the reducer of one part, whole gradients, in another order.
+      const ref = new Reducer({ paramCount: P });
+      ref.begin(req(1, nChunks * 2, 2));
+      cut.forEach((n) => ref.give(n, 1));
+      for (const n of shuffle([...cut], rand)) ref.accept(1, result(1, n, nodeGrad(n), nodeLoss(n)));
+      const want = ref.result();
+      expect(bits(want.grad)!.equals(bits(nodeGrad(root))!)).toBe(true);
+
+      const backend = trial % 2 === 0 && wasmSimdSupported() ? 'wasm' : 'ts';
+      const r = new Reducer({ paramCount: P, parts: PARTS, backend });
+      r.begin(req(1, nChunks * 2, 2));
+      cut.forEach((n, i) => r.give(n, i % 4));
+      const all = cut.flatMap((n, i) => messages(1, n, nodeGrad(n), nodeLoss(n), rand() < 0.3, rand).map((m) => ({ m, w: i % 4 })));
+      const roots: number[] = [];
+      let nodesDone = 0;
+      shuffle(all, rand).forEach(({ m, w }, k) => {
+        const v = r.accept(w, m);
+        if (v.kind !== 'accepted') throw new Error(`message ${k}: ${JSON.stringify(v)}`);
+        expect(v.done).toBe(k === all.length - 1);
+        roots.push(...v.rootParts);
+        if (v.nodeDone) nodesDone++;
+        // A layer's root is complete with the sums of every node, so the root sums are there.
+        if (v.rootParts.length > 0) expect(r.rootSums()).not.toBe(null);
+      });
+      expect(roots.sort()).toEqual([0, 1, 2]);
+      expect(nodesDone).toBe(cut.length);
+      expect(r.pending()).toEqual([]);
+      const got = r.result();
+      expect(bits(got.grad)!.equals(bits(want.grad)!)).toBe(true);
+      expect([got.lossSum, got.denomSum, got.correct]).toEqual([want.lossSum, want.denomSum, want.correct]);
+      expect(r.rootSums()).toEqual({ lossSum: want.lossSum, denomSum: want.denomSum, correct: want.correct });
+      for (const [i, p] of PARTS.entries()) expect(bits(r.rootPart(i))!.equals(bits(want.grad!.subarray(p.offset, p.offset + p.length))!)).toBe(true);
+      expect(r.held).toBe(0);
+      r.end();
+    }
+  });
+
+  it('engine sums sent layer by layer (the model\'s layerRanges) equal one engine on the root', () => {
+    const rand = rng(22);
+    const parts = layerRanges(SPEC);
+    const backend = createOracleBackend();
+    const [batch, chunk] = [21, 4];
+    const { pixels, labels } = cifarBatch(40, batch);
+    const params = paramsFor(SPEC, 5);
+    const want = reference(SPEC, params, pixels, labels, batch, chunk, true);
+    const engine = createEngine({ spec: SPEC, backend, maxBatch: batch, chunk, normalize: false });
+    engine.params.set(params);
+    const r = new Reducer({ paramCount: SPEC.paramCount, parts });
+    const nChunks = chunkCount(batch, chunk);
+    for (let seq = 1; seq <= 4; seq++) {
+      r.begin(req(seq, batch, chunk));
+      const cut = randomCut({ lo: 0, hi: nChunks }, rand);
+      cut.forEach((n) => r.give(n, 1));
+      const all: ResultIn[] = [];
+      for (const n of cut) {
+        const { start, end } = nodeSamples(n, batch, chunk);
+        const s = engine.computeSums(pixels.subarray(start * 3072, end * 3072), labels.subarray(start, end), end - start, true);
+        const g = new Float32Array(engine.grads);
+        for (const m of messages(seq, n, g, s.lossSum, rand() < 0.5, rand, parts)) all.push({ ...m, denomSum: s.denomSum, correct: s.correct });
+      }
+      for (const m of shuffle(all, rand)) expect(r.accept(1, m).kind).toBe('accepted');
+      const got = r.result();
+      expect(bits(got.grad)!.equals(bits(want.grad)!)).toBe(true);
+      expect([got.lossSum, got.denomSum, got.correct]).toEqual([want.lossSum, want.denomSum, want.correct]);
+      r.end();
+    }
+  });
+
+  function open(maxHeld?: number): { r: Reducer; g: (n: TreeNode) => Float32Array } {
+    const rand = rng(23);
+    const { nodeGrad } = synthetic(8, P, rand);
+    const r = new Reducer({ paramCount: P, parts: PARTS, maxHeld });
+    r.begin(req(5, 16, 2)); // 8 chunks
+    r.give({ lo: 0, hi: 4 }, 1);
+    r.give({ lo: 4, hi: 8 }, 2);
+    return { r, g: nodeGrad };
+  }
+  const L = { lo: 0, hi: 4 };
+  const R = { lo: 4, hi: 8 };
+
+  it('drops layer parts already in, quietly: the rest of a message still counts', () => {
+    const { r, g } = open();
+    expect(r.accept(1, partResult(5, L, g(L), 1))).toEqual({ kind: 'accepted', node: L, done: false, nodeDone: false, rootParts: [] });
+    expect(r.accept(1, partResult(5, L, g(L), 1))).toEqual({ kind: 'dropped', reason: 'duplicate' });
+    // The whole gradient: layer 1 is skipped, layers 0 and 2 go in; the node is complete.
+    expect(r.accept(1, result(5, L, g(L)))).toEqual({ kind: 'accepted', node: L, done: false, nodeDone: true, rootParts: [] });
+    expect(r.stats.dropped.duplicate).toBe(2);
+    expect(r.accept(1, partResult(5, L, g(L), 2))).toEqual({ kind: 'dropped', reason: 'duplicate' });
+    expect(r.accept(1, result(5, L, g(L)))).toEqual({ kind: 'dropped', reason: 'duplicate' });
+    expect(r.stats).toMatchObject({ accepted: 2, dropped: { duplicate: 4 } });
+    expect(r.ownedBy(1)).toEqual([]);
+    // Worker 2 is lost after layer 2; worker 3 finishes the node; worker 2's late parts are dropped.
+    expect(r.accept(2, partResult(5, R, g(R), 2))).toMatchObject({ kind: 'accepted', nodeDone: false, rootParts: [2] });
+    expect(r.ownedBy(2)).toEqual([R]);
+    r.revoke(R, 2);
+    r.give(R, 3);
+    expect(r.accept(2, partResult(5, R, g(R), 0))).toEqual({ kind: 'dropped', reason: 'reassigned' });
+    expect(r.accept(3, result(5, R, g(R)))).toEqual({ kind: 'accepted', node: R, done: true, nodeDone: true, rootParts: [0, 1] });
+    expect(bits(r.result().grad)!.equals(bits(g({ lo: 0, hi: 8 }))!)).toBe(true);
+  });
+
+  it('rejects a message whose sums differ from the node\'s first accepted ones', () => {
+    const { r, g } = open();
+    expect(r.accept(1, partResult(5, L, g(L), 0, 1.5)).kind).toBe('accepted');
+    expect(r.accept(1, partResult(5, L, g(L), 1, 1.25))).toMatchObject({ kind: 'rejected', code: W.BAD_RESULT });
+    expect(r.accept(1, { ...partResult(5, L, g(L), 1, 1.5), correct: 1 })).toMatchObject({ kind: 'rejected', code: W.BAD_RESULT });
+    expect(r.accept(1, { ...partResult(5, L, g(L), 1, 1.5), denomSum: 2 })).toMatchObject({ kind: 'rejected', code: W.BAD_RESULT });
+    // Object.is: -0 is not +0.
+    expect(r.accept(2, { ...partResult(5, R, g(R), 0, 0), lossSum: -0 }).kind).toBe('accepted');
+    expect(r.accept(2, partResult(5, R, g(R), 1, 0))).toMatchObject({ kind: 'rejected', code: W.BAD_RESULT });
+    expect(r.accept(1, partResult(5, L, g(L), 1, 1.5)).kind).toBe('accepted');
+    expect(r.stats.rejected).toBe(4);
+  });
+
+  it('a NaN in one layer part: non-finite; the parts in before stay, a recompute elsewhere completes the step with the same bits', () => {
+    const { r, g } = open();
+    expect(r.accept(2, result(5, R, g(R))).kind).toBe('accepted'); // R waits for L in every layer
+    expect(r.accept(1, partResult(5, L, g(L), 0)).kind).toBe('accepted'); // layer 0's root completes
+    const held = r.held;
+    const bad = new Float32Array(g(L));
+    bad[PARTS[2].offset + 12] = Number.NaN;
+    expect(r.accept(1, partResult(5, L, bad, 2))).toEqual({ kind: 'non-finite', node: L });
+    expect(r.held).toBe(held);
+    expect(r.orphans()).toEqual([L]);
+    // Worker 1's later parts are dropped (the node was taken from it).
+    expect(r.accept(1, partResult(5, L, g(L), 1))).toEqual({ kind: 'dropped', reason: 'reassigned' });
+    // The waiting siblings are intact: a recompute (whole: layer 0 is a duplicate) completes the step.
+    r.give(L, 3);
+    expect(r.accept(3, result(5, L, g(L)))).toEqual({ kind: 'accepted', node: L, done: true, nodeDone: true, rootParts: [1, 2] });
+    expect(r.stats).toMatchObject({ nonFinite: 1, dropped: { duplicate: 1, reassigned: 1 } });
+    expect(bits(r.result().grad)!.equals(bits(g({ lo: 0, hi: 8 }))!)).toBe(true);
+  });
+
+  it('a whole gradient with a NaN in one layer keeps nothing, not even its finite layers', () => {
+    const { r, g } = open();
+    expect(r.accept(2, result(5, R, g(R))).kind).toBe('accepted');
+    const bad = new Float32Array(g(L));
+    bad[PARTS[1].offset + 3] = -Infinity; // layer 0 (read first, into a buffer of its own) and layer 2 are fine
+    const b = new Uint8Array(bad.buffer);
+    expect(r.accept(1, { ...result(5, L, bad), grad: [b.subarray(0, 41), b.subarray(41, 55), b.subarray(55)] })).toEqual({ kind: 'non-finite', node: L });
+    expect(r.held).toBe(1);
+    expect(r.rootSums()).toBe(null);
+    r.give(L, 3);
+    for (const i of [2, 0, 1]) expect(r.accept(3, partResult(5, L, g(L), i)).kind).toBe('accepted');
+    expect(r.done).toBe(true);
+    expect(bits(r.result().grad)!.equals(bits(g({ lo: 0, hi: 8 }))!)).toBe(true);
+  });
+
+  it('a node non-finite twice, in any parts, has diverged', () => {
+    const { r, g } = open();
+    const bad = new Float32Array(g(L));
+    bad[0] = Infinity;
+    expect(r.accept(1, partResult(5, L, bad, 0))).toEqual({ kind: 'non-finite', node: L });
+    r.give(L, 2);
+    expect(r.accept(2, result(5, L, g(L), Number.NaN))).toMatchObject({ kind: 'diverged', node: L });
+  });
+
+  it('reports each layer\'s root once, when it completes', () => {
+    const { r, g } = open();
+    const seen: number[][] = [];
+    const send = (w: number, n: TreeNode, i: number): void => {
+      const v = r.accept(w, partResult(5, n, g(n), i));
+      if (v.kind !== 'accepted') throw new Error(JSON.stringify(v));
+      seen.push([...v.rootParts]);
+    };
+    send(1, L, 2);
+    send(2, R, 2); // layer 2's root
+    send(2, R, 0);
+    send(2, R, 1);
+    expect(r.rootSums()).toEqual({ lossSum: 2, denomSum: 2, correct: 0 });
+    expect(() => r.rootPart(0)).toThrow(/not complete/);
+    expect(bits(r.rootPart(2))!.equals(bits(g({ lo: 0, hi: 8 }).subarray(20))!)).toBe(true);
+    send(1, L, 1); // layer 1's root
+    expect(r.done).toBe(false);
+    expect(() => r.result()).toThrow(/not complete/);
+    send(1, L, 0); // layer 0's root
+    expect(seen).toEqual([[], [2], [], [], [1], [0]]);
+    expect(r.done).toBe(true);
+  });
+
+  it('rejects parts that are neither the whole gradient nor one layer', () => {
+    const { r, g } = open();
+    const whole = g(L);
+    const bad = (offset: number, length: number, floats = length): ResultIn => ({
+      ...result(5, L, new Float32Array(whole.subarray(0, floats))), part: { offset, length },
+    });
+    for (const v of [
+      r.accept(1, bad(0, 20)), // two layers
+      r.accept(1, bad(5, 10)), // not at a layer's offset
+      r.accept(1, bad(10, 9)), // a layer's offset, another length
+      r.accept(1, bad(20, 14)),
+      r.accept(1, bad(33, 0)),
+      r.accept(1, bad(0, 10, 9)), // bytes != 4 x length
+      r.accept(1, bad(0, 33, 32)),
+      r.accept(1, { ...partResult(5, L, whole, 1), part: null }),
+    ]) expect(v).toMatchObject({ kind: 'rejected', code: W.BAD_GRADIENT_LENGTH });
+    expect(r.accept(1, bad(10, 10)).kind).toBe('accepted');
+    const e = new Reducer({ paramCount: P, parts: PARTS });
+    e.begin(req(1, 4, 2, 'eval'));
+    e.give({ lo: 0, hi: 2 }, 1);
+    expect(e.accept(1, { ...partResult(1, { lo: 0, hi: 2 }, whole, 0), version: 3 })).toMatchObject({ kind: 'rejected', code: W.BAD_GRADIENT_LENGTH });
+    expect(e.accept(1, result(1, { lo: 0, hi: 2 }, null))).toEqual({ kind: 'accepted', node: { lo: 0, hi: 2 }, done: true, nodeDone: true, rootParts: [] });
+    expect(e.result().grad).toBe(null);
+  });
+
+  it('refuses part layouts that do not tile the gradient', () => {
+    expect(() => new Reducer({ paramCount: 10, parts: [{ offset: 0, length: 4 }, { offset: 5, length: 5 }] })).toThrow(/contiguous/);
+    expect(() => new Reducer({ paramCount: 10, parts: [{ offset: 0, length: 4 }, { offset: 4, length: 0 }, { offset: 4, length: 6 }] })).toThrow(/non-empty/);
+    expect(() => new Reducer({ paramCount: 10, parts: [{ offset: 0, length: 4 }, { offset: 4, length: 5 }] })).toThrow(/cover \[0, 9\)/);
+    expect(() => new Reducer({ paramCount: 10, parts: [] })).toThrow(/cover/);
+    expect(new Reducer({ paramCount: 10, parts: [{ offset: 0, length: 10 }] }).parts).toEqual([{ offset: 0, length: 10 }]);
+  });
+
+  it('counts held memory in gradient-equivalents of the parts waiting', () => {
+    const rand = rng(24);
+    const { nodeGrad } = synthetic(8, P, rand);
+    const r = new Reducer({ paramCount: P, parts: PARTS, maxHeld: 2 });
+    r.begin(req(1, 8, 1)); // 8 chunks, one leaf each
+    for (let j = 0; j < 8; j++) r.give({ lo: j, hi: j + 1 }, j);
+    const leaf = (j: number): TreeNode => ({ lo: j, hi: j + 1 });
+    const send = (j: number, i: number): void => {
+      expect(r.accept(j, partResult(1, leaf(j), nodeGrad(leaf(j)), i)).kind).toBe('accepted');
+    };
+    send(1, 0); // waits for leaf 0: 10 floats
+    expect(r.held).toBe(10 / P);
+    send(3, 2); // 13 more
+    expect(r.held).toBe(23 / P);
+    expect(r.stats.peakHeld).toBe(23 / P);
+    send(0, 0); // leaf 0 + 1 of layer 0 combine: [0,2) waits for [2,4)
+    expect(r.held).toBe(23 / P);
+    expect(r.stats.peakHeld).toBe(33 / P); // the two waiting parts plus the incoming one
+    for (const j of [5, 7]) for (const i of [0, 1, 2]) send(j, i);
+    expect(r.held).toBe((10 + 13 + 2 * P) / P);
+    expect(r.overBudget).toBe(true);
+    expect(r.frontier()).toEqual(leaf(0));
+    send(2, 0); // leaf 3 sent only layer 2: leaf 2's layer 0 waits too
+    expect(r.held).toBe((20 + 13 + 2 * P) / P);
+    expect(r.stats.buffers).toBeGreaterThanOrEqual(r.stats.peakHeld);
+    expect(r.stats.buffers * P).toBe(Math.round(r.stats.buffers * P)); // whole buffers of the parts' lengths
+    r.end();
+    expect(r.held).toBe(0);
   });
 });

@@ -6,19 +6,23 @@
  * Contract:
  * - `start()` sends Hello; the coordinator answers Welcome (the run's settings: the client asks
  *   `getEngine` for an engine of that model) or Reject (the session ends).
- * - Params{version, checksum, data}: the bytes go into `engine.params` (copied once, from the
- *   socket's fragments when they came in fragments), checked against the checksum (xxHash64);
- *   the client then holds that version. Within one coordinator incarnation
- *   versions never go back (an older Params is ignored); when the incarnation changes (the
- *   coordinator restarted from a checkpoint), any version is taken (`ClientMemory` carries the
- *   incarnation and version across sessions).
+ * - Params{version, checksum, part, data}: one layer (or the whole buffer) of a version. The bytes
+ *   go into `engine.params` at the part's offset (copied once, from the socket's fragments when
+ *   they came in fragments) and are checked against the part's checksum (xxHash64); once every
+ *   part of the version is in (they may come one by one, ahead of the Work that needs them), the
+ *   client holds that version, and none while the parts of a newer one are arriving. Within one
+ *   coordinator incarnation versions never go back (an older Params is ignored); when the
+ *   incarnation changes (the coordinator restarted from a checkpoint), any version is taken
+ *   (`ClientMemory` carries the incarnation and version across sessions).
  * - Work: computed only against the version it names (DESIGN invariant 4). Work for a version the
- *   client does not hold waits, and the client sends ParamsRequest. Each node is one
- *   `engine.computeSums` over the node's samples and one Result (sums, and in TRAIN the gradient
- *   sent straight from the engine's gradient buffer as the message's last fragment, no copy);
- *   the next node starts once the socket has taken those bytes (the send callback), which is
- *   also the backpressure. Nodes of a request the coordinator has moved past (a Work with a
- *   higher seq arrived) are skipped.
+ *   client does not hold waits, and the client sends ParamsRequest. A TRAIN node is one
+ *   `engine.computeSumsAsync` over the node's samples and one Result per layer, sent as soon as
+ *   that layer's backward is done (the engine computes off this thread where its backend can, so
+ *   the upload overlaps the rest of the backward pass), straight from the engine's gradient buffer
+ *   as the message's last fragments (no copy), each with the node's sums; an EVAL node is one
+ *   `computeSums` and one Result of sums. The next node starts once the socket has taken every
+ *   part (the send callbacks), which is also the backpressure. Nodes of a request the coordinator
+ *   has moved past (a Work with a higher seq arrived) are skipped.
  * - Params and Work are handled strictly in arrival order (one queue), so parameters never change
  *   under a node being computed.
  * - Heartbeat: one every `heartbeat_interval_ms` from Welcome; the coordinator answers each. A
@@ -29,7 +33,7 @@
  *   runtime wrapper's job (node-worker.ts).
  */
 import { gradhub } from '@gradhub/proto';
-import { CIFAR_PIXELS, bytesEqual, xxh64, type Engine } from '@gradhub/core';
+import { CIFAR_PIXELS, bytesEqual, xxh64, type Engine, type NodeSums } from '@gradhub/core';
 import { SMALL_FRAME_BYTES, WireCode, WireError, closeCodeFor, decodeMessage, encode, resultHeader, wireCodeName, type BodyOf, type DecodedMessage } from './wire.js';
 
 /** The logging this module needs; a pino Logger fits. */
@@ -143,6 +147,8 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
   let heartbeat: ReturnType<typeof setInterval> | null = null;
   let welcomeTimer: ReturnType<typeof setTimeout> | null = null;
   let parked: BodyOf<'work'> | null = null;
+  /** The version whose parts are arriving: the floats covered so far, and the parts (offset -> length). */
+  let incoming: { version: number; covered: number; parts: Map<number, number> } | null = null;
   let queue: Promise<void> = Promise.resolve();
   let resolveEnded!: (e: SessionEnd) => void;
   const endedPromise = new Promise<SessionEnd>((r) => {
@@ -273,30 +279,53 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     emit({ type: 'welcome', info });
   }
 
-  /** `data`: the parameter bytes, in one or more pieces. */
+  /**
+   * One part of a version's parameters (`data`: its bytes, in one or more pieces): copied into the
+   * engine at its offset and checked against its checksum. The engine then holds a mix of versions,
+   * so the client holds no version (-1) until every part of the new one is in; then it holds it.
+   */
   async function applyParams(m: BodyOf<'params'>, data: readonly Uint8Array[]): Promise<void> {
     const e = engine ?? (await enginePromise!);
     const version = m.version ?? 0;
+    const paramCount = e.params.length;
     let bytes = 0;
     for (const p of data) bytes += p.byteLength;
-    if (bytes !== e.params.byteLength) {
-      throw new WireError(WireCode.MODEL_MISMATCH, `Params of ${bytes} bytes, the model has ${e.params.byteLength}`);
+    const offset = m.part ? (m.part.offset ?? 0) : 0;
+    const length = m.part ? (m.part.length ?? 0) : paramCount;
+    if (offset + length > paramCount || bytes !== 4 * length || length === 0) {
+      throw new WireError(WireCode.MODEL_MISMATCH, `Params part [${offset}, +${length}) with ${bytes} bytes; the model has ${paramCount} parameters`);
     }
-    if (memory.version > version) {
-      log.warn({ version, held: memory.version }, 'ignoring older parameters from the same coordinator incarnation');
-      return;
+    if (memory.version > version || (memory.version === version && incoming === null)) {
+      if (memory.version > version) log.warn({ version, held: memory.version }, 'ignoring older parameters from the same coordinator incarnation');
+      return; // older, or a part of the version already held (sent again)
     }
-    const dst = new Uint8Array(e.params.buffer, e.params.byteOffset, e.params.byteLength);
+    if (incoming?.version !== version) incoming = { version, covered: 0, parts: new Map() };
+    const seen = incoming.parts.get(offset);
+    if (seen === undefined) {
+      for (const [o, l] of incoming.parts) {
+        if (offset < o + l && o < offset + length) throw new WireError(WireCode.MALFORMED_FRAME, `Params part [${offset}, +${length}) overlaps part [${o}, +${l}) of v${version}`);
+      }
+    } else if (seen !== length) {
+      throw new WireError(WireCode.MALFORMED_FRAME, `Params part at ${offset} of v${version} with ${length} floats, earlier ${seen}`);
+    }
+    memory.version = -1; // the engine's parameters are being overwritten
+    const region = e.params.subarray(offset, offset + length);
+    const dst = new Uint8Array(region.buffer, region.byteOffset, region.byteLength);
     let at = 0;
     for (const p of data) {
       dst.set(p, at);
       at += p.byteLength;
     }
-    const sum = xxh64(e.params);
-    if (!bytesEqual(sum, m.checksum ?? new Uint8Array(0))) {
-      memory.version = -1;
-      throw new WireError(WireCode.BAD_CHECKSUM, `parameters v${version} do not match their checksum`);
+    if (!bytesEqual(xxh64(region), m.checksum ?? new Uint8Array(0))) {
+      incoming = null;
+      throw new WireError(WireCode.BAD_CHECKSUM, `parameters v${version} [${offset}, +${length}) do not match their checksum`);
     }
+    if (seen === undefined) {
+      incoming.parts.set(offset, length);
+      incoming.covered += length;
+    }
+    if (incoming.covered < paramCount) return;
+    incoming = null;
     memory.version = version;
     log.debug({ version }, 'parameters received');
     emit({ type: 'params', version });
@@ -344,23 +373,61 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       const t0 = Date.now(); // a simulated slowdown counts as compute time
       if (opts.slowdownMs) await sleep(opts.slowdownMs);
       if (ended || seq < latestSeq) return;
-      const sums = e.computeSums(pixels.subarray(off * CIFAR_PIXELS, (off + count) * CIFAR_PIXELS), labels.subarray(off, off + count), count, train);
-      busyUntil = Date.now();
+      const px = pixels.subarray(off * CIFAR_PIXELS, (off + count) * CIFAR_PIXELS);
+      const lb = labels.subarray(off, off + count);
       off += count;
-      const gradBytes = train ? e.grads.byteLength : 0;
-      const header = resultHeader({
-        seq, step, version, node,
-        part: { offset: 0, length: train ? e.grads.length : 0 },
-        lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct,
-        computeMs: busyUntil - t0,
-      }, gradBytes);
-      const parts = train ? [header, new Uint8Array(e.grads.buffer, e.grads.byteOffset, gradBytes)] : [header];
-      // The gradient buffer is overwritten by the next node: wait until the socket took it.
-      const ok = await send(parts);
+      const head = { seq, step, version, node };
+      const ok = train ? await trainNode(e, head, px, lb, count, t0) : await evalNode(e, head, px, lb, count, t0);
       if (!ok) return;
       slog.debug({ node: `[${node.lo},${node.hi})`, samples: count, ms: busyUntil - t0 }, 'node done');
       emit({ type: 'result', seq, step, node });
     }
+  }
+
+  interface ResultHead {
+    readonly seq: number;
+    readonly step: number;
+    readonly version: number;
+    readonly node: { lo: number; hi: number };
+  }
+
+  /** An EVAL node: its sums in one Result. */
+  async function evalNode(e: Engine, head: ResultHead, pixels: Uint8Array, labels: Uint8Array, n: number, t0: number): Promise<boolean> {
+    const sums = e.computeSums(pixels, labels, n, false);
+    busyUntil = Date.now();
+    const header = resultHeader({ ...head, part: { offset: 0, length: 0 }, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, computeMs: busyUntil - t0 }, 0);
+    return send([header]);
+  }
+
+  /**
+   * A TRAIN node: one Result per layer, each sent as soon as that layer's gradient is final (the
+   * engine computes off this thread when its backend can, so the upload of a layer overlaps the
+   * backward of the layers below it), straight from the engine's gradient buffer. The next node
+   * overwrites that buffer: resolves once the socket took every part (false if one failed).
+   */
+  async function trainNode(e: Engine, head: ResultHead, pixels: Uint8Array, labels: Uint8Array, n: number, t0: number): Promise<boolean> {
+    const sends: Promise<boolean>[] = [];
+    let sums: NodeSums | null = null;
+    const sendLayer = (i: number): void => {
+      const l = e.spec.layers[i];
+      const offset = l.weightOffset;
+      const length = l.biasOffset + l.outF - offset;
+      const grad = e.grads.subarray(offset, offset + length);
+      const header = resultHeader({
+        ...head, part: { offset, length }, lossSum: sums!.lossSum, denomSum: sums!.denomSum, correct: sums!.correct, computeMs: Date.now() - t0,
+      }, grad.byteLength);
+      sends.push(send([header, new Uint8Array(grad.buffer, grad.byteOffset, grad.byteLength)]));
+    };
+    const final = await e.computeSumsAsync(pixels, labels, n, true, {
+      onSums: (s) => {
+        sums = s;
+      },
+      onLayerGrad: sendLayer,
+    });
+    busyUntil = Date.now();
+    sums ??= final;
+    const results = await Promise.all(sends);
+    return results.every(Boolean);
   }
 
   return {

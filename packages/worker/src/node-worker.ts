@@ -14,9 +14,9 @@
  * - `stop()` leaves politely (Bye LEAVING); `kill()` cuts the socket like a crash (tests).
  *   Both resolve { reason: 'stopped' }.
  * - The engine is built once per run settings: backend 'wasm' (WebAssembly SIMD) when available
- *   and not told otherwise, 'ts' (the oracle) else. With `threads` > 1 the wasm kernels run on
- *   that many threads (this one and threads - 1 `worker_threads` helpers, kernel-thread.ts), same
- *   bits; Hello reports the count. An engine replaced by another run's settings, and the last one
+ *   and not told otherwise, 'ts' (the oracle) else. The wasm kernels run on `threads`
+ *   `worker_threads` helpers (kernel-thread.ts; same bits for any count) while this thread keeps
+ *   the socket moving (createNodeBackend); Hello reports the count. An engine replaced by another run's settings, and the last one
  *   when the worker ends, have their backend closed (the helper threads end; they are unref'd, so
  *   they never keep the process alive anyway).
  */
@@ -90,12 +90,17 @@ export const spawnNodeKernelThread: KernelThreadSpawner = (init, onError) => {
 
 /**
  * A compute backend in Node for `capacityFloats` floats: 'ts' (the oracle), or 'wasm' on `threads`
- * threads (helpers from spawnNodeKernelThread). Close it (`backend.close?.()`) when done.
+ * helper threads (spawnNodeKernelThread) while the calling thread computes nothing: its async
+ * kernels leave the event loop free, so a worker streams each layer's gradient while the next one
+ * is computed (where threaded WebAssembly is missing: 'wasm' on this thread). Close it
+ * (`backend.close?.()`) when done.
  */
 export async function createNodeBackend(name: 'wasm' | 'ts', capacityFloats: number, threads = 1): Promise<Backend> {
   checkThreads(name, threads);
   if (name === 'ts') return createOracleBackend();
-  return createThreadedWasmBackend({ capacityFloats, threads, spawn: spawnNodeKernelThread });
+  // Offload: `threads` helpers compute, this thread only waits (asynchronously) and keeps the socket moving.
+  const offload = wasmThreadsSupported();
+  return createThreadedWasmBackend({ capacityFloats, threads, spawn: spawnNodeKernelThread, offload });
 }
 
 /** Throws E_USAGE for a thread count the backend cannot run. */

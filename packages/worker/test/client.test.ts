@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
-import { createEngine, createOracleBackend, initParams, modelSpec, xxh64, type Engine } from '@gradhub/core';
+import { createEngine, createOracleBackend, initParams, layerRanges, modelSpec, xxh64, type Engine } from '@gradhub/core';
 import { createWorkerClient, type ClientEvent, type ClientMemory, type SessionEnd, type WelcomeInfo, type WorkerClient, type WorkerLogger } from '../src/client.js';
 
 const SIZES = [3072, 8, 10];
@@ -23,7 +23,7 @@ function samples(offset: number, n: number): { pixels: Uint8Array; labels: Uint8
 
 const silent: WorkerLogger = { child: () => silent, debug() {}, info() {}, warn() {}, error() {} };
 
-const frame = (env: gradhub.IEnvelope): Uint8Array => gradhub.Envelope.encode({ protocolVersion: 1, ...env }).finish();
+const frame = (env: gradhub.IEnvelope): Uint8Array => gradhub.Envelope.encode({ protocolVersion: gradhub.ProtocolVersion.CURRENT, ...env }).finish();
 
 /** A client on a fake socket: what it sends is decoded into `sent`. */
 function harness(over: { memory?: ClientMemory; slowdownMs?: number } = {}) {
@@ -72,7 +72,9 @@ function harness(over: { memory?: ClientMemory; slowdownMs?: number } = {}) {
     }
   }
   const of = (kind: string): gradhub.Envelope[] => sent.filter((e) => e.body === kind);
-  return { client, sent, closes, events, memory, engines, until, of };
+  /** Results that finish a node: a TRAIN node's layers go last to first, so its last Result is layer 0's (offset 0); an EVAL node has one. */
+  const finished = (): gradhub.IResult[] => of('result').map((e) => e.result!).filter((r) => (r.part?.offset ?? 0) === 0);
+  return { client, sent, closes, events, memory, engines, until, of, finished };
 }
 
 function welcome(over: Partial<gradhub.IWelcome> = {}): Uint8Array {
@@ -93,6 +95,14 @@ function paramsOf(version: number): Float32Array {
 
 function paramsFrame(version: number, p = paramsOf(version), checksum = xxh64(p)): Uint8Array {
   return frame({ params: { version, checksum, data: new Uint8Array(p.buffer) } });
+}
+
+/** One Params message per layer, as the coordinator sends them. */
+function layerFrames(version: number, p = paramsOf(version)): Uint8Array[] {
+  return layerRanges(SPEC).map(({ offset, length }) => {
+    const slice = p.subarray(offset, offset + length);
+    return frame({ params: { version, checksum: xxh64(slice), part: { offset, length }, data: new Uint8Array(slice.buffer, slice.byteOffset, slice.byteLength) } });
+  });
 }
 
 function work(seq: number, version: number, nodes: { lo: number; hi: number }[], mode = gradhub.Mode.TRAIN, offset = 0): Uint8Array {
@@ -119,28 +129,60 @@ describe('worker client', () => {
     h.client.start();
     const hello = h.of('hello')[0].hello!;
     expect(hello.token).toBe('tok');
-    expect(hello.protocolVersion).toBe(1);
+    expect(hello.protocolVersion).toBe(gradhub.ProtocolVersion.CURRENT);
     expect(hello.runtime).toBe(gradhub.Runtime.NODE);
     expect(hello.capabilities!.backend).toBe('ts');
   });
 
-  it('computes each node of a Work against the parameters it was sent, one Result per node', async () => {
+  it('computes each node of a Work against the parameters it was sent, one Result per layer, last layer first', async () => {
     const h = harness();
     await joined(h);
     h.client.receive(paramsFrame(2));
     h.client.receive(work(1, 2, [{ lo: 0, hi: 2 }, { lo: 2, hi: 3 }]));
-    await h.until(() => h.of('result').length === 2);
+    const L = SPEC.layers.length;
+    await h.until(() => h.of('result').length === 2 * L);
     // Reference: one engine per node on the same samples and parameters.
     const ref = createEngine({ spec: SPEC, backend: createOracleBackend(), maxBatch: BATCH, chunk: CHUNK, normalize: false });
     ref.params.set(paramsOf(2));
-    const [r1, r2] = h.of('result').map((e) => e.result!);
-    for (const [r, lo, hi] of [[r1, 0, 2], [r2, 2, 3]] as const) {
+    const results = h.of('result').map((e) => e.result!);
+    const ranges = layerRanges(SPEC);
+    for (const [k, lo, hi] of [[0, 0, 2], [1, 2, 3]] as const) {
       const { pixels, labels } = samples(lo * CHUNK, (hi - lo) * CHUNK);
       const s = ref.computeSums(pixels, labels, (hi - lo) * CHUNK, true);
-      expect(r).toMatchObject({ seq: 1, step: 1, version: 2, node: { lo, hi }, part: { offset: 0, length: SPEC.paramCount }, lossSum: s.lossSum, denomSum: s.denomSum, correct: s.correct });
-      expect(Buffer.from(r.grad!).equals(Buffer.from(ref.grads.buffer, ref.grads.byteOffset, ref.grads.byteLength))).toBe(true);
+      const mine = results.slice(k * L, (k + 1) * L);
+      mine.forEach((r, j) => {
+        const { offset, length } = ranges[L - 1 - j];
+        expect(r).toMatchObject({ seq: 1, step: 1, version: 2, node: { lo, hi }, part: { offset, length }, lossSum: s.lossSum, denomSum: s.denomSum, correct: s.correct });
+        const want = ref.grads.subarray(offset, offset + length);
+        expect(Buffer.from(r.grad!).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(true);
+      });
     }
     expect(h.memory).toEqual({ incarnation: 'inc-1', version: 2 });
+  });
+
+  it('holds a version once every layer of it arrived, one Params per layer, and refuses overlapping parts', async () => {
+    const h = harness();
+    await joined(h);
+    const frames = layerFrames(4);
+    h.client.receive(work(1, 4, [{ lo: 0, hi: 1 }]));
+    await h.until(() => h.of('paramsRequest').length === 1);
+    h.client.receive(frames[1]);
+    h.client.receive(frames[1]); // sent again: no harm
+    await new Promise((r) => setTimeout(r, 30));
+    expect(h.memory.version).toBe(-1); // a layer is not the version
+    expect(h.of('result')).toHaveLength(0);
+    h.client.receive(frames[0]);
+    await h.until(() => h.finished().length === 1);
+    expect(h.memory.version).toBe(4);
+    expect(Buffer.from(h.engines[0].params.buffer, h.engines[0].params.byteOffset, h.engines[0].params.byteLength).equals(Buffer.from(paramsOf(4).buffer))).toBe(true);
+    // The first layer of the next version: the client no longer holds version 4.
+    h.client.receive(layerFrames(5)[0]);
+    await h.until(() => h.memory.version === -1);
+    // A part overlapping another of the same version is a coordinator fault.
+    const p = paramsOf(5);
+    const bad = p.subarray(1, 3);
+    h.client.receive(frame({ params: { version: 5, checksum: xxh64(bad), part: { offset: 1, length: 2 }, data: new Uint8Array(bad.buffer, bad.byteOffset, bad.byteLength) } }));
+    expect(await h.client.ended).toMatchObject({ kind: 'error', code: gradhub.ErrorCode.MALFORMED_FRAME });
   });
 
   it('takes Params streamed as header + fragments (copied once, into the engine) and checks them', async () => {
@@ -153,7 +195,7 @@ describe('worker client', () => {
     const pieces = [data.subarray(0, 1001), data.subarray(1001, 50_000), data.subarray(50_000)];
     h.client.receive([header, ...pieces]);
     h.client.receive(work(1, 5, [{ lo: 0, hi: 1 }]));
-    await h.until(() => h.of('result').length === 1);
+    await h.until(() => h.finished().length === 1);
     expect(h.memory.version).toBe(5);
     expect(Buffer.from(h.engines[0].params.buffer, h.engines[0].params.byteOffset, h.engines[0].params.byteLength).equals(Buffer.from(data))).toBe(true);
     // A bad checksum in the streamed form is refused like the whole one.
@@ -185,8 +227,8 @@ describe('worker client', () => {
     expect(h.of('paramsRequest')[0].paramsRequest!.version).toBe(5);
     expect(h.of('result')).toHaveLength(0);
     h.client.receive(paramsFrame(5));
-    await h.until(() => h.of('result').length === 1);
-    expect(h.of('result')[0].result!.version).toBe(5);
+    await h.until(() => h.finished().length === 1);
+    expect(h.finished()[0].version).toBe(5);
   });
 
   it('ignores older parameters from the same incarnation, takes them from a new one', async () => {
@@ -195,9 +237,9 @@ describe('worker client', () => {
     h.client.receive(paramsFrame(7));
     h.client.receive(paramsFrame(3));
     h.client.receive(work(1, 7, [{ lo: 0, hi: 1 }]));
-    await h.until(() => h.of('result').length === 1);
+    await h.until(() => h.finished().length === 1);
     expect(h.memory.version).toBe(7);
-    expect(h.of('result')[0].result!.version).toBe(7);
+    expect(h.finished()[0].version).toBe(7);
 
     // The coordinator restarted from a checkpoint: a new incarnation, an older version.
     const h2 = harness({ memory: { incarnation: 'inc-0', version: 9 } });
@@ -224,8 +266,8 @@ describe('worker client', () => {
     h.client.receive(paramsFrame(1));
     h.client.receive(work(1, 1, [{ lo: 0, hi: 1 }, { lo: 1, hi: 2 }, { lo: 2, hi: 3 }]));
     h.client.receive(work(2, 1, [{ lo: 3, hi: 4 }]));
-    await h.until(() => h.of('result').some((e) => e.result!.seq === 2));
-    expect(h.of('result').map((e) => e.result!.seq)).toEqual([2]);
+    await h.until(() => h.finished().some((r) => r.seq === 2));
+    expect(h.finished().map((r) => r.seq)).toEqual([2]);
   });
 
   it('ends the session on Reject, Bye, a coordinator Error, a malformed frame and silence', async () => {

@@ -37,7 +37,7 @@
 import {
   MAX_KERNEL_THREADS, createEngine, createOracleBackend, createThreadedWasmBackend, createWasmBackend, engineFloats, modelSpec,
   wasmSimdSupported, wasmThreadsSupported,
-  type Backend, type Engine, type KernelThreadSpawner, type NodeSums,
+  type Backend, type ComputeHooks, type Engine, type KernelThreadSpawner, type NodeSums,
 } from '@gradhub/core';
 import { gradhub } from '@gradhub/proto';
 import {
@@ -185,9 +185,17 @@ class TabStats {
 function instrumented(engine: Engine, stats: TabStats): Engine {
   const e: Engine = Object.create(engine) as Engine;
   Object.defineProperty(e, 'computeSums', {
-    value(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean): NodeSums {
+    value(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): NodeSums {
       const t0 = performance.now();
-      const sums = engine.computeSums(pixels, labels, n, withGrad);
+      const sums = engine.computeSums(pixels, labels, n, withGrad, hooks);
+      stats.computed(n, withGrad, sums, performance.now() - t0);
+      return sums;
+    },
+  });
+  Object.defineProperty(e, 'computeSumsAsync', {
+    async value(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): Promise<NodeSums> {
+      const t0 = performance.now();
+      const sums = await engine.computeSumsAsync(pixels, labels, n, withGrad, hooks);
       stats.computed(n, withGrad, sums, performance.now() - t0);
       return sums;
     },
