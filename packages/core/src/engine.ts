@@ -19,20 +19,26 @@
  * caller stream the result as it becomes final, as PyTorch DDP's gradient buckets do:
  * - `onSums(sums)` once the forward and the loss are done, before the backward: the node's sums
  *   (the object the call returns), final;
- * - `onLayerGrad(i)` for i = L-1 down to 0, once layer i's weight and bias gradients are final in
- *   `grads` (its region [weightOffset, biasOffset + outF)), right after its weight-gradient kernel;
- *   the call never writes that region again (the next layer's kernel may already be running).
- * The regions stay as they are until the next computeSums* call on this engine, which overwrites
- * them: a caller that sends them without copying waits for the sends to finish first. A hook that
- * throws ends the call with that error (once the kernel already started has finished).
+ * - `onPartGrad(p)` once part p of `parts` (= streamParts(spec), model.ts: a block of one layer's
+ *   weight rows, the layer's last block with its bias) is final in `grads` (the slice
+ *   [offset, offset + length)), right after that block's weight-gradient kernel; the call never
+ *   writes that slice again (the next kernel may already be running).
+ * The backward pass runs the layers L-1 down to 0; for each, the weight gradient in its parts' row
+ * blocks in increasing row order (each block one kernel call over those rows: the same bits as one
+ * call over the whole layer), then, for layers above the first, the input gradient that the layer
+ * below needs. So onPartGrad sees layer L-1's parts in increasing index, then layer L-2's, ...,
+ * down to layer 0's: every part exactly once. The slices stay as they are until the next
+ * computeSums* call on this engine, which overwrites them: a caller that sends them without
+ * copying waits for the sends to finish first. A hook that throws ends the call with that error
+ * (once the kernel already started has finished).
  *
  * One call at a time: computeSums, computeSumsAsync and forwardBackward* must not overlap (nor be
  * called from a hook); a call made while another is in progress throws (async: rejects). While an
- * async call is pending, `params` must not be written, nor `grads` read outside the regions that
- * `onLayerGrad` has released.
+ * async call is pending, `params` must not be written, nor `grads` read outside the parts that
+ * `onPartGrad` has released.
  */
 import type { AsyncKernels, Backend, Kernels } from './kernels/types.js';
-import type { ModelSpec } from './model.js';
+import { streamParts, type ModelSpec, type StreamPart } from './model.js';
 import { treeSum64 } from './tree.js';
 import { pixelsToInput, CIFAR10_IMAGE_BYTES } from './cifar.js';
 import { softmaxCrossEntropyRows } from './losses.js';
@@ -61,8 +67,11 @@ export interface NodeSums {
 export interface ComputeHooks {
   /** The node's sums, final, after the forward and the loss and before the backward (once a call). */
   onSums?(sums: NodeSums): void;
-  /** Layer `layerIndex`'s gradient is final in `grads` (called for L-1 down to 0; only with grad). */
-  onLayerGrad?(layerIndex: number): void;
+  /**
+   * Part `partIndex` of `Engine.parts` is final in `grads` (only with grad; every part once, layers
+   * L-1 down to 0, a layer's parts in increasing index).
+   */
+  onPartGrad?(partIndex: number): void;
 }
 
 export interface Engine {
@@ -72,11 +81,13 @@ export interface Engine {
   readonly params: Float32Array;
   /** The last computeSums' gradient sum S(node), flat layout. */
   readonly grads: Float32Array;
+  /** The parts in which the backward pass finishes `grads` (streamParts(spec)): onPartGrad's indices. */
+  readonly parts: readonly StreamPart[];
   /** Run forward + loss (+ backward when withGrad) over n CIFAR-10 samples. See the module comment. */
   computeSums(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): NodeSums;
   /**
    * computeSums without blocking the event loop where the backend can (`backend.async`): the same
-   * sums and the same gradient bits, the hooks called as layers complete. See the module comment.
+   * sums and the same gradient bits, the hooks called as parts complete. See the module comment.
    */
   computeSumsAsync(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): Promise<NodeSums>;
   /** The input workspace x (n, d0), to fill directly before `forwardBackward`. */
@@ -107,6 +118,14 @@ export function createEngine(opts: EngineOptions): Engine {
   const lossRows = new Float64Array(maxBatch);
   const denomRows = new Float64Array(maxBatch);
   const view = (flat: Float32Array, off: number, len: number): Float32Array => flat.subarray(off, off + len);
+  const parts: readonly StreamPart[] = Object.freeze(streamParts(spec));
+  // layerParts[i]: the indices into `parts` of layer i's row blocks, in increasing row order.
+  const layerParts = spec.layers.map((l) => parts.flatMap((p, j) => (p.layer === l.index ? [j] : [])));
+  // Each layer's weight and bias, and their gradients: views made once.
+  const weights = spec.layers.map((l) => view(params, l.weightOffset, l.outF * l.inF));
+  const biases = spec.layers.map((l) => view(params, l.biasOffset, l.outF));
+  const dWeights = spec.layers.map((l) => view(grads, l.weightOffset, l.outF * l.inF));
+  const dBiases = spec.layers.map((l) => view(grads, l.biasOffset, l.outF));
 
   const checkCount = (n: number): void => {
     if (!Number.isInteger(n) || n < 1 || n > maxBatch) throw new RangeError(`engine: ${n} samples, it holds 1..${maxBatch}`);
@@ -129,9 +148,7 @@ export function createEngine(opts: EngineOptions): Engine {
     for (const l of spec.layers) {
       const x = acts[l.index].subarray(0, n * l.inF);
       const y = acts[l.index + 1].subarray(0, n * l.outF);
-      const w = view(params, l.weightOffset, l.outF * l.inF);
-      const b = view(params, l.biasOffset, l.outF);
-      yield kernels.linearForward(x, w, b, y, n, l.inF, l.outF, l.index < L - 1);
+      yield kernels.linearForward(x, weights[l.index], biases[l.index], y, n, l.inF, l.outF, l.index < L - 1);
     }
     const logits = acts[L].subarray(0, n * classes);
     const dLogits = withGrad ? dActs[L]!.subarray(0, n * classes) : null;
@@ -143,17 +160,28 @@ export function createEngine(opts: EngineOptions): Engine {
       const l = spec.layers[i];
       const x = acts[i].subarray(0, n * l.inF);
       const dy = dActs[i + 1]!.subarray(0, n * l.outF);
-      const w = view(params, l.weightOffset, l.outF * l.inF);
-      yield kernels.linearBackwardWeight(dy, x, view(grads, l.weightOffset, l.outF * l.inF), view(grads, l.biasOffset, l.outF), n, l.inF, l.outF, chunk);
-      // Layer i's gradient is final. Start the next kernel, then tell the caller (the hook runs
-      // while the helpers compute). The input's gradient is never needed; hidden inputs get
-      // ReLU's backward fused in (x is post-ReLU).
-      const next = i > 0 ? kernels.linearBackwardInput(dy, w, dActs[i]!.subarray(0, n * l.inF), n, l.inF, l.outF, x) : undefined;
-      try {
-        hooks?.onLayerGrad?.(i);
-      } finally {
-        yield next; // even when the hook throws: the call ends with the backend idle
+      const blocks = layerParts[i];
+      const weightBlock = (b: number): void | Promise<void> => {
+        const p = parts[blocks[b]];
+        return kernels.linearBackwardWeight(dy, x, dWeights[i], dBiases[i], n, l.inF, l.outF, chunk, p.rowBegin, p.rowEnd);
+      };
+      let running = weightBlock(0);
+      for (let b = 0; b < blocks.length; b++) {
+        yield running;
+        // Part blocks[b] is final (with the layer's bias after its last block). Start the next
+        // kernel, then tell the caller (the hook runs while the helpers compute): the layer's next
+        // block, else its input gradient. The input's gradient is never needed; hidden inputs get
+        // ReLU's backward fused in (x is post-ReLU).
+        running = b + 1 < blocks.length ? weightBlock(b + 1)
+          : i > 0 ? kernels.linearBackwardInput(dy, weights[i], dActs[i]!.subarray(0, n * l.inF), n, l.inF, l.outF, x) : undefined;
+        try {
+          hooks?.onPartGrad?.(blocks[b]);
+        } catch (err) {
+          yield running; // the call ends with the backend idle
+          throw err;
+        }
       }
+      yield running;
     }
     return sums;
   }
@@ -196,7 +224,7 @@ export function createEngine(opts: EngineOptions): Engine {
 
   const noInput = (): void => {};
   return {
-    spec, backend, params, grads,
+    spec, backend, params, grads, parts,
     computeSums: (pixels, labels, n, withGrad, hooks) => runSync(() => loadPixels(pixels, n), labels, n, withGrad, hooks),
     computeSumsAsync: (pixels, labels, n, withGrad, hooks) => runAsync(() => loadPixels(pixels, n), labels, n, withGrad, hooks),
     forwardBackward: (labels, n, withGrad, hooks) => runSync(noInput, labels, n, withGrad, hooks),

@@ -1,8 +1,10 @@
 /**
  * computeSumsAsync (and forwardBackwardAsync) against computeSums, BIT FOR BIT: the sums and every
  * gradient float, with the offload backend's async kernels (1, 2, 3 helper threads) and with
- * backends that have none (single-thread wasm, the oracle). The hooks: onSums before the backward
- * with the final sums, onLayerGrad in order L-1..0 with that layer's region already final and the
+ * backends that have none (single-thread wasm, the oracle), on small models (one part a layer) and
+ * on the default model (its big layers in several parts). The hooks: onSums before the backward
+ * with the final sums, onPartGrad for every part of `engine.parts` (= streamParts(spec)), layers
+ * L-1..0 and a layer's parts in increasing index, with that part's slice already final and the
  * layers below not yet written. The event loop runs while an offloaded call is pending; calls
  * must not overlap; a kernel error or a throwing hook rejects.
  */
@@ -10,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnNodeKernelThread } from '@gradhub/worker';
 import { createEngine, engineFloats, type ComputeHooks, type Engine, type NodeSums } from '../src/engine.js';
 import { initParams } from '../src/init.js';
-import { modelSpec, type ModelSpec } from '../src/model.js';
+import { modelSpec, streamParts, type ModelSpec, type StreamPart } from '../src/model.js';
 import { createOracleBackend } from '../src/kernels/oracle.js';
 import type { Backend } from '../src/kernels/types.js';
 import { createWasmBackend } from '../src/kernels/wasm.js';
@@ -36,10 +38,60 @@ function engineOn(backend: Backend, spec: ModelSpec, maxBatch: number): Engine {
   return engine;
 }
 
-/** Layer i's gradient region [weightOffset, biasOffset + outF) of a flat buffer. */
-function region(spec: ModelSpec, flat: Float32Array, i: number): Float32Array {
-  const l = spec.layers[i];
-  return flat.subarray(l.weightOffset, l.biasOffset + l.outF);
+/** True when every float of `a` is NaN (a plain loop: the default model's 10.5 M floats are checked often). */
+function allNaN(a: Float32Array): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] === a[i]) return false;
+  return true;
+}
+
+/** A part's slice [offset, offset + length) of a flat buffer. */
+const slice = (flat: Float32Array, p: StreamPart): Float32Array => flat.subarray(p.offset, p.offset + p.length);
+
+/** The part indices in the order the backward pass finishes them: layers L-1..0, each layer's parts in increasing index. */
+function backwardOrder(spec: ModelSpec, parts: readonly StreamPart[]): number[] {
+  const order: number[] = [];
+  for (let i = spec.layers.length - 1; i >= 0; i--) parts.forEach((p, j) => { if (p.layer === i) order.push(j); });
+  return order;
+}
+
+/**
+ * Run `run` (one computeSums* call with grad, then one without) with hooks on `engine`: onSums
+ * first, with the final sums and no gradient written; then onPartGrad for every part in backward
+ * order, each part's slice written when called and equal to the final gradient, the layers below
+ * not written yet; without grad, onSums only. Returns the sums of the call with grad.
+ */
+async function recordHooks(engine: Engine, pixels: Uint8Array, labels: Uint8Array, n: number,
+  run: (e: Engine, withGrad: boolean, hooks: ComputeHooks) => Promise<NodeSums> | NodeSums): Promise<NodeSums> {
+  const { spec, parts } = engine;
+  expect(parts).toEqual(streamParts(spec));
+  const events: string[] = [];
+  const copies = new Map<number, Float32Array>();
+  let early: NodeSums | null = null;
+  engine.grads.fill(Number.NaN);
+  const sums = await run(engine, true, {
+    onSums: (s) => {
+      events.push('sums');
+      early = { ...s };
+      expect(allNaN(engine.grads), 'no gradient is written before onSums').toBe(true);
+    },
+    onPartGrad: (p) => {
+      events.push(`part ${p}`);
+      const mine = slice(engine.grads, parts[p]);
+      expect(mine.some(Number.isNaN), `part ${p} written at its onPartGrad`).toBe(false);
+      copies.set(p, mine.slice());
+      for (const q of parts) {
+        if (q.layer < parts[p].layer) expect(allNaN(slice(engine.grads, q)), `layer ${q.layer} still unwritten at onPartGrad(${p})`).toBe(true);
+      }
+    },
+  });
+  expect(events).toEqual(['sums', ...backwardOrder(spec, parts).map((p) => `part ${p}`)]);
+  expect(early).toEqual(sums);
+  parts.forEach((p, j) => expectSameBits(copies.get(j)!, slice(engine.grads, p), `part ${j} at its onPartGrad vs final`));
+  // without grad: onSums only
+  const none: string[] = [];
+  await run(engine, false, { onSums: () => none.push('sums'), onPartGrad: (p) => none.push(`part ${p}`) });
+  expect(none).toEqual(['sums']);
+  return sums;
 }
 
 const expectSameSums = (got: NodeSums, want: NodeSums, what: string): void => {
@@ -98,47 +150,14 @@ describe('computeSumsAsync = computeSums, bit for bit', () => {
 describe('computeSumsAsync hooks', () => {
   const spec = modelSpec([3072, 64, 32, 16, 10]);
   const n = 13;
-  const L = spec.layers.length;
 
-  /** Run with hooks on `engine`; record the order, and check finality against the final grads. */
-  async function recordHooks(engine: Engine, run: (e: Engine, hooks: ComputeHooks) => Promise<NodeSums>): Promise<void> {
-    const { pixels, labels } = batch(n, 5);
-    const events: string[] = [];
-    const copies = new Map<number, Float32Array>();
-    let early: NodeSums | null = null;
-    engine.grads.fill(Number.NaN);
-    const sums = await run(engine, {
-      onSums: (s) => {
-        events.push('sums');
-        early = { ...s };
-        expect(engine.grads.every(Number.isNaN), 'no gradient is written before onSums').toBe(true);
-      },
-      onLayerGrad: (i) => {
-        events.push(`grad ${i}`);
-        copies.set(i, region(spec, engine.grads, i).slice());
-        for (let j = 0; j < i; j++) expect(region(spec, engine.grads, j).every(Number.isNaN), `layer ${j} still unwritten at onLayerGrad(${i})`).toBe(true);
-      },
-    });
-    expect(events).toEqual(['sums', ...Array.from({ length: L }, (_, k) => `grad ${L - 1 - k}`)]);
-    expect(early).toEqual(sums);
-    for (let i = 0; i < L; i++) expectSameBits(copies.get(i)!, region(spec, engine.grads, i), `layer ${i} at its onLayerGrad vs final`);
-    // without grad: onSums only
-    const none: string[] = [];
-    await run(engine, { onSums: () => none.push('sums'), onLayerGrad: (i) => none.push(`grad ${i}`) });
-    expect(none).toEqual(['sums']);
-  }
-
-  it.runIf(threadsOk)('offload (2 helpers): onSums, then onLayerGrad L-1..0, each region final when called', async () => {
+  it.runIf(threadsOk)('offload (2 helpers): onSums, then onPartGrad layer by layer (L-1..0), each part final when called', async () => {
     const backend = await createThreadedWasmBackend({ capacityFloats: engineFloats(spec, n), threads: 2, offload: true, spawn: spawnNodeKernelThread, minWorkPerThread: 0 });
     try {
       const engine = engineOn(backend, spec, n);
+      expect(engine.parts.map((p) => p.layer)).toEqual([0, 1, 2, 3]); // one part a layer
       const { pixels, labels } = batch(n, 5);
-      let withGrad = true;
-      await recordHooks(engine, async (e, hooks) => {
-        const s = await e.computeSumsAsync(pixels, labels, n, withGrad, hooks);
-        withGrad = false;
-        return s;
-      });
+      await recordHooks(engine, pixels, labels, n, (e, withGrad, hooks) => e.computeSumsAsync(pixels, labels, n, withGrad, hooks));
     } finally {
       backend.close?.();
     }
@@ -147,17 +166,38 @@ describe('computeSumsAsync hooks', () => {
   it('blocking computeSums calls the same hooks in the same order (oracle backend)', async () => {
     const engine = engineOn(createOracleBackend(), spec, n);
     const { pixels, labels } = batch(n, 5);
-    let withGrad = true;
-    await recordHooks(engine, async (e, hooks) => {
-      const s = e.computeSums(pixels, labels, n, withGrad, hooks);
-      withGrad = false;
-      return s;
-    });
+    await recordHooks(engine, pixels, labels, n, (e, withGrad, hooks) => e.computeSums(pixels, labels, n, withGrad, hooks));
+  });
+});
+
+describe.runIf(threadsOk)('the default model: big layers in several parts', () => {
+  // 3072x2048 in 2 parts, 2048x2048 and 2048x10 in 1 each (streamParts' default of 2^22 floats)
+  const spec = modelSpec([3072, 2048, 2048, 10]);
+  const n = 3;
+
+  it('computeSums (single-thread wasm) = computeSumsAsync (offload, 2 helpers), bit for bit; hooks part by part', async () => {
+    const single = await createWasmBackend({ capacityFloats: engineFloats(spec, n) });
+    const offload = await createThreadedWasmBackend({ capacityFloats: engineFloats(spec, n), threads: 2, offload: true, spawn: spawnNodeKernelThread, minWorkPerThread: 0 });
+    try {
+      const reference = engineOn(single, spec, n);
+      const engine = createEngine({ spec, backend: offload, maxBatch: n, chunk: CHUNK, normalize: true });
+      engine.params.set(reference.params);
+      expect(engine.parts.map((p) => p.layer)).toEqual([0, 0, 1, 2]);
+      const { pixels, labels } = batch(n, 21);
+      const want = await recordHooks(reference, pixels, labels, n, (e, withGrad, hooks) => e.computeSums(pixels, labels, n, withGrad, hooks));
+      const wantGrads = reference.grads.slice();
+      const got = await recordHooks(engine, pixels, labels, n, (e, withGrad, hooks) => e.computeSumsAsync(pixels, labels, n, withGrad, hooks));
+      expectSameSums(got, want, 'offload vs single');
+      expectSameBits(engine.grads, wantGrads, 'grads: offload computeSumsAsync vs single-thread computeSums');
+      expect(wantGrads.some((v) => v !== 0)).toBe(true);
+    } finally {
+      offload.close?.();
+    }
   });
 });
 
 describe.runIf(threadsOk)('computeSumsAsync with offload: the event loop, overlaps, errors', () => {
-  const spec = modelSpec([3072, 512, 512, 10]);
+  const spec = modelSpec([3072, 1400, 512, 10]);
   const n = 64;
   let backend: Backend;
   let engine: Engine;
@@ -201,7 +241,11 @@ describe.runIf(threadsOk)('computeSumsAsync with offload: the event loop, overla
 
   it('a hook that throws rejects the call, once the backend is idle; the next call runs', async () => {
     const { pixels, labels } = batch(n, 11);
-    await expect(engine.computeSumsAsync(pixels, labels, n, true, { onLayerGrad: (i) => { if (i === 1) throw new Error('send failed'); } }))
+    // Layer 0 (3072x1400) streams in two parts: the first one's hook throws while the second computes.
+    expect(engine.parts.filter((p) => p.layer === 0).length).toBe(2);
+    await expect(engine.computeSumsAsync(pixels, labels, n, true, { onPartGrad: (p) => { if (p === 0) throw new Error('send failed'); } }))
+      .rejects.toThrow(/send failed/);
+    await expect(engine.computeSumsAsync(pixels, labels, n, true, { onPartGrad: (p) => { if (p === 2) throw new Error('send failed'); } }))
       .rejects.toThrow(/send failed/);
     await expect(engine.computeSumsAsync(pixels, labels, n, true, { onSums: () => { throw new Error('no socket'); } })).rejects.toThrow(/no socket/);
     const sums = await engine.computeSumsAsync(pixels, labels, n, true);

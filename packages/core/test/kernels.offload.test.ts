@@ -3,7 +3,7 @@
  * none) against the oracle and the single-thread wasm backend, BIT FOR BIT, on 1, 2 and 3 helper
  * threads (Node worker_threads: @gradhub/worker's spawner), every call split over all of them
  * (minWorkPerThread 0): the blocking kernels through kernels.testutil's compareAll, the async ones
- * (`backend.async`) here. Plus what is particular to async calls: one call at a time, a helper that
+ * (`backend.async`) here, and the weight gradient in row blocks through both. Plus what is particular to async calls: one call at a time, a helper that
  * traps rejects, close() while a call is pending rejects.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -11,7 +11,7 @@ import { spawnNodeKernelThread } from '@gradhub/worker';
 import type { AsyncKernels, Backend } from '../src/kernels/types.js';
 import { createWasmBackend } from '../src/kernels/wasm.js';
 import { createThreadedWasmBackend, wasmThreadsSupported, type KernelThreadSpawner } from '../src/kernels/wasm-threads.js';
-import { compareAll, expectSameBits, fill, oracle, put, rng, type Shape } from './kernels.testutil.js';
+import { ROW_BLOCK_SHAPES, compareAll, compareRowBlocks, expectRowRangeChecked, expectSameBits, fill, oracle, put, rng, type Shape } from './kernels.testutil.js';
 
 const threadsOk = wasmThreadsSupported();
 
@@ -100,6 +100,15 @@ for (const threads of [1, 2, 3]) {
     it('n = 0', async () => {
       compareAll(wasm, { n: 0, inF: 5, outF: 9 }, 9900 * threads, [16]);
       await compareAsync(wasm, single, { n: 0, inF: 5, outF: 9 }, 9901 * threads, [16]);
+    });
+
+    it('weight gradient in row blocks = one call, bit for bit, blocking and async; the range is checked', async () => {
+      for (const [i, s] of ROW_BLOCK_SHAPES.entries()) {
+        await compareRowBlocks(wasm, s, 9910 * threads + i, 1 + (i % 4) * 5);
+        await compareRowBlocks(wasm, s, 9950 * threads + i, 1 + (i % 3) * 7, asyncOf(wasm).linearBackwardWeight);
+      }
+      await expectRowRangeChecked(wasm);
+      await expectRowRangeChecked(wasm, asyncOf(wasm).linearBackwardWeight);
     });
   });
 }

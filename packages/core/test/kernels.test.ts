@@ -2,13 +2,16 @@
  * Kernels: the oracle against the semantics written out independently (float64 math rounded with
  * Math.fround, the tree written as a recursion over treeMid), and the WebAssembly backend against
  * the oracle BIT FOR BIT (Uint32Array views) on many shapes, ragged edges, block boundaries, chunk
- * sizes, signed zeros, ties, subnormals; plus the wasm backend's memory and argument contract.
+ * sizes, signed zeros, ties, subnormals; the weight gradient computed in row blocks against one
+ * call over the whole layer; plus the wasm backend's memory and argument contract.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../src/kernels/types.js';
 import { MIN_SCRATCH_FLOATS, createWasmBackend, wasmSimdSupported } from '../src/kernels/wasm.js';
 import { chunkCount, treeFold, treeMid, treeSum32 } from '../src/tree.js';
-import { compareAll, expectSameBits, f, fill, interesting, oracle, put, rng, type Shape } from './kernels.testutil.js';
+import {
+  ROW_BLOCK_SHAPES, compareAll, compareRowBlocks, expectRowRangeChecked, expectSameBits, f, fill, interesting, oracle, put, rng, type Shape,
+} from './kernels.testutil.js';
 
 const TWO24 = 2 ** 24;
 
@@ -137,6 +140,16 @@ describe('oracle', () => {
     expect(Array.from(db)).toEqual([0, 0]);
   });
 
+  it('weight gradient in row blocks (odd and even bounds, 1-row and empty blocks) = one call, bit for bit', async () => {
+    for (const [i, s] of ROW_BLOCK_SHAPES.entries()) {
+      for (const chunk of [1, 3, 16]) await compareRowBlocks(oracle, s, 700 + 10 * i + chunk, chunk);
+    }
+  });
+
+  it('weight gradient: the row range is checked', async () => {
+    await expectRowRangeChecked(oracle);
+  });
+
   it('rejects bad shapes, short arrays and outputs that overlap inputs', () => {
     const a = new Float32Array(16);
     expect(() => oracle.linearForward(a, a, a, a.subarray(2, 6), 2, 2, 2, false)).toThrow(/output y overlaps x/);
@@ -242,6 +255,16 @@ describe.runIf(wasmSimdSupported())('wasm backend = oracle, bit for bit', () => 
 
   it('n = 0', () => {
     compareAll(wasm, { n: 0, inF: 5, outF: 3 }, 500, [16]);
+  });
+
+  it('weight gradient in row blocks = one call, bit for bit (default and minimal scratch); the range is checked', async () => {
+    for (const [i, s] of ROW_BLOCK_SHAPES.entries()) {
+      for (const chunk of [1, 3, 16]) await compareRowBlocks(wasm, s, 800 + 10 * i + chunk, chunk);
+    }
+    // minimal scratch: 20 rows a packed block for n = 200, so blocks cross block boundaries at odd rows
+    await compareRowBlocks(small, { n: 200, inF: 40, outF: 70 }, 890, 16);
+    await compareRowBlocks(small, { n: 37, inF: 300, outF: 45 }, 891, 5);
+    await expectRowRangeChecked(wasm);
   });
 
   it('the hand-made order cases', () => {

@@ -1,9 +1,10 @@
-// Helpers shared by the kernel tests, kernels.test.ts and kernels.threads.test.ts (not a test file
-// itself): random float32 inputs that stress sums, bit-for-bit comparison, guarded outputs, and
-// the three kernels run on the oracle and on a backend under test, compared bit for bit.
+// Helpers shared by the kernel tests, kernels.test.ts, kernels.threads.test.ts and
+// kernels.offload.test.ts (not a test file itself): random float32 inputs that stress sums,
+// bit-for-bit comparison, guarded outputs, the three kernels run on the oracle and on a backend
+// under test, compared bit for bit, and the weight gradient computed in row blocks.
 import { expect } from 'vitest';
 import { createOracleBackend } from '../src/kernels/oracle.js';
-import type { Backend } from '../src/kernels/types.js';
+import type { AsyncKernels, Backend, Kernels } from '../src/kernels/types.js';
 
 export const f = Math.fround;
 
@@ -135,4 +136,113 @@ export function compareAll(wasm: Backend, shape: Shape, seed: number, chunks: re
   for (const [name, copy, original] of [['x', X, x], ['w', W, w], ['b', B, b], ['dy', DY, dy], ['h', H, h]] as const) {
     expectSameBits(copy, original, `input ${name} ${tag}`);
   }
+}
+
+/**
+ * Random row blocks [oBegin, oEnd) that cover [0, outF): lengths of 1, 2 and up to outF / 3 rows,
+ * so blocks start and end on odd and even rows; then one empty block, all in a shuffled order.
+ */
+export function rowBlocks(outF: number, rand: () => number): [number, number][] {
+  const blocks: [number, number][] = [];
+  for (let r = 0; r < outF;) {
+    const u = rand();
+    const len = u < 0.25 ? 1 : u < 0.4 ? 2 : 1 + Math.floor(rand() * Math.max(1, outF / 3));
+    blocks.push([r, Math.min(outF, r + len)]);
+    r += len;
+  }
+  const e = Math.floor(rand() * (outF + 1));
+  blocks.push([e, e]);
+  for (let i = blocks.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [blocks[i], blocks[j]] = [blocks[j], blocks[i]];
+  }
+  return blocks;
+}
+
+/** One weight-gradient call, blocking or async. */
+export type WeightGradCall = Kernels['linearBackwardWeight'] | AsyncKernels['linearBackwardWeight'];
+
+/**
+ * The weight gradient in row blocks (rowBlocks, one `call` each on `backend`'s storage; by default
+ * its blocking kernel) against one oracle call over the whole layer, bit for bit: after each block
+ * its rows of dw and db hold the final bits and every row not computed yet is untouched (NaN);
+ * nothing is written outside dw and db, and the inputs are left alone.
+ */
+export async function compareRowBlocks(backend: Backend, shape: Shape, seed: number, chunk: number, call: WeightGradCall = backend.linearBackwardWeight.bind(backend)): Promise<void> {
+  const { n, inF, outF } = shape;
+  const rand = rng(seed);
+  const x = fill(new Float32Array(n * inF), rand);
+  const dy = fill(new Float32Array(n * outF), rand);
+  const dw = new Float32Array(outF * inF);
+  const db = new Float32Array(outF);
+  oracle.linearBackwardWeight(dy, x, dw, db, n, inF, outF, chunk);
+  const X = put(backend, x);
+  const DY = put(backend, dy);
+  const DW = guardedOutput(backend, outF * inF);
+  const DB = guardedOutput(backend, outF);
+  const done = new Uint8Array(outF);
+  const blocks = rowBlocks(outF, rand);
+  const tag = `${backend.name} n=${n} in=${inF} out=${outF} chunk=${chunk}`;
+  for (const [b, e] of blocks) {
+    await call(DY, X, DW.out, DB.out, n, inF, outF, chunk, b, e);
+    done.fill(1, b, e);
+    for (let o = 0; o < outF; o++) {
+      const row = DW.out.subarray(o * inF, (o + 1) * inF);
+      if (done[o]) {
+        expectSameBits(row, dw.subarray(o * inF, (o + 1) * inF), `${tag} dw row ${o} after block [${b}, ${e})`);
+        expectSameBits(DB.out.subarray(o, o + 1), db.subarray(o, o + 1), `${tag} db row ${o} after block [${b}, ${e})`);
+      } else {
+        expect(row.every(Number.isNaN) && Number.isNaN(DB.out[o]), `${tag}: block [${b}, ${e}) wrote row ${o}`).toBe(true);
+      }
+    }
+  }
+  expectSameBits(DW.out, dw, `${tag} dw`);
+  expectSameBits(DB.out, db, `${tag} db`);
+  expect(DW.untouched() && DB.untouched(), `${tag} wrote outside dw, db`).toBe(true);
+  expectSameBits(X, x, `${tag} input x`);
+  expectSameBits(DY, dy, `${tag} input dy`);
+}
+
+/** Shapes for compareRowBlocks: ragged (odd rows, inputs not multiples of 16), tiny, one row. */
+export const ROW_BLOCK_SHAPES: readonly Shape[] = [
+  { n: 5, inF: 17, outF: 15 },
+  { n: 17, inF: 33, outF: 7 },
+  { n: 3, inF: 1, outF: 5 },
+  { n: 1, inF: 16, outF: 1 },
+  { n: 60, inF: 90, outF: 64 },
+  { n: 34, inF: 257, outF: 131 },
+  { n: 0, inF: 5, outF: 9 },
+];
+
+/**
+ * The row range is checked like the other arguments: integers with 0 <= oBegin <= oEnd <= outF,
+ * else a RangeError naming it (a rejection for an async call).
+ */
+export async function expectRowRangeChecked(backend: Backend, call: WeightGradCall = backend.linearBackwardWeight.bind(backend)): Promise<void> {
+  const [n, inF, outF] = [2, 3, 4];
+  const dy = backend.allocF32(n * outF);
+  const x = backend.allocF32(n * inF);
+  const dw = backend.allocF32(outF * inF);
+  const db = backend.allocF32(outF);
+  const bad: [number, number, RegExp][] = [
+    [-1, 2, /oBegin must be an integer in 0\.\.outF \(4\), got -1/],
+    [5, 5, /oBegin must be an integer in 0\.\.outF \(4\), got 5/],
+    [1.5, 3, /oBegin must be an integer/],
+    [Number.NaN, 3, /oBegin must be an integer/],
+    [3, 2, /oEnd must be an integer in oBegin\.\.outF \(3\.\.4\), got 2/],
+    [0, 5, /oEnd must be an integer in oBegin\.\.outF \(0\.\.4\), got 5/],
+    [0, 2.5, /oEnd must be an integer/],
+  ];
+  for (const [b, e, msg] of bad) {
+    let err: unknown = null;
+    try {
+      await call(dy, x, dw, db, n, inF, outF, 1, b, e);
+    } catch (caught) {
+      err = caught;
+    }
+    expect(err, `[${b}, ${e})`).toBeInstanceOf(RangeError);
+    expect((err as Error).message).toMatch(msg);
+  }
+  // The whole range by default, and the empty ranges at both ends
+  for (const [b, e] of [[0, 0], [4, 4], [undefined, undefined], [2, undefined]] as const) await call(dy, x, dw, db, n, inF, outF, 1, b, e);
 }

@@ -2,14 +2,15 @@
  * The threaded WebAssembly backend against the oracle, BIT FOR BIT (Uint32Array views), on 2 and 3
  * threads (Node worker_threads helpers: @gradhub/worker's spawner), every call split over all
  * threads (minWorkPerThread 0): random and ragged shapes, shapes with fewer outputs than threads,
- * block boundaries, minimal scratch; plus its life cycle (start failures, close).
+ * block boundaries, minimal scratch, the weight gradient in row blocks (each block split over the
+ * threads) = one call; plus its life cycle (start failures, close).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnNodeKernelThread } from '@gradhub/worker';
 import type { Backend } from '../src/kernels/types.js';
 import { MIN_SCRATCH_FLOATS } from '../src/kernels/wasm.js';
 import { createThreadedWasmBackend, wasmThreadsSupported, type KernelThreadSpawner } from '../src/kernels/wasm-threads.js';
-import { compareAll, rng, type Shape } from './kernels.testutil.js';
+import { ROW_BLOCK_SHAPES, compareAll, compareRowBlocks, expectRowRangeChecked, rng, type Shape } from './kernels.testutil.js';
 
 const threadsOk = wasmThreadsSupported();
 
@@ -73,6 +74,12 @@ for (const threads of [2, 3]) {
     it('n = 0', () => {
       compareAll(wasm, { n: 0, inF: 5, outF: 9 }, 6000 * threads, [16]);
     });
+
+    it('weight gradient in row blocks = one call, bit for bit (each block split over the threads); the range is checked', async () => {
+      for (const [i, s] of ROW_BLOCK_SHAPES.entries()) await compareRowBlocks(wasm, s, 6100 * threads + i, 1 + (i % 4) * 5);
+      await compareRowBlocks(small, { n: 200, inF: 40, outF: 70 }, 6190 * threads, 16);
+      await expectRowRangeChecked(wasm);
+    });
   });
 }
 
@@ -90,6 +97,7 @@ describe.runIf(threadsOk)('threaded wasm backend life cycle', () => {
   it('threads 1 is the single-thread backend (no spawner needed)', async () => {
     const wasm = await createThreadedWasmBackend({ capacityFloats: 1 << 16, threads: 1 });
     compareAll(wasm, { n: 9, inF: 20, outF: 7 }, 7003, [4]);
+    await compareRowBlocks(wasm, { n: 9, inF: 20, outF: 7 }, 7004, 4);
     expect(wasm.allocF32(4).buffer instanceof SharedArrayBuffer).toBe(false);
   });
 

@@ -80,13 +80,16 @@ export function checkBackwardInputArgs(
   }
 }
 
-/** Check the arguments of `linearBackwardWeight`. */
+/** Check the arguments of `linearBackwardWeight`, its row range [oBegin, oEnd) included. */
 export function checkBackwardWeightArgs(
   dy: Float32Array, x: Float32Array, dw: Float32Array, db: Float32Array, n: number, inF: number, outF: number, chunk: number,
+  oBegin = 0, oEnd = outF,
 ): void {
   const k = 'linearBackwardWeight';
   checkShape(k, n, inF, outF);
   checkInt(k, 'chunk', chunk, 1);
+  if (!Number.isInteger(oBegin) || oBegin < 0 || oBegin > outF) throw new RangeError(`${k}: oBegin must be an integer in 0..outF (${outF}), got ${oBegin}`);
+  if (!Number.isInteger(oEnd) || oEnd < oBegin || oEnd > outF) throw new RangeError(`${k}: oEnd must be an integer in oBegin..outF (${oBegin}..${outF}), got ${oEnd}`);
   checkLength(k, 'dy', dy, n * outF);
   checkLength(k, 'x', x, n * inF);
   checkLength(k, 'dw', dw, outF * inF);
@@ -140,15 +143,16 @@ export function createOracleBackend(): Backend {
   let column = new Float32Array(0); // one column of products, reused across calls (grows only)
 
   /**
-   * dw (OUT, IN) = treeSum32 over samples of dy[s, o] * x[s, i]; db (OUT) = treeSum32 of dy[s, o].
+   * dw (OUT, IN) = treeSum32 over samples of dy[s, o] * x[s, i]; db (OUT) = treeSum32 of dy[s, o];
+   * rows [oBegin, oEnd) only.
    */
   function linearBackwardWeight(
     dy: Float32Array, x: Float32Array, dw: Float32Array, db: Float32Array,
-    n: number, inF: number, outF: number, chunk: number,
+    n: number, inF: number, outF: number, chunk: number, oBegin = 0, oEnd = outF,
   ): void {
-    checkBackwardWeightArgs(dy, x, dw, db, n, inF, outF, chunk);
+    checkBackwardWeightArgs(dy, x, dw, db, n, inF, outF, chunk, oBegin, oEnd);
     if (column.length < n) column = new Float32Array(n);
-    for (let o = 0; o < outF; o++) {
+    for (let o = oBegin; o < oEnd; o++) {
       for (let i = 0; i < inF; i++) {
         for (let s = 0; s < n; s++) column[s] = f(dy[s * outF + o] * x[s * inF + i]);
         dw[o * inF + i] = treeSum32(column, n, chunk);

@@ -33,10 +33,15 @@ export interface Kernels {
    * dw (OUT, IN) = sum over samples s of dy[s, o] * x[s, i]; db (OUT) = sum over s of dy[s, o].
    * The sample sum follows the chunk tree of `chunk` samples a chunk over the n samples
    * (the last chunk may be short): treeSum in tree.ts is the reference order.
+   *
+   * Only rows [oBegin, oEnd) of dw and db are computed (default: all of them, [0, outF)); the other
+   * rows are left as they are. dy, x, dw and db keep the whole layer's shapes and strides. Each row
+   * is independent, so rows computed over several calls have the same bits as in one call. The
+   * range must satisfy 0 <= oBegin <= oEnd <= outF (integers), else RangeError.
    */
   linearBackwardWeight(
     dy: Float32Array, x: Float32Array, dw: Float32Array, db: Float32Array,
-    n: number, inF: number, outF: number, chunk: number,
+    n: number, inF: number, outF: number, chunk: number, oBegin?: number, oEnd?: number,
   ): void;
 }
 

@@ -7,7 +7,8 @@
  * - forward, y (N, OUT): outputs [o0, o1) of every sample (slices of 2 outputs, the tile height);
  * - backward-input, dx (N, IN): inputs [i0, i1) of every sample (slices of 16, the tile width);
  * - weight gradient, dw (OUT, IN) and db (OUT): rows [o0, o1), each row with the whole chunk tree
- *   over all samples (slices of 2 rows).
+ *   over all samples (slices of 2 rows); a call for rows [oBegin, oEnd) only splits that range
+ *   the same way (slices of 2 rows from oBegin).
  * Each element is computed by exactly one thread, by the same tile code and in the same k order as
  * with one thread (assembly/index.ts, "Ranges"), so no result depends on the split.
  *
@@ -57,7 +58,8 @@
  * One call at a time: the slots hold one command each, so a backend runs one kernel call at a time.
  * A call made while an async call is pending throws (an async call rejects) rather than waiting.
  * While an async call is pending, the caller must not write its inputs nor read its outputs; any
- * other storage may be read and written (e.g. a layer's gradient sent while the next one computes).
+ * other storage may be read and written (e.g. a finished part of the gradient sent while the next
+ * block computes).
  *
  * Blocking: the blocking kernels (and the async ones where Atomics.waitAsync is missing) block the
  * calling thread in `Atomics.wait`, which Node allows on its main thread and browsers in Web
@@ -362,8 +364,8 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
   const { allocF32, ptr } = wasmArena(buffer, heap, capacity);
   const seqs = new Int32Array(slots); // the last command sent to each helper
   const args = new Int32Array(8); // the calling thread's copy of the current command's arguments
-  /** The call being started: written by the stage* functions, read by post(). */
-  const call = { op: 0, total: 0, align: 1, work: 0 };
+  /** The call being started: written by the stage* functions, read by post(); its range is [begin, begin + total). */
+  const call = { op: 0, begin: 0, total: 0, align: 1, work: 0 };
   let closed = false;
   let pending = false; // an async call is in flight
 
@@ -373,7 +375,7 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
     const kn = 'linearForward';
     args[0] = ptr(kn, 'x', x); args[1] = ptr(kn, 'w', w); args[2] = ptr(kn, 'b', b); args[3] = ptr(kn, 'y', y);
     args[4] = n; args[5] = inF; args[6] = outF; args[7] = relu ? 1 : 0;
-    call.op = OP_FORWARD; call.total = outF; call.align = 2; call.work = n * inF * outF;
+    call.op = OP_FORWARD; call.begin = 0; call.total = outF; call.align = 2; call.work = n * inF * outF;
   }
 
   function stageBackwardInput(dy: Float32Array, w: Float32Array, dx: Float32Array, n: number, inF: number, outF: number, mask: Float32Array | null): void {
@@ -381,27 +383,27 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
     const kn = 'linearBackwardInput';
     args[0] = ptr(kn, 'dy', dy); args[1] = ptr(kn, 'w', w); args[2] = ptr(kn, 'dx', dx);
     args[3] = n; args[4] = inF; args[5] = outF; args[6] = mask ? ptr(kn, 'mask', mask) : 0; args[7] = 0;
-    call.op = OP_BACKWARD_INPUT; call.total = inF; call.align = 16; call.work = n * inF * outF;
+    call.op = OP_BACKWARD_INPUT; call.begin = 0; call.total = inF; call.align = 16; call.work = n * inF * outF;
   }
 
-  function stageBackwardWeight(dy: Float32Array, x: Float32Array, dw: Float32Array, db: Float32Array, n: number, inF: number, outF: number, chunk: number): void {
-    checkBackwardWeightArgs(dy, x, dw, db, n, inF, outF, chunk);
+  function stageBackwardWeight(dy: Float32Array, x: Float32Array, dw: Float32Array, db: Float32Array, n: number, inF: number, outF: number, chunk: number, oBegin = 0, oEnd = outF): void {
+    checkBackwardWeightArgs(dy, x, dw, db, n, inF, outF, chunk, oBegin, oEnd);
     const kn = 'linearBackwardWeight';
     if (n > maxWeightSamples) {
       throw new RangeError(`${kn}: n = ${n} samples exceeds this backend's scratch (at most ${maxWeightSamples}); create it with a larger scratchFloats`);
     }
     args[0] = ptr(kn, 'dy', dy); args[1] = ptr(kn, 'x', x); args[2] = ptr(kn, 'dw', dw); args[3] = ptr(kn, 'db', db);
     args[4] = n; args[5] = inF; args[6] = outF; args[7] = chunk;
-    call.op = OP_BACKWARD_WEIGHT; call.total = outF; call.align = 2; call.work = n * inF * outF;
+    call.op = OP_BACKWARD_WEIGHT; call.begin = oBegin; call.total = oEnd - oBegin; call.align = 2; call.work = n * inF * (oEnd - oBegin);
   }
 
   /**
-   * Split the staged call over [0, total) in slices of `align` over at most `threads` slices (fewer
-   * for little work) and post the helpers' slices (every slice with offload, else slices 1..).
-   * Returns the number of slices.
+   * Split the staged call's range [begin, begin + total) in slices of `align` over at most
+   * `threads` slices (fewer for little work) and post the helpers' slices (every slice with
+   * offload, else slices 1..). Returns the number of slices.
    */
   function post(): number {
-    const { op, total, align, work } = call;
+    const { op, begin, total, align, work } = call;
     if (closed) throw new Error(`${OP_NAMES[op]}: the backend is closed`);
     if (pending) throw new Error(`${OP_NAMES[op]}: another kernel call is pending (calls must not overlap)`);
     const units = Math.ceil(total / align);
@@ -410,8 +412,8 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
       const base = (s + shift) * SLOT_INTS;
       ctrl[base + OP] = op;
       for (let i = 0; i < 8; i++) ctrl[base + ARGS + i] = args[i];
-      ctrl[base + ARGS + 8] = sliceEnd(s - 1, parts, units, align, total);
-      ctrl[base + ARGS + 9] = sliceEnd(s, parts, units, align, total);
+      ctrl[base + ARGS + 8] = begin + sliceEnd(s - 1, parts, units, align, total);
+      ctrl[base + ARGS + 9] = begin + sliceEnd(s, parts, units, align, total);
       seqs[s + shift] = (seqs[s + shift] + 1) | 0;
       Atomics.store(ctrl, base + SEQ, seqs[s + shift]);
       Atomics.notify(ctrl, base + SEQ, 1);
@@ -425,7 +427,7 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
     const parts = post();
     let failed = 0;
     try {
-      if (!offload) exec(k, op, args, 0, 0, sliceEnd(0, parts, Math.ceil(call.total / call.align), call.align, call.total));
+      if (!offload) exec(k, op, args, 0, call.begin, call.begin + sliceEnd(0, parts, Math.ceil(call.total / call.align), call.align, call.total));
     } finally {
       for (let slot = 1; slot < parts + shift; slot++) {
         const base = slot * SLOT_INTS;
@@ -486,8 +488,8 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
       stageBackwardInput(dy, w, dx, n, inF, outF, mask);
       return runAsync();
     },
-    async linearBackwardWeight(dy, x, dw, db, n, inF, outF, chunk) {
-      stageBackwardWeight(dy, x, dw, db, n, inF, outF, chunk);
+    async linearBackwardWeight(dy, x, dw, db, n, inF, outF, chunk, oBegin, oEnd) {
+      stageBackwardWeight(dy, x, dw, db, n, inF, outF, chunk, oBegin, oEnd);
       return runAsync();
     },
   };
@@ -506,8 +508,8 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
       run();
     },
 
-    linearBackwardWeight(dy, x, dw, db, n, inF, outF, chunk) {
-      stageBackwardWeight(dy, x, dw, db, n, inF, outF, chunk);
+    linearBackwardWeight(dy, x, dw, db, n, inF, outF, chunk, oBegin, oEnd) {
+      stageBackwardWeight(dy, x, dw, db, n, inF, outF, chunk, oBegin, oEnd);
       run();
     },
 

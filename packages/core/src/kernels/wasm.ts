@@ -202,13 +202,13 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Ba
       k.linearBackwardInput(ptr(kn, 'dy', dy), ptr(kn, 'w', w), ptr(kn, 'dx', dx), n, inF, outF, mask ? ptr(kn, 'mask', mask) : 0, 0, inF);
     },
 
-    linearBackwardWeight(dy, x, dw, db, n, inF, outF, chunk) {
-      checkBackwardWeightArgs(dy, x, dw, db, n, inF, outF, chunk);
+    linearBackwardWeight(dy, x, dw, db, n, inF, outF, chunk, oBegin = 0, oEnd = outF) {
+      checkBackwardWeightArgs(dy, x, dw, db, n, inF, outF, chunk, oBegin, oEnd);
       const kn = 'linearBackwardWeight';
       if (n > maxWeightSamples) {
         throw new RangeError(`${kn}: n = ${n} samples exceeds this backend's scratch (at most ${maxWeightSamples}); create it with a larger scratchFloats`);
       }
-      k.linearBackwardWeight(ptr(kn, 'dy', dy), ptr(kn, 'x', x), ptr(kn, 'dw', dw), ptr(kn, 'db', db), n, inF, outF, chunk, 0, outF);
+      k.linearBackwardWeight(ptr(kn, 'dy', dy), ptr(kn, 'x', x), ptr(kn, 'dw', dw), ptr(kn, 'db', db), n, inF, outF, chunk, oBegin, oEnd);
     },
 
     close() {},
