@@ -168,9 +168,12 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI)('the browser worker in Chromi
     }
   }
 
-  it('2 Node workers and 2 tabs train to weights byte-identical to --workers 0', async () => {
+  it('2 Node workers and 2 tabs (on 2 and 1 kernel threads: ?threads=) train to weights byte-identical to --workers 0', async () => {
     problems.length = 0;
-    const { params, tabs, cluster } = await mixedRun(['', ''], async (tabs, cluster) => {
+    const { params, tabs, cluster } = await mixedRun(['&threads=2', '&threads=1'], async (tabs, cluster) => {
+      // Each page passed its ?threads= on to its worker, which said so in its Hello.
+      const browserThreads = cluster.membership.workers().filter((w) => w.runtime === 'browser').map((w) => w.capabilities.threads).sort();
+      expect(browserThreads).toEqual([1, 2]);
       for (const tab of tabs) {
         // Every tab does its share, and says so while the run goes on.
         await tab.waitForFunction(() => Number(document.body.dataset.contributed) > 0 && document.getElementById('loss')!.textContent !== '—', undefined, { timeout: 30_000, polling: 20 });

@@ -6,29 +6,30 @@
  * this module only moves them to workers and reduces what comes back. One request at a time.
  *
  * A request (one `run`), and its sync points:
- * 1. Parameters go out one layer at a time (protocol.ts `ParamsEncoder`): each layer of a version is
- *    copied into a reused snapshot, hashed (xxHash64) and encoded once, and the same bytes are sent,
- *    as fragments, to every worker. A layer is sent as soon as it is final: `publish` (the trainer
- *    calls it from `onRootPart`, once its SGD step has updated that layer) sends it to every ready
- *    worker while the rest of the request is still being reduced; the layers not published ahead
- *    go to each worker that lacks them just before its Work.
+ * 1. Parameters go out one part at a time (core `streamParts`: a layer, or a block of ~16 MiB of a
+ *    big layer's rows; protocol.ts `ParamsEncoder`): each part of a version is copied into a reused
+ *    snapshot, hashed (xxHash64) and encoded once, and the same bytes are sent, as fragments, to
+ *    every worker. A part is sent as soon as it is final: `publish` (the trainer calls it from
+ *    `onRootPart`, once its SGD step has updated that part) sends it to every ready worker while
+ *    the rest of the request is still being reduced; the parts not published ahead go to each
+ *    worker that lacks them just before its Work.
  * 2. Assignment: waits for at least one worker, then `assignChunks` (scheduler) gives each ready
  *    worker a contiguous range of chunks, as canonical nodes, cut to minimise the estimated
  *    makespan: compute (measured speed) against bytes moved (parameters if the worker lacks
  *    them, its pixels, and one result per node, at its measured bandwidth). Each worker gets one
  *    Work frame with its nodes' pixels and labels (uint8) in node order. The bytes the plan moves
  *    ("as assigned") are logged at debug level and kept in `stats.assigned`.
- * 3. Results go through the reducer (validation, tree combination per layer). A worker sends a
- *    node's gradient as one Result per layer, each as soon as its backward is done (or one Result
- *    with the whole gradient); as soon as a layer's root is complete, `hooks.onRootPart` gets it,
- *    so the trainer updates that layer and publishes it (1.) while other layers are in flight.
+ * 3. Results go through the reducer (validation, tree combination per part). A worker sends a
+ *    node's gradient as one Result per part, each as soon as it is final in its backward pass (or
+ *    one Result with the whole gradient); as soon as a part's root is complete, `hooks.onRootPart`
+ *    gets it, so the trainer updates that part and publishes it (1.) while others are in flight.
  *    A protocol fault kicks the
  *    worker (Error + close); a lost worker's incomplete nodes go to the worker that would finish
  *    them first (or to the next worker that joins, when none is left); a non-finite node is
  *    recomputed on another worker, and a second non-finite answer ends the run with E_DIVERGED.
  *    With `speculateAfterMs`, a node outstanding that long is also given to an idle worker and
  *    the first result wins (the other is dropped quietly and counted).
- * 4. When the root is complete, `run` resolves; the gradient (of the layers not taken through
+ * 4. When the root is complete, `run` resolves; the gradient (of the parts not taken through
  *    `onRootPart`; null when all were) is the reducer's, valid until the next `run`. Per worker
  *    and busy period (from its Work to its last result), its compute speed (samples / the
  *    compute time it reports; wall time when it reports none) and its bandwidth (bytes moved /
@@ -46,7 +47,7 @@
 import type { Logger } from 'pino';
 import { gradhub } from '@gradhub/proto';
 import {
-  CIFAR_PIXELS, ErrorCode, GradhubError, chunkCount, layerRanges, modelSpec, nodeSamples,
+  CIFAR_PIXELS, ErrorCode, GradhubError, chunkCount, modelSpec, nodeSamples, streamParts,
   type FlatRange, type ModelSpec, type TreeNode,
 } from '@gradhub/core';
 import type { Executor, StepHooks, StepInput, StepSums, StepTiming } from './executor.js';
@@ -122,7 +123,7 @@ interface Active {
   readonly computeMs: Map<number, number>;
   reduceMs: number;
   lastResultAt: number;
-  /** The caller's hooks (onRootPart), and how many layers went to it. */
+  /** The caller's hooks (onRootPart), and how many parts went to it. */
   readonly hooks: StepHooks | null;
   delivered: number;
 }
@@ -149,7 +150,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
   private readonly speeds: SpeedTable;
   private readonly bandwidths: SpeedTable;
   private readonly speculateAfterMs: number | null;
-  private readonly layers: readonly FlatRange[];
+  /** The parts gradients and parameters stream in (core streamParts: layers, big ones in row blocks). */
+  private readonly parts: readonly FlatRange[];
   private readonly paramsEncoder: ParamsEncoder;
   /** Per worker: the version whose Params parts it is being sent, and which parts went out. */
   private readonly sentParts = new Map<number, { version: number; sent: boolean[] }>();
@@ -174,9 +176,9 @@ class ClusterExecutorImpl implements ClusterExecutor {
     }
     const budget = opts.memoryBudgetBytes ?? 512 * 1024 * 1024;
     if (!(budget > 0)) throw new GradhubError(ErrorCode.E_USAGE, `memoryBudgetBytes must be positive, got ${budget}`);
-    this.layers = layerRanges(opts.spec);
-    this.paramsEncoder = new ParamsEncoder(this.layers);
-    this.reducer = new Reducer({ paramCount: opts.spec.paramCount, maxHeld: Math.max(2, Math.floor(budget / (4 * opts.spec.paramCount))), parts: this.layers });
+    this.parts = streamParts(opts.spec);
+    this.paramsEncoder = new ParamsEncoder(this.parts);
+    this.reducer = new Reducer({ paramCount: opts.spec.paramCount, maxHeld: Math.max(2, Math.floor(budget / (4 * opts.spec.paramCount))), parts: this.parts });
     this.speeds = new SpeedTable(opts.speedAlpha ?? 0.5);
     this.bandwidths = new SpeedTable(opts.speedAlpha ?? 0.5);
     this.status = opts.status ?? null;
@@ -360,7 +362,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
   private sendParams(w: WorkerConn, f: ParamsPartFrame): { sent: Promise<boolean> } | null {
     let rec = this.sentParts.get(w.id);
     if (!rec || rec.version !== f.version) {
-      rec = { version: f.version, sent: this.layers.map(() => false) };
+      rec = { version: f.version, sent: this.parts.map(() => false) };
       this.sentParts.set(w.id, rec);
     }
     if (rec.sent[f.index]) return null;
@@ -376,9 +378,9 @@ class ClusterExecutorImpl implements ClusterExecutor {
   }
 
   /**
-   * Part `index` of `version` is final (the trainer updated that layer): encode it and send it to
+   * Part `index` of `version` is final (the trainer updated that part): encode it and send it to
    * every ready worker now, ahead of the request that will need it, so that parameters stream down
-   * while other layers are still being reduced. `params` must hold that layer's final values.
+   * while other parts are still being reduced. `params` must hold that part's final values.
    */
   publish(version: number, params: Float32Array, index: number): void {
     if (this.closed) return;
@@ -456,7 +458,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
   }
 
   private onParamsRequest(w: WorkerConn, version: number): void {
-    const frames = this.layers.map((_, i) => this.paramsEncoder.frame(version, i));
+    const frames = this.parts.map((_, i) => this.paramsEncoder.frame(version, i));
     if (frames.every((f) => f !== null)) {
       this.sentParts.delete(w.id); // send them all again
       for (const f of frames) this.sendParams(w, f!);
@@ -479,7 +481,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const t0 = performance.now();
     const v = this.reducer.accept(w.id, r);
     const a = this.active;
-    // A node's layers may come in several Results: the one that completes it carries the node's
+    // A node's parts may come in several Results: the one that completes it carries the node's
     // whole compute time. Any other verdict also ends this worker's part in the node.
     const nodeOver = v.kind !== 'accepted' || v.nodeDone;
     if (a) {
@@ -521,7 +523,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
       for (const i of v.rootParts) {
         a.delivered++;
         try {
-          a.hooks.onRootPart(i, this.layers[i], this.reducer.rootPart(i), sums);
+          a.hooks.onRootPart(i, this.parts[i], this.reducer.rootPart(i), sums);
         } catch (err) {
           this.fail(err instanceof Error ? err : new Error(String(err)));
         }
@@ -621,8 +623,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
   private finish(): void {
     const a = this.active;
     if (!a || a.settled) return;
-    // Layers the caller took through onRootPart are not joined into one gradient again.
-    const taken = a.spec.mode === 'train' && a.delivered === this.layers.length;
+    // Parts the caller took through onRootPart are not joined into one gradient again.
+    const taken = a.spec.mode === 'train' && a.delivered === this.parts.length;
     const sums = taken ? { ...this.reducer.rootSums()!, grad: null } : this.reducer.result();
     this.settle();
     this.counters.requests++;

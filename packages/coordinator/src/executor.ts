@@ -46,7 +46,7 @@ export interface StepTiming {
 export interface StepSums {
   /**
    * Sum over samples of d(loss_s)/d(params), tree order; length = paramCount. Null for 'eval', and
-   * when every layer already went to `StepHooks.onRootPart`.
+   * when every part already went to `StepHooks.onRootPart`.
    */
   readonly grad: Float32Array | null;
   /** Sum over samples of the per-sample loss (float64, tree order). */
@@ -67,11 +67,12 @@ export interface RootSumsView {
 }
 
 /**
- * Optional hooks of a 'train' run. `onRootPart(i, range, grad, sums)`: layer i's root gradient
- * sum is complete (`grad`, range.length floats, the slice `range` of the flat gradient; valid
- * during the call only) and so are the batch's sums: the caller may update that layer now, while
- * other layers are still being reduced. Called at most once per layer, before `run` resolves;
- * executors that cannot tell layers apart never call it (the whole gradient comes in StepSums).
+ * Optional hooks of a 'train' run. `onRootPart(i, range, grad, sums)`: the root gradient sum of
+ * part i of the model's stream parts (core `streamParts`: layers, big ones in row blocks) is
+ * complete (`grad`, range.length floats, the slice `range` of the flat gradient; valid during the
+ * call only) and so are the batch's sums: the caller may update that part now, while other parts
+ * are still being reduced. Called at most once per part, before `run` resolves; executors that do
+ * not stream never call it (the whole gradient comes in StepSums).
  */
 export interface StepHooks {
   onRootPart?(index: number, range: FlatRange, grad: Float32Array, sums: RootSumsView): void;
@@ -81,8 +82,8 @@ export interface Executor {
   /** Compute the sums of one batch. Rejects only for run-ending errors (e.g. a diverged model). */
   run(input: StepInput, hooks?: StepHooks): Promise<StepSums>;
   /**
-   * Optional: layer `index` of parameter version `version` is final in `params` (the optimizer
-   * updated it): an executor with remote workers may send it ahead of the request that needs it.
+   * Optional: stream part `index` of parameter version `version` is final in `params` (the
+   * optimizer updated it): an executor with remote workers may send it ahead of the request.
    */
   publish?(version: number, params: Float32Array, index: number): void;
   /** Release sockets, workers and memory. */

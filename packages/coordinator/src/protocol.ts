@@ -12,11 +12,11 @@
  * reducer and membership.
  *
  * Encoding: one `Envelope` per frame, `protocol_version` always set. A version's parameters go out
- * as one Params message per layer, each encoded once and sent as the same bytes to every worker
- * (`ParamsEncoder`), as the Envelope up to the parameters (`paramsHeader`, one fragment) followed
- * by the parameter bytes in fragments of at most `FRAGMENT_BYTES`, so that neither side allocates,
- * faults in and copies a model-sized buffer per message: fragments of a few hundred KiB come from
- * memory the allocator reuses.
+ * as one Params message per stream part (core `streamParts`), each encoded once and sent as the
+ * same bytes to every worker (`ParamsEncoder`), as the Envelope up to the parameters
+ * (`paramsHeader`, one fragment) followed by the parameter bytes in fragments of at most
+ * `FRAGMENT_BYTES`, so that neither side allocates, faults in and copies a model-sized buffer per
+ * message: fragments of a few hundred KiB come from memory the allocator reuses.
  */
 import {
   closeCodeFor, decodeFrame as decodeFrameAs, decodeMessage as decodeMessageAs, fragments, paramsHeader, wireCodeName,
@@ -82,7 +82,7 @@ export function decodeMessage(pieces: readonly Uint8Array[], maxFrameBytes: numb
   return decodeMessageAs(pieces, maxFrameBytes, accept, COORDINATOR);
 }
 
-/** The Params message of one part (one layer) of one version: encoded once, the same bytes for every worker. */
+/** The Params message of one stream part of one version: encoded once, the same bytes for every worker. */
 export interface ParamsPartFrame {
   readonly version: number;
   /** Index of the part in the encoder's layout. */
@@ -117,9 +117,9 @@ export function encodeParamsPart(version: number, index: number, range: FlatRang
 }
 
 /**
- * The Params messages of successive versions, one per part of `layout` (the model's layers), each
- * encoded once, when its part is final (`encodePart`, as soon as the optimizer has updated that
- * layer) or when a request needs the whole version (`encodeAll`). All parts of a version are
+ * The Params messages of successive versions, one per part of `layout` (the model's stream
+ * parts), each encoded once, when its part is final (`encodePart`, as soon as the optimizer has updated that
+ * part) or when a request needs the whole version (`encodeAll`). All parts of a version are
  * copied into one snapshot, which is overwritten only once no send of an earlier message over it is
  * in progress (`snapshot.sends`, counted by the sender), so a slow socket never sends torn
  * parameters, and a step allocates nothing once two snapshots exist (the current version's and the

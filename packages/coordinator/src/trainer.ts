@@ -3,9 +3,9 @@
  *
  * Per step: the sampler picks the global batch, the executor (in-process or the cluster) returns the
  * tree sums for the current parameter version, the trainer divides once (loss = lossSum/denomSum)
- * and applies torch.optim.SGD to the master copy, layer by layer as the executor completes them
- * (the same bits as one step over the whole buffer: SGD is element-wise), publishing each updated
- * layer to the executor so that the new parameters stream to workers early. After each epoch (and
+ * and applies torch.optim.SGD to the master copy, part by part (core `streamParts`) as the executor
+ * completes them (the same bits as one step over the whole buffer: SGD is element-wise),
+ * publishing each updated part to the executor so that the new parameters stream to workers early. After each epoch (and
  * at the end of the run) the test set is evaluated through the same executor. Checkpoints are
  * taken every N steps and at the end; a resumed run continues from (params, optimizer state,
  * sampler state, step) exactly.
@@ -15,7 +15,7 @@
  */
 import type { Logger } from 'pino';
 import {
-  GradhubError, Sampler, createSgdOptimizer, batchesPerEpoch, layerRanges, modelSpec, CIFAR10_IMAGE_BYTES,
+  GradhubError, Sampler, createSgdOptimizer, batchesPerEpoch, modelSpec, streamParts, CIFAR10_IMAGE_BYTES,
   type FlatRange, type SamplerState, type SgdPartialStep,
 } from '@gradhub/core';
 import type { Executor, RootSumsView } from './executor.js';
@@ -98,7 +98,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const sgd = opt.state;
   const sampler = new Sampler({ count: train.count, batch: s.batch, seed: s.seed, shuffle: s.shuffle }, o.start.sampler);
   const total = totalSteps(s, train.count);
-  const ranges = layerRanges(modelSpec(s.sizes));
+  const ranges = streamParts(modelSpec(s.sizes));
   const pixels = new Uint8Array(s.batch * CIFAR10_IMAGE_BYTES);
   const labels = new Uint8Array(s.batch);
   let step = o.start.step;
@@ -133,9 +133,9 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     const t0 = performance.now();
     const { epoch, indices } = sampler.next();
     const n = gather(train, indices, pixels, labels);
-    // SGD goes layer by layer: the cluster executor hands each layer's root gradient over as soon
-    // as it is complete (onRootPart), the layer is updated and published to the workers while the
-    // other layers are still in flight; layers not handed over are updated once `run` resolves.
+    // SGD goes part by part: the cluster executor hands each part's root gradient over as soon as
+    // it is complete (onRootPart), the part is updated and published to the workers while the
+    // other parts are still in flight; parts not handed over are updated once `run` resolves.
     const version = step;
     const taken = ranges.map(() => false);
     let update: SgdPartialStep | null = null;

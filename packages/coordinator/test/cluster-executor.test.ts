@@ -3,7 +3,7 @@
 // bit for bit the answer of one engine on the whole batch, whatever happens to the workers.
 import { afterEach, describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
-import { isGradhubError, layerRanges, wasmSimdSupported } from '@gradhub/core';
+import { isGradhubError, modelSpec, streamParts, wasmSimdSupported } from '@gradhub/core';
 import { startNodeWorker, type ClientEvent, type NodeWorkerHandle, type NodeWorkerOptions } from '@gradhub/worker';
 import { startCluster, type Cluster, type ClusterOptions } from '../src/cluster-executor.js';
 import type { StepInput, StepSums } from '../src/executor.js';
@@ -113,7 +113,7 @@ describe('cluster executor over loopback', () => {
     expect(c.executor.stats.rejected).toBe(0);
   });
 
-  it('hands each layer over once its root is complete, and sends the parameters published then ahead of the next Work', async () => {
+  it('hands each stream part over once its root is complete, and sends the parameters published then ahead of the next Work', async () => {
     const c = await start();
     worker({ backend: 'wasm' }); // compute off the main thread: layers stream during the backward pass
     worker();
@@ -125,18 +125,44 @@ describe('cluster executor over loopback', () => {
     const got = await c.executor.run(inp, {
       onRootPart(i, range, grad, sums) {
         seen.push(i);
-        expect(range).toEqual(layerRanges(SPEC)[i]);
+        expect(range).toEqual(streamParts(SPEC)[i]);
         const w = want.grad!.subarray(range.offset, range.offset + range.length);
         expect(Buffer.from(grad.buffer, grad.byteOffset, grad.byteLength).equals(Buffer.from(w.buffer, w.byteOffset, w.byteLength))).toBe(true);
         expect(sums).toMatchObject({ lossSum: want.lossSum, denomSum: want.denomSum, correct: want.correct });
         c.executor.publish(1, next, i);
       },
     });
-    expect([...seen].sort()).toEqual(SPEC.layers.map((l) => l.index));
-    expect(got.grad).toBeNull(); // every layer went to the hook
+    expect([...seen].sort((a, b) => a - b)).toEqual(streamParts(SPEC).map((_, i) => i));
+    expect(got.grad).toBeNull(); // every part went to the hook
     expect(got).toMatchObject({ lossSum: want.lossSum, denomSum: want.denomSum, correct: want.correct });
-    // Version 1 went out layer by layer during step 1: step 2 sends Work only, and gets the same bits.
+    // Version 1 went out part by part during step 1: step 2 sends Work only, and gets the same bits.
     await runAndCheck(c, input(2));
+    expect(c.executor.stats.assigned!.paramsBytes).toBe(0);
+  });
+
+  it('streams a layer bigger than one part in row blocks, both ways, with the same bits', async () => {
+    const sizes = [3072, 1400, 10]; // layer 0: 4.3M floats, two stream parts
+    const spec = modelSpec(sizes);
+    expect(streamParts(spec).filter((p) => p.layer === 0).length).toBeGreaterThan(1);
+    const c = await start({ sizes });
+    worker({ backend: 'wasm' });
+    worker({ backend: 'wasm' });
+    await c.executor.waitForWorkers(2);
+    for (let step = 1; step <= 2; step++) {
+      const { pixels, labels } = cifarBatch(step * 50, BATCH);
+      const params = paramsFor(spec, step - 1);
+      const want = reference(spec, params, pixels, labels, BATCH, CHUNK, true);
+      const got = new Float32Array(spec.paramCount);
+      const next = paramsFor(spec, step);
+      const sums = await c.executor.run({ mode: 'train', step, version: step - 1, params, pixels, labels, batch: BATCH }, {
+        onRootPart(i, range, grad) {
+          got.set(grad, range.offset);
+          c.executor.publish(step, next, i);
+        },
+      });
+      expect(sums).toMatchObject({ grad: null, lossSum: want.lossSum, denomSum: want.denomSum, correct: want.correct });
+      expect(bits(got)!.equals(bits(want.grad)!)).toBe(true);
+    }
     expect(c.executor.stats.assigned!.paramsBytes).toBe(0);
   });
 

@@ -6,7 +6,7 @@
  * Contract:
  * - `start()` sends Hello; the coordinator answers Welcome (the run's settings: the client asks
  *   `getEngine` for an engine of that model) or Reject (the session ends).
- * - Params{version, checksum, part, data}: one layer (or the whole buffer) of a version. The bytes
+ * - Params{version, checksum, part, data}: one stream part (or the whole buffer) of a version. The bytes
  *   go into `engine.params` at the part's offset (copied once, from the socket's fragments when
  *   they came in fragments) and are checked against the part's checksum (xxHash64); once every
  *   part of the version is in (they may come one by one, ahead of the Work that needs them), the
@@ -16,10 +16,11 @@
  *   (`ClientMemory` carries the incarnation and version across sessions).
  * - Work: computed only against the version it names (DESIGN invariant 4). Work for a version the
  *   client does not hold waits, and the client sends ParamsRequest. A TRAIN node is one
- *   `engine.computeSumsAsync` over the node's samples and one Result per layer, sent as soon as
- *   that layer's backward is done (the engine computes off this thread where its backend can, so
- *   the upload overlaps the rest of the backward pass), straight from the engine's gradient buffer
- *   as the message's last fragments (no copy), each with the node's sums; an EVAL node is one
+ *   `engine.computeSumsAsync` over the node's samples and one Result per stream part (a layer, or a
+ *   block of a big layer's rows), sent as soon as that part is final (the engine computes off this
+ *   thread where its backend can, so the upload overlaps the rest of the backward pass), straight
+ *   from the engine's gradient buffer as the message's last fragments (no copy), each with the
+ *   node's sums; an EVAL node is one
  *   `computeSums` and one Result of sums. The next node starts once the socket has taken every
  *   part (the send callbacks), which is also the backpressure. Nodes of a request the coordinator
  *   has moved past (a Work with a higher seq arrived) are skipped.
@@ -400,18 +401,17 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
   }
 
   /**
-   * A TRAIN node: one Result per layer, each sent as soon as that layer's gradient is final (the
-   * engine computes off this thread when its backend can, so the upload of a layer overlaps the
-   * backward of the layers below it), straight from the engine's gradient buffer. The next node
-   * overwrites that buffer: resolves once the socket took every part (false if one failed).
+   * A TRAIN node: one Result per stream part (`engine.parts`), each sent as soon as that part of
+   * the gradient is final (the engine computes off this thread when its backend can, so the upload
+   * of a part overlaps the rest of the backward pass), straight from the engine's gradient buffer.
+   * The next node overwrites that buffer: resolves once the socket took every part (false if one
+   * failed).
    */
   async function trainNode(e: Engine, head: ResultHead, pixels: Uint8Array, labels: Uint8Array, n: number, t0: number): Promise<boolean> {
     const sends: Promise<boolean>[] = [];
     let sums: NodeSums | null = null;
-    const sendLayer = (i: number): void => {
-      const l = e.spec.layers[i];
-      const offset = l.weightOffset;
-      const length = l.biasOffset + l.outF - offset;
+    const sendPart = (i: number): void => {
+      const { offset, length } = e.parts[i];
       const grad = e.grads.subarray(offset, offset + length);
       const header = resultHeader({
         ...head, part: { offset, length }, lossSum: sums!.lossSum, denomSum: sums!.denomSum, correct: sums!.correct, computeMs: Date.now() - t0,
@@ -422,7 +422,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       onSums: (s) => {
         sums = s;
       },
-      onLayerGrad: sendLayer,
+      onPartGrad: sendPart,
     });
     busyUntil = Date.now();
     sums ??= final;

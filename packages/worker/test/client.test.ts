@@ -1,13 +1,16 @@
 import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
-import { createEngine, createOracleBackend, initParams, layerRanges, modelSpec, xxh64, type Engine } from '@gradhub/core';
+import { createEngine, createOracleBackend, initParams, streamParts, modelSpec, xxh64, type Engine } from '@gradhub/core';
 import { createWorkerClient, type ClientEvent, type ClientMemory, type SessionEnd, type WelcomeInfo, type WorkerClient, type WorkerLogger } from '../src/client.js';
 
 const SIZES = [3072, 8, 10];
 const SPEC = modelSpec(SIZES);
 const CHUNK = 4;
 const BATCH = 16;
+/** Stream parts in the order a worker sends them: layers last to first, each layer's row blocks in order. */
+const SEND_ORDER = streamParts(SPEC).map((p, i) => ({ ...p, i })).sort((a, b) => b.layer - a.layer || a.rowBegin - b.rowBegin);
+const LAST_PART = SEND_ORDER[SEND_ORDER.length - 1];
 const RECORD = 3073;
 const data = new Uint8Array(fs.readFileSync(new URL('../../../../shared/data/cifar10-sample/data_batch_1.bin', import.meta.url)));
 
@@ -72,8 +75,8 @@ function harness(over: { memory?: ClientMemory; slowdownMs?: number } = {}) {
     }
   }
   const of = (kind: string): gradhub.Envelope[] => sent.filter((e) => e.body === kind);
-  /** Results that finish a node: a TRAIN node's layers go last to first, so its last Result is layer 0's (offset 0); an EVAL node has one. */
-  const finished = (): gradhub.IResult[] => of('result').map((e) => e.result!).filter((r) => (r.part?.offset ?? 0) === 0);
+  /** Results that finish a node: a TRAIN node's last Result is layer 0's last part; an EVAL node has one. */
+  const finished = (): gradhub.IResult[] => of('result').map((e) => e.result!).filter((r) => (r.part?.offset ?? 0) === LAST_PART.offset);
   return { client, sent, closes, events, memory, engines, until, of, finished };
 }
 
@@ -99,7 +102,7 @@ function paramsFrame(version: number, p = paramsOf(version), checksum = xxh64(p)
 
 /** One Params message per layer, as the coordinator sends them. */
 function layerFrames(version: number, p = paramsOf(version)): Uint8Array[] {
-  return layerRanges(SPEC).map(({ offset, length }) => {
+  return streamParts(SPEC).map(({ offset, length }) => {
     const slice = p.subarray(offset, offset + length);
     return frame({ params: { version, checksum: xxh64(slice), part: { offset, length }, data: new Uint8Array(slice.buffer, slice.byteOffset, slice.byteLength) } });
   });
@@ -134,24 +137,23 @@ describe('worker client', () => {
     expect(hello.capabilities!.backend).toBe('ts');
   });
 
-  it('computes each node of a Work against the parameters it was sent, one Result per layer, last layer first', async () => {
+  it('computes each node of a Work against the parameters it was sent, one Result per stream part, last layer first', async () => {
     const h = harness();
     await joined(h);
     h.client.receive(paramsFrame(2));
     h.client.receive(work(1, 2, [{ lo: 0, hi: 2 }, { lo: 2, hi: 3 }]));
-    const L = SPEC.layers.length;
+    const L = SEND_ORDER.length;
     await h.until(() => h.of('result').length === 2 * L);
     // Reference: one engine per node on the same samples and parameters.
     const ref = createEngine({ spec: SPEC, backend: createOracleBackend(), maxBatch: BATCH, chunk: CHUNK, normalize: false });
     ref.params.set(paramsOf(2));
     const results = h.of('result').map((e) => e.result!);
-    const ranges = layerRanges(SPEC);
     for (const [k, lo, hi] of [[0, 0, 2], [1, 2, 3]] as const) {
       const { pixels, labels } = samples(lo * CHUNK, (hi - lo) * CHUNK);
       const s = ref.computeSums(pixels, labels, (hi - lo) * CHUNK, true);
       const mine = results.slice(k * L, (k + 1) * L);
       mine.forEach((r, j) => {
-        const { offset, length } = ranges[L - 1 - j];
+        const { offset, length } = SEND_ORDER[j];
         expect(r).toMatchObject({ seq: 1, step: 1, version: 2, node: { lo, hi }, part: { offset, length }, lossSum: s.lossSum, denomSum: s.denomSum, correct: s.correct });
         const want = ref.grads.subarray(offset, offset + length);
         expect(Buffer.from(r.grad!).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(true);

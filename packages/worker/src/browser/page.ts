@@ -9,6 +9,8 @@
  *   anyone who can reach it join), else the volunteer pastes the join link into the form;
  * - the WebSocket path, the worker script and the token check URL: meta tags the coordinator fills
  *   in (volunteer-routes.ts), resolved against this page's address;
+ * - `?threads=N`: kernel threads for this tab (passed to the worker script's URL; by default the
+ *   worker picks min(cores - 1, its cap) when the page is cross-origin isolated, else 1);
  * - `?slowdown-ms=N`: test hook, sleep N ms before each node (a slow tab); `?debug`: the worker
  *   logs the protocol client's debug lines to the console.
  *
@@ -136,6 +138,9 @@ function main(): void {
   wsUrl.searchParams.set('token', token);
   const authPath = meta('gradhub-auth-path');
   const workerUrl = new URL(meta('gradhub-worker-script') ?? 'volunteer/worker.js', location.href);
+  // `?threads=N` on the page: the kernel threads this tab may use (the worker caps and checks it).
+  const threads = url.searchParams.get('threads');
+  if (threads !== null && /^\d+$/.test(threads)) workerUrl.searchParams.set('threads', threads);
 
   const worker = new Worker(workerUrl, { name: 'gradhub-worker' });
   const send = (c: PageCommand): void => worker.postMessage(c);
