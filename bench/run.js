@@ -1,18 +1,47 @@
 /**
  * `npm run bench`: prints the project's performance figures as a table and writes them as JSON to
  * bench/results/latest.json. Benchmarks measure; they never pass or fail.
- *   node bench/run.js [--quick] [--only NAME[,NAME]]
+ *   node bench/run.js [--quick] [--only NAME[,NAME]]      NAME: train-step, kernels, cluster, transport
+ * Each section runs in a fresh Node process (this script again, with --only NAME --child-out F), so
+ * that one section's heap and WebAssembly memories never weigh on the next one's figures (a
+ * coordinator is measured as the process it is in real use).
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { benchTrainStep } from './train-step.js';
 import { spawnNodeKernelThread } from '@gradhub/worker';
 
+const SECTIONS = ['train-step', 'kernels', 'cluster', 'transport'];
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const onlyArg = args.indexOf('--only');
 const only = onlyArg >= 0 ? args[onlyArg + 1].split(',') : null;
+const childArg = args.indexOf('--child-out');
+const childOut = childArg >= 0 ? args[childArg + 1] : null;
 const want = (name) => !only || only.includes(name);
-const results = { machine: { node: process.version, cpus: (await import('node:os')).cpus().map((c) => c.model)[0] }, benches: {} };
+const results = { machine: { node: process.version, cpus: os.cpus().map((c) => c.model)[0] }, benches: {} };
+
+if (childOut === null) {
+  // The parent: one child process per section, in order; their figures merged into one file.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-bench-'));
+  for (const name of SECTIONS.filter(want)) {
+    const out = path.join(dir, `${name}.json`);
+    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--only', name, '--child-out', out, ...(quick ? ['--quick'] : [])], { stdio: 'inherit' });
+    if (r.status !== 0 || !fs.existsSync(out)) {
+      console.log(`\n(${name}: the bench process ended with ${r.status ?? r.signal})`);
+      continue;
+    }
+    Object.assign(results.benches, JSON.parse(fs.readFileSync(out, 'utf8')));
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  fs.writeFileSync(new URL('./results/latest.json', import.meta.url), JSON.stringify(results, null, 2) + '\n');
+  console.log('\nwritten: bench/results/latest.json');
+  process.exit(0);
+}
 
 function table(title, rows) {
   console.log(`\n## ${title}`);
@@ -98,7 +127,7 @@ if (want('kernels')) {
 if (want('cluster')) {
   const { benchCluster } = await import('./cluster.js');
   const rows = [];
-  const r = await benchCluster({ workers: 2, batch: 256, steps: quick ? 4 : 8 });
+  const r = await benchCluster({ workers: 2, batch: 256, steps: quick ? 4 : 14 });
   rows.push({ model: r.model, workers: r.workers, batch: r.batch, 'samples/s': r.samples_per_s, ...Object.fromEntries(Object.entries(r.split_ms).map(([k, v]) => [`${k} ms`, v])), 'wire MB/step': r.wire_mb_per_step, 'coord peak RSS MB': r.coordinator_peak_rss_mb });
   const { benchPytorchDdp } = await import('./pytorch.js');
   const ddp = benchPytorchDdp({ batch: 256, steps: quick ? 3 : 6 });
@@ -119,6 +148,4 @@ if (want('transport')) {
   table('Coordinator memory vs workers (small model)', t.memory);
 }
 
-fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-fs.writeFileSync(new URL('./results/latest.json', import.meta.url), JSON.stringify(results, null, 2) + '\n');
-console.log('\nwritten: bench/results/latest.json');
+fs.writeFileSync(childOut, JSON.stringify(results.benches));
