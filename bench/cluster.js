@@ -11,6 +11,8 @@ import { modelSpec, initParams } from '@gradhub/core';
 import { startCluster, runTraining, loadCifar10, RunStatus, nullMetrics } from '@gradhub/coordinator';
 
 const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
+/** Node flags gradhub's processes run with (packages/cli/bin/gradhub.js, the local launcher's workers). */
+const NODE_FLAGS = ['--single-threaded-gc'];
 const SAMPLE = fileURLToPath(new URL('../../shared/data/cifar10-sample/', import.meta.url));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -28,7 +30,7 @@ export async function benchCluster(o) {
   const cluster = await startCluster({ host: '127.0.0.1', port: 0, token, sizes, chunk: settings.chunk, normalize: false, maxBatch: o.batch, logger, status });
   const children = [];
   for (let i = 0; i < o.workers; i++) {
-    children.push(spawn(process.execPath, [CLI, 'worker', '--url', cluster.url, '--token', token, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] }));
+    children.push(spawn(process.execPath, [...NODE_FLAGS, CLI, 'worker', '--url', cluster.url, '--token', token, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] }));
   }
   await cluster.executor.waitForWorkers(o.workers, 60_000);
   const params = new Float32Array(spec.paramCount);

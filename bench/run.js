@@ -2,9 +2,9 @@
  * `npm run bench`: prints the project's performance figures as a table and writes them as JSON to
  * bench/results/latest.json. Benchmarks measure; they never pass or fail.
  *   node bench/run.js [--quick] [--only NAME[,NAME]]      NAME: train-step, kernels, cluster, transport
- * Each section runs in a fresh Node process (this script again, with --only NAME --child-out F), so
- * that one section's heap and WebAssembly memories never weigh on the next one's figures (a
- * coordinator is measured as the process it is in real use).
+ * Each section runs in a fresh Node process (this script again, with --only NAME --child-out F, and
+ * the Node flags of gradhub's own processes), so that one section's heap and WebAssembly memories
+ * never weigh on the next one's figures (a coordinator is measured as the process it is in real use).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -29,7 +29,8 @@ if (childOut === null) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-bench-'));
   for (const name of SECTIONS.filter(want)) {
     const out = path.join(dir, `${name}.json`);
-    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--only', name, '--child-out', out, ...(quick ? ['--quick'] : [])], { stdio: 'inherit' });
+    // With the Node flags gradhub's own processes run with (packages/cli/bin/gradhub.js).
+    const r = spawnSync(process.execPath, ['--single-threaded-gc', fileURLToPath(import.meta.url), '--only', name, '--child-out', out, ...(quick ? ['--quick'] : [])], { stdio: 'inherit' });
     if (r.status !== 0 || !fs.existsSync(out)) {
       console.log(`\n(${name}: the bench process ended with ${r.status ?? r.signal})`);
       continue;

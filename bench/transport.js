@@ -42,6 +42,8 @@ import { PROTOCOL_VERSION, decodeMessage, encode, resultHeader, wsClientSocket }
 
 const SELF = fileURLToPath(import.meta.url);
 const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
+/** Node flags gradhub's processes run with (packages/cli/bin/gradhub.js, the local launcher's workers). */
+const NODE_FLAGS = ['--single-threaded-gc'];
 const FULL = [3072, 2048, 2048, 10];
 const SMALL = [3072, 256, 10];
 const TOKEN = 'bench';
@@ -67,7 +69,7 @@ async function roundTrip(worker, reps) {
   const cluster = await startCluster({ host: '127.0.0.1', port: 0, token: TOKEN, sizes: FULL, chunk: 1, normalize: false, maxBatch: 1, logger, speculateAfterMs: null });
   const child = worker === 'echo'
     ? fork(SELF, ['--echo-worker', cluster.url], { execArgv: [], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
-    : spawn(process.execPath, [CLI, 'worker', '--url', cluster.url, '--token', TOKEN, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    : spawn(process.execPath, [...NODE_FLAGS, CLI, 'worker', '--url', cluster.url, '--token', TOKEN, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
   try {
     await cluster.executor.waitForWorkers(1, 60_000);
     const params = new Float32Array(spec.paramCount);
@@ -135,7 +137,7 @@ async function memoryRow(n, steps, budget) {
     memoryBudgetBytes: budget > 0 ? budget : undefined,
   });
   const children = [];
-  for (let i = 0; i < n; i++) children.push(spawn(process.execPath, [CLI, 'worker', '--url', cluster.url, '--token', TOKEN, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] }));
+  for (let i = 0; i < n; i++) children.push(spawn(process.execPath, [...NODE_FLAGS, CLI, 'worker', '--url', cluster.url, '--token', TOKEN, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] }));
   try {
     await cluster.executor.waitForWorkers(n, 120_000);
     const params = new Float32Array(spec.paramCount);

@@ -283,7 +283,11 @@ describe('deploy/Dockerfile', () => {
   });
 
   it('runs the CLI as a non-root user, with a healthcheck that knows both roles', () => {
-    expect(instr('ENTRYPOINT')).toEqual([JSON.stringify(['node', MAIN_JS]).replace(/,/g, ', ')]);
+    // The same Node flags as the bin's shebang (single-threaded GC, see packages/cli/bin/gradhub.js).
+    const shebang = fs.readFileSync(new URL(`packages/cli/${CLI_PACKAGE.bin.gradhub.replace(/^\.\//, '')}`, ROOT), 'utf8').split('\n')[0];
+    const flags = shebang.replace(/^#!\/usr\/bin\/env -S node ?/, '').split(' ').filter(Boolean);
+    expect(flags).toContain('--single-threaded-gc');
+    expect(instr('ENTRYPOINT')).toEqual([JSON.stringify(['node', ...flags, MAIN_JS]).replace(/,/g, ', ')]);
     expect(instr('USER')).toEqual([`${UID}:${UID}`]);
     expect(instr('EXPOSE')).toEqual(['8080']);
     const hc = lines.find((l) => l.startsWith('HEALTHCHECK '));

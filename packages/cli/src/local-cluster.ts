@@ -17,6 +17,8 @@ export interface LocalCluster {
 }
 
 const RESTARTS_PER_SLOT = 3;
+/** Node flags of the worker processes: see bin/gradhub.js (single-threaded GC: less CPU taken from compute). */
+const WORKER_NODE_FLAGS = ['--single-threaded-gc'];
 
 export async function startLocalCluster(o: ParsedOptions, run: PreparedRun, status: RunStatus, logger: Logger, progress: Progress): Promise<LocalCluster> {
   const n = o['workers'] as number;
@@ -26,7 +28,7 @@ export async function startLocalCluster(o: ParsedOptions, run: PreparedRun, stat
   const children = new Set<ChildProcess>();
   const launch = (slot: number, restarts: number): void => {
     const child = spawn(process.execPath, [
-      process.argv[1], 'worker', '--url', cc.wsUrl, '--token', cc.token,
+      ...WORKER_NODE_FLAGS, process.argv[1], 'worker', '--url', cc.wsUrl, '--token', cc.token,
       '--backend', o['backend'] as string, '--threads', String(o['threads'] ?? 1), '--log-level', (o['log-level'] as string | undefined) ?? 'warn',
       ...(o['tls-cert'] ? ['--ca', o['tls-cert'] as string] : []),
     ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, GRADHUB_TOKEN: '' } });
