@@ -31,8 +31,10 @@ export interface StepInput {
  * Where one request's wall time went, in milliseconds, along its critical path (the cluster
  * executor fills every field; the in-process executor only `computeMs`):
  * - broadcastMs: from the request's start until the parameters and work were handed to every
- *   assigned worker's socket (send callbacks done);
- * - computeMs: the longest per-worker sum of node compute times reported by the workers;
+ *   assigned worker's socket (send callbacks done); parameters streamed ahead during the previous
+ *   request (`Executor.publish`) are not in it, so with streaming it is mostly the Work frames;
+ * - computeMs: the longest per-worker sum of node compute times reported by the workers (with
+ *   streaming, the uploads and downloads that overlap the compute slow it down and count here);
  * - uploadMs: the rest of the time until the last result arrived (transfer and queueing), >= 0;
  * - reduceMs: time the coordinator spent combining results (tree additions and validation).
  */
