@@ -304,8 +304,12 @@ class ClusterExecutorImpl implements ClusterExecutor {
     }
     let paramsSent: Promise<unknown> | null = null;
     if (w.paramsVersion !== spec.version) {
+      // The request's version was encoded when it began (`run`); the trainer may have updated
+      // `input.params` part by part since (publish), so its frames are what the worker needs.
+      const frames = this.paramsEncoder.frames(spec.version);
+      if (!frames) throw new GradhubError(ErrorCode.E_INTERNAL, `parameters v${spec.version} of request ${spec.seq} are no longer encoded`);
       const sends: Promise<boolean>[] = [];
-      for (const f of this.paramsEncoder.encodeAll(spec.version, input.params)) {
+      for (const f of frames) {
         const s = this.sendParams(w, f);
         if (!s) continue;
         load.bytes += f.byteLength;
@@ -458,10 +462,10 @@ class ClusterExecutorImpl implements ClusterExecutor {
   }
 
   private onParamsRequest(w: WorkerConn, version: number): void {
-    const frames = this.parts.map((_, i) => this.paramsEncoder.frame(version, i));
-    if (frames.every((f) => f !== null)) {
+    const frames = this.paramsEncoder.frames(version);
+    if (frames) {
       this.sentParts.delete(w.id); // send them all again
-      for (const f of frames) this.sendParams(w, f!);
+      for (const f of frames) this.sendParams(w, f);
     } else {
       w.logger.debug({ version, current: this.paramsEncoder.version }, 'params requested for a version not held');
     }

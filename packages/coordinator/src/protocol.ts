@@ -123,13 +123,23 @@ export function encodeParamsPart(version: number, index: number, range: FlatRang
  * copied into one snapshot, which is overwritten only once no send of an earlier message over it is
  * in progress (`snapshot.sends`, counted by the sender), so a slow socket never sends torn
  * parameters, and a step allocates nothing once two snapshots exist (the current version's and the
- * previous one's). Snapshots still being sent when a third is needed are left to the garbage
- * collector rather than kept. Versions only go forward.
+ * previous one's). The previous version's messages stay available (`frames`): while the next
+ * version streams out part by part, a node of the previous request may still be reassigned to a
+ * worker that needs them. Snapshots still being sent when a third is needed are left to the
+ * garbage collector rather than kept. Versions only go forward.
  */
+interface EncodedVersion {
+  readonly version: number;
+  readonly snapshot: ParamsSnapshot;
+  readonly frames: (ParamsPartFrame | null)[];
+}
+
 export class ParamsEncoder {
   private readonly layout: readonly FlatRange[];
   private readonly snapshots: ParamsSnapshot[] = [];
-  private current: { version: number; snapshot: ParamsSnapshot; frames: (ParamsPartFrame | null)[] } | null = null;
+  private current: EncodedVersion | null = null;
+  /** The version before `current`, complete: a node of it reassigned while `current` streams out still needs it. */
+  private previous: EncodedVersion | null = null;
 
   constructor(layout: readonly FlatRange[]) {
     this.layout = layout;
@@ -152,9 +162,16 @@ export class ParamsEncoder {
     return n;
   }
 
-  /** The frame of part `index` of `version` if encoded, else null. */
+  /** The frame of part `index` of `version` if encoded (the current or the previous version), else null. */
   frame(version: number, index: number): ParamsPartFrame | null {
-    return this.current?.version === version ? this.current.frames[index] : null;
+    if (this.current?.version === version) return this.current.frames[index];
+    return this.previous?.version === version ? this.previous.frames[index] : null;
+  }
+
+  /** Every part of `version` if all are encoded (the current or the previous version), else null. */
+  frames(version: number): readonly ParamsPartFrame[] | null {
+    const v = this.current?.version === version ? this.current : this.previous?.version === version ? this.previous : null;
+    return v && v.frames.every((f) => f !== null) ? (v.frames as ParamsPartFrame[]) : null;
   }
 
   /** Encode part `index` of `version` from `params` (once; a later call returns the same frame). */
@@ -174,10 +191,12 @@ export class ParamsEncoder {
     return this.layout.map((_, i) => this.encodePart(version, params, i));
   }
 
-  private open(version: number, floats: number): { version: number; snapshot: ParamsSnapshot; frames: (ParamsPartFrame | null)[] } {
+  private open(version: number, floats: number): EncodedVersion {
     const cur = this.current;
     if (cur?.version === version) return cur;
     if (cur && version < cur.version) throw new RangeError(`ParamsEncoder: version ${version} after ${cur.version}: versions never go back`);
+    // The current version becomes the previous one (kept while complete: its snapshot is not reused now).
+    this.previous = cur && cur.frames.every((f) => f !== null) ? cur : null;
     const inUse = cur?.snapshot;
     let snap = this.snapshots.find((s) => s !== inUse && s.sends === 0 && s.data.length === floats);
     if (!snap) {

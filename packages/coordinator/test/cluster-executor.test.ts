@@ -428,6 +428,49 @@ describe('bad clients', () => {
     };
   }
 
+  it('a node reassigned after the next version began to stream out is computed on its own version', async () => {
+    const c = await start();
+    const fake = rawClient();
+    await fake.join();
+    worker();
+    await c.executor.waitForWorkers(2);
+    const inp = input(1);
+    const next = paramsFor(SPEC, 1);
+    const parts = streamParts(SPEC);
+    expect(parts.length).toBe(2);
+    let published = 0;
+    const run = c.executor.run(inp, {
+      onRootPart(i) {
+        c.executor.publish(1, next, i);
+        published++;
+      },
+    });
+    const work = (await fake.next('work')).work!;
+    // The fake answers its node's last layer only (correct values), so that layer's root completes
+    // and version 1 of it streams out; then it dies, and its node goes to the real worker.
+    const last = parts[1];
+    for (const n of work.nodes!) {
+      const mine = reference(SPEC, inp.params, inp.pixels.subarray(n.sampleStart! * 3072), inp.labels.subarray(n.sampleStart!), n.sampleCount!, CHUNK, true);
+      const g = mine.grad!.subarray(last.offset, last.offset + last.length);
+      fake.send({
+        result: {
+          seq: work.seq, step: work.step, version: work.version, node: { lo: n.lo, hi: n.hi }, part: { offset: last.offset, length: last.length },
+          grad: new Uint8Array(g.buffer, g.byteOffset, g.byteLength), lossSum: mine.lossSum, denomSum: mine.denomSum, correct: mine.correct,
+        },
+      });
+    }
+    let p: gradhub.IParams;
+    do p = (await fake.next('params')).params!; while (p.version === 0); // version 0's parts came first
+    expect(p).toMatchObject({ version: 1, part: { offset: last.offset, length: last.length } });
+    expect(published).toBe(1);
+    fake.close();
+    const got = await run;
+    const want = reference(SPEC, inp.params, inp.pixels, inp.labels, inp.batch, CHUNK, true);
+    expect(got).toMatchObject({ lossSum: want.lossSum, denomSum: want.denomSum, correct: want.correct });
+    expect(published).toBe(2);
+    expect(c.executor.stats.reassigned).toBeGreaterThan(0);
+  });
+
   it('kicks a worker whose gradient has the wrong length and reassigns its nodes', async () => {
     const sink = fakeStatus();
     const { c, fake, run, work } = await withFake({ status: sink });

@@ -183,7 +183,8 @@ describe('protocol', () => {
     expect([...got.checksum!]).toEqual([...xxh64(p)]);
     expect(Buffer.from(got.data!).equals(Buffer.from(p.buffer))).toBe(true);
     expect(enc.frame(5, 0)).toBe(e);
-    expect(enc.frame(4, 0)).toBeNull();
+    expect(enc.frame(4, 0)!.version).toBe(4); // the previous version stays readable
+    expect(enc.frame(3, 0)).toBeNull();
     expect(() => enc.encodeAll(4, p)).toThrow(RangeError); // versions never go back
   });
 
@@ -201,5 +202,15 @@ describe('protocol', () => {
     expect([...f1.snapshot.data]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     all.forEach((f, i) => expect([...f.checksum]).toEqual([...xxh64(f1.snapshot.data.subarray(layout[i].offset, layout[i].offset + layout[i].length))]));
     expect(enc.versionBytes).toBeGreaterThan(4 * 9);
+    // While version 2 streams out part by part, version 1 stays whole and readable (a reassigned node needs it).
+    const p2 = p.map((x) => x + 100);
+    enc.encodePart(2, p2, 2);
+    expect(enc.frames(2)).toBeNull(); // not complete yet
+    expect(enc.frames(1)).toEqual(all);
+    expect([...all[0].snapshot.data]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    enc.encodeAll(2, p2);
+    enc.encodePart(3, p2, 0);
+    expect(enc.frames(1)).toBeNull(); // only one version back
+    expect(enc.frames(2)!.map((f) => f.version)).toEqual([2, 2, 2]);
   });
 });
