@@ -323,4 +323,19 @@ describe('worker client', () => {
     g.client.receive(frame({ params: { version: 1, data: new Uint8Array(12), checksum: new Uint8Array(8) } }));
     expect(await g.client.ended).toMatchObject({ kind: 'error', codeName: 'MODEL_MISMATCH' });
   });
+
+  it('refuses a Params part outside the model, empty, or whose bytes do not match its length', async () => {
+    const bad: gradhub.IParams[] = [
+      { version: 1, part: { offset: SPEC.paramCount - 2, length: 3 }, data: new Uint8Array(12) }, // past the end
+      { version: 1, part: { offset: 0, length: 0 }, data: new Uint8Array(0) }, // empty
+      { version: 1, part: { offset: 0, length: 4 }, data: new Uint8Array(12) }, // 3 floats for 4
+    ];
+    for (const params of bad) {
+      const h = harness();
+      await joined(h);
+      h.client.receive(frame({ params: { checksum: new Uint8Array(8), ...params } }));
+      expect(await h.client.ended).toMatchObject({ kind: 'error', codeName: 'MODEL_MISMATCH' });
+      expect(h.memory.version).toBe(-1);
+    }
+  });
 });
