@@ -131,7 +131,7 @@ if (want('cluster')) {
   const r = await benchCluster({ workers: 2, batch: 256, steps: quick ? 4 : 14 });
   rows.push({ model: r.model, workers: r.workers, batch: r.batch, 'samples/s': r.samples_per_s, ...Object.fromEntries(Object.entries(r.split_ms).map(([k, v]) => [`${k} ms`, v])), 'wire MB/step': r.wire_mb_per_step, 'coord peak RSS MB': r.coordinator_peak_rss_mb });
   const { benchPytorchDdp } = await import('./pytorch.js');
-  const ddp = benchPytorchDdp({ batch: 256, steps: quick ? 3 : 6 });
+  const ddp = benchPytorchDdp({ batch: 256, steps: quick ? 3 : 14 });
   if (ddp) {
     rows.push({ model: r.model, workers: '2 (PyTorch DDP, gloo)', batch: 256, 'samples/s': ddp.samples_per_s });
     results.benches['cluster-ratio'] = { 'gradhub/ddp': r.samples_per_s / ddp.samples_per_s };
