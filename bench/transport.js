@@ -189,7 +189,7 @@ export async function benchTransport(o = {}) {
   const memory = [];
   for (const budget of o.budgets ?? [0, 16 * 2 ** 20]) {
     for (const n of o.workers ?? [2, 8, 16]) {
-      const child = fork(SELF, ['--memory', String(n), String(o.steps ?? 8), String(budget)], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const child = fork(SELF, ['--memory', String(n), String(o.steps ?? 8), String(budget)], { execArgv: ['--expose-gc', ...NODE_FLAGS], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       const row = await new Promise((resolve, reject) => {
         child.once('message', resolve);
         child.once('exit', (code) => reject(new Error(`memory bench with ${n} workers exited with ${code}`)));
