@@ -70,7 +70,7 @@ async function roundTrip(worker, reps) {
   const spec = modelSpec(FULL);
   const cluster = await startCluster({ host: '127.0.0.1', port: 0, token: TOKEN, sizes: FULL, chunk: 1, normalize: false, maxBatch: 1, logger, speculateAfterMs: null });
   const child = worker === 'echo'
-    ? fork(SELF, ['--echo-worker', cluster.url], { execArgv: [], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+    ? fork(SELF, ['--echo-worker', cluster.url], { execArgv: NODE_FLAGS, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
     : spawn(process.execPath, [...NODE_FLAGS, CLI, 'worker', '--url', cluster.url, '--token', TOKEN, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
   try {
     await cluster.executor.waitForWorkers(1, 60_000);
