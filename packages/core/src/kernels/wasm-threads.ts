@@ -473,7 +473,13 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
         if (ctrl[base + ERR] !== 0) failed = slot;
       }
     } finally {
-      pending = false;
+      // Pending until the caller can observe the end, never before: when the helpers were done by
+      // the first check, this body ran to completion synchronously, yet a call made right after
+      // the (not yet settled) async one is still an overlap. The microtask runs before the
+      // caller's continuation of its await.
+      queueMicrotask(() => {
+        pending = false;
+      });
       if (keepAlive !== undefined) clearTimeout(keepAlive);
     }
     if (failed !== 0) throw new Error(`${OP_NAMES[op]}: kernel thread ${failed} trapped`);
