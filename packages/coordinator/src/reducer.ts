@@ -6,18 +6,19 @@
  * - One request at a time: `begin({seq, ...})` ... `end()`. `seq` increases within a coordinator
  *   incarnation. The executor `give`s tree nodes to workers (a node may have several owners: a
  *   speculative copy or a recompute) and `revoke`s them when a worker is lost.
- * - The gradient is reduced per part: the model's layers (`parts`, each layer's weight then bias,
- *   contiguous, covering [0, paramCount); default one part, the whole gradient). A 'train' result
- *   carries either the whole gradient (part [0, paramCount): split into the layers' byte ranges
- *   here, without copying) or exactly one layer's part, so a worker can send each layer as soon
- *   as its backward is done. Every message of a node carries the node's loss, denominator and
- *   correct sums. 'eval' results carry sums only (part length 0).
+ * - The gradient is reduced per part: the model's stream parts (`parts`: core streamParts, each
+ *   layer or block of a big layer's rows, contiguous, covering [0, paramCount); default one part,
+ *   the whole gradient). A 'train' result carries either the whole gradient (part
+ *   [0, paramCount): split into the parts' byte ranges here, without copying) or exactly one
+ *   part, so a worker can send each part as soon as its backward is done. Every message of a node
+ *   carries the node's loss, denominator and correct sums. 'eval' results carry sums only (part
+ *   length 0).
  * - `accept(workerId, result)` decides, in this order:
  *   - a result for an older or finished request: dropped quietly ('stale'), counted;
  *   - for a request not issued yet: rejected FUTURE_STEP;
  *   - another parameter version than the request's: rejected WRONG_PARAM_VERSION;
  *   - a node that is not a tree node or was never given to this worker: rejected UNKNOWN_NODE;
- *   - a part that is neither the whole gradient nor one layer's part for 'train' (nothing for
+ *   - a part that is neither the whole gradient nor one stream part for 'train' (nothing for
  *     'eval'), or gradient bytes other than 4 x part.length: rejected BAD_GRADIENT_LENGTH;
  *     impossible sums: BAD_RESULT;
  *   - a node taken from this worker: dropped quietly ('reassigned'), counted;
@@ -91,7 +92,7 @@ export interface ResultIn {
   readonly seq: number;
   readonly version: number;
   readonly node: { readonly lo: number; readonly hi: number } | null;
-  /** The whole gradient [0, paramCount) or one layer's part, in floats ('eval': length 0). */
+  /** The whole gradient [0, paramCount) or one stream part, in floats ('eval': length 0). */
   readonly part: { readonly offset: number; readonly length: number } | null;
   /** 4 x part.length bytes, float32 little-endian, whole or in pieces (any alignment; read, never kept). */
   readonly grad: Uint8Array | readonly Uint8Array[];
@@ -407,7 +408,7 @@ export class Reducer {
     if (!validPart || gradBytes !== 4 * partLength) {
       const want = req.mode === 'eval'
         ? 'eval results carry 0 bytes (part [0, +0))'
-        : `train results carry the whole gradient (part [0, +${this.paramCount})) or one layer's part (${this.trees.map((t) => `[${t.offset}, +${t.length})`).join(', ')}), 4 bytes a float`;
+        : `train results carry the whole gradient (part [0, +${this.paramCount})) or one stream part (${this.trees.map((t) => `[${t.offset}, +${t.length})`).join(', ')}), 4 bytes a float`;
       return this.reject(W.BAD_GRADIENT_LENGTH, `part [${partOffset}, +${partLength}) with ${gradBytes} gradient bytes; ${want}`);
     }
     if (!Number.isInteger(r.correct) || r.correct < 0 || r.correct > rec.samples || r.denomSum < 0) {

@@ -40,7 +40,7 @@ export interface SgdOptimizer {
    */
   step(gsum: Float32Array, denom: number, o: SgdOptions): boolean;
   /**
-   * The same step applied slice by slice (e.g. one layer as soon as its gradient is reduced):
+   * The same step applied slice by slice (e.g. a stream part as soon as its gradient is reduced):
    * `beginStep` fixes the step's case (whether the momentum buffer exists yet), each
    * `part(range, g)` updates the slice `range` with g (range.length floats: that slice of gsum)
    * and returns false, changing nothing, when g holds a NaN or an infinity; `end()` closes the

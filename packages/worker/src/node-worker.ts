@@ -91,8 +91,8 @@ export const spawnNodeKernelThread: KernelThreadSpawner = (init, onError) => {
 /**
  * A compute backend in Node for `capacityFloats` floats: 'ts' (the oracle), or 'wasm' on `threads`
  * helper threads (spawnNodeKernelThread) while the calling thread computes nothing: its async
- * kernels leave the event loop free, so a worker streams each layer's gradient while the next one
- * is computed (where threaded WebAssembly is missing: 'wasm' on this thread). Close it
+ * kernels leave the event loop free, so a worker streams each part of its gradient while the next
+ * one is computed (where threaded WebAssembly is missing: 'wasm' on this thread). Close it
  * (`backend.close?.()`) when done.
  */
 export async function createNodeBackend(name: 'wasm' | 'ts', capacityFloats: number, threads = 1): Promise<Backend> {
