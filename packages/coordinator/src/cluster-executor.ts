@@ -12,7 +12,8 @@
  *    every worker. A part is sent as soon as it is final: `publish` (the trainer calls it from
  *    `onRootPart`, once its SGD step has updated that part) sends it to every ready worker while
  *    the rest of the request is still being reduced; the parts not published ahead go to each
- *    worker that lacks them just before its Work.
+ *    worker that lacks them just before its Work. A worker that rejoins holding a version this
+ *    executor still has (Hello.held: parts and checksums) is not sent it again (`adoptHeld`).
  * 2. Assignment: waits for at least one worker, then `assignChunks` (scheduler) gives each ready
  *    worker a contiguous range of chunks, as canonical nodes, cut to minimise the estimated
  *    makespan: compute (measured speed) against bytes moved (parameters if the worker lacks
@@ -47,7 +48,7 @@
 import type { Logger } from 'pino';
 import { gradhub } from '@gradhub/proto';
 import {
-  CIFAR_PIXELS, ErrorCode, GradhubError, chunkCount, modelSpec, nodeSamples, streamParts,
+  CIFAR_PIXELS, ErrorCode, GradhubError, bytesEqual, chunkCount, modelSpec, nodeSamples, streamParts,
   type FlatRange, type ModelSpec, type TreeNode,
 } from '@gradhub/core';
 import type { Executor, StepHooks, StepInput, StepSums, StepTiming } from './executor.js';
@@ -436,10 +437,30 @@ class ClusterExecutorImpl implements ClusterExecutor {
   }
 
   private onJoined(w: WorkerConn): void {
+    this.adoptHeld(w);
     this.report(w);
     // A newcomer takes nodes waiting for a worker now; otherwise it joins the next request's split.
     this.placeOrphans();
     this.flow();
+  }
+
+  /**
+   * A worker that says it still holds a version this executor has (the current or the previous
+   * one), part for part with equal checksums, is not sent those parameters again: a worker that
+   * lost its connection rejoins without moving the model twice.
+   */
+  private adoptHeld(w: WorkerConn): void {
+    const h = w.held;
+    if (!h || h.incarnation !== this.membership.incarnation) return;
+    const frames = this.paramsEncoder.frames(h.version);
+    const same = frames !== null && frames.length === h.parts.length && frames.every((f, i) => {
+      const p = h.parts[i];
+      return f.range.offset === p.offset && f.range.length === p.length && bytesEqual(f.checksum, p.checksum);
+    });
+    if (!same) return;
+    w.paramsVersion = h.version;
+    this.sentParts.set(w.id, { version: h.version, sent: frames.map(() => true) });
+    w.logger.debug({ version: h.version }, 'worker still holds these parameters: not sent again');
   }
 
   private onLost(w: WorkerConn, reason: string): void {

@@ -74,6 +74,25 @@ export interface MembershipOptions {
 
 export type Runtime = 'node' | 'browser';
 
+/** Parameters a reconnecting worker holds (Hello.held): parts in flat order with their checksums. */
+export interface HeldParams {
+  readonly incarnation: string;
+  readonly version: number;
+  readonly parts: readonly { readonly offset: number; readonly length: number; readonly checksum: Uint8Array }[];
+}
+
+/** Hello.held as the executor may trust its shape: at most `maxParts` parts, 8-byte checksums; else null. */
+function heldOf(h: gradhub.IHeldParams | null | undefined, maxParts: number): HeldParams | null {
+  const parts = h?.parts ?? [];
+  const sums = h?.checksums ?? [];
+  if (!h || parts.length === 0 || parts.length > maxParts || sums.length !== parts.length || sums.some((c) => c.byteLength !== 8)) return null;
+  return {
+    incarnation: (h.incarnation ?? '').slice(0, 100),
+    version: h.version ?? 0,
+    parts: parts.map((p, i) => ({ offset: p.offset ?? 0, length: p.length ?? 0, checksum: sums[i] })),
+  };
+}
+
 /** A worker connection, as the executor sees it. */
 export interface WorkerConn {
   readonly id: number;
@@ -83,6 +102,8 @@ export interface WorkerConn {
   readonly logger: Logger;
   /** The executor's bookkeeping: the parameter version this worker was last sent (-1: none). */
   paramsVersion: number;
+  /** What the worker said in Hello it still holds from an earlier session (null: nothing, or malformed). */
+  readonly held: HeldParams | null;
   /** Bytes queued on the socket and not yet written. */
   readonly bufferedAmount: number;
   /** True once the worker is gone (lost has been reported). */
@@ -222,6 +243,7 @@ export class Membership {
       capabilities: { threads: 1, simd: false, maxBatch: 0, backend: '' },
       logger,
       paramsVersion: -1,
+      held: null,
       get bufferedAmount() {
         return ws.bufferedAmount;
       },
@@ -381,6 +403,7 @@ export class Membership {
       name: (hello.name ?? '').slice(0, 200),
       runtime: runtimeName(hello.runtime),
       capabilities: { threads: caps?.threads ?? 1, simd: caps?.simd ?? false, maxBatch, backend: (caps?.backend ?? '').slice(0, 40) },
+      held: heldOf(hello.held, this.opts.spec.layers.length * 4096),
     });
     const welcome = encode({
       welcome: {

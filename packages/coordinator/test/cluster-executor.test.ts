@@ -471,6 +471,43 @@ describe('bad clients', () => {
     expect(c.executor.stats.reassigned).toBeGreaterThan(0);
   });
 
+  it('a worker that rejoins holding the current parameters is not sent them again; a false claim is', async () => {
+    const c = await start();
+    const events: ClientEvent[] = [];
+    worker({ backoffInitialMs: 20, backoffMaxMs: 100, onEvent: (e) => events.push(e) });
+    await c.executor.waitForWorkers(1);
+    await runAndCheck(c, input(1));
+    const paramsSeen = (): number => events.filter((e) => e.type === 'params').length;
+    expect(paramsSeen()).toBe(1);
+    // The connection is lost (the coordinator closes it); the worker reconnects as a new worker.
+    const first = c.membership.workers()[0];
+    first.kick(gradhub.ErrorCode.INTERNAL, 'test: connection lost');
+    for (const t0 = Date.now(); !c.membership.workers().some((w) => w.id !== first.id); ) {
+      if (Date.now() - t0 > 5000) throw new Error('the worker did not rejoin');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(c.membership.workers()[0].held).toMatchObject({ incarnation: c.membership.incarnation, version: 0 });
+    // An evaluation on the same version: nothing to send but the Work.
+    await runAndCheck(c, { ...input(1, BATCH, 'eval', 500), version: 0 });
+    expect(c.executor.stats.assigned!.paramsBytes).toBe(0);
+    expect(paramsSeen()).toBe(1);
+    // The next version goes out as usual, and the bits hold.
+    await runAndCheck(c, input(2));
+    expect(paramsSeen()).toBe(2);
+
+    // A raw client claiming parameters it was never sent (wrong checksums) gets them.
+    const fake = rawClient();
+    await fake.opened;
+    const parts = streamParts(SPEC).map(({ offset, length }) => ({ offset, length }));
+    fake.send({ hello: { protocolVersion: gradhub.ProtocolVersion.CURRENT, token: TOKEN, capabilities: { threads: 1 }, held: { incarnation: c.membership.incarnation, version: 1, parts, checksums: parts.map(() => new Uint8Array(8)) } } });
+    await fake.next('welcome');
+    await c.executor.waitForWorkers(2);
+    const r = c.executor.run({ ...input(2, BATCH, 'eval', 900), version: 1, params: paramsFor(SPEC, 1) });
+    expect((await fake.next('params')).params!.version).toBe(1);
+    fake.close();
+    await r;
+  });
+
   it('kicks a worker whose gradient has the wrong length and reassigns its nodes', async () => {
     const sink = fakeStatus();
     const { c, fake, run, work } = await withFake({ status: sink });

@@ -4,8 +4,10 @@
  * binary parts, close) and is fed the socket's events (`receive`, `closed`).
  *
  * Contract:
- * - `start()` sends Hello; the coordinator answers Welcome (the run's settings: the client asks
- *   `getEngine` for an engine of that model) or Reject (the session ends).
+ * - `start()` sends Hello, naming the parameters the engine still holds from an earlier session
+ *   (`ClientMemory`: incarnation, version, parts and checksums), which the coordinator then need not
+ *   send again; it answers Welcome (the run's settings: the client asks `getEngine` for an engine
+ *   of that model) or Reject (the session ends).
  * - Params{version, checksum, part, data}: one stream part (or the whole buffer) of a version. The bytes
  *   go into `engine.params` at the part's offset (copied once, from the socket's fragments when
  *   they came in fragments) and are checked against the part's checksum (xxHash64); once every
@@ -77,6 +79,19 @@ export interface ClientMemory {
   incarnation: string | null;
   /** Version of the parameters the engine holds (-1: none). */
   version: number;
+  /**
+   * The parts of that version as they were received, with their checksums (flat order), which a
+   * later session announces in Hello so that the coordinator need not send them again; absent or
+   * null: none to announce.
+   */
+  parts?: readonly HeldPart[] | null;
+}
+
+/** One part of the held parameters: its slice of the flat buffer and its xxHash64 (as in Params). */
+export interface HeldPart {
+  readonly offset: number;
+  readonly length: number;
+  readonly checksum: Uint8Array;
 }
 
 export type SessionEnd =
@@ -149,7 +164,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
   let welcomeTimer: ReturnType<typeof setTimeout> | null = null;
   let parked: BodyOf<'work'> | null = null;
   /** The version whose parts are arriving: the floats covered so far, and the parts (offset -> length). */
-  let incoming: { version: number; covered: number; parts: Map<number, number> } | null = null;
+  let incoming: { version: number; covered: number; parts: Map<number, HeldPart> } | null = null;
   let queue: Promise<void> = Promise.resolve();
   let resolveEnded!: (e: SessionEnd) => void;
   const endedPromise = new Promise<SessionEnd>((r) => {
@@ -254,6 +269,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       if (memory.incarnation !== null) log.info({ previous: memory.incarnation, incarnation: info.incarnation }, 'new coordinator incarnation');
       memory.incarnation = info.incarnation;
       memory.version = -1;
+      memory.parts = null;
     }
     const paramCount = info.sizes.reduce((s, d, i) => (i === 0 ? 0 : s + d * info.sizes[i - 1] + d), 0);
     maxFrame = Math.max(4 * paramCount, info.maxBatch * (CIFAR_PIXELS + 1) + info.maxBatch * 16) + 64 * 1024;
@@ -303,13 +319,14 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     if (incoming?.version !== version) incoming = { version, covered: 0, parts: new Map() };
     const seen = incoming.parts.get(offset);
     if (seen === undefined) {
-      for (const [o, l] of incoming.parts) {
+      for (const { offset: o, length: l } of incoming.parts.values()) {
         if (offset < o + l && o < offset + length) throw new WireError(WireCode.MALFORMED_FRAME, `Params part [${offset}, +${length}) overlaps part [${o}, +${l}) of v${version}`);
       }
-    } else if (seen !== length) {
-      throw new WireError(WireCode.MALFORMED_FRAME, `Params part at ${offset} of v${version} with ${length} floats, earlier ${seen}`);
+    } else if (seen.length !== length) {
+      throw new WireError(WireCode.MALFORMED_FRAME, `Params part at ${offset} of v${version} with ${length} floats, earlier ${seen.length}`);
     }
     memory.version = -1; // the engine's parameters are being overwritten
+    memory.parts = null;
     const region = e.params.subarray(offset, offset + length);
     const dst = new Uint8Array(region.buffer, region.byteOffset, region.byteLength);
     let at = 0;
@@ -317,15 +334,15 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       dst.set(p, at);
       at += p.byteLength;
     }
-    if (!bytesEqual(xxh64(region), m.checksum ?? new Uint8Array(0))) {
+    const checksum = xxh64(region);
+    if (!bytesEqual(checksum, m.checksum ?? new Uint8Array(0))) {
       incoming = null;
       throw new WireError(WireCode.BAD_CHECKSUM, `parameters v${version} [${offset}, +${length}) do not match their checksum`);
     }
-    if (seen === undefined) {
-      incoming.parts.set(offset, length);
-      incoming.covered += length;
-    }
+    incoming.parts.set(offset, { offset, length, checksum });
+    if (seen === undefined) incoming.covered += length;
     if (incoming.covered < paramCount) return;
+    memory.parts = [...incoming.parts.values()].sort((a, b) => a.offset - b.offset);
     incoming = null;
     memory.version = version;
     log.debug({ version }, 'parameters received');
@@ -444,6 +461,9 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
           capabilities: { threads: caps.threads, simd: caps.simd, maxBatch: caps.maxBatch ?? 0, backend: caps.backend },
           modelSizes: [...(opts.modelSizes ?? [])],
           name: opts.name ?? '',
+          held: memory.version >= 0 && memory.incarnation !== null && memory.parts
+            ? { incarnation: memory.incarnation, version: memory.version, parts: memory.parts.map(({ offset, length }) => ({ offset, length })), checksums: memory.parts.map((p) => p.checksum) }
+            : null,
         },
       })], () => {});
     },

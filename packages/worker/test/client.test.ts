@@ -159,7 +159,7 @@ describe('worker client', () => {
         expect(Buffer.from(r.grad!).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(true);
       });
     }
-    expect(h.memory).toEqual({ incarnation: 'inc-1', version: 2 });
+    expect(h.memory).toMatchObject({ incarnation: 'inc-1', version: 2 });
   });
 
   it('holds a version once every layer of it arrived, one Params per layer, and refuses overlapping parts', async () => {
@@ -322,6 +322,27 @@ describe('worker client', () => {
     await g.until(() => g.engines.length === 1);
     g.client.receive(frame({ params: { version: 1, data: new Uint8Array(12), checksum: new Uint8Array(8) } }));
     expect(await g.client.ended).toMatchObject({ kind: 'error', codeName: 'MODEL_MISMATCH' });
+  });
+
+  it('names the parameters it holds in its next Hello (parts and checksums), and nothing once a newer version is arriving', async () => {
+    const h = harness();
+    await joined(h);
+    expect(h.of('hello')[0].hello!.held).toBeNull(); // nothing yet
+    for (const f of layerFrames(3)) h.client.receive(f);
+    await h.until(() => h.memory.version === 3);
+    const again = harness({ memory: h.memory });
+    again.client.start();
+    const held = again.of('hello')[0].hello!.held!;
+    expect(held).toMatchObject({ incarnation: 'inc-1', version: 3 });
+    const p = paramsOf(3);
+    expect(held.parts!.map((x) => ({ offset: x.offset, length: x.length }))).toEqual(streamParts(SPEC).map(({ offset, length }) => ({ offset, length })));
+    held.checksums!.forEach((c, i) => expect([...c]).toEqual([...xxh64(p.subarray(held.parts![i].offset!, held.parts![i].offset! + held.parts![i].length!))]));
+    // A part of a newer version overwrites the engine: nothing left to announce.
+    h.client.receive(layerFrames(4)[0]);
+    await h.until(() => h.memory.version === -1);
+    const third = harness({ memory: h.memory });
+    third.client.start();
+    expect(third.of('hello')[0].hello!.held).toBeNull();
   });
 
   it('refuses a Params part outside the model, empty, or whose bytes do not match its length', async () => {
