@@ -14,7 +14,7 @@ import {
 import { createNodeBackend } from '@gradhub/worker';
 import {
   loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, openMetricsFile, nullMetrics,
-  type TrainSettings, type TrainStart, type MetricsSink, type Samples,
+  type TrainSettings, type TrainStart, type MetricsLine, type MetricsSink, type Samples,
 } from '@gradhub/coordinator';
 import type { ParsedOptions } from './options.js';
 import type { Progress } from './progress.js';
@@ -55,6 +55,8 @@ export interface PreparedRun {
   readonly test: Samples | null;
   readonly start: TrainStart;
   readonly metrics: MetricsSink;
+  /** The lines the metrics file already held (a resumed run's curves so far), in file order. */
+  readonly pastMetrics: readonly MetricsLine[];
   readonly checkpoint: { dir: string; every: number; keep: number } | null;
 }
 
@@ -99,8 +101,8 @@ export async function prepareRun(o: ParsedOptions, logger: Logger, progress: Pro
     start = { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null };
   }
   const metricsFile = o['metrics'] as string | undefined;
-  const metrics = metricsFile ? openMetricsFile(metricsFile, o['resume'] as boolean) : nullMetrics;
-  return { settings, spec, train: data.train, test: data.test, start, metrics, checkpoint };
+  const file = metricsFile ? openMetricsFile(metricsFile, o['resume'] as boolean) : null;
+  return { settings, spec, train: data.train, test: data.test, start, metrics: file ?? nullMetrics, pastMetrics: file?.past ?? [], checkpoint };
 }
 
 /**

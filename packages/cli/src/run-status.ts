@@ -5,8 +5,14 @@ import { runIdOf } from './cluster-setup.js';
 
 export function createRunStatus(run: PreparedRun, name: string): RunStatus {
   const { step, sampler } = run.start;
-  // Samples already trained on: whole epochs plus the position in the current one (the sampler's state).
-  const resumed = step > 0 ? { step, epoch: sampler.epoch + (sampler.position > 0 ? 1 : 0), samples: sampler.epoch * run.train.count + sampler.position } : undefined;
+  // Samples already trained on: whole epochs plus the position in the current one (the sampler's
+  // state); the curves up to the checkpoint from the metrics file (later lines are replayed).
+  const past = run.pastMetrics.filter((l) => l.step <= step);
+  const resumed = step > 0 ? {
+    step, epoch: sampler.epoch + (sampler.position > 0 ? 1 : 0), samples: sampler.epoch * run.train.count + sampler.position,
+    steps: past.flatMap((l) => (l.kind === 'step' ? [{ step: l.step, epoch: l.epoch, loss: l.loss, accuracy: l.accuracy, samplesPerS: l.samples_per_s }] : [])),
+    evals: past.flatMap((l) => (l.kind === 'epoch' ? [{ epoch: l.epoch, step: l.step, testLoss: l.test_loss, testAccuracy: l.test_accuracy }] : [])),
+  } : undefined;
   return new RunStatus({
     runId: runIdOf(run), name, resumed,
     settings: { ...bitSettings(run.settings), epochs: run.settings.epochs, steps: run.settings.steps },

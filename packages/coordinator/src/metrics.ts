@@ -39,10 +39,17 @@ export interface MetricsSink {
 /** A sink that drops everything (no --metrics). */
 export const nullMetrics: MetricsSink = { write() {}, close() {} };
 
+/** An open metrics file: a sink, and the lines it already held when it was opened to resume. */
+export interface MetricsFile extends MetricsSink {
+  /** The readable lines already in the file, in file order (empty for a new file). */
+  readonly past: readonly MetricsLine[];
+}
+
 /** Open (append) a metrics file. With `resume`, lines already present are not written again. */
-export function openMetricsFile(file: string, resume: boolean): MetricsSink {
+export function openMetricsFile(file: string, resume: boolean): MetricsFile {
   let lastStep = 0;
   let lastEvalStep = 0;
+  const past: MetricsLine[] = [];
   if (resume && fs.existsSync(file)) {
     const text = fs.readFileSync(file, 'utf8');
     const complete = text.lastIndexOf('\n') + 1;
@@ -53,6 +60,8 @@ export function openMetricsFile(file: string, resume: boolean): MetricsSink {
         const l = JSON.parse(raw) as MetricsLine;
         if (l.kind === 'step') lastStep = Math.max(lastStep, l.step);
         else if (l.kind === 'epoch') lastEvalStep = Math.max(lastEvalStep, l.step);
+        else continue;
+        past.push(l);
       } catch {
         // A line we cannot read is left as it is; the steps after it still count.
       }
@@ -62,6 +71,7 @@ export function openMetricsFile(file: string, resume: boolean): MetricsSink {
   }
   const fd = fs.openSync(file, 'a');
   return {
+    past,
     write(line: MetricsLine): void {
       if (line.kind === 'step' && line.step <= lastStep) return;
       if (line.kind === 'epoch' && line.step <= lastEvalStep) return;

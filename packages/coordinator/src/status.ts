@@ -78,18 +78,23 @@ export class RunStatus {
   private readonly workerRows = new Map<string, WorkerRow>();
 
   /**
-   * `resumed` seeds a run that continues from a checkpoint: the step and epoch it starts from and
-   * the samples already trained on, so /api/status and /metrics go on from there.
+   * `resumed` seeds a run that continues from a checkpoint: the step and epoch it starts from, the
+   * samples already trained on, and the curves so far (the steps and evaluations up to that step,
+   * e.g. from the metrics file), so /api/status, /metrics and the dashboard go on from there.
    */
   constructor(
-    init: { runId: string; name: string; settings: Record<string, unknown>; totalSteps: number; resumed?: { step: number; epoch: number; samples: number } },
+    init: {
+      runId: string; name: string; settings: Record<string, unknown>; totalSteps: number;
+      resumed?: { step: number; epoch: number; samples: number; steps?: readonly StepPoint[]; evals?: readonly EvalPoint[] };
+    },
     private readonly maxSteps = 20_000,
   ) {
     const { resumed, ...rest } = init;
     this.snap = {
       ...rest, startedAt: Date.now(), step: resumed?.step ?? 0, epoch: resumed?.epoch ?? 0, state: 'waiting',
-      steps: [], evals: [], workers: [], split: null, counters: resumed ? { samples: resumed.samples } : {},
+      steps: [], evals: [...(resumed?.evals ?? [])], workers: [], split: null, counters: resumed ? { samples: resumed.samples } : {},
     };
+    for (const p of resumed?.steps ?? []) this.keepStep(p);
   }
 
   snapshot(): StatusSnapshot {
@@ -115,15 +120,19 @@ export class RunStatus {
     this.snap.split = split;
   }
 
-  addStep(point: StepPoint): void {
+  /** Append to the step history, thinning the older half (every other point) past maxSteps. */
+  private keepStep(point: StepPoint): void {
     const s = this.snap.steps;
     s.push(point);
     if (s.length > this.maxSteps) {
-      // Thin the older half (every other point), keep the recent half whole.
       const half = s.length >> 1;
       const kept = s.slice(0, half).filter((_, i) => i % 2 === 0);
       this.snap.steps = [...kept, ...s.slice(half)];
     }
+  }
+
+  addStep(point: StepPoint): void {
+    this.keepStep(point);
     this.snap.step = point.step;
     this.snap.epoch = point.epoch;
     if (this.snap.state === 'waiting') this.setState('training');

@@ -1,0 +1,49 @@
+/**
+ * A resumed run's curves: the metrics file hands back the lines it held, and a RunStatus seeded
+ * with the steps and evaluations up to the checkpoint shows them and goes on from there.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openMetricsFile } from '../src/metrics.js';
+import { RunStatus } from '../src/status.js';
+
+const step = (k: number) => ({ kind: 'step' as const, step: k, epoch: 1, loss: 2 - k / 10, accuracy: k / 100, samples_per_s: 100 + k });
+
+describe('a resumed run keeps its curves', () => {
+  it('the metrics file hands back the readable lines it held (a torn last line cut off)', () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-status-')), 'metrics.jsonl');
+    const first = openMetricsFile(file, false);
+    expect(first.past).toEqual([]);
+    for (let k = 1; k <= 3; k++) first.write(step(k));
+    first.write({ kind: 'epoch', epoch: 1, step: 3, test_loss: 1.5, test_accuracy: 0.25 });
+    first.close();
+    fs.appendFileSync(file, 'not json\n{"kind":"step","step":4,"ep'); // an unreadable line, then a torn one
+    const again = openMetricsFile(file, true);
+    expect(again.past).toEqual([step(1), step(2), step(3), { kind: 'epoch', epoch: 1, step: 3, test_loss: 1.5, test_accuracy: 0.25 }]);
+    again.write(step(3)); // replayed: not written twice
+    again.write(step(4));
+    again.close();
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
+    expect(lines.filter((l) => l.includes('"step":3,"epoch"'))).toHaveLength(1);
+    expect(lines[lines.length - 1]).toBe(JSON.stringify(step(4)));
+  });
+
+  it('RunStatus seeded with the curves up to the checkpoint shows them and goes on', () => {
+    const points = [1, 2, 3, 4, 5].map((k) => ({ step: k, epoch: 1, loss: 2 - k / 10, accuracy: k / 100, samplesPerS: 100 }));
+    const s = new RunStatus({
+      runId: 'r', name: 'n', settings: {}, totalSteps: 10,
+      resumed: { step: 5, epoch: 1, samples: 320, steps: points, evals: [{ epoch: 1, step: 4, testLoss: 1.8, testAccuracy: 0.2 }] },
+    }, 4);
+    const snap = s.snapshot();
+    expect(snap.step).toBe(5);
+    expect(snap.counters.samples).toBe(320);
+    // Past maxSteps (4 here) the older half is thinned, as for live steps; the newest stay whole.
+    expect(snap.steps.map((p) => p.step)).toEqual([1, 3, 4, 5]);
+    expect(snap.evals).toEqual([{ epoch: 1, step: 4, testLoss: 1.8, testAccuracy: 0.2 }]);
+    s.addStep({ step: 6, epoch: 1, loss: 1.3, accuracy: 0.06, samplesPerS: 100 });
+    expect(s.snapshot().steps.at(-1)!.step).toBe(6);
+    expect(s.snapshot().state).toBe('training');
+  });
+});
