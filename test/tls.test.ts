@@ -56,7 +56,12 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI)('coordinator over TLS', () =>
       const page = await context.newPage();
       await page.goto(`${base}/join?token=${encodeURIComponent(coord.token)}`);
       expect(await page.evaluate(() => window.isSecureContext && window.crossOriginIsolated)).toBe(true);
-      const r = await coord.exited;
+      // The run normally takes a few seconds; if it hangs, say what the processes said.
+      let timer: NodeJS.Timeout | undefined;
+      const stuck = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the run did not end within 45 s\n--- coordinator stderr (tail):\n${coord.output().stderr.slice(-6000)}\n--- worker stderr (tail):\n${worker.output().stderr.slice(-3000)}`)), 45_000);
+      });
+      const r = await Promise.race([coord.exited, stuck]).finally(() => clearTimeout(timer));
       expect(r.code, r.stderr).toBe(0);
       expect(sha256(path.join(dir, 'w.st'))).toBe(sha256(path.join(dir, 'ref.st')));
       await waitFor(() => worker.exitCode !== null, 10_000, 'the worker to leave after the run');
