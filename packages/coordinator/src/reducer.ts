@@ -138,7 +138,7 @@ export interface ReducerOptions {
   /** Gradient-equivalents held by waiting nodes past which the executor reads in tree order. Default 8, at least 2. */
   readonly maxHeld?: number;
   /**
-   * The parts the gradient is reduced in, in floats: the model's layers (core `layerRanges`),
+   * The parts the gradient is reduced in, in floats: the model's stream parts (core `streamParts`),
    * contiguous, in order, covering [0, paramCount). Default one part [0, paramCount).
    */
   readonly parts?: readonly FlatRange[];

@@ -1,21 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
-import { chunkCount, children, createEngine, createOracleBackend, layerRanges, nodeSamples, treeFold, wasmSimdSupported, type TreeNode } from '@gradhub/core';
+import { Rng, chunkCount, children, createEngine, createOracleBackend, nodeSamples, streamParts, treeFold, wasmSimdSupported, type TreeNode } from '@gradhub/core';
 import { Reducer, type RequestSpec, type ResultIn } from '../src/reducer.js';
 import { SPEC, bits, cifarBatch, paramsFor, reference } from './cluster-helpers.js';
 
 const W = gradhub.ErrorCode;
 
-/** A small deterministic generator (tests only). */
+/** Uniform floats in [0, 1) from the core's seeded generator. */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.nextFloat();
 }
 
 /** A random cut of the tree over [lo, hi) into nodes: each node is taken whole or split. */
@@ -387,9 +381,9 @@ describe('reducer: per-layer parts', () => {
     }
   });
 
-  it('engine sums sent layer by layer (the model\'s layerRanges) equal one engine on the root', () => {
+  it('engine sums sent part by part (the model\'s streamParts) equal one engine on the root', () => {
     const rand = rng(22);
-    const parts = layerRanges(SPEC);
+    const parts = streamParts(SPEC);
     const backend = createOracleBackend();
     const [batch, chunk] = [21, 4];
     const { pixels, labels } = cifarBatch(40, batch);

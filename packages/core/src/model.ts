@@ -50,14 +50,6 @@ export interface FlatRange {
 }
 
 /**
- * Each layer's slice of the flat buffer (its weight, then its bias), in layer order: contiguous,
- * covering [0, paramCount). The unit in which gradients stream up and parameters down.
- */
-export function layerRanges(spec: ModelSpec): FlatRange[] {
-  return spec.layers.map((l) => ({ offset: l.weightOffset, length: l.biasOffset + l.outF - l.weightOffset }));
-}
-
-/**
  * About the most floats in one streamed part (16 MiB): bigger layers go in several parts, as PyTorch
  * DDP's buckets (25 MiB by default). On a 2-core machine, 4, 16 MiB and whole layers measured the
  * same within noise for the default model, and 4 MiB parts 5-10% slower (more messages, more

@@ -1,17 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { createGradPool, type GradPool } from '../src/grad-pool.js';
 import { wasmSimdSupported } from '../src/kernels/wasm.js';
+import { Rng } from '../src/rng.js';
 
-/** A small deterministic generator (tests only). */
+/** Uniform floats in [0, 1) from the core's seeded generator. */
 function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.nextFloat();
 }
 
 /** Finite float32 values over all magnitudes: signed zeros, subnormals, the largest ones (whose sums overflow). */
