@@ -54,12 +54,18 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI)('coordinator over TLS', () =>
     const context = await chromium.launchPersistentContext(tempDir('tls-profile'), { executablePath: CHROMIUM, args: LAUNCH_ARGS, ignoreHTTPSErrors: true });
     try {
       const page = await context.newPage();
-      await page.goto(`${base}/join?token=${encodeURIComponent(coord.token)}`);
+      // What the tab says (its worker logs the protocol client's lines with ?debug), for a failure message.
+      const said: string[] = [];
+      page.on('console', (m) => said.push(`${m.type()}: ${m.text()}`));
+      page.on('pageerror', (e) => said.push(`page error: ${e.message}`));
+      page.on('requestfailed', (r) => said.push(`request failed: ${r.url()} ${r.failure()?.errorText ?? ''}`));
+      page.on('worker', (w) => said.push(`worker started: ${w.url()}`));
+      await page.goto(`${base}/join?token=${encodeURIComponent(coord.token)}&debug`);
       expect(await page.evaluate(() => window.isSecureContext && window.crossOriginIsolated)).toBe(true);
       // The run normally takes a few seconds; if it hangs, say what the processes said.
       let timer: NodeJS.Timeout | undefined;
       const stuck = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the run did not end within 45 s\n--- coordinator stderr (tail):\n${coord.output().stderr.slice(-6000)}\n--- worker stderr (tail):\n${worker.output().stderr.slice(-3000)}`)), 45_000);
+        timer = setTimeout(() => reject(new Error(`the run did not end within 45 s\n--- coordinator stderr (tail):\n${coord.output().stderr.slice(-6000)}\n--- worker stderr (tail):\n${worker.output().stderr.slice(-3000)}\n--- the tab:\n${said.join('\n').slice(-6000)}`)), 45_000);
       });
       const r = await Promise.race([coord.exited, stuck]).finally(() => clearTimeout(timer));
       expect(r.code, r.stderr).toBe(0);

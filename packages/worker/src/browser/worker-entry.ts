@@ -13,7 +13,8 @@
  *   `heartbeat_interval_ms` and ends the session when the coordinator is silent past
  *   `heartbeat_timeout_ms` (time spent computing not counted). The browser answers the
  *   coordinator's pings by itself.
- * - When a session ends without a final answer (socket closed, coordinator silent, Bye SHUTDOWN),
+ * - When a session ends without a final answer (socket closed or not open within
+ *   `CONNECT_TIMEOUT_MS`, coordinator silent, Bye SHUTDOWN),
  *   it reconnects with exponential backoff and full jitter, keeping its engine and parameters
  *   (`ClientMemory`). A socket that fails before opening may be a refused token (a browser cannot
  *   see the HTTP 401): the worker asks `authUrl` (GET, bearer header) and stops with 'refused'
@@ -51,6 +52,8 @@ import type { PageCommand, StartCommand, VolunteerState, VolunteerStatus, Worker
 export const BACKOFF_INITIAL_MS = 500;
 /** Longest reconnect delay, ms. */
 export const BACKOFF_MAX_MS = 30_000;
+/** A socket not open after this long is given up and tried again (as the Node worker's handshake timeout), ms. */
+export const CONNECT_TIMEOUT_MS = 10_000;
 /** Give up (state 'gone') when no coordinator welcomes this tab for this long, ms. */
 export const GRACE_MS = 10 * 60_000;
 /** Status to the page at least this often, ms. */
@@ -358,16 +361,28 @@ export function runBrowserWorker(scope: WorkerScope): void {
       }
       const socket: WebSocket = ws;
       socket.binaryType = 'arraybuffer';
+      // A browser may leave a socket CONNECTING for minutes (a handshake nobody answers): give up on
+      // it like the Node worker's handshake timeout, and let the backoff try again.
+      const connectTimer = setTimeout(() => {
+        if (socket.readyState === WebSocket.CONNECTING) {
+          socket.onclose = null;
+          socket.close();
+          markClosed();
+          finish({ welcomed, end: { kind: 'connect-failed', code: 0 } });
+        }
+      }, CONNECT_TIMEOUT_MS);
       let markClosed!: () => void;
       const closed = new Promise<void>((r) => (markClosed = r));
       const conn: { ws: WebSocket; client: WorkerClient | null; closed: Promise<void> } = { ws: socket, client: null, closed };
       current = conn;
       socket.onerror = () => {}; // the close event follows and says how it ended
       socket.onclose = (ev) => {
+        clearTimeout(connectTimer);
         markClosed();
         finish({ welcomed, end: { kind: 'connect-failed', code: ev.code } });
       };
       socket.onopen = () => {
+        clearTimeout(connectTimer);
         const client = createWorkerClient({
           socket: browserClientSocket(socket),
           token: cmd.token,
