@@ -47,6 +47,9 @@ export async function startCoordinatorCluster(
     heartbeatTimeoutMs: o['heartbeat-ms'] as number,
     status,
     tls,
+    // Measured step times decide how many workers a step uses (fewer when moving the model costs
+    // more than their compute saves: small batches on one machine).
+    adaptiveWorkers: true,
   });
   const routes = createHttpRoutes({ status, adminToken: o['admin-token'] as string | undefined, logger });
   cluster.server.use(routes);

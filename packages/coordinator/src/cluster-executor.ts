@@ -55,7 +55,7 @@ import type { Executor, StepHooks, StepInput, StepSums, StepTiming } from './exe
 import { Membership, type ClusterStatusSink, type MembershipOptions, type WorkerConn } from './membership.js';
 import { ParamsEncoder, encode, frameLimits, type BodyOf, type ParamsPartFrame } from './protocol.js';
 import { Reducer, type ReducerStats, type RequestSpec, type ResultIn, type Verdict } from './reducer.js';
-import { SpeedTable, assignChunks, assignedBytes, pickWorker, type AssignedBytes, type Candidate, type TransferCost } from './scheduler.js';
+import { CrewChooser, SpeedTable, assignChunks, assignedBytes, pickWorker, type AssignedBytes, type Candidate, type TransferCost } from './scheduler.js';
 import { startServer, type GradhubServer } from './server.js';
 
 export interface ClusterExecutorOptions {
@@ -76,6 +76,12 @@ export interface ClusterExecutorOptions {
   readonly speedAlpha?: number;
   /** Optional: the workers table and the `late_results` counter (RunStatus fits). */
   readonly status?: ClusterStatusSink;
+  /**
+   * Let measured step times decide how many of the workers (the fastest) a training step uses
+   * (scheduler.ts `CrewChooser`): fewer win when moving the model costs more than their compute
+   * saves. Default false: every worker, up to one per chunk.
+   */
+  readonly adaptiveWorkers?: boolean;
 }
 
 export interface ClusterStats extends ReducerStats {
@@ -149,6 +155,9 @@ class ClusterExecutorImpl implements ClusterExecutor {
   private readonly log: Logger;
   private readonly reducer: Reducer;
   private readonly speeds: SpeedTable;
+  /** How many workers a training step uses (adaptiveWorkers), and the last training step for its timing. */
+  private readonly crew: CrewChooser | null;
+  private lastTrain: { startedAt: number; batch: number; k: number; clean: boolean } | null = null;
   private readonly bandwidths: SpeedTable;
   private readonly speculateAfterMs: number | null;
   /** The parts gradients and parameters stream in (core streamParts: layers, big ones in row blocks). */
@@ -182,6 +191,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     this.reducer = new Reducer({ paramCount: opts.spec.paramCount, maxHeld: Math.max(2, Math.floor(budget / (4 * opts.spec.paramCount))), parts: this.parts });
     this.speeds = new SpeedTable(opts.speedAlpha ?? 0.5);
     this.bandwidths = new SpeedTable(opts.speedAlpha ?? 0.5);
+    this.crew = opts.adaptiveWorkers ? new CrewChooser() : null;
     this.status = opts.status ?? null;
     this.speculateAfterMs = opts.speculateAfterMs === undefined ? 30000 : opts.speculateAfterMs;
     if (this.speculateAfterMs !== null && !(this.speculateAfterMs > 0)) {
@@ -235,9 +245,10 @@ class ClusterExecutorImpl implements ClusterExecutor {
         paramsBytes: this.paramsEncoder.versionBytes,
         sampleBytes: CIFAR_PIXELS + 1,
       };
-      const speeds = workers.map((w) => ({
+      let speeds = workers.map((w) => ({
         id: w.id, speed: this.speeds.get(w.id), bandwidth: this.bandwidths.get(w.id), maxSamples: w.capabilities.maxBatch, needsParams: w.paramsVersion !== input.version,
       }));
+      if (input.mode === 'train' && this.crew) speeds = this.crewOf(speeds, nChunks, input.batch, a.startedAt);
       const plan = assignChunks(nChunks, speeds, shape, cost);
       this.assigned = assignedBytes(plan, speeds, shape, cost);
       log.debug({
@@ -360,6 +371,21 @@ class ClusterExecutorImpl implements ClusterExecutor {
   }
 
   /**
+   * The fastest of `speeds` that this training step uses (CrewChooser), after telling the chooser
+   * how long the previous step took (from its start to this one's, same batch size only).
+   */
+  private crewOf<T extends { readonly id: number; readonly speed: number | null; readonly needsParams?: boolean }>(speeds: T[], nChunks: number, batch: number, now: number): T[] {
+    const crew = this.crew!;
+    const last = this.lastTrain;
+    if (last && last.batch === batch) crew.observe(last.k, now - last.startedAt, last.clean);
+    const k = crew.next(Math.min(speeds.length, nChunks));
+    const chosen = k >= speeds.length ? speeds : [...speeds].sort((x, y) => (y.speed ?? 0) - (x.speed ?? 0) || x.id - y.id).slice(0, k);
+    // A worker new to the crew first gets the whole model: that step does not measure the crew.
+    this.lastTrain = { startedAt: now, batch, k, clean: chosen.every((w) => !w.needsParams) };
+    return chosen;
+  }
+
+  /**
    * Send `w` one Params part unless it was sent that part of that version already (null then);
    * the part's snapshot is not overwritten until the socket has taken it. Once every part of a
    * version went out, `w.paramsVersion` is that version.
@@ -392,7 +418,9 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const held = this.paramsEncoder.version;
     if (held !== null && version < held) return;
     const f = this.paramsEncoder.encodePart(version, params, index);
-    for (const w of this.membership.workers()) this.sendParams(w, f);
+    // To the workers of the current request (the likely ones of the next); others get it with their Work.
+    const a = this.active;
+    for (const w of this.membership.workers()) if (!a || a.load.has(w.id)) this.sendParams(w, f);
   }
 
   /** Update the worker's row in the status sink. */
@@ -719,6 +747,8 @@ export interface ClusterOptions extends MembershipPassThrough {
   readonly status?: ClusterStatusSink;
   /** Serve https/wss (see ServerOptions.tls). */
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** See ClusterExecutorOptions.adaptiveWorkers. Default false. */
+  readonly adaptiveWorkers?: boolean;
 }
 
 export interface Cluster {
@@ -746,7 +776,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   try {
     executor = createClusterExecutor({
       membership, spec, chunk: opts.chunk, maxBatch: opts.maxBatch, logger: opts.logger,
-      memoryBudgetBytes: opts.memoryBudgetBytes, speculateAfterMs: opts.speculateAfterMs, status: opts.status,
+      memoryBudgetBytes: opts.memoryBudgetBytes, speculateAfterMs: opts.speculateAfterMs, status: opts.status, adaptiveWorkers: opts.adaptiveWorkers,
     });
     // ws's hard cap is twice the protocol limit: frames in between get a clear OVERSIZE_FRAME error.
     server = await startServer({ host: opts.host, port: opts.port, token: opts.token, maxPayloadBytes: 2 * limits.fromWorker, logger: opts.logger, tls: opts.tls });

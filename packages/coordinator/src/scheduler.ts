@@ -349,3 +349,88 @@ export class SpeedTable {
     this.speeds.delete(id);
   }
 }
+
+/**
+ * How many workers a training step uses, chosen by measuring rather than modelling: every worker
+ * that takes part moves the whole model twice through the coordinator, so on a shared link (one
+ * machine, or the coordinator's NIC) a small batch can train faster on fewer workers, and the
+ * per-worker figures above, measured while the workers share the link and the cores, cannot show
+ * it. The candidates are the `available` count and its halvings down to 1. The first `warmUp`
+ * steps use every worker (cold figures, and every worker measured once); then each candidate not
+ * yet measured is tried for two steps (the caller reports a step as not `clean` when a worker had
+ * to catch up on parameters first, e.g. on joining the crew; only clean steps are measured);
+ * then the one with the least step time (a smaller count only when
+ * faster by `margin`, 10% by default: step times are noisy), and
+ * every `exploreEvery`-th step the candidate measured longest ago, so that a change (a worker's
+ * speed, the network) is seen. A change in `available` starts the measurements over. Pure: the
+ * caller feeds it step times (`observe`); any choice gives the same bits.
+ */
+export class CrewChooser {
+  private readonly warmUp: number;
+  private readonly exploreEvery: number;
+  private readonly alpha: number;
+  private readonly margin: number;
+  private available = -1;
+  private steps = 0;
+  /** A count being tried, and for how many more steps (a try lasts two: the first may catch up). */
+  private probe: { k: number; left: number } | null = null;
+  /** Per candidate count: smoothed step ms, and the step it was last measured at. */
+  private readonly measured = new Map<number, { ms: number; at: number }>();
+
+  constructor(opts: { warmUp?: number; exploreEvery?: number; alpha?: number; margin?: number } = {}) {
+    this.warmUp = opts.warmUp ?? 3;
+    this.exploreEvery = opts.exploreEvery ?? 16;
+    this.alpha = opts.alpha ?? 0.5;
+    this.margin = opts.margin ?? 0.1;
+    if (!(Number.isInteger(this.warmUp) && this.warmUp >= 0 && Number.isInteger(this.exploreEvery) && this.exploreEvery >= 2 && this.alpha > 0 && this.alpha <= 1 && this.margin >= 0 && this.margin < 1)) {
+      throw new RangeError('CrewChooser: warmUp >= 0, exploreEvery >= 2 (integers), alpha in (0, 1], margin in [0, 1)');
+    }
+  }
+
+  /** The candidate counts for `available` workers: it and its halvings, largest first. */
+  static candidates(available: number): number[] {
+    const out: number[] = [];
+    for (let k = available; k >= 1; k = Math.floor(k / 2)) if (!out.includes(k)) out.push(k);
+    return out;
+  }
+
+  /** How many of `available` workers (the fastest) the next training step uses. */
+  next(available: number): number {
+    if (available < 1) return available;
+    if (available !== this.available) {
+      this.available = available;
+      this.measured.clear();
+      this.steps = 0;
+      this.probe = null;
+    }
+    this.steps++;
+    const cands = CrewChooser.candidates(available);
+    if (this.steps <= this.warmUp || cands.length === 1) return available;
+    if (this.probe && this.probe.left > 0) {
+      this.probe.left--;
+      return this.probe.k;
+    }
+    const untried = cands.find((k) => !this.measured.has(k));
+    const explore = untried ?? (this.steps % this.exploreEvery === 0
+      ? cands.reduce((a, b) => (this.measured.get(b)!.at < this.measured.get(a)!.at ? b : a))
+      : undefined);
+    if (explore !== undefined) {
+      this.probe = { k: explore, left: 1 };
+      return explore;
+    }
+    // Fewer workers only when clearly faster (step times are noisy; more workers share the work).
+    let best = cands[0];
+    for (const k of cands.slice(1)) if (this.measured.get(k)!.ms < this.measured.get(best)!.ms * (1 - this.margin)) best = k;
+    return best;
+  }
+
+  /**
+   * The step that used `k` workers (of the current `available`) took `ms`; `clean` false when a
+   * worker first had to catch up on parameters (not measured). Call before the next `next`.
+   */
+  observe(k: number, ms: number, clean = true): void {
+    if (!clean || !(ms > 0) || this.steps <= this.warmUp || !CrewChooser.candidates(this.available).includes(k)) return;
+    const m = this.measured.get(k);
+    this.measured.set(k, { ms: m ? ewma(m.ms, ms, this.alpha) : ms, at: this.steps });
+  }
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { coverRange, isTreeNode, nodeSamples } from '@gradhub/core';
 import {
+  CrewChooser,
   SpeedTable, assignChunks, assignedBytes, ewma, fitNode, nodeCount, pickWorker, proportionalCounts, type Assignment, type TransferCost, type WorkerSpeed,
 } from '../src/scheduler.js';
 
@@ -227,5 +228,53 @@ describe('SpeedTable', () => {
     expect(t.get(1)).toBeNull();
     expect(ewma(null, 5, 0.1)).toBe(5);
     expect(() => new SpeedTable(0)).toThrow();
+  });
+});
+
+describe('CrewChooser: how many workers a training step uses, by measured step times', () => {
+  /** Run `steps` steps against a machine whose step takes `ms(k)` with k workers; returns the counts used. */
+  function drive(c: CrewChooser, available: number, steps: number, ms: (k: number) => number, clean = (_k: number, _prev: number | null) => true): number[] {
+    const used: number[] = [];
+    let prev: number | null = null;
+    for (let s = 0; s < steps; s++) {
+      const k = c.next(available);
+      used.push(k);
+      c.observe(k, ms(k), clean(k, prev));
+      prev = k;
+    }
+    return used;
+  }
+
+  it('candidates are the count and its halvings', () => {
+    expect(CrewChooser.candidates(1)).toEqual([1]);
+    expect(CrewChooser.candidates(2)).toEqual([2, 1]);
+    expect(CrewChooser.candidates(13)).toEqual([13, 6, 3, 1]);
+  });
+
+  it('warms up on every worker, tries each count for two steps, then keeps the fastest, exploring now and then', () => {
+    const c = new CrewChooser({ warmUp: 3, exploreEvery: 16 });
+    const used = drive(c, 2, 40, (k) => (k === 1 ? 175 : 210)); // batch 64 here: one worker is faster
+    expect(used.slice(0, 3)).toEqual([2, 2, 2]);
+    expect(used.slice(3, 7)).toEqual([2, 2, 1, 1]);
+    expect(used.slice(7, 15).every((k) => k === 1)).toBe(true);
+    expect(used.slice(15, 17)).toEqual([2, 2]); // step 16: the count measured longest ago, for two steps
+    expect(used.slice(17, 31).every((k) => k === 1)).toBe(true);
+    // The other way round (batch 256 here): two workers are faster, and stay chosen.
+    const d = new CrewChooser();
+    const more = drive(d, 2, 40, (k) => (k === 1 ? 430 : 330));
+    expect(more.join('').match(/1+/g)).toEqual(['11', '11', '11']); // only the tries: at first, then at steps 16 and 32
+    expect(more.slice(-5)).toEqual([2, 2, 2, 2, 2]);
+  });
+
+  it('takes fewer workers only when clearly faster, ignores steps that caught up, and starts over when the count changes', () => {
+    const c = new CrewChooser({ margin: 0.1 });
+    expect(drive(c, 2, 30, (k) => (k === 1 ? 200 : 210)).slice(-3)).toEqual([2, 2, 2]); // 5% is noise
+    // A step right after joining the crew pays the catch-up: not measured, so two workers still win.
+    const d = new CrewChooser();
+    const used = drive(d, 2, 30, (k) => (k === 1 ? 430 : 330), (k, prev) => !(k === 2 && prev === 1));
+    expect(used.slice(-3)).toEqual([2, 2, 2]);
+    // A new worker: measurements start over, with a warm-up on every worker.
+    expect([d.next(3), d.next(3), d.next(3)]).toEqual([3, 3, 3]);
+    expect(() => new CrewChooser({ exploreEvery: 1 })).toThrow(RangeError);
   });
 });
