@@ -509,44 +509,6 @@ export function f32Check(p: usize, n: i32): i32 {
   return checkLanes(a0, a1, a2, a3, t);
 }
 
-/**
- * dst = held + dst over n floats, after checking the incoming values (dst's, before the add) are
- * all finite: returns 1 if they are, else 0 (dst is then written all the same; `held` never is).
- */
-export function f32AddIn(dst: usize, held: usize, n: i32): i32 {
-  let a0 = f32x4.splat(0);
-  let a1 = a0;
-  let a2 = a0;
-  let a3 = a0;
-  const n16 = n & ~15;
-  let i = 0;
-  for (; i < n16; i += 16) {
-    const off = <usize>i << 2;
-    const q = dst + off;
-    const h = held + off;
-    const v0 = v128.load(q, 0);
-    const v1 = v128.load(q, 16);
-    const v2 = v128.load(q, 32);
-    const v3 = v128.load(q, 48);
-    a0 = f32x4.add(a0, f32x4.sub(v0, v0));
-    a1 = f32x4.add(a1, f32x4.sub(v1, v1));
-    a2 = f32x4.add(a2, f32x4.sub(v2, v2));
-    a3 = f32x4.add(a3, f32x4.sub(v3, v3));
-    v128.store(q, f32x4.add(v128.load(h, 0), v0), 0);
-    v128.store(q, f32x4.add(v128.load(h, 16), v1), 16);
-    v128.store(q, f32x4.add(v128.load(h, 32), v2), 32);
-    v128.store(q, f32x4.add(v128.load(h, 48), v3), 48);
-  }
-  let t: f32 = 0;
-  for (; i < n; i++) {
-    const off = <usize>i << 2;
-    const v = load<f32>(dst + off);
-    t = t + (v - v);
-    store<f32>(dst + off, load<f32>(held + off) + v);
-  }
-  return checkLanes(a0, a1, a2, a3, t);
-}
-
 /** l = l + r over n floats (no check: sums of finite values may overflow to infinity). */
 export function f32Add(l: usize, r: usize, n: i32): void {
   const n16 = n & ~15;

@@ -47,7 +47,7 @@ const HASH_MAX_BYTES = 4096;
 const FORBIDDEN = /\.relaxed_/;
 
 /** The kernel module's functions, as src/kernels/wasm.ts (KernelExports), src/sgd-wasm.ts and src/grad-pool.ts call them. */
-const KERNEL_EXPORTS = ['init', 'linearForward', 'linearBackwardInput', 'linearBackwardWeight', 'sgdStep', 'f32Check', 'f32AddIn', 'f32Add'];
+const KERNEL_EXPORTS = ['init', 'linearForward', 'linearBackwardInput', 'linearBackwardWeight', 'sgdStep', 'f32Check', 'f32Add'];
 
 async function compile(debugNames, shared) {
   const outputs = new Map();

@@ -20,7 +20,7 @@
  *   when none is free; `size` counts buffers ever allocated. Nothing is freed before the pool is.
  *
  * The 'wasm' backend keeps all buffers in one WebAssembly.Memory, growable up to 4 GiB, with the
- * kernel module (assembly/index.ts: f32Check, f32AddIn, f32Add) instantiated on it synchronously
+ * kernel module (assembly/index.ts: f32Check, f32Add) instantiated on it synchronously
  * (Node compiles a module of any size synchronously; the module is about 9 KB). Buffer i lives at
  * byte BASE + i * stride (stride = 4 * floats rounded up to 16 bytes). Growing the memory detaches
  * its old ArrayBuffer: a `view` is valid until the next `acquire`. Incoming pieces are copied into
@@ -131,11 +131,10 @@ abstract class IdPool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 'wasm': one growable memory, the kernel module's f32Check / f32AddIn / f32Add.
+// 'wasm': one growable memory, the kernel module's f32Check / f32Add.
 
 interface PoolExports {
   f32Check(p: number, n: number): number;
-  f32AddIn(dst: number, held: number, n: number): number;
   f32Add(l: number, r: number, n: number): void;
 }
 
@@ -211,7 +210,12 @@ class WasmGradPool extends IdPool implements GradPool {
     checkPieces('addChecked', this.floats, pieces);
     const k = this.k;
     const h = this.at(held);
-    return this.stream(this.at(dst), pieces, (p, first, n) => k.f32AddIn(p + 4 * first, h + 4 * first, n));
+    // Per block (cache-hot): check the incoming floats, then add the held ones to them.
+    return this.stream(this.at(dst), pieces, (p, first, n) => {
+      const ok = k.f32Check(p + 4 * first, n);
+      k.f32Add(p + 4 * first, h + 4 * first, n);
+      return ok;
+    });
   }
 
   add(l: number, r: number): void {
@@ -274,7 +278,7 @@ class TsGradPool extends IdPool implements GradPool {
   copyChecked(dst: number, pieces: readonly Uint8Array[]): boolean {
     this.must('copyChecked', dst);
     checkPieces('copyChecked', this.floats, pieces);
-    return copyChecked(this.bufs[dst], pieces, this.scratch);
+    return streamChecked(this.bufs[dst], null, pieces, this.scratch);
   }
 
   addChecked(dst: number, held: number, pieces: readonly Uint8Array[]): boolean {
@@ -282,7 +286,7 @@ class TsGradPool extends IdPool implements GradPool {
     this.must('addChecked', held);
     if (dst === held) throw new RangeError('GradPool.addChecked: dst and held are the same buffer');
     checkPieces('addChecked', this.floats, pieces);
-    return addChecked(this.bufs[dst], this.bufs[held], pieces, this.scratch);
+    return streamChecked(this.bufs[dst], this.bufs[held], pieces, this.scratch);
   }
 
   add(l: number, r: number): void {
@@ -333,29 +337,18 @@ function eachBlock(pieces: readonly Uint8Array[], scratch: Float32Array, fn: (sr
 // A block with a non-finite value is reported after it is written to `dst`, which the caller
 // then discards.
 
-/** dst = the gradient in `pieces`, checking every value is finite (false if one is not; dst is then garbage). */
-function copyChecked(dst: Float32Array, pieces: readonly Uint8Array[], scratch: Float32Array): boolean {
+/**
+ * dst = the gradient in `pieces` (held === null), or held + it (float32), checking every incoming
+ * value is finite: false if one is not (dst is then garbage; `held` is never written).
+ */
+function streamChecked(dst: Float32Array, held: Float32Array | null, pieces: readonly Uint8Array[], scratch: Float32Array): boolean {
   return eachBlock(pieces, scratch, (src, at) => {
     const n = src.length;
     let acc = 0;
     for (let i = 0; i < n; i++) {
       const v = src[i];
       acc += v - v;
-      dst[at + i] = v;
-    }
-    return acc === 0;
-  });
-}
-
-/** dst = held + the gradient in `pieces` (float32), checking every incoming value is finite (false if one is not; dst is then garbage, `held` is never written). */
-function addChecked(dst: Float32Array, held: Float32Array, pieces: readonly Uint8Array[], scratch: Float32Array): boolean {
-  return eachBlock(pieces, scratch, (src, at) => {
-    const n = src.length;
-    let acc = 0;
-    for (let i = 0; i < n; i++) {
-      const v = src[i];
-      acc += v - v;
-      dst[at + i] = held[at + i] + v;
+      dst[at + i] = held === null ? v : held[at + i] + v;
     }
     return acc === 0;
   });
