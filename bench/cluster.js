@@ -5,19 +5,24 @@
  * wire per step and the coordinator's peak memory.
  */
 import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { modelSpec, initParams } from '@gradhub/core';
 import { startCluster, runTraining, loadCifar10, RunStatus, nullMetrics } from '@gradhub/coordinator';
+import { NODE_FLAGS } from '@gradhub/cli';
 
 const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
-/** Node flags gradhub's processes run with (packages/cli/bin/gradhub.js, the local launcher's workers). */
-const NODE_FLAGS = ['--single-threaded-gc'];
+/** Extra Node flags for the worker processes, to look inside them (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p` or `--trace-gc`). */
+const EXTRA = (process.env.BENCH_WORKER_FLAGS ?? '').split(' ').filter(Boolean);
 const SAMPLE = fileURLToPath(new URL('../../shared/data/cifar10-sample/', import.meta.url));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
- * @param {{ workers: number, sizes?: number[], batch: number, steps: number, warmup?: number, chunk?: number, data?: string }} o
+ * @param {{ workers: number, sizes?: number[], batch: number, steps: number, warmup?: number, chunk?: number, data?: string, tcp?: boolean, onStep?: (step: number) => void }} o
+ *   tcp: workers on the TCP port instead of the Unix socket
  */
 export async function benchCluster(o) {
   const sizes = o.sizes ?? [3072, 2048, 2048, 10];
@@ -27,10 +32,15 @@ export async function benchCluster(o) {
   const token = 'bench';
   const settings = { sizes, batch: o.batch, chunk: o.chunk ?? 16, seed: 0, shuffle: true, normalize: false, lr: 0.01, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, epochs: 1000, steps: o.steps };
   const status = new RunStatus({ runId: 'bench', name: 'bench', settings: {}, totalSteps: o.steps });
-  const cluster = await startCluster({ host: '127.0.0.1', port: 0, token, sizes, chunk: settings.chunk, normalize: false, maxBatch: o.batch, logger, status });
+  // Workers on a Unix socket, as `gradhub train --workers N` connects them (packages/cli/src/local-cluster.ts).
+  const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-bench-'));
+  const cluster = await startCluster({
+    host: '127.0.0.1', port: 0, token, sizes, chunk: settings.chunk, normalize: false, maxBatch: o.batch, logger, status,
+    socketPath: o.tcp ? undefined : path.join(socketDir, 'coordinator.sock'),
+  });
   const children = [];
   for (let i = 0; i < o.workers; i++) {
-    children.push(spawn(process.execPath, [...NODE_FLAGS, CLI, 'worker', '--url', cluster.url, '--token', token, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] }));
+    children.push(spawn(process.execPath, [...NODE_FLAGS, ...EXTRA, CLI, 'worker', '--url', cluster.socketUrl ?? cluster.url, '--token', token, '--log-level', 'warn'], { stdio: ['ignore', EXTRA.length > 0 ? 'inherit' : 'ignore', 'inherit'] }));
   }
   await cluster.executor.waitForWorkers(o.workers, 60_000);
   const params = new Float32Array(spec.paramCount);
@@ -45,11 +55,13 @@ export async function benchCluster(o) {
     onStep: (r) => {
       if (r.step === warmup) bytesAtWarm = bytes();
       if (r.step > warmup) rows.push(r);
+      o.onStep?.(r.step);
     },
   });
   const measured = rows.length;
   const wireBytes = (bytes() - bytesAtWarm) / Math.max(1, measured);
   await cluster.close('done');
+  fs.rmSync(socketDir, { recursive: true, force: true });
   await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r() : c.on('exit', r)))));
   const split = {};
   for (const k of ['compute', 'upload', 'reduce', 'sgd', 'broadcast']) split[k] = median(rows.map((r) => r.split[k]));

@@ -13,6 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { benchTrainStep } from './train-step.js';
 import { spawnNodeKernelThread } from '@gradhub/worker';
+import { NODE_FLAGS } from '@gradhub/cli';
 
 const SECTIONS = ['train-step', 'kernels', 'cluster', 'transport'];
 const args = process.argv.slice(2);
@@ -30,7 +31,7 @@ if (childOut === null) {
   for (const name of SECTIONS.filter(want)) {
     const out = path.join(dir, `${name}.json`);
     // With the Node flags gradhub's own processes run with (packages/cli/bin/gradhub.js).
-    const r = spawnSync(process.execPath, ['--single-threaded-gc', fileURLToPath(import.meta.url), '--only', name, '--child-out', out, ...(quick ? ['--quick'] : [])], { stdio: 'inherit' });
+    const r = spawnSync(process.execPath, [...NODE_FLAGS, fileURLToPath(import.meta.url), '--only', name, '--child-out', out, ...(quick ? ['--quick'] : [])], { stdio: 'inherit' });
     if (r.status !== 0 || !fs.existsSync(out)) {
       console.log(`\n(${name}: the bench process ended with ${r.status ?? r.signal})`);
       continue;
@@ -137,7 +138,7 @@ if (want('cluster')) {
     results.benches['cluster-ratio'] = { 'gradhub/ddp': r.samples_per_s / ddp.samples_per_s };
   }
   results.benches.cluster = rows;
-  table('Cluster: coordinator + 2 worker processes on loopback (CIFAR-10 sample, global batch 256; split = medians of the step critical path)', rows);
+  table('Cluster: coordinator + 2 worker processes on this machine, Unix socket as gradhub train --workers 2 (CIFAR-10 sample, global batch 256; split = medians of the step critical path)', rows);
   if (results.benches['cluster-ratio']) table('Ratio to PyTorch DDP (same run)', [results.benches['cluster-ratio']]);
 }
 

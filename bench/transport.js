@@ -40,12 +40,11 @@ import { pino } from 'pino';
 import WebSocket from 'ws';
 import { modelSpec, initParams } from '@gradhub/core';
 import { startCluster } from '@gradhub/coordinator';
+import { NODE_FLAGS } from '@gradhub/cli';
 import { PROTOCOL_VERSION, decodeMessage, encode, resultHeader, wsClientSocket } from '@gradhub/worker';
 
 const SELF = fileURLToPath(import.meta.url);
 const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
-/** Node flags gradhub's processes run with (packages/cli/bin/gradhub.js, the local launcher's workers). */
-const NODE_FLAGS = ['--single-threaded-gc'];
 const FULL = [3072, 2048, 2048, 10];
 const SMALL = [3072, 256, 10];
 const TOKEN = 'bench';

@@ -79,14 +79,19 @@ describe('gradhub coordinator + gradhub worker', () => {
 });
 
 describe('cluster edge cases', () => {
-  it('the metrics of a cluster run are the same as in-process (losses and accuracies bit for bit)', async () => {
+  it('the metrics of a cluster run (local workers on a Unix socket) are the same as in-process (losses and accuracies bit for bit)', async () => {
     const dir = tempDir('metrics');
+    // The local workers connect over a Unix socket in a private directory under TMPDIR, gone at the end.
+    const tmp = path.join(dir, 'tmp');
+    fs.mkdirSync(tmp);
     const [a, b] = await Promise.all([
       runCli(['train', '--workers', '0', ...RUN, '--metrics', path.join(dir, 'a.jsonl')]),
-      runCli(['train', '--workers', '3', ...RUN, '--metrics', path.join(dir, 'b.jsonl')]),
+      runCli(['train', '--workers', '3', ...RUN, '--metrics', path.join(dir, 'b.jsonl'), '--log-level', 'debug'], { TMPDIR: tmp }),
     ]);
     expect(a.code, a.stderr).toBe(0);
     expect(b.code, b.stderr).toBe(0);
+    expect(b.stderr).toContain(`"workerUrl":"ws+unix://${tmp}/gradhub-`);
+    expect(fs.readdirSync(tmp)).toEqual([]);
     const strip = (f: string) => readJsonl<Record<string, unknown>>(path.join(dir, f)).map(({ samples_per_s: _s, ...rest }) => rest);
     expect(strip('b.jsonl')).toEqual(strip('a.jsonl'));
     expect(fs.existsSync(path.join(dir, 'a.jsonl'))).toBe(true);

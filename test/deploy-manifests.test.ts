@@ -13,6 +13,7 @@ import {
   CLUSTER_OPTIONS, TRAINING_OPTIONS, WORKER_OPTIONS, envName, parseOptions, type OptionSpec,
   envTable,
 } from '../packages/cli/src/options.js';
+import { NODE_FLAGS } from '../packages/cli/src/node-flags.js';
 
 const ROOT = new URL('../', import.meta.url);
 const read = (p: string): string => fs.readFileSync(new URL(p, ROOT), 'utf8');
@@ -283,11 +284,11 @@ describe('deploy/Dockerfile', () => {
   });
 
   it('runs the CLI as a non-root user, with a healthcheck that knows both roles', () => {
-    // The same Node flags as the bin's shebang (single-threaded GC, see packages/cli/bin/gradhub.js).
+    // gradhub's Node flags (packages/cli/src/node-flags.ts), in the bin's shebang and the ENTRYPOINT.
     const shebang = fs.readFileSync(new URL(`packages/cli/${CLI_PACKAGE.bin.gradhub.replace(/^\.\//, '')}`, ROOT), 'utf8').split('\n')[0];
     const flags = shebang.replace(/^#!\/usr\/bin\/env -S node ?/, '').split(' ').filter(Boolean);
-    expect(flags).toContain('--single-threaded-gc');
-    expect(instr('ENTRYPOINT')).toEqual([JSON.stringify(['node', ...flags, MAIN_JS]).replace(/,/g, ', ')]);
+    expect(flags).toEqual(NODE_FLAGS);
+    expect(instr('ENTRYPOINT')).toEqual([JSON.stringify(['node', ...NODE_FLAGS, MAIN_JS]).replace(/,/g, ', ')]);
     expect(instr('USER')).toEqual([`${UID}:${UID}`]);
     expect(instr('EXPOSE')).toEqual(['8080']);
     const hc = lines.find((l) => l.startsWith('HEALTHCHECK '));

@@ -18,6 +18,8 @@ export interface CoordinatorCluster {
   readonly token: string;
   /** ws:// address workers use. */
   readonly wsUrl: string;
+  /** ws+unix:// address of the Unix socket (when `socketPath` was given), else null. */
+  readonly socketUrl: string | null;
   /** http:// base address of the dashboard and the volunteer page. */
   readonly httpUrl: string;
   /** The page a volunteer opens in a browser to help (carries the join token). */
@@ -30,7 +32,7 @@ export function runIdOf(run: PreparedRun): string {
 }
 
 export async function startCoordinatorCluster(
-  o: ParsedOptions, run: PreparedRun, status: RunStatus, logger: Logger, defaultPort: number,
+  o: ParsedOptions, run: PreparedRun, status: RunStatus, logger: Logger, defaultPort: number, socketPath?: string,
 ): Promise<CoordinatorCluster> {
   const token = (o['token'] as string | undefined) ?? randomBytes(12).toString('hex');
   const tls = readTls(o['tls-cert'] as string | undefined, o['tls-key'] as string | undefined);
@@ -50,6 +52,7 @@ export async function startCoordinatorCluster(
     // Measured step times decide how many workers a step uses (fewer when moving the model costs
     // more than their compute saves: small batches on one machine).
     adaptiveWorkers: true,
+    socketPath,
   });
   const routes = createHttpRoutes({ status, adminToken: o['admin-token'] as string | undefined, logger });
   cluster.server.use(routes);
@@ -57,7 +60,7 @@ export async function startCoordinatorCluster(
   cluster.server.use(createVolunteerRoutes({ assetsDir: BROWSER_ASSETS_DIR, runName: status.snapshot().name, token, logger }));
   const wsUrl = cluster.url.replace(/\/+$/, '');
   const httpUrl = wsUrl.replace(/^ws/, 'http'); // ws -> http, wss -> https
-  return { cluster, token, wsUrl, httpUrl, joinUrl: `${httpUrl}/join?token=${encodeURIComponent(token)}` };
+  return { cluster, token, wsUrl, socketUrl: cluster.socketUrl, httpUrl, joinUrl: `${httpUrl}/join?token=${encodeURIComponent(token)}` };
 }
 
 function readTls(cert: string | undefined, key: string | undefined): { cert: Buffer; key: Buffer } | undefined {

@@ -1,1 +1,2 @@
 export { parseOptions, formatOptions, TRAINING_OPTIONS, CLUSTER_OPTIONS, WORKER_OPTIONS } from './options.js';
+export { NODE_FLAGS } from './node-flags.js';

@@ -10,7 +10,8 @@ export async function workerCommand(o: ParsedOptions, logger: Logger, signal: Ab
   const token = o['token'] as string | undefined;
   if (!url) throw new GradhubError('E_USAGE', 'gradhub worker needs --url ws://HOST:PORT (the coordinator prints it)');
   if (!token) throw new GradhubError('E_USAGE', 'gradhub worker needs --token T (the coordinator prints it)');
-  if (!/^wss?:\/\//.test(url)) throw new GradhubError('E_USAGE', `--url must start with ws:// or wss://, got "${url}"`);
+  // ws+unix://PATH:/ws: a coordinator on this machine listening on a Unix socket too (the local launcher's).
+  if (!/^(wss?|ws\+unix):\/\//.test(url)) throw new GradhubError('E_USAGE', `--url must start with ws:// or wss:// (or ws+unix:// for a local socket), got "${url}"`);
   const backend = o['backend'] as string;
   if (backend !== 'wasm' && backend !== 'ts') throw new GradhubError('E_USAGE', `--backend must be wasm or ts, got "${backend}"`);
   const caFile = o['ca'] as string | undefined;

@@ -749,6 +749,8 @@ export interface ClusterOptions extends MembershipPassThrough {
   readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
   /** See ClusterExecutorOptions.adaptiveWorkers. Default false. */
   readonly adaptiveWorkers?: boolean;
+  /** Also listen on this Unix domain socket, for workers on this machine (see ServerOptions.socketPath). */
+  readonly socketPath?: string;
 }
 
 export interface Cluster {
@@ -757,6 +759,8 @@ export interface Cluster {
   readonly membership: Membership;
   /** ws:// URL workers connect to (without the token). */
   readonly url: string;
+  /** ws+unix:// URL of the Unix socket (ClusterOptions.socketPath), else null. */
+  readonly socketUrl: string | null;
   /** Close the executor (Bye: 'done' makes workers exit, 'shutdown' lets them wait to reconnect) and the server. */
   close(reason?: 'done' | 'shutdown'): Promise<void>;
 }
@@ -779,7 +783,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       memoryBudgetBytes: opts.memoryBudgetBytes, speculateAfterMs: opts.speculateAfterMs, status: opts.status, adaptiveWorkers: opts.adaptiveWorkers,
     });
     // ws's hard cap is twice the protocol limit: frames in between get a clear OVERSIZE_FRAME error.
-    server = await startServer({ host: opts.host, port: opts.port, token: opts.token, maxPayloadBytes: 2 * limits.fromWorker, logger: opts.logger, tls: opts.tls });
+    server = await startServer({ host: opts.host, port: opts.port, token: opts.token, maxPayloadBytes: 2 * limits.fromWorker, logger: opts.logger, tls: opts.tls, socketPath: opts.socketPath });
   } catch (err) {
     await membership.close();
     throw err;
@@ -788,7 +792,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   server.setHealth(() => ({ workers: membership.size, runId: membership.runId, incarnation: membership.incarnation, requests: executor.stats.requests }));
   let closing: Promise<void> | null = null;
   return {
-    executor, server, membership, url: server.url,
+    executor, server, membership, url: server.url, socketUrl: server.socketUrl,
     close(reason = 'done') {
       closing ??= (async () => {
         await executor.close(reason);

@@ -255,7 +255,7 @@ export class Membership {
       lastSeen: Date.now(),
       bytesIn: 0,
       bytesOut: 0,
-      address: req?.socket.remoteAddress ?? '',
+      address: req === undefined ? '' : req.socket.remoteAddress ?? 'this machine (Unix socket)',
       pausedAt: 0,
       helloTimer: null,
       send(frame: Uint8Array | readonly Uint8Array[]): Promise<boolean> {

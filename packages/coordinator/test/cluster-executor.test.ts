@@ -1,6 +1,10 @@
 // Loopback cluster: the real server, membership, scheduler, reducer and executor on 127.0.0.1,
 // with real Node workers (in-process) and hand-driven bad clients. The executor's answer must be
 // bit for bit the answer of one engine on the whole batch, whatever happens to the workers.
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
 import { isGradhubError, modelSpec, streamParts, wasmSimdSupported } from '@gradhub/core';
@@ -281,6 +285,42 @@ describe('cluster executor over loopback', () => {
     const b = new RawClient(`${c.url}/elsewhere`, TOKEN);
     raws.push(b);
     await expect(b.opened).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('takes workers on a Unix socket too: same bits, same token check, and the socket file goes at close', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-test-'));
+    try {
+      const socketPath = path.join(dir, 'coordinator.sock');
+      const c = await start({ socketPath });
+      expect(c.socketUrl).toBe(`ws+unix://${socketPath}:/ws`);
+      expect(fs.statSync(socketPath).mode & 0o777).toBe(0o600);
+      const bad = new RawClient(c.socketUrl!, 'wrong');
+      raws.push(bad);
+      await expect(bad.opened).rejects.toMatchObject({ status: 401 });
+      // One worker on the socket, one on TCP: the reduction does not care.
+      worker({ url: c.socketUrl! });
+      worker();
+      await c.executor.waitForWorkers(2, 20_000);
+      await runAndCheck(c, input(1));
+      expect(c.membership.size).toBe(2);
+      const health = await new Promise<string>((resolve, reject) => {
+        http.get({ socketPath, path: '/healthz' }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve(body));
+        }).on('error', reject);
+      });
+      expect(JSON.parse(health)).toMatchObject({ status: 'ok', workers: 2 });
+      await c.close('done');
+      expect(fs.existsSync(socketPath)).toBe(false);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to start, naming the path, when the Unix socket cannot be made', async () => {
+    await expect(startCluster({ host: '127.0.0.1', port: 0, token: TOKEN, sizes: SIZES, chunk: CHUNK, normalize: false, maxBatch: BATCH, logger, socketPath: '/nonexistent-dir/x.sock' }))
+      .rejects.toSatisfy((e: unknown) => isGradhubError(e, 'E_LISTEN') && /nonexistent-dir/.test((e as Error).message));
   });
 
   it('answers /healthz', async () => {
