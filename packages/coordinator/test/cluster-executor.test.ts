@@ -148,14 +148,18 @@ describe('cluster executor over loopback', () => {
     const sizes = [3072, 1400, 10]; // layer 0: 4.3M floats, two stream parts
     const spec = modelSpec(sizes);
     expect(streamParts(spec).filter((p) => p.layer === 0).length).toBeGreaterThan(1);
+    // The oracle's answers first: on this model they take seconds of this thread, which would
+    // silence the in-process workers' heartbeats if the cluster were running meanwhile.
+    const steps = [1, 2].map((step) => {
+      const { pixels, labels } = cifarBatch(step * 50, BATCH);
+      const params = paramsFor(spec, step - 1);
+      return { step, pixels, labels, params, want: reference(spec, params, pixels, labels, BATCH, CHUNK, true) };
+    });
     const c = await start({ sizes });
     worker({ backend: 'wasm' });
     worker({ backend: 'wasm' });
     await c.executor.waitForWorkers(2);
-    for (let step = 1; step <= 2; step++) {
-      const { pixels, labels } = cifarBatch(step * 50, BATCH);
-      const params = paramsFor(spec, step - 1);
-      const want = reference(spec, params, pixels, labels, BATCH, CHUNK, true);
+    for (const { step, pixels, labels, params, want } of steps) {
       const got = new Float32Array(spec.paramCount);
       const next = paramsFor(spec, step);
       const sums = await c.executor.run({ mode: 'train', step, version: step - 1, params, pixels, labels, batch: BATCH }, {
