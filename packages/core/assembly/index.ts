@@ -39,6 +39,7 @@
  */
 import { tile2x16, treeTile2x16 } from './micro';
 import { packRowsT16, packCols16, packPairs } from './pack';
+import { xxhDigest, xxhReset } from './xxh64-core';
 
 /** The smallest packing buffer, in floats: one panel of 256 k x 16. */
 const MIN_PACK: i32 = 256 * 16;
@@ -526,4 +527,16 @@ export function f32Add(l: usize, r: usize, n: i32): void {
     const off = <usize>i << 2;
     store<f32>(l + off, load<f32>(l + off) + load<f32>(r + off));
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+/**
+ * XXH64 of the `len` bytes at `p` with a 32-bit `seed`, where they lie (xxh64-core.ts): the
+ * parameter checksum (DESIGN invariant 4) of parameters already in this memory, with no copy into
+ * the hash module. The digest as a u64 (little-endian value; the canonical bytes are its
+ * big-endian encoding). Scalar i64 arithmetic: no SIMD, the same result everywhere.
+ */
+export function xxh64(p: usize, len: i32, seed: u32): u64 {
+  xxhReset(seed);
+  return xxhDigest(p, <usize>len, <u64>len);
 }

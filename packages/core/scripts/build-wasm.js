@@ -20,7 +20,9 @@
  *   --hash-wat FILE  the same for the xxh64 module;
  *   --names      keep function names in the module (for `node --print-wasm-code`); off by default.
  *
- * A third, separate module: the XXH64 parameter checksum (assembly/xxh64.ts) -> src/hash-wasm-bytes.ts
+ * The kernel module also exports `xxh64` (the parameter checksum of bytes already in its memory);
+ * the algorithm, assembly/xxh64-core.ts, is shared with a third, separate module: the XXH64
+ * parameter checksum of any bytes (assembly/xxh64.ts) -> src/hash-wasm-bytes.ts
  * (generated, gitignored) as HASH_WASM_BASE64. Scalar i64 only (no SIMD, so it runs on any
  * WebAssembly engine), no imports, its own fixed memory of HASH_PAGES pages (exported), no data
  * segments, no start function, and small: src/hash.ts instantiates it synchronously on first use.
@@ -47,7 +49,7 @@ const HASH_MAX_BYTES = 4096;
 const FORBIDDEN = /\.relaxed_/;
 
 /** The kernel module's functions, as src/kernels/wasm.ts (KernelExports), src/sgd-wasm.ts and src/grad-pool.ts call them. */
-const KERNEL_EXPORTS = ['init', 'linearForward', 'linearBackwardInput', 'linearBackwardWeight', 'sgdStep', 'f32Check', 'f32Add'];
+const KERNEL_EXPORTS = ['init', 'linearForward', 'linearBackwardInput', 'linearBackwardWeight', 'sgdStep', 'f32Check', 'f32Add', 'xxh64'];
 
 async function compile(debugNames, shared) {
   const outputs = new Map();

@@ -334,7 +334,8 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       dst.set(p, at);
       at += p.byteLength;
     }
-    const checksum = xxh64(region);
+    // Hashed where the parameters now lie (the kernel module's XXH64) when the backend can.
+    const checksum = (e.backend.xxh64 ?? xxh64)(region);
     if (!bytesEqual(checksum, m.checksum ?? new Uint8Array(0))) {
       incoming = null;
       throw new WireError(WireCode.BAD_CHECKSUM, `parameters v${version} [${offset}, +${length}) do not match their checksum`);

@@ -82,7 +82,7 @@
 import { checkBackwardInputArgs, checkBackwardWeightArgs, checkForwardArgs } from './oracle.js';
 import type { AsyncKernels, Backend } from './types.js';
 import {
-  DEFAULT_SCRATCH_FLOATS, MAX_PAGES, MIN_SCRATCH_FLOATS, PAGE_BYTES, createWasmBackend, kernelBytes, wasmApi, wasmArena,
+  DEFAULT_SCRATCH_FLOATS, MAX_PAGES, MIN_SCRATCH_FLOATS, PAGE_BYTES, createWasmBackend, digestBytes, kernelBytes, wasmApi, wasmArena,
   type KernelExports,
 } from './wasm.js';
 
@@ -503,6 +503,9 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
   return {
     name: 'wasm',
     allocF32,
+
+    // On the calling thread's instance (it reads memory only, and no control slot).
+    xxh64: (a) => digestBytes(k.xxh64(ptr('xxh64', 'a', a), a.byteLength, 0)),
 
     linearForward(x, w, b, y, n, inF, outF, relu) {
       stageForward(x, w, b, y, n, inF, outF, relu);

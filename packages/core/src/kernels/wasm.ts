@@ -71,6 +71,15 @@ export interface KernelExports {
   linearForward(x: number, w: number, b: number, y: number, n: number, inF: number, outF: number, relu: number, begin: number, end: number): void;
   linearBackwardInput(dy: number, w: number, dx: number, n: number, inF: number, outF: number, mask: number, begin: number, end: number): void;
   linearBackwardWeight(dy: number, x: number, dw: number, db: number, n: number, inF: number, outF: number, chunk: number, begin: number, end: number): void;
+  /** XXH64 of the len bytes at p (assembly/xxh64-core.ts): the u64 digest, as a signed BigInt. */
+  xxh64(p: number, len: number, seed: number): bigint;
+}
+
+/** The module's u64 digest as the 8 canonical (big-endian) bytes of XXH64. @internal */
+export function digestBytes(digest: bigint): Uint8Array {
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setBigUint64(0, BigInt.asUintN(64, digest), false);
+  return out;
 }
 
 /** @internal */
@@ -210,6 +219,8 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Ba
       }
       k.linearBackwardWeight(ptr(kn, 'dy', dy), ptr(kn, 'x', x), ptr(kn, 'dw', dw), ptr(kn, 'db', db), n, inF, outF, chunk, oBegin, oEnd);
     },
+
+    xxh64: (a) => digestBytes(k.xxh64(ptr('xxh64', 'a', a), a.byteLength, 0)),
 
     close() {},
   };
