@@ -174,25 +174,26 @@ export async function startServer(opts: ServerOptions): Promise<GradhubServer> {
   };
   server.on('upgrade', onUpgrade);
 
-  const listen = (srv: http.Server, where: string, ...args: [number, string] | [string]): Promise<void> =>
+  /** Listen on a TCP port or a Unix socket path; E_LISTEN naming `where` when that fails. */
+  const listen = (srv: http.Server, where: string, at: { port: number; host: string } | { path: string }): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         reject(new GradhubError(ErrorCode.E_LISTEN, `cannot listen on ${where}: ${err.code ?? err.message}`, { cause: err }));
       };
       srv.once('error', onError);
-      srv.listen(...(args as [string]), () => {
+      srv.listen(at, () => {
         srv.off('error', onError);
         resolve();
       });
     });
-  await listen(server, `${host}:${port}`, port, host);
+  await listen(server, `${host}:${port}`, { port, host });
   server.on('error', (err) => log.error({ err }, 'HTTP server error'));
   let local: http.Server | null = null;
   if (opts.socketPath !== undefined) {
     local = http.createServer(onRequest);
     local.on('upgrade', onUpgrade);
     try {
-      await listen(local, opts.socketPath, opts.socketPath);
+      await listen(local, opts.socketPath, { path: opts.socketPath });
       fs.chmodSync(opts.socketPath, 0o600);
     } catch (err) {
       local.close();
