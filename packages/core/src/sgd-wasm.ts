@@ -110,16 +110,7 @@ export async function createSgdOptimizer(paramCount: number, options: SgdOptimiz
         },
       };
     };
-    return {
-      backend: 'ts', params, grad: new Float32Array(n), state, beginStep,
-      step(gsum, denom, o) {
-        if (gsum.length !== n) throw new RangeError(`sgdStep: gradient has ${gsum.length} floats, parameters ${n}`);
-        const st = beginStep(denom, o);
-        if (!st.part({ offset: 0, length: n }, gsum)) return false;
-        st.end();
-        return true;
-      },
-    };
+    return { backend: 'ts', params, grad: new Float32Array(n), state, beginStep, step: wholeStep(n, beginStep) };
   }
 
   const region = Math.ceil(n / 4) * 16; // bytes a buffer, 16-byte aligned
@@ -167,15 +158,17 @@ export async function createSgdOptimizer(paramCount: number, options: SgdOptimiz
       },
     };
   };
-  return {
-    backend: 'wasm', params, grad, state, beginStep,
-    step(gsum, denom, o) {
-      if (gsum.length !== n) throw new RangeError(`sgdStep: gradient has ${gsum.length} floats, parameters ${n}`);
-      const st = beginStep(denom, o);
-      if (!st.part({ offset: 0, length: n }, gsum)) return false;
-      st.end();
-      return true;
-    },
+  return { backend: 'wasm', params, grad, state, beginStep, step: wholeStep(n, beginStep) };
+}
+
+/** `step` of an optimizer of n parameters: its part-by-part step over the one part [0, n). */
+function wholeStep(n: number, beginStep: SgdOptimizer['beginStep']): SgdOptimizer['step'] {
+  return (gsum, denom, o) => {
+    if (gsum.length !== n) throw new RangeError(`sgdStep: gradient has ${gsum.length} floats, parameters ${n}`);
+    const st = beginStep(denom, o);
+    if (!st.part({ offset: 0, length: n }, gsum)) return false;
+    st.end();
+    return true;
   };
 }
 
