@@ -76,19 +76,23 @@ export async function startLocalCluster(o: ParsedOptions, run: PreparedRun, stat
       else progress.message(`local worker ${slot} keeps failing (exit ${code ?? signal}); going on with the others`);
     });
   };
+  const stop = async (reason: 'done' | 'shutdown'): Promise<void> => {
+    stopping = true;
+    await cc.cluster.close(reason);
+    removeSocketDir();
+    // Workers leave on the coordinator's Bye; make sure none outlives us.
+    const deadline = Date.now() + 5000;
+    while (children.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const c of children) c.kill('SIGKILL');
+  };
   for (let i = 0; i < n; i++) launch(i, 0);
   progress.message(`dashboard: ${cc.httpUrl}/dashboard   (${n} local workers; browsers can help too: ${cc.joinUrl})`);
-  await cc.cluster.executor.waitForWorkers(n, 120_000);
-  return {
-    executor: cc.cluster.executor,
-    async stop(reason) {
-      stopping = true;
-      await cc.cluster.close(reason);
-      removeSocketDir();
-      // Workers leave on the coordinator's Bye; make sure none outlives us.
-      const deadline = Date.now() + 5000;
-      while (children.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      for (const c of children) c.kill('SIGKILL');
-    },
-  };
+  try {
+    await cc.cluster.executor.waitForWorkers(n, 120_000);
+  } catch (err) {
+    // The workers never all joined: leave nothing behind (processes, socket, port).
+    await stop('done');
+    throw err;
+  }
+  return { executor: cc.cluster.executor, stop };
 }
