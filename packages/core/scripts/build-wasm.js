@@ -51,34 +51,43 @@ const FORBIDDEN = /\.relaxed_/;
 /** The kernel module's functions, as src/kernels/wasm.ts (KernelExports), src/sgd-wasm.ts and src/grad-pool.ts call them. */
 const KERNEL_EXPORTS = ['init', 'linearForward', 'linearBackwardInput', 'linearBackwardWeight', 'sgdStep', 'f32Check', 'f32Add', 'xxh64'];
 
-async function compile(debugNames, shared) {
+/**
+ * Compile one AssemblyScript entry with the options every module here shares (optimised, no
+ * asserts, the stub runtime, no relaxed SIMD, no abort import) plus its own `flags`; the binary and
+ * its text format, from memory (nothing is written by asc).
+ */
+async function ascModule(source, name, flags, debugNames) {
   const outputs = new Map();
   const stderr = asc.createMemoryStream();
   const { error } = await asc.main([
-    entry,
-    '--outFile', 'kernels.wasm',
-    '--textFile', 'kernels.wat',
+    source,
+    '--outFile', `${name}.wasm`,
+    '--textFile', `${name}.wat`,
     '--optimizeLevel', '3',
     '--shrinkLevel', '0',
     '--noAssert',
     '--runtime', 'stub',
-    '--importMemory',
-    '--noExportMemory',
-    '--initialMemory', '1',
-    '--enable', 'simd',
     '--disable', 'relaxed-simd',
     '--use', 'abort=',
-    ...(shared ? ['--sharedMemory', '--maximumMemory', '65536', '--enable', 'threads'] : []),
+    ...flags,
     ...(debugNames ? ['--debug'] : []),
   ], {
     stderr,
-    writeFile: (name, contents) => { outputs.set(name, contents); },
+    writeFile: (file, contents) => { outputs.set(file, contents); },
   });
-  if (error) throw new Error(`asc failed: ${error.message}\n${stderr.toString()}`);
-  const wasm = outputs.get('kernels.wasm');
-  const wat = outputs.get('kernels.wat');
-  if (!(wasm instanceof Uint8Array) || typeof wat !== 'string') throw new Error('asc produced no module');
+  if (error) throw new Error(`asc failed (${name}): ${error.message}\n${stderr.toString()}`);
+  const wasm = outputs.get(`${name}.wasm`);
+  const wat = outputs.get(`${name}.wat`);
+  if (!(wasm instanceof Uint8Array) || typeof wat !== 'string') throw new Error(`asc produced no ${name} module`);
   return { wasm, wat };
+}
+
+/** The kernel module: imports its memory (shared for threads), SIMD on. */
+function compile(debugNames, shared) {
+  return ascModule(entry, 'kernels', [
+    '--importMemory', '--noExportMemory', '--initialMemory', '1', '--enable', 'simd',
+    ...(shared ? ['--sharedMemory', '--maximumMemory', '65536', '--enable', 'threads'] : []),
+  ], debugNames);
 }
 
 /** Refuse a module that the kernels' contract forbids, or that needs more than env.memory. */
@@ -100,32 +109,11 @@ function check(wasm, wat, shared) {
   if (/\bshared\b/.test(memImport) !== shared) throw new Error(`kernel module's memory import is not ${shared ? '' : 'un'}shared: ${memImport.trim()}`);
 }
 
-async function compileHash(debugNames) {
-  const outputs = new Map();
-  const stderr = asc.createMemoryStream();
-  const { error } = await asc.main([
-    hashEntry,
-    '--outFile', 'xxh64.wasm',
-    '--textFile', 'xxh64.wat',
-    '--optimizeLevel', '3',
-    '--shrinkLevel', '0',
-    '--noAssert',
-    '--runtime', 'stub',
-    '--initialMemory', String(HASH_PAGES),
-    '--maximumMemory', String(HASH_PAGES),
-    '--disable', 'simd',
-    '--disable', 'relaxed-simd',
-    '--use', 'abort=',
-    ...(debugNames ? ['--debug'] : []),
-  ], {
-    stderr,
-    writeFile: (name, contents) => { outputs.set(name, contents); },
-  });
-  if (error) throw new Error(`asc failed (xxh64): ${error.message}\n${stderr.toString()}`);
-  const wasm = outputs.get('xxh64.wasm');
-  const wat = outputs.get('xxh64.wat');
-  if (!(wasm instanceof Uint8Array) || typeof wat !== 'string') throw new Error('asc produced no xxh64 module');
-  return { wasm, wat };
+/** The hash module: its own fixed memory of HASH_PAGES pages (exported), no SIMD. */
+function compileHash(debugNames) {
+  return ascModule(hashEntry, 'xxh64', [
+    '--initialMemory', String(HASH_PAGES), '--maximumMemory', String(HASH_PAGES), '--disable', 'simd',
+  ], debugNames);
 }
 
 /** Refuse a hash module that src/hash.ts could not instantiate synchronously with no imports. */
