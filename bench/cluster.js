@@ -21,8 +21,7 @@ const SAMPLE = fileURLToPath(new URL('../../shared/data/cifar10-sample/', import
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
- * @param {{ workers: number, sizes?: number[], batch: number, steps: number, warmup?: number, chunk?: number, data?: string, tcp?: boolean, onStep?: (step: number) => void }} o
- *   tcp: workers on the TCP port instead of the Unix socket
+ * @param {{ workers: number, sizes?: number[], batch: number, steps: number, warmup?: number, chunk?: number, data?: string, onStep?: (step: number) => void }} o
  */
 export async function benchCluster(o) {
   const sizes = o.sizes ?? [3072, 2048, 2048, 10];
@@ -36,7 +35,7 @@ export async function benchCluster(o) {
   const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-bench-'));
   const cluster = await startCluster({
     host: '127.0.0.1', port: 0, token, sizes, chunk: settings.chunk, normalize: false, maxBatch: o.batch, logger, status,
-    socketPath: o.tcp ? undefined : path.join(socketDir, 'coordinator.sock'),
+    socketPath: path.join(socketDir, 'coordinator.sock'),
   });
   const children = [];
   for (let i = 0; i < o.workers; i++) {

@@ -15,7 +15,7 @@
  * - `socketPath` (optional): the same server (routes, upgrades, token check) also listens on a Unix
  *   domain socket, always plain http/ws, for workers on this machine (the local launcher's). The
  *   kernel moves loopback TCP at ~22 ms of CPU per 42 MB (both ends); a Unix socket at ~14 ms
- *   (`npm run bench`, transport), and a 2-worker step moves four such gradients through the
+ *   (measured with plain net sockets on a 2-core machine), and a 2-worker step moves four such gradients through the
  *   coordinator. The caller picks a path in a directory only it can enter; `socketUrl` is the
  *   `ws+unix://PATH:/ws` address `ws` clients take.
  * - `close()` stops listening, closes every WebSocket with 1001 and resolves when the HTTP server
