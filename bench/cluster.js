@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import { modelSpec, initParams } from '@gradhub/core';
 import { startCluster, runTraining, loadCifar10, RunStatus, nullMetrics } from '@gradhub/coordinator';
 import { NODE_FLAGS } from '@gradhub/cli';
+import { snapshotCpu, cpuPerStep } from './proc-cpu.js';
 
 const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
 /** Extra Node flags for the worker processes, to look inside them (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p` or `--trace-gc`). */
@@ -47,17 +48,32 @@ export async function benchCluster(o) {
   const warmup = o.warmup ?? 2;
   const rows = [];
   let bytesAtWarm = 0;
+  // Every process's CPU over the measured steps (Linux): where the 2 cores' time goes.
+  const pids = { coordinator: process.pid, ...Object.fromEntries(children.map((c, i) => [`worker ${i + 1}`, c.pid])) };
+  let cpuAtWarm = null;
+  let cpuAtEnd = null;
+  let wallAtWarm = 0;
+  let wallAtEnd = 0;
   const bytes = () => (status.snapshot().counters.bytes_in ?? 0) + (status.snapshot().counters.bytes_out ?? 0);
   await runTraining({
     settings, train: data.train, test: null, executor: cluster.executor, logger, metrics: nullMetrics,
     start: { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null },
     onStep: (r) => {
-      if (r.step === warmup) bytesAtWarm = bytes();
+      if (r.step === warmup) {
+        bytesAtWarm = bytes();
+        cpuAtWarm = snapshotCpu(pids);
+        wallAtWarm = performance.now();
+      }
       if (r.step > warmup) rows.push(r);
+      if (r.step === o.steps) {
+        cpuAtEnd = snapshotCpu(pids);
+        wallAtEnd = performance.now();
+      }
       o.onStep?.(r.step);
     },
   });
   const measured = rows.length;
+  const cpu = cpuPerStep(cpuAtEnd, cpuAtWarm, measured);
   const wireBytes = (bytes() - bytesAtWarm) / Math.max(1, measured);
   await cluster.close('done');
   fs.rmSync(socketDir, { recursive: true, force: true });
@@ -72,6 +88,9 @@ export async function benchCluster(o) {
     split_ms: split,
     wire_mb_per_step: wireBytes / 1e6,
     coordinator_peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    // CPU ms per step of each process (user, sys) and the mean step's wall time; null off Linux.
+    cpu_ms_per_step: cpu,
+    wall_ms_per_step: cpu ? (wallAtEnd - wallAtWarm) / measured : null,
   };
 }
 

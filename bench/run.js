@@ -155,9 +155,39 @@ if (want('cluster')) {
     rows.push({ model: r.model, workers: '2 (PyTorch DDP, gloo)', batch: 256, 'samples/s': middle(ddps, (x) => x.samples_per_s).samples_per_s, 'rounds samples/s': each(ddps) });
     results.benches['cluster-ratio'] = { 'gradhub/ddp': middle(ratios, (x) => x), rounds: ratios.map((x) => x.toFixed(2)).join(' / ') };
   }
+  // The bound: the two workers' shares computed at once, with no coordination at all.
+  const { benchComputePair } = await import('./compute-pair.js');
+  const bound = await benchComputePair({ workers: 2, batch: 256, reps: quick ? 2 : 8 });
+  rows.push({ model: r.model, workers: '2 (compute only: no coordinator, sockets, reduction or SGD)', batch: 256, 'samples/s': bound.samples_per_s, 'compute ms': Math.max(...bound.compute_ms) });
+  if (ddps.length > 0) {
+    const ddp = middle(ddps, (x) => x.samples_per_s).samples_per_s;
+    Object.assign(results.benches['cluster-ratio'], { 'compute-only bound/ddp': bound.samples_per_s / ddp });
+  }
   results.benches.cluster = rows;
   table(`Cluster: coordinator + 2 worker processes on this machine, Unix socket as gradhub train --workers 2 (CIFAR-10 sample, global batch 256; ${rounds} round(s) alternated with DDP, the median round shown; split = medians of the step critical path)`, rows);
   if (results.benches['cluster-ratio']) table('Ratio to PyTorch DDP (same run; median of the rounds)', [results.benches['cluster-ratio']]);
+  const cpu = clusterCpuRows(r, bound);
+  if (cpu) {
+    results.benches['cluster-cpu'] = cpu;
+    table('Cluster CPU per step (median round; /proc user + sys ms per process; "beyond compute" = CPU time spent on anything but the compute-only run\'s share)', cpu);
+  }
+}
+
+/** Rows of where the cluster's CPU went per step, against the compute-only bound; null off Linux. */
+function clusterCpuRows(r, bound) {
+  if (!r.cpu_ms_per_step) return null;
+  const share = Math.max(...bound.compute_ms);
+  const rows = Object.entries(r.cpu_ms_per_step).map(([name, c]) => ({
+    process: name, 'user ms': c.user, 'sys ms': c.sys, 'CPU ms': c.user + c.sys,
+    'beyond compute ms': name === 'coordinator' ? c.user + c.sys : c.user + c.sys - share,
+  }));
+  const total = rows.reduce((a, x) => a + x['CPU ms'], 0);
+  rows.push({
+    process: `all (wall ${r.wall_ms_per_step.toFixed(0)} ms/step: ${(total / r.wall_ms_per_step).toFixed(2)} of ${os.cpus().length} cores busy)`,
+    'user ms': rows.reduce((a, x) => a + x['user ms'], 0), 'sys ms': rows.reduce((a, x) => a + x['sys ms'], 0), 'CPU ms': total,
+    'beyond compute ms': rows.reduce((a, x) => a + x['beyond compute ms'], 0),
+  });
+  return rows;
 }
 
 if (want('transport')) {
