@@ -2,7 +2,7 @@
  * The cluster benchmark: the coordinator (in this process, as `gradhub train --workers N` runs it)
  * and N `gradhub worker` child processes on loopback, training the given model on the CIFAR-10
  * sample. Prints samples/s (median over steps after a warm-up), the step-time split, bytes on the
- * wire per step and the coordinator's peak memory.
+ * wire per step, the coordinator's peak memory and, on Linux, each process's CPU per step.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
