@@ -100,9 +100,6 @@ export interface Engine {
   logits(n: number): Float32Array;
 }
 
-/** The kernels as the pass calls them: blocking (void) or async (a Promise), same arguments. */
-type KernelCalls = { readonly [K in keyof Kernels]: (...args: Parameters<Kernels[K]>) => ReturnType<Kernels[K]> | ReturnType<AsyncKernels[K]> };
-
 export function createEngine(opts: EngineOptions): Engine {
   const { spec, backend, maxBatch, chunk, normalize } = opts;
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError(`maxBatch must be a positive integer, got ${maxBatch}`);
@@ -142,7 +139,7 @@ export function createEngine(opts: EngineOptions): Engine {
    * The pass itself, once for both drivers: each kernel call's result (void, or a Promise with
    * async kernels) is yielded, and the driver resumes the pass when it is done.
    */
-  function* pass(kernels: KernelCalls, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks: ComputeHooks | undefined): Generator<void | Promise<void>, NodeSums, void> {
+  function* pass(kernels: Kernels | AsyncKernels, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks: ComputeHooks | undefined): Generator<void | Promise<void>, NodeSums, void> {
     checkCount(n);
     if (labels.length < n) throw new RangeError(`engine: ${n} samples need ${n} labels, got ${labels.length}`);
     for (const l of spec.layers) {

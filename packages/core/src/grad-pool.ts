@@ -31,7 +31,7 @@
  * The 'ts' backend (no WebAssembly SIMD, or asked for) keeps one Float32Array per buffer and reads
  * aligned pieces in place, unaligned bytes through a 64 KiB scratch buffer.
  */
-import { kernelBytes, wasmApi, wasmSimdSupported, MAX_PAGES, PAGE_BYTES } from './kernels/wasm.js';
+import { kernelBytes, wasmApi, wasmSimdSupported, MAX_PAGES, PAGE_BYTES, type WasmMemory } from './kernels/wasm.js';
 
 export interface GradPool {
   /** 'wasm' (WebAssembly SIMD) or 'ts' (plain loops): the same bits. */
@@ -95,7 +95,10 @@ function checkPieces(what: string, floats: number, pieces: readonly Uint8Array[]
   if (n !== 4 * floats) throw new RangeError(`GradPool.${what}: ${n} bytes in the pieces, a buffer holds ${4 * floats}`);
 }
 
-/** Ids handed out and free; shared by both backends. */
+/**
+ * Both backends' ids (handed out, free) and the argument checks of GradPool's operations, which
+ * then run the backend's unchecked ones (ids acquired, dst !== held, l !== r, 4 * floats bytes).
+ */
 abstract class IdPool {
   size = 0;
   private readonly free: number[] = [];
@@ -115,10 +118,48 @@ abstract class IdPool {
     this.free.push(id);
   }
 
-  /** Allocate buffer `this.size` and return its id. */
-  protected abstract grow(): number;
+  view(id: number): Float32Array {
+    this.must('view', id);
+    return this.viewOf(id);
+  }
 
-  protected must(what: string, id: number): void {
+  copyChecked(dst: number, pieces: readonly Uint8Array[]): boolean {
+    this.must('copyChecked', dst);
+    checkPieces('copyChecked', this.floats, pieces);
+    return this.copyIn(dst, pieces);
+  }
+
+  addChecked(dst: number, held: number, pieces: readonly Uint8Array[]): boolean {
+    this.must('addChecked', dst);
+    this.must('addChecked', held);
+    if (dst === held) throw new RangeError('GradPool.addChecked: dst and held are the same buffer');
+    checkPieces('addChecked', this.floats, pieces);
+    return this.addIn(dst, held, pieces);
+  }
+
+  add(l: number, r: number): void {
+    this.must('add', l);
+    this.must('add', r);
+    if (l === r) throw new RangeError('GradPool.add: l and r are the same buffer');
+    this.addRaw(l, r);
+  }
+
+  // The backend's part: allocate buffer `id`, the next new one (= size; throws when it cannot),
+  // and view / copyChecked / addChecked / add on arguments already checked.
+  protected abstract alloc(id: number): void;
+  protected abstract viewOf(id: number): Float32Array;
+  protected abstract copyIn(dst: number, pieces: readonly Uint8Array[]): boolean;
+  protected abstract addIn(dst: number, held: number, pieces: readonly Uint8Array[]): boolean;
+  protected abstract addRaw(l: number, r: number): void;
+
+  private grow(): number {
+    const id = this.size;
+    this.alloc(id);
+    this.size = id + 1;
+    return id;
+  }
+
+  private must(what: string, id: number): void {
     if (!Number.isInteger(id) || id < 0 || id >= this.size || this.busy[id >> 12]?.[id & 4095] !== 1) {
       throw new RangeError(`GradPool.${what}: ${id} is not an acquired buffer`);
     }
@@ -138,13 +179,6 @@ interface PoolExports {
   f32Add(l: number, r: number, n: number): void;
 }
 
-/** The synchronous members of the WebAssembly JS API used here (the package has no DOM lib). */
-interface SyncWasmApi {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: unknown };
-  Memory: new (descriptor: { initial: number; maximum: number }) => { readonly buffer: ArrayBuffer; grow(pages: number): number };
-}
-
 /** Byte offset of buffer 0 (address 0 stays unused, as in wasm.ts). */
 const BASE = 64;
 /** Bytes copied into a buffer before they are checked (and added): they are still in cache. */
@@ -155,7 +189,7 @@ let compiled: object | undefined;
 class WasmGradPool extends IdPool implements GradPool {
   readonly backend = 'wasm' as const;
   private readonly stride: number;
-  private readonly memory: { readonly buffer: ArrayBuffer; grow(pages: number): number };
+  private readonly memory: WasmMemory;
   private readonly k: PoolExports;
   private pages: number;
   private u8: Uint8Array;
@@ -165,7 +199,7 @@ class WasmGradPool extends IdPool implements GradPool {
     super(floats);
     this.stride = Math.ceil(floats / 4) * 16;
     if (BASE + this.stride > MAX_PAGES * PAGE_BYTES) throw new RangeError(`createGradPool: a buffer of ${floats} floats exceeds WebAssembly's 4 GiB`);
-    const api = wasmApi() as unknown as SyncWasmApi;
+    const api = wasmApi()!; // createGradPool checked wasmSimdSupported()
     compiled ??= new api.Module(kernelBytes());
     this.pages = 1;
     this.memory = new api.Memory({ initial: 1, maximum: MAX_PAGES });
@@ -173,8 +207,7 @@ class WasmGradPool extends IdPool implements GradPool {
     this.u8 = new Uint8Array(this.memory.buffer);
   }
 
-  protected grow(): number {
-    const id = this.size;
+  protected alloc(id: number): void {
     const need = Math.ceil((BASE + (id + 1) * this.stride) / PAGE_BYTES);
     if (need > this.pages) {
       if (need > MAX_PAGES) {
@@ -185,29 +218,20 @@ class WasmGradPool extends IdPool implements GradPool {
       this.u8 = new Uint8Array(this.memory.buffer);
       this.views = [];
     }
-    this.size = id + 1;
-    return id;
   }
 
-  view(id: number): Float32Array {
-    this.must('view', id);
+  protected viewOf(id: number): Float32Array {
     let v = this.views[id];
     if (!v) v = this.views[id] = new Float32Array(this.memory.buffer, this.at(id), this.floats);
     return v;
   }
 
-  copyChecked(dst: number, pieces: readonly Uint8Array[]): boolean {
-    this.must('copyChecked', dst);
-    checkPieces('copyChecked', this.floats, pieces);
+  protected copyIn(dst: number, pieces: readonly Uint8Array[]): boolean {
     const k = this.k;
     return this.stream(this.at(dst), pieces, (p, first, n) => k.f32Check(p + 4 * first, n));
   }
 
-  addChecked(dst: number, held: number, pieces: readonly Uint8Array[]): boolean {
-    this.must('addChecked', dst);
-    this.must('addChecked', held);
-    if (dst === held) throw new RangeError('GradPool.addChecked: dst and held are the same buffer');
-    checkPieces('addChecked', this.floats, pieces);
+  protected addIn(dst: number, held: number, pieces: readonly Uint8Array[]): boolean {
     const k = this.k;
     const h = this.at(held);
     // Per block (cache-hot): check the incoming floats, then add the held ones to them.
@@ -218,10 +242,7 @@ class WasmGradPool extends IdPool implements GradPool {
     });
   }
 
-  add(l: number, r: number): void {
-    this.must('add', l);
-    this.must('add', r);
-    if (l === r) throw new RangeError('GradPool.add: l and r are the same buffer');
+  protected addRaw(l: number, r: number): void {
     this.k.f32Add(this.at(l), this.at(r), this.floats);
   }
 
@@ -263,36 +284,23 @@ class TsGradPool extends IdPool implements GradPool {
   /** Unaligned gradient bytes pass through here. */
   private readonly scratch = new Float32Array(16 * 1024);
 
-  protected grow(): number {
-    const id = this.size;
+  protected alloc(): void {
     this.bufs.push(new Float32Array(this.floats));
-    this.size = id + 1;
-    return id;
   }
 
-  view(id: number): Float32Array {
-    this.must('view', id);
+  protected viewOf(id: number): Float32Array {
     return this.bufs[id];
   }
 
-  copyChecked(dst: number, pieces: readonly Uint8Array[]): boolean {
-    this.must('copyChecked', dst);
-    checkPieces('copyChecked', this.floats, pieces);
+  protected copyIn(dst: number, pieces: readonly Uint8Array[]): boolean {
     return streamChecked(this.bufs[dst], null, pieces, this.scratch);
   }
 
-  addChecked(dst: number, held: number, pieces: readonly Uint8Array[]): boolean {
-    this.must('addChecked', dst);
-    this.must('addChecked', held);
-    if (dst === held) throw new RangeError('GradPool.addChecked: dst and held are the same buffer');
-    checkPieces('addChecked', this.floats, pieces);
+  protected addIn(dst: number, held: number, pieces: readonly Uint8Array[]): boolean {
     return streamChecked(this.bufs[dst], this.bufs[held], pieces, this.scratch);
   }
 
-  add(l: number, r: number): void {
-    this.must('add', l);
-    this.must('add', r);
-    if (l === r) throw new RangeError('GradPool.add: l and r are the same buffer');
+  protected addRaw(l: number, r: number): void {
     const a = this.bufs[l];
     const b = this.bufs[r];
     for (let i = 0; i < a.length; i++) a[i] += b[i];

@@ -66,18 +66,17 @@ export interface StreamPart extends FlatRange {
 
 /**
  * The parts in which gradients stream up and parameters down, in flat order: each layer's weight
- * rows cut into blocks of about `maxFloats` floats (as equal as possible, an even number of rows
- * where there is more than one block), the layer's bias riding with its last block, so every part
- * is one contiguous slice and the parts cover [0, paramCount). A worker computes a layer's blocks
- * in row order (its bias is complete with the last one) and sends each as soon as it is final.
+ * rows cut into blocks of about STREAM_PART_FLOATS floats (as equal as possible, an even number of
+ * rows where there is more than one block), the layer's bias riding with its last block, so every
+ * part is one contiguous slice and the parts cover [0, paramCount). A worker computes a layer's
+ * blocks in row order (its bias is complete with the last one) and sends each as soon as it is final.
  */
-export function streamParts(spec: ModelSpec, maxFloats = STREAM_PART_FLOATS): StreamPart[] {
-  if (!Number.isInteger(maxFloats) || maxFloats < 1) throw new RangeError(`streamParts: maxFloats must be a positive integer, got ${maxFloats}`);
+export function streamParts(spec: ModelSpec): StreamPart[] {
   const out: StreamPart[] = [];
   for (const l of spec.layers) {
-    const blocks = Math.min(l.outF, Math.max(1, Math.ceil((l.outF * l.inF) / maxFloats)));
+    const blocks = Math.min(l.outF, Math.ceil((l.outF * l.inF) / STREAM_PART_FLOATS));
     // Even row counts (the kernels' tile height is 2) unless a block has a single row.
-    const per = blocks === 1 ? l.outF : Math.max(1, 2 * Math.ceil(l.outF / blocks / 2));
+    const per = blocks === 1 ? l.outF : 2 * Math.ceil(l.outF / blocks / 2);
     for (let r = 0; r < l.outF; r += per) {
       const rowEnd = Math.min(l.outF, r + per);
       const offset = l.weightOffset + r * l.inF;

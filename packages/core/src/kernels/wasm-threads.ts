@@ -82,7 +82,7 @@
 import { checkBackwardInputArgs, checkBackwardWeightArgs, checkForwardArgs } from './oracle.js';
 import type { AsyncKernels, Backend } from './types.js';
 import {
-  DEFAULT_SCRATCH_FLOATS, MAX_PAGES, MIN_SCRATCH_FLOATS, PAGE_BYTES, createWasmBackend, digestBytes, kernelBytes, wasmApi, wasmArena,
+  DEFAULT_SCRATCH_FLOATS, MAX_PAGES, MIN_SCRATCH_FLOATS, PAGE_BYTES, arenaXxh64, createWasmBackend, kernelBytes, wasmApi, wasmArena,
   type KernelExports,
 } from './wasm.js';
 
@@ -364,8 +364,11 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
   const { allocF32, ptr } = wasmArena(buffer, heap, capacity);
   const seqs = new Int32Array(slots); // the last command sent to each helper
   const args = new Int32Array(8); // the calling thread's copy of the current command's arguments
-  /** The call being started: written by the stage* functions, read by post(); its range is [begin, begin + total). */
-  const call = { op: 0, begin: 0, total: 0, align: 1, work: 0 };
+  /**
+   * The call being started: written by the stage* functions, read by post(); its range is
+   * [begin, begin + total). post() sets end0, the end of slice 0 (the calling thread's without offload).
+   */
+  const call = { op: 0, begin: 0, total: 0, align: 1, work: 0, end0: 0 };
   let closed = false;
   let pending = false; // an async call is in flight
 
@@ -408,6 +411,7 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
     if (pending) throw new Error(`${OP_NAMES[op]}: another kernel call is pending (calls must not overlap)`);
     const units = Math.ceil(total / align);
     const parts = Math.max(1, Math.min(threads, units, minWork > 0 ? Math.floor(work / minWork) : threads));
+    call.end0 = begin + sliceEnd(0, parts, units, align, total);
     for (let s = 1 - shift; s < parts; s++) {
       const base = (s + shift) * SLOT_INTS;
       ctrl[base + OP] = op;
@@ -421,22 +425,27 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
     return parts;
   }
 
+  /** Block until `slot` has done its last command (re-loading DONE after each wake-up); true if it trapped. */
+  function waitDone(slot: number): boolean {
+    const base = slot * SLOT_INTS;
+    for (;;) {
+      const d = Atomics.load(ctrl, base + DONE);
+      if (d === seqs[slot]) break;
+      Atomics.wait(ctrl, base + DONE, d);
+    }
+    return ctrl[base + ERR] !== 0;
+  }
+
   /** Run the staged call, blocking: the calling thread's slice (not with offload), then every DONE. */
   function run(): void {
     const op = call.op;
     const parts = post();
     let failed = 0;
     try {
-      if (!offload) exec(k, op, args, 0, call.begin, call.begin + sliceEnd(0, parts, Math.ceil(call.total / call.align), call.align, call.total));
+      if (!offload) exec(k, op, args, 0, call.begin, call.end0);
     } finally {
       for (let slot = 1; slot < parts + shift; slot++) {
-        const base = slot * SLOT_INTS;
-        for (;;) {
-          const d = Atomics.load(ctrl, base + DONE);
-          if (d === seqs[slot]) break;
-          Atomics.wait(ctrl, base + DONE, d);
-        }
-        if (ctrl[base + ERR] !== 0) failed = slot;
+        if (waitDone(slot)) failed = slot;
       }
     }
     if (failed !== 0) throw new Error(`${OP_NAMES[op]}: kernel thread ${failed} trapped`);
@@ -456,21 +465,19 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
     try {
       for (let slot = 1; slot <= parts; slot++) {
         const base = slot * SLOT_INTS;
-        for (;;) {
+        // Await DONE where waitAsync exists (waitDone then returns at once); without it waitDone
+        // blocks, and the call runs synchronously, so nothing can close the backend meanwhile.
+        while (waitAsync) {
           if (closed) throw new Error(`${OP_NAMES[op]}: the backend was closed while the call was pending`);
           const d = Atomics.load(ctrl, base + DONE);
           if (d === seqs[slot]) break;
-          if (!waitAsync) {
-            Atomics.wait(ctrl, base + DONE, d);
-            continue;
-          }
           const r = waitAsync(ctrl, base + DONE, d);
           if (r.async) {
             keepAlive ??= setTimeout(noop, KEEP_ALIVE_MS);
             await r.value;
           }
         }
-        if (ctrl[base + ERR] !== 0) failed = slot;
+        if (waitDone(slot)) failed = slot;
       }
     } finally {
       // Pending until the caller can observe the end, never before: when the helpers were done by
@@ -505,7 +512,7 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
     allocF32,
 
     // On the calling thread's instance (it reads memory only, and no control slot).
-    xxh64: (a) => digestBytes(k.xxh64(ptr('xxh64', 'a', a), a.byteLength, 0)),
+    xxh64: arenaXxh64(k, ptr),
 
     linearForward(x, w, b, y, n, inF, outF, relu) {
       stageForward(x, w, b, y, n, inF, outF, relu);

@@ -46,13 +46,19 @@ export interface WasmBackendOptions {
   readonly scratchFloats?: number;
 }
 
-// The few WebAssembly JS API members used here and in wasm-threads.ts (the package compiles
-// without the DOM lib). Internal to the kernels.
+// The few WebAssembly JS API members used here, in wasm-threads.ts and in grad-pool.ts (the
+// package compiles without the DOM lib). Internal to the package.
 /** @internal */
-export interface WasmMemory { readonly buffer: ArrayBuffer | SharedArrayBuffer }
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  /** Add `pages` pages (detaching the old buffer); returns the previous size in pages. */
+  grow(pages: number): number;
+}
 /** @internal */
 export interface WasmApi {
   validate(bytes: Uint8Array): boolean;
+  /** Compile synchronously (Node: any size; a browser's main thread refuses big modules). */
+  Module: new (bytes: Uint8Array) => object;
   Memory: new (descriptor: { initial: number; maximum: number; shared?: boolean }) => WasmMemory;
   Instance: new (module: object, imports: object) => { exports: unknown };
   instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: { exports: unknown } }>;
@@ -80,6 +86,14 @@ export function digestBytes(digest: bigint): Uint8Array {
   const out = new Uint8Array(8);
   new DataView(out.buffer).setBigUint64(0, BigInt.asUintN(64, digest), false);
   return out;
+}
+
+/**
+ * Backend.xxh64 over kernel instance `k`: the digest of a view of its arena (`ptr` checks it),
+ * computed in place. @internal
+ */
+export function arenaXxh64(k: KernelExports, ptr: (kernel: string, name: string, a: Float32Array) => number): (a: Float32Array) => Uint8Array {
+  return (a) => digestBytes(k.xxh64(ptr('xxh64', 'a', a), a.byteLength, 0));
 }
 
 /** @internal */
@@ -220,7 +234,7 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Ba
       k.linearBackwardWeight(ptr(kn, 'dy', dy), ptr(kn, 'x', x), ptr(kn, 'dw', dw), ptr(kn, 'db', db), n, inF, outF, chunk, oBegin, oEnd);
     },
 
-    xxh64: (a) => digestBytes(k.xxh64(ptr('xxh64', 'a', a), a.byteLength, 0)),
+    xxh64: arenaXxh64(k, ptr),
 
     close() {},
   };
