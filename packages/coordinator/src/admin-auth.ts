@@ -9,10 +9,10 @@
  * Every comparison is constant-time over fixed-length digests. Without a token everything is open:
  * fine on a trusted network, and the caller's choice.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { sha256 } from './http-util.js';
+import { tokenMatcher } from './http-util.js';
 import { GradhubError } from '@gradhub/core';
 
 export const ADMIN_COOKIE = 'gradhub_admin';
@@ -34,10 +34,9 @@ export function createAdminAuth(token: string | undefined): AdminAuth {
   if (typeof token !== 'string' || token.length === 0) {
     throw new GradhubError('E_USAGE', 'the admin token must be a non-empty string (leave it out to open the dashboard to everyone)');
   }
-  const tokenDigest = sha256(token);
   const cookieValue = createHmac('sha256', token).update(COOKIE_PURPOSE).digest('base64url');
-  const cookieDigest = sha256(cookieValue);
-  const matches = (candidate: string): boolean => timingSafeEqual(sha256(candidate), tokenDigest);
+  const matches = tokenMatcher(token);
+  const cookieMatches = tokenMatcher(cookieValue);
   return {
     matches,
     allows(req: IncomingMessage): boolean {
@@ -47,7 +46,7 @@ export function createAdminAuth(token: string | undefined): AdminAuth {
         if (m && matches(m[1])) return true;
       }
       const cookie = readCookie(req.headers.cookie, ADMIN_COOKIE);
-      return cookie !== undefined && timingSafeEqual(sha256(cookie), cookieDigest);
+      return cookie !== undefined && cookieMatches(cookie);
     },
     cookieFor(req: IncomingMessage): string {
       const secure = (req.socket as Partial<TLSSocket>).encrypted === true ? '; Secure' : '';

@@ -130,9 +130,8 @@ interface Active {
   readonly computeMs: Map<number, number>;
   reduceMs: number;
   lastResultAt: number;
-  /** The caller's hooks (onRootPart), and how many parts went to it. */
+  /** The caller's hooks (onRootPart: every part goes to it, see finish). */
   readonly hooks: StepHooks | null;
-  delivered: number;
 }
 
 interface Load {
@@ -163,8 +162,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
   /** The parts gradients and parameters stream in (core streamParts: layers, big ones in row blocks). */
   private readonly parts: readonly FlatRange[];
   private readonly paramsEncoder: ParamsEncoder;
-  /** Per worker: the version whose Params parts it is being sent, and which parts went out. */
-  private readonly sentParts = new Map<number, { version: number; sent: boolean[] }>();
+  /** Per worker: the version whose Params parts it is being sent, which parts went out (1) and how many. */
+  private readonly sentParts = new Map<number, { version: number; sent: Uint8Array; count: number }>();
   private assigned: AssignedBytes | null = null;
   private active: Active | null = null;
   private seq = 0;
@@ -235,7 +234,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     return new Promise<StepSums>((resolve, reject) => {
       const a: Active = {
         spec, input, nChunks, log, startedAt: Date.now(), load: new Map(), givenAt: new Map(), resolve, reject, settled: false,
-        broadcastMs: null, computeMs: new Map(), reduceMs: 0, lastResultAt: 0, hooks: hooks ?? null, delivered: 0,
+        broadcastMs: null, computeMs: new Map(), reduceMs: 0, lastResultAt: 0, hooks: hooks ?? null,
       };
       this.active = a;
       const workers = this.membership.workers();
@@ -322,10 +321,10 @@ class ClusterExecutorImpl implements ClusterExecutor {
       if (!frames) throw new GradhubError(ErrorCode.E_INTERNAL, `parameters v${spec.version} of request ${spec.seq} are no longer encoded`);
       const sends: Promise<boolean>[] = [];
       for (const f of frames) {
-        const s = this.sendParams(w, f);
-        if (!s) continue;
+        const sent = this.sendParams(w, f);
+        if (!sent) continue;
         load.bytes += f.byteLength;
-        sends.push(s.sent);
+        sends.push(sent);
       }
       paramsSent = Promise.all(sends);
     }
@@ -390,22 +389,27 @@ class ClusterExecutorImpl implements ClusterExecutor {
    * the part's snapshot is not overwritten until the socket has taken it. Once every part of a
    * version went out, `w.paramsVersion` is that version.
    */
-  private sendParams(w: WorkerConn, f: ParamsPartFrame): { sent: Promise<boolean> } | null {
+  private sendParams(w: WorkerConn, f: ParamsPartFrame): Promise<boolean> | null {
     let rec = this.sentParts.get(w.id);
-    if (!rec || rec.version !== f.version) {
-      rec = { version: f.version, sent: this.parts.map(() => false) };
+    if (!rec) {
+      rec = { version: f.version, sent: new Uint8Array(this.parts.length), count: 0 };
       this.sentParts.set(w.id, rec);
+    } else if (rec.version !== f.version) {
+      rec.version = f.version;
+      rec.sent.fill(0);
+      rec.count = 0;
     }
     if (rec.sent[f.index]) return null;
-    rec.sent[f.index] = true;
-    if (rec.sent.every(Boolean)) w.paramsVersion = f.version;
+    rec.sent[f.index] = 1;
+    rec.count++;
+    if (rec.count === this.parts.length) w.paramsVersion = f.version;
     else if (w.paramsVersion !== f.version) w.paramsVersion = -1; // it holds a mix while parts arrive
     f.snapshot.sends++;
     const sent = w.send(f.parts);
     void sent.finally(() => {
       f.snapshot.sends--;
     });
-    return { sent };
+    return sent;
   }
 
   /**
@@ -487,7 +491,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     });
     if (!same) return;
     w.paramsVersion = h.version;
-    this.sentParts.set(w.id, { version: h.version, sent: frames.map(() => true) });
+    this.sentParts.set(w.id, { version: h.version, sent: new Uint8Array(frames.length).fill(1), count: frames.length });
     w.logger.debug({ version: h.version }, 'worker still holds these parameters: not sent again');
   }
 
@@ -547,11 +551,10 @@ class ClusterExecutorImpl implements ClusterExecutor {
     if (a && r.node && r.seq === a.spec.seq) {
       const load = a.load.get(w.id);
       const k = nodeKey(r.node);
-      if (load && !nodeOver && load.outstanding.has(k)) load.bytes += gradBytes + RESULT_OVERHEAD_BYTES;
+      if (load?.outstanding.has(k)) load.bytes += gradBytes + RESULT_OVERHEAD_BYTES;
       if (nodeOver && load?.outstanding.delete(k)) {
         const samples = this.reducer.samplesOf(r.node);
         load.queued -= samples;
-        load.bytes += gradBytes + RESULT_OVERHEAD_BYTES;
         load.computeMs += m.computeMs ?? 0;
         if (v.kind === 'accepted') {
           load.done += samples;
@@ -571,10 +574,9 @@ class ClusterExecutorImpl implements ClusterExecutor {
         }
       }
     }
-    if (v.kind === 'accepted' && a?.hooks?.onRootPart && a.spec.mode === 'train') {
+    if (v.kind === 'accepted' && v.rootParts.length > 0 && a?.hooks?.onRootPart && a.spec.mode === 'train') {
       const sums = this.reducer.rootSums()!;
       for (const i of v.rootParts) {
-        a.delivered++;
         try {
           a.hooks.onRootPart(i, this.parts[i], this.reducer.rootPart(i), sums);
         } catch (err) {
@@ -676,8 +678,10 @@ class ClusterExecutorImpl implements ClusterExecutor {
   private finish(): void {
     const a = this.active;
     if (!a || a.settled) return;
-    // Parts the caller took through onRootPart are not joined into one gradient again.
-    const taken = a.spec.mode === 'train' && a.delivered === this.parts.length;
+    // Parts the caller took through onRootPart are not joined into one gradient again. With the
+    // hook, every part went to it: each part's root is reported once (reducer), and a hook that
+    // throws fails the run, so it never gets here.
+    const taken = a.spec.mode === 'train' && Boolean(a.hooks?.onRootPart);
     const sums = taken ? { ...this.reducer.rootSums()!, grad: null } : this.reducer.result();
     this.settle();
     this.counters.requests++;

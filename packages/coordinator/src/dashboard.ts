@@ -11,22 +11,12 @@
  * #acc-chart (data-evals: test points drawn), table#workers with one tr.worker[data-worker-id]
  * per worker, #split (the step's time split), #settings, #run-state, #step, #connection.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { GradhubError } from '@gradhub/core';
-import { escapeHtml } from './http-util.js';
-
-export { escapeHtml };
+import { escapeHtml, etagOf, type Asset } from './http-util.js';
 import type { StatusSnapshot } from './status.js';
-
-export interface Asset {
-  readonly body: Buffer;
-  readonly contentType: string;
-  /** Strong ETag of the body. */
-  readonly etag: string;
-}
 
 /** Path under which each asset is served -> where it is read from. */
 function assetSources(): Record<string, { file: string; contentType: string }> {
@@ -52,8 +42,7 @@ export function loadDashboardAssets(): Map<string, Asset> {
     } catch (err) {
       throw new GradhubError('E_INTERNAL', `dashboard asset ${file} cannot be read (a broken install?): ${(err as Error).message}`, { cause: err });
     }
-    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
-    assets.set(urlPath, { body, contentType, etag });
+    assets.set(urlPath, { body, contentType, etag: etagOf(body) });
   }
   return assets;
 }

@@ -8,7 +8,7 @@
  * executor runs the core on the root node; the cluster executor hands tree nodes to workers and
  * reduces their results. Both must return the same bits for the same input.
  */
-import type { FlatRange } from '@gradhub/core';
+import type { FlatRange, NodeSums } from '@gradhub/core';
 
 export interface StepInput {
   /** 'train': gradient and sums; 'eval': sums only (test-set evaluation). */
@@ -61,13 +61,6 @@ export interface StepSums {
   readonly timing?: StepTiming;
 }
 
-/** The batch's root sums, as `onRootPart` sees them (complete by then). */
-export interface RootSumsView {
-  readonly lossSum: number;
-  readonly denomSum: number;
-  readonly correct: number;
-}
-
 /**
  * Optional hooks of a 'train' run. `onRootPart(i, range, grad, sums)`: the root gradient sum of
  * part i of the model's stream parts (core `streamParts`: layers, big ones in row blocks) is
@@ -77,7 +70,7 @@ export interface RootSumsView {
  * not stream never call it (the whole gradient comes in StepSums).
  */
 export interface StepHooks {
-  onRootPart?(index: number, range: FlatRange, grad: Float32Array, sums: RootSumsView): void;
+  onRootPart?(index: number, range: FlatRange, grad: Float32Array, sums: NodeSums): void;
 }
 
 export interface Executor {

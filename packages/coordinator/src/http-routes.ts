@@ -21,10 +21,10 @@ import type { IncomingMessage, ServerResponse, OutgoingHttpHeaders } from 'node:
 import type { Logger } from 'pino';
 import { GradhubError } from '@gradhub/core';
 import { createAdminAuth } from './admin-auth.js';
-import { DASHBOARD_CSP, loadDashboardAssets, renderDashboard, renderUnauthorized, type Asset } from './dashboard.js';
+import { DASHBOARD_CSP, loadDashboardAssets, renderDashboard, renderUnauthorized } from './dashboard.js';
 import { createEventStream } from './event-stream.js';
 import { createPrometheusMetrics } from './prometheus.js';
-import { sendBody, parseUrl } from './http-util.js';
+import { sendBody, parseUrl, serveAsset } from './http-util.js';
 import type { RunStatus } from './status.js';
 
 export interface HttpRoutesOptions {
@@ -143,16 +143,6 @@ export function createHttpRoutes(o: HttpRoutesOptions): HttpRoutes {
       sendBody(req, res, 401, { ...headers, 'Content-Type': 'text/plain; charset=utf-8' }, 'admin token needed: send Authorization: Bearer TOKEN\n');
     }
   }
-}
-
-function serveAsset(req: IncomingMessage, res: ServerResponse, a: Asset): void {
-  const headers = { 'Content-Type': a.contentType, 'ETag': a.etag, 'Cache-Control': 'no-cache' };
-  if (req.headers['if-none-match'] === a.etag) {
-    res.writeHead(304, headers);
-    res.end();
-    return;
-  }
-  sendBody(req, res, 200, headers, a.body);
 }
 
 function positiveInt(v: number, name: string): number {

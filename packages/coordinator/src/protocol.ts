@@ -25,8 +25,8 @@ import {
 import { CIFAR_PIXELS, ErrorCode, GradhubError, xxh64, type FlatRange } from '@gradhub/core';
 
 export {
-  FRAGMENT_BYTES, FROM_COORDINATOR, FROM_WORKER, MAX_FRAGMENTS, PROTOCOL_VERSION, SMALL_FRAME_BYTES, WireCode,
-  closeCodeFor, encode, fragments, paramsHeader, splitTrailingBytes,
+  FRAGMENT_BYTES, FROM_WORKER, PROTOCOL_VERSION, SMALL_FRAME_BYTES, WireCode,
+  closeCodeFor, encode, fragments, splitTrailingBytes,
 } from '@gradhub/proto';
 export type { Body, BodyKind, BodyOf, Decoded, DecodedMessage } from '@gradhub/proto';
 
@@ -141,25 +141,19 @@ export class ParamsEncoder {
   /** The version before `current`, complete: a node of it reassigned while `current` streams out still needs it. */
   private previous: EncodedVersion | null = null;
 
+  /** Bytes of a whole version's messages (every part), about: for cost estimates. */
+  readonly versionBytes: number;
+
   constructor(layout: readonly FlatRange[]) {
     this.layout = layout;
-  }
-
-  /** Parts per version. */
-  get partCount(): number {
-    return this.layout.length;
+    let n = 0;
+    for (const r of layout) n += 4 * r.length + 64;
+    this.versionBytes = n;
   }
 
   /** The version being encoded (or last encoded), or null. */
   get version(): number | null {
     return this.current?.version ?? null;
-  }
-
-  /** Bytes of a whole version's messages (every part), about: for cost estimates. */
-  get versionBytes(): number {
-    let n = 0;
-    for (const r of this.layout) n += 4 * r.length + 64;
-    return n;
   }
 
   /** The frame of part `index` of `version` if encoded (the current or the previous version), else null. */

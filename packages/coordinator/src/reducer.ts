@@ -68,7 +68,7 @@
 import { gradhub } from '@gradhub/proto';
 import {
   chunkCount, createGradPool, isTreeNode, nodeSamples, parentOf, treeMid,
-  type FlatRange, type GradPool, type TreeNode,
+  type FlatRange, type GradPool, type NodeSums, type TreeNode,
 } from '@gradhub/core';
 
 type WireCode = gradhub.ErrorCode;
@@ -144,13 +144,6 @@ export interface ReducerOptions {
   readonly parts?: readonly FlatRange[];
   /** The pools' backend (core GradPool). Default 'wasm' where WebAssembly SIMD is supported, else 'ts'. */
   readonly backend?: 'wasm' | 'ts';
-}
-
-/** A node's loss, denominator and correct sums. */
-export interface NodeSums {
-  readonly lossSum: number;
-  readonly denomSum: number;
-  readonly correct: number;
 }
 
 /** The root's sums and whole gradient (null for 'eval'). */
@@ -506,10 +499,16 @@ export class Reducer {
 
   /** Key of the sibling of `node`, or -1 for the root. */
   private siblingKey(node: TreeNode): number {
+    return this.up(node)?.sibKey ?? -1;
+  }
+
+  /** The parent of `node`, whether `node` is its left child, and the key of its sibling; null for the root. */
+  private up(node: TreeNode): { parent: TreeNode; isLeft: boolean; sibKey: number } | null {
     const parent = parentOf(node, this.nChunks);
-    if (!parent) return -1;
+    if (!parent) return null;
     const mid = treeMid(parent.lo, parent.hi);
-    return node.lo === parent.lo ? this.key(mid, parent.hi) : this.key(parent.lo, mid);
+    const isLeft = node.lo === parent.lo;
+    return { parent, isLeft, sibKey: isLeft ? this.key(mid, parent.hi) : this.key(parent.lo, mid) };
   }
 
   /**
@@ -526,10 +525,7 @@ export class Reducer {
         this.rootsIn++;
         return true;
       }
-      const parent = parentOf({ lo, hi }, this.nChunks)!;
-      const mid = treeMid(parent.lo, parent.hi);
-      const isLeft = lo === parent.lo;
-      const sibKey = isLeft ? this.key(mid, parent.hi) : this.key(parent.lo, mid);
+      const { parent, isLeft, sibKey } = this.up({ lo, hi })!;
       const sib = t.slots.get(sibKey);
       if (!sib) {
         t.slots.set(this.key(lo, hi), { lo, hi, id: cur });
@@ -561,10 +557,7 @@ export class Reducer {
         this.rootSum = cur;
         return;
       }
-      const parent = parentOf(cur, this.nChunks)!;
-      const mid = treeMid(parent.lo, parent.hi);
-      const isLeft = cur.lo === parent.lo;
-      const sibKey = isLeft ? this.key(mid, parent.hi) : this.key(parent.lo, mid);
+      const { parent, isLeft, sibKey } = this.up(cur)!;
       const sib = this.sumSlots.get(sibKey);
       if (!sib) {
         this.sumSlots.set(this.key(cur.lo, cur.hi), cur);

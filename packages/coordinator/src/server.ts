@@ -25,10 +25,10 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { ErrorCode, GradhubError } from '@gradhub/core';
+import { tokenMatcher } from './http-util.js';
 
 export interface ServerOptions {
   /** Address to listen on. Default '0.0.0.0' (every interface). */
@@ -83,9 +83,7 @@ export interface GradhubServer {
 
 /** Constant-time token check: compares SHA-256 digests, so lengths leak nothing either. */
 export function tokenMatches(given: string | null | undefined, expected: string): boolean {
-  const a = createHash('sha256').update(given ?? '').digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b) && given !== null && given !== undefined;
+  return tokenMatcher(expected)(given);
 }
 
 /** The token of an upgrade request: `?token=` or `Authorization: Bearer`. */
@@ -115,6 +113,7 @@ export async function startServer(opts: ServerOptions): Promise<GradhubServer> {
     throw new GradhubError(ErrorCode.E_USAGE, `maxPayloadBytes must be an integer >= 1024, got ${opts.maxPayloadBytes}`);
   }
   const log = opts.logger.child({ module: 'server' });
+  const joinTokenMatches = tokenMatcher(opts.token);
   const routes = new Map<string, RouteHandler>();
   const fallbacks: FallbackHandler[] = [];
   let health: () => Record<string, unknown> = () => ({});
@@ -156,7 +155,7 @@ export async function startServer(opts: ServerOptions): Promise<GradhubServer> {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const remote = req.socket.remoteAddress;
     if (!wsPaths.has(path)) return refuse(socket, 404, 'Not Found');
-    if (!tokenMatches(requestToken(req), opts.token)) {
+    if (!joinTokenMatches(requestToken(req))) {
       log.warn({ remote }, 'upgrade refused: bad or missing join token');
       return refuse(socket, 401, 'Unauthorized');
     }

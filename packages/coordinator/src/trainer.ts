@@ -16,9 +16,9 @@
 import type { Logger } from 'pino';
 import {
   GradhubError, Sampler, createSgdOptimizer, batchesPerEpoch, modelSpec, streamParts, CIFAR10_IMAGE_BYTES,
-  type FlatRange, type SamplerState, type SgdPartialStep,
+  type FlatRange, type NodeSums, type SamplerState, type SgdPartialStep,
 } from '@gradhub/core';
-import type { Executor, RootSumsView } from './executor.js';
+import type { Executor } from './executor.js';
 import type { MetricsSink } from './metrics.js';
 import type { TrainSettings } from './settings.js';
 import { bitSettings } from './settings.js';
@@ -141,7 +141,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     let update: SgdPartialStep | null = null;
     let failed = false;
     let sgdMs = 0;
-    const onRootPart = (i: number, range: FlatRange, grad: Float32Array, root: RootSumsView): void => {
+    const onRootPart = (i: number, range: FlatRange, grad: Float32Array, root: NodeSums): void => {
       if (failed) return;
       const t = performance.now();
       if (root.denomSum === 0 || !Number.isFinite(root.lossSum / root.denomSum)) {

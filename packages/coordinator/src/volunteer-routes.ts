@@ -22,12 +22,11 @@
  * scripts only, WebAssembly compilation but no eval, connections to this host only, no framing)
  * and sends no referrer (the join token is in its address). GET and HEAD only.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
-import { sendBody, parseUrl, escapeHtml, sha256 } from './http-util.js';
+import { sendBody, parseUrl, escapeHtml, etagOf, serveAsset, tokenMatcher, type Asset } from './http-util.js';
 import { GradhubError } from '@gradhub/core';
 
 export interface VolunteerRoutesOptions {
@@ -77,12 +76,6 @@ const BASE_HEADERS: OutgoingHttpHeaders = {
   'X-Frame-Options': 'DENY',
 };
 
-interface Asset {
-  readonly body: Buffer;
-  readonly contentType: string;
-  readonly etag: string;
-}
-
 export function createVolunteerRoutes(o: VolunteerRoutesOptions): VolunteerRoutes {
   if (typeof o.runName !== 'string' || o.runName.trim() === '') throw new GradhubError('E_USAGE', 'the volunteer page needs a run name');
   if (o.token !== undefined && (typeof o.token !== 'string' || o.token.length === 0)) {
@@ -100,15 +93,14 @@ export function createVolunteerRoutes(o: VolunteerRoutesOptions): VolunteerRoute
     .replaceAll('{{JOIN_TOKEN}}', escapeHtml(joinToken)), 'utf8');
   const page = render('');
   const openPage = o.openJoin ? render(o.token!) : page;
-  const tokenDigest = o.token === undefined ? null : sha256(o.token);
-  const tokenMatches = (candidate: string): boolean => tokenDigest !== null && timingSafeEqual(sha256(candidate), tokenDigest);
+  const tokenMatches = o.token === undefined ? null : tokenMatcher(o.token);
 
   return (req, res) => {
     const url = parseUrl(req.url);
     if (!url) return false;
     const p = url.pathname;
     const asset = p.startsWith(ASSET_PREFIX) ? assets.get(p.slice(ASSET_PREFIX.length)) : undefined;
-    const isAuth = p === AUTH_PATH && tokenDigest !== null;
+    const isAuth = p === AUTH_PATH && tokenMatches !== null;
     if (!PAGE_PATHS.has(p) && !asset && !isAuth) return false;
 
     for (const [k, v] of Object.entries(BASE_HEADERS)) res.setHeader(k, v as string);
@@ -119,23 +111,18 @@ export function createVolunteerRoutes(o: VolunteerRoutesOptions): VolunteerRoute
     if (isAuth) {
       const auth = req.headers.authorization;
       const given = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7).trim() : '';
-      if (tokenMatches(given)) sendBody(req, res, 204, { 'Cache-Control': 'no-store' }, '');
+      if (tokenMatches!(given)) sendBody(req, res, 204, { 'Cache-Control': 'no-store' }, '');
       else sendBody(req, res, 401, { 'Cache-Control': 'no-store', 'Content-Type': 'text/plain; charset=utf-8', 'WWW-Authenticate': 'Bearer realm="gradhub"' }, 'join token refused\n');
       return true;
     }
     if (asset) {
-      const headers: OutgoingHttpHeaders = { 'Content-Type': asset.contentType, 'ETag': asset.etag, 'Cache-Control': 'no-cache' };
       // The Web Worker's own policy (workers take it from their script's response).
-      if (p.endsWith('.js')) headers['Content-Security-Policy'] = csp(req);
-      if (req.headers['if-none-match'] === asset.etag) {
-        res.writeHead(304, headers);
-        res.end();
-      } else sendBody(req, res, 200, headers, asset.body);
+      serveAsset(req, res, asset, p.endsWith('.js') ? { 'Content-Security-Policy': csp(req) } : undefined);
       return true;
     }
     const linkToken = p.startsWith('/join') ? url.searchParams.get('token') : null;
     const headers = { 'Content-Type': 'text/html; charset=utf-8', 'Content-Security-Policy': csp(req), 'Cache-Control': 'no-store' };
-    if (linkToken !== null && tokenDigest !== null && !tokenMatches(linkToken)) {
+    if (linkToken !== null && tokenMatches !== null && !tokenMatches(linkToken)) {
       log.warn({ remote: req.socket.remoteAddress }, 'volunteer page opened with a wrong join token: 403');
       sendBody(req, res, 403, headers, invalidLinkPage(o.runName));
       return true;
@@ -172,7 +159,7 @@ function loadAssets(dir: string): { template: string; assets: Map<string, Asset>
     const file = path.join(dir, name);
     if (!fs.statSync(file).isFile()) continue;
     const body = fs.readFileSync(file);
-    assets.set(name, { body, contentType, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` });
+    assets.set(name, { body, contentType, etag: etagOf(body) });
   }
   return { template: fs.readFileSync(path.join(dir, 'volunteer.html'), 'utf8'), assets };
 }
