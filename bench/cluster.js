@@ -6,13 +6,12 @@
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { modelSpec, initParams } from '@gradhub/core';
 import { startCluster, runTraining, loadCifar10, RunStatus, nullMetrics } from '@gradhub/coordinator';
-import { NODE_FLAGS } from '@gradhub/cli';
+import { NODE_FLAGS, privateSocketDir, SOCKET_NAME } from '@gradhub/cli';
 import { snapshotCpu, cpuPerStep } from './proc-cpu.js';
 
 const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
@@ -22,7 +21,7 @@ const SAMPLE = fileURLToPath(new URL('../../shared/data/cifar10-sample/', import
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
- * @param {{ workers: number, sizes?: number[], batch: number, steps: number, warmup?: number, chunk?: number, data?: string, onStep?: (step: number) => void }} o
+ * @param {{ workers: number, sizes?: number[], batch: number, steps: number, warmup?: number, chunk?: number, data?: string }} o
  */
 export async function benchCluster(o) {
   const sizes = o.sizes ?? [3072, 2048, 2048, 10];
@@ -32,11 +31,12 @@ export async function benchCluster(o) {
   const token = 'bench';
   const settings = { sizes, batch: o.batch, chunk: o.chunk ?? 16, seed: 0, shuffle: true, normalize: false, lr: 0.01, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, epochs: 1000, steps: o.steps };
   const status = new RunStatus({ runId: 'bench', name: 'bench', settings: {}, totalSteps: o.steps });
-  // Workers on a Unix socket, as `gradhub train --workers N` connects them (packages/cli/src/local-cluster.ts).
-  const socketDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-bench-'));
+  // Workers on a Unix socket, as `gradhub train --workers N` connects them (packages/cli/src/local-cluster.ts),
+  // or on the TCP port where there is none (Windows, or a TMPDIR too long for a socket path).
+  const socketDir = privateSocketDir();
   const cluster = await startCluster({
     host: '127.0.0.1', port: 0, token, sizes, chunk: settings.chunk, normalize: false, maxBatch: o.batch, logger, status,
-    socketPath: path.join(socketDir, 'coordinator.sock'),
+    socketPath: socketDir === null ? undefined : path.join(socketDir, SOCKET_NAME),
   });
   const children = [];
   for (let i = 0; i < o.workers; i++) {
@@ -69,14 +69,13 @@ export async function benchCluster(o) {
         cpuAtEnd = snapshotCpu(pids);
         wallAtEnd = performance.now();
       }
-      o.onStep?.(r.step);
     },
   });
   const measured = rows.length;
   const cpu = cpuPerStep(cpuAtEnd, cpuAtWarm, measured);
   const wireBytes = (bytes() - bytesAtWarm) / Math.max(1, measured);
   await cluster.close('done');
-  fs.rmSync(socketDir, { recursive: true, force: true });
+  if (socketDir !== null) fs.rmSync(socketDir, { recursive: true, force: true });
   await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r() : c.on('exit', r)))));
   const split = {};
   for (const k of ['compute', 'upload', 'reduce', 'sgd', 'broadcast']) split[k] = median(rows.map((r) => r.split[k]));

@@ -23,6 +23,8 @@ const only = onlyArg >= 0 ? args[onlyArg + 1].split(',') : null;
 const childArg = args.indexOf('--child-out');
 const childOut = childArg >= 0 ? args[childArg + 1] : null;
 const want = (name) => !only || only.includes(name);
+/** The middle element of xs by key (the upper one of an even count). */
+const median = (xs, key = (x) => x) => [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)];
 const results = { machine: { node: process.version, cpus: os.cpus().map((c) => c.model)[0] }, benches: {} };
 
 if (childOut === null) {
@@ -60,7 +62,6 @@ if (want('train-step')) {
   const rows = [];
   const threadRatios = [];
   const row = (r, backend) => ({ model: r.model, batch: r.batch, backend, 'samples/s': r.samples_per_s, 'GFLOP/s': r.gflops, 'step ms': r.step_ms, ...Object.fromEntries(Object.entries(r.split_ms).map(([k, v]) => [`${k} ms`, v])) });
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   for (const batch of [64, 256]) {
     // threads 1 and 2 alternated (A/B in one run: the machine's load changes), medians of the rounds
     const one = [];
@@ -144,25 +145,22 @@ if (want('cluster')) {
       ratios.push(r.samples_per_s / d.samples_per_s);
     }
   }
-  const middle = (xs, key) => [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)];
   const each = (xs) => xs.map((x) => Math.round(x.samples_per_s)).join(' / ');
-  const r = middle(ours, (x) => x.samples_per_s);
+  const r = median(ours, (x) => x.samples_per_s);
   const rows = [{
     model: r.model, workers: r.workers, batch: r.batch, 'samples/s': r.samples_per_s, 'rounds samples/s': each(ours),
     ...Object.fromEntries(Object.entries(r.split_ms).map(([k, v]) => [`${k} ms`, v])), 'wire MB/step': r.wire_mb_per_step, 'coord peak RSS MB': r.coordinator_peak_rss_mb,
   }];
-  if (ddps.length > 0) {
-    rows.push({ model: r.model, workers: '2 (PyTorch DDP, gloo)', batch: 256, 'samples/s': middle(ddps, (x) => x.samples_per_s).samples_per_s, 'rounds samples/s': each(ddps) });
-    results.benches['cluster-ratio'] = { 'gradhub/ddp': middle(ratios, (x) => x), rounds: ratios.map((x) => x.toFixed(2)).join(' / ') };
+  const ddp = ddps.length > 0 ? median(ddps, (x) => x.samples_per_s).samples_per_s : null;
+  if (ddp !== null) {
+    rows.push({ model: r.model, workers: '2 (PyTorch DDP, gloo)', batch: 256, 'samples/s': ddp, 'rounds samples/s': each(ddps) });
+    results.benches['cluster-ratio'] = { 'gradhub/ddp': median(ratios), rounds: ratios.map((x) => x.toFixed(2)).join(' / ') };
   }
   // The bound: the two workers' shares computed at once, with no coordination at all.
   const { benchComputePair } = await import('./compute-pair.js');
   const bound = await benchComputePair({ workers: 2, batch: 256, reps: quick ? 2 : 8 });
   rows.push({ model: r.model, workers: '2 (compute only: no coordinator, sockets, reduction or SGD)', batch: 256, 'samples/s': bound.samples_per_s, 'compute ms': Math.max(...bound.compute_ms) });
-  if (ddps.length > 0) {
-    const ddp = middle(ddps, (x) => x.samples_per_s).samples_per_s;
-    Object.assign(results.benches['cluster-ratio'], { 'compute-only bound/ddp': bound.samples_per_s / ddp });
-  }
+  if (ddp !== null) Object.assign(results.benches['cluster-ratio'], { 'compute-only bound/ddp': bound.samples_per_s / ddp });
   results.benches.cluster = rows;
   table(`Cluster: coordinator + 2 worker processes on this machine, Unix socket as gradhub train --workers 2 (CIFAR-10 sample, global batch 256; ${rounds} round(s) alternated with DDP, the median round shown; split = medians of the step critical path)`, rows);
   if (results.benches['cluster-ratio']) table('Ratio to PyTorch DDP (same run; median of the rounds)', [results.benches['cluster-ratio']]);

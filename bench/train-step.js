@@ -6,21 +6,19 @@
  * nothing Node-only). The SGD step stays on one thread (it runs on the coordinator): the trainer's
  * path, createSgdOptimizer (WebAssembly SIMD), with the gradient copied into its memory (counted in
  * the sgd column) and the new parameters copied back to the engine (not counted: the executor's copy).
- * `offload` runs the kernels on `threads` helper threads only (createThreadedWasmBackend's offload)
- * and measures the engine's computeSumsAsync, the path that keeps the worker's event loop free.
  */
 import { createEngine, createOracleBackend, createSgdOptimizer, createThreadedWasmBackend, engineFloats, modelSpec, initParams } from '@gradhub/core';
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
- * @param {{ sizes?: number[], batch: number, backend?: 'wasm'|'ts', threads?: number, offload?: boolean, spawn?: import('@gradhub/core').KernelThreadSpawner, reps?: number, chunk?: number }} o
+ * @param {{ sizes?: number[], batch: number, backend?: 'wasm'|'ts', threads?: number, spawn?: import('@gradhub/core').KernelThreadSpawner, reps?: number, chunk?: number }} o
  */
 export async function benchTrainStep(o) {
   const sizes = o.sizes ?? [3072, 2048, 2048, 10];
   const spec = modelSpec(sizes);
   const threads = o.threads ?? 1;
-  const backend = o.backend === 'ts' ? createOracleBackend() : await createThreadedWasmBackend({ capacityFloats: engineFloats(spec, o.batch), threads, offload: o.offload ?? false, spawn: o.spawn });
+  const backend = o.backend === 'ts' ? createOracleBackend() : await createThreadedWasmBackend({ capacityFloats: engineFloats(spec, o.batch), threads, spawn: o.spawn });
   try {
     return await measure(o, sizes, spec, backend, threads);
   } finally {
@@ -38,18 +36,15 @@ async function measure(o, sizes, spec, backend, threads) {
   const sgd = { lr: 1e-3, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false };
   const opt = await createSgdOptimizer(spec.paramCount, { params: engine.params });
   const reps = o.reps ?? 5;
-  const compute = o.offload
-    ? (withGrad) => engine.computeSumsAsync(pixels, labels, o.batch, withGrad)
-    : async (withGrad) => engine.computeSums(pixels, labels, o.batch, withGrad);
   const fwd = [];
   const full = [];
   const upd = [];
   for (let r = 0; r <= reps; r++) {
     let t = performance.now();
-    await compute(false);
+    engine.computeSums(pixels, labels, o.batch, false);
     const tf = performance.now() - t;
     t = performance.now();
-    const sums = await compute(true);
+    const sums = engine.computeSums(pixels, labels, o.batch, true);
     const tb = performance.now() - t;
     t = performance.now();
     opt.step(engine.grads, sums.denomSum, sgd);
@@ -67,7 +62,6 @@ async function measure(o, sizes, spec, backend, threads) {
     batch: o.batch,
     backend: backend.name,
     threads,
-    offload: o.offload ?? false,
     samples_per_s: (o.batch / step) * 1000,
     gflops: flops / (step / 1000) / 1e9,
     step_ms: step,

@@ -11,7 +11,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { Executor, RunStatus } from '@gradhub/coordinator';
@@ -20,6 +19,7 @@ import type { PreparedRun } from './run-setup.js';
 import type { Progress } from './progress.js';
 import { startCoordinatorCluster } from './cluster-setup.js';
 import { NODE_FLAGS } from './node-flags.js';
+import { privateSocketDir, SOCKET_NAME } from './socket-dir.js';
 
 export interface LocalCluster {
   readonly executor: Executor;
@@ -27,21 +27,6 @@ export interface LocalCluster {
 }
 
 const RESTARTS_PER_SLOT = 3;
-const SOCKET_NAME = 'coordinator.sock';
-/** Longest Unix socket path every platform takes (sun_path is 108 bytes on Linux, 104 on macOS). */
-const MAX_SOCKET_PATH = 100;
-
-/** A new directory only this user can enter, for the local workers' socket; null where none fits. */
-function privateSocketDir(): string | null {
-  if (process.platform === 'win32') return null;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-'));
-  if (path.join(dir, SOCKET_NAME).length > MAX_SOCKET_PATH) {
-    fs.rmSync(dir, { recursive: true, force: true });
-    return null;
-  }
-  fs.chmodSync(dir, 0o700);
-  return dir;
-}
 
 export async function startLocalCluster(o: ParsedOptions, run: PreparedRun, status: RunStatus, logger: Logger, progress: Progress): Promise<LocalCluster> {
   const n = o['workers'] as number;

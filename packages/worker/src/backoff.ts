@@ -24,15 +24,9 @@ export interface BackoffOptions {
 /** The delays of successive reconnect attempts (module comment). */
 export class Backoff {
   private count = 0;
-  private lostAt: number;
+  private lostAt = Date.now();
 
-  constructor(
-    private readonly opts: BackoffOptions,
-    private readonly now: () => number = Date.now,
-    private readonly random: () => number = Math.random,
-  ) {
-    this.lostAt = now();
-  }
+  constructor(private readonly opts: BackoffOptions) {}
 
   /** Attempts counted by `next()` since the last reset. */
   get attempt(): number {
@@ -41,13 +35,13 @@ export class Backoff {
 
   /** ms since the coordinator was lost (the last reset, or the start). */
   waited(): number {
-    return this.now() - this.lostAt;
+    return Date.now() - this.lostAt;
   }
 
   /** A Welcome: the next failure starts over from `initialMs` and a fresh grace period. */
   reset(): void {
     this.count = 0;
-    this.lostAt = this.now();
+    this.lostAt = Date.now();
   }
 
   /** The delay before the next attempt, ms (counting that attempt), or null once the grace period is over. */
@@ -56,7 +50,7 @@ export class Backoff {
     if (waited >= this.opts.graceMs) return null;
     const ceiling = Math.min(this.opts.maxMs, this.opts.initialMs * 2 ** Math.min(this.count, 30));
     this.count++;
-    return Math.min(this.random() * ceiling, this.opts.graceMs - waited);
+    return Math.min(Math.random() * ceiling, this.opts.graceMs - waited);
   }
 }
 

@@ -436,14 +436,14 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       }, grad.byteLength);
       sends.push(send([header, new Uint8Array(grad.buffer, grad.byteOffset, grad.byteLength)]));
     };
-    const final = await e.computeSumsAsync(pixels, labels, n, true, {
+    // onSums (the forward's sums) comes before any onPartGrad.
+    await e.computeSumsAsync(pixels, labels, n, true, {
       onSums: (s) => {
         sums = s;
       },
       onPartGrad: sendPart,
     });
     busyUntil = Date.now();
-    sums ??= final;
     const results = await Promise.all(sends);
     return results.every(Boolean);
   }

@@ -187,20 +187,24 @@ class TabStats {
 /** Wrap an engine so that each computeSums is measured (the client sees the same engine). */
 function instrumented(engine: Engine, stats: TabStats): Engine {
   const e: Engine = Object.create(engine) as Engine;
-  Object.defineProperty(e, 'computeSums', {
-    value(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): NodeSums {
-      const t0 = performance.now();
-      const sums = engine.computeSums(pixels, labels, n, withGrad, hooks);
+  /** Starts the clock of one call; the function it returns records the call's sums and passes them on. */
+  const measure = (n: number, withGrad: boolean): ((sums: NodeSums) => NodeSums) => {
+    const t0 = performance.now();
+    return (sums) => {
       stats.computed(n, withGrad, sums, performance.now() - t0);
       return sums;
+    };
+  };
+  Object.defineProperty(e, 'computeSums', {
+    value(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): NodeSums {
+      const done = measure(n, withGrad);
+      return done(engine.computeSums(pixels, labels, n, withGrad, hooks));
     },
   });
   Object.defineProperty(e, 'computeSumsAsync', {
     async value(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): Promise<NodeSums> {
-      const t0 = performance.now();
-      const sums = await engine.computeSumsAsync(pixels, labels, n, withGrad, hooks);
-      stats.computed(n, withGrad, sums, performance.now() - t0);
-      return sums;
+      const done = measure(n, withGrad);
+      return done(await engine.computeSumsAsync(pixels, labels, n, withGrad, hooks));
     },
   });
   return e;
