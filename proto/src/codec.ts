@@ -1,14 +1,14 @@
 /**
  * Wire frames (gradhub.proto): the codec both sides share. The coordinator's protocol.ts and the
- * worker's wire.ts keep only what is theirs (which kinds they accept, their error class, their
- * side's helpers) and use these. Runs in Node and in browsers: no Node or DOM API.
+ * worker's wire.ts keep only what is theirs (which kinds they accept, their side's helpers) and
+ * use these; the limits are limits.ts's, the error faults.ts's. Runs in Node and in browsers: no
+ * Node or DOM API.
  *
  * Contract: `decodeFrame` bounds the frame's size before parsing, parses one `Envelope`, checks its
  * protocol version, that it has a body, that the body is a kind the caller accepts, and that
- * frames which carry no tensor are small (`SMALL_FRAME_BYTES`). Any fault is thrown as the error
- * the caller's `WireSide.fault` makes from the proto `ErrorCode` to answer with (the socket then
- * closes with `closeCodeFor(code)`, 4000 + code). Field-level checks that need run state belong
- * to the sides.
+ * frames which carry no tensor are small (`SMALL_FRAME_BYTES`). Any fault is thrown as a
+ * `ProtocolError` carrying the proto `ErrorCode` to answer with (the socket then closes with
+ * `closeCodeFor(code)`, 4000 + code). Field-level checks that need run state belong to the sides.
  *
  * Encoding: one `Envelope` per frame, `protocol_version` always set (`encode`).
  *
@@ -21,26 +21,11 @@
  * `decodeFrame`, so the checks are the same either way.
  */
 import { gradhub } from '../generated/gradhub.js';
+import { ProtocolError, WireCode } from './faults.js';
+import { FRAGMENT_BYTES, MAX_FRAGMENTS, SMALL_FRAME_BYTES } from './limits.js';
 
 /** The protocol version this build speaks (proto `ProtocolVersion.CURRENT`). */
 export const PROTOCOL_VERSION: number = gradhub.ProtocolVersion.CURRENT;
-
-/** The wire error codes (proto `ErrorCode`). */
-export const WireCode = gradhub.ErrorCode;
-export type WireCode = gradhub.ErrorCode;
-
-/** The close code that follows an Error or Reject frame carrying `code`. */
-export function closeCodeFor(code: WireCode): number {
-  return 4000 + code;
-}
-
-/** The name of a wire error code, e.g. 'BAD_TOKEN'. */
-export function wireCodeName(code: number): string {
-  return gradhub.ErrorCode[code] ?? `code ${code}`;
-}
-
-/** Frames that carry no tensor (Hello, Heartbeat, Error, Bye, ParamsRequest, ...) are at most this big. */
-export const SMALL_FRAME_BYTES = 64 * 1024;
 
 /** The kinds of Envelope body. */
 export type BodyKind = NonNullable<gradhub.Envelope['body']>;
@@ -68,13 +53,8 @@ export const FROM_COORDINATOR: readonly BodyKind[] = ['welcome', 'reject', 'para
 /** Body kinds that carry tensors or pixels; every other kind must fit SMALL_FRAME_BYTES. */
 const LARGE_KINDS: ReadonlySet<BodyKind> = new Set<BodyKind>(['params', 'work', 'result']);
 
-/** The side that decodes: how it names itself in messages, and the error it throws for a peer's fault. */
-export interface WireSide {
-  /** 'coordinator' or 'worker' ("protocol version 2, this worker speaks 1"). */
-  readonly name: string;
-  /** The error to throw for a fault of the peer's (e.g. the coordinator's ProtocolError, the worker's WireError). */
-  fault(code: WireCode, message: string): Error;
-}
+/** The side that decodes, as it names itself in messages ("protocol version 2, this worker speaks 1"). */
+export type WireSide = 'coordinator' | 'worker';
 
 /** Encode one Envelope with the current protocol version. */
 export function encode(body: Body): Uint8Array {
@@ -83,33 +63,33 @@ export function encode(body: Body): Uint8Array {
 
 /**
  * Decode and validate one frame (module comment). `maxFrameBytes` bounds the frame; `accept`
- * lists the body kinds the caller takes. Throws `side.fault(...)`.
+ * lists the body kinds the caller takes. Throws ProtocolError.
  */
 export function decodeFrame(frame: Uint8Array, maxFrameBytes: number, accept: readonly BodyKind[], side: WireSide): Decoded {
   if (frame.byteLength > maxFrameBytes) {
-    throw side.fault(WireCode.OVERSIZE_FRAME, `frame of ${frame.byteLength} bytes exceeds the limit of ${maxFrameBytes}`);
+    throw new ProtocolError(WireCode.OVERSIZE_FRAME, `frame of ${frame.byteLength} bytes exceeds the limit of ${maxFrameBytes}`);
   }
   let env: gradhub.Envelope;
   try {
     env = gradhub.Envelope.decode(frame);
   } catch (err) {
-    throw side.fault(WireCode.MALFORMED_FRAME, `not a gradhub Envelope (${(err as Error).message})`);
+    throw new ProtocolError(WireCode.MALFORMED_FRAME, `not a gradhub Envelope (${(err as Error).message})`);
   }
   checkVersion(env.protocolVersion, side);
   const kind = env.body;
-  if (kind === undefined) throw side.fault(WireCode.MALFORMED_FRAME, 'envelope has no body');
-  if (!accept.includes(kind)) throw side.fault(WireCode.UNEXPECTED_MESSAGE, `a ${kind} message is not accepted by a ${side.name}`);
+  if (kind === undefined) throw new ProtocolError(WireCode.MALFORMED_FRAME, 'envelope has no body');
+  if (!accept.includes(kind)) throw new ProtocolError(WireCode.UNEXPECTED_MESSAGE, `a ${kind} message is not accepted by a ${side}`);
   if (!LARGE_KINDS.has(kind) && frame.byteLength > SMALL_FRAME_BYTES) {
-    throw side.fault(WireCode.OVERSIZE_FRAME, `a ${kind} frame of ${frame.byteLength} bytes exceeds ${SMALL_FRAME_BYTES}`);
+    throw new ProtocolError(WireCode.OVERSIZE_FRAME, `a ${kind} frame of ${frame.byteLength} bytes exceeds ${SMALL_FRAME_BYTES}`);
   }
   const msg = env[kind];
-  if (msg === null || msg === undefined) throw side.fault(WireCode.MALFORMED_FRAME, `envelope body ${kind} is empty`);
+  if (msg === null || msg === undefined) throw new ProtocolError(WireCode.MALFORMED_FRAME, `envelope body ${kind} is empty`);
   return { kind, msg } as Decoded;
 }
 
 function checkVersion(version: number, side: WireSide): void {
   if (version !== PROTOCOL_VERSION) {
-    throw side.fault(WireCode.BAD_VERSION, `protocol version ${version}, this ${side.name} speaks ${PROTOCOL_VERSION}`);
+    throw new ProtocolError(WireCode.BAD_VERSION, `protocol version ${version}, this ${side} speaks ${PROTOCOL_VERSION}`);
   }
 }
 
@@ -146,7 +126,7 @@ export function decodeMessage(pieces: readonly Uint8Array[], maxFrameBytes: numb
   if (pieces.length <= 1) return { ...decodeFrame(pieces[0] ?? EMPTY_FRAME, maxFrameBytes, accept, side), tail: null };
   let total = 0;
   for (const p of pieces) total += p.byteLength;
-  if (total > maxFrameBytes) throw side.fault(WireCode.OVERSIZE_FRAME, `frame of ${total} bytes exceeds the limit of ${maxFrameBytes}`);
+  if (total > maxFrameBytes) throw new ProtocolError(WireCode.OVERSIZE_FRAME, `frame of ${total} bytes exceeds the limit of ${maxFrameBytes}`);
   const tailBytes = total - pieces[0].byteLength;
   for (const s of STREAMED) {
     if (!accept.includes(s.kind)) continue;
@@ -156,18 +136,13 @@ export function decodeMessage(pieces: readonly Uint8Array[], maxFrameBytes: numb
     try {
       msg = s.decode(split.body);
     } catch (err) {
-      throw side.fault(WireCode.MALFORMED_FRAME, `not a gradhub Envelope (${(err as Error).message})`);
+      throw new ProtocolError(WireCode.MALFORMED_FRAME, `not a gradhub Envelope (${(err as Error).message})`);
     }
     checkVersion(split.version, side);
     return { kind: s.kind, msg, tail: pieces.slice(1) } as DecodedMessage;
   }
   return { ...decodeFrame(join(pieces, total), maxFrameBytes, accept, side), tail: null };
 }
-
-/** Fragments of a tensor on the wire are at most this big (and a message has at most MAX_FRAGMENTS). */
-export const FRAGMENT_BYTES = 256 * 1024;
-/** Most fragments a tensor is cut into (ws refuses messages of more than 16384 by default). */
-export const MAX_FRAGMENTS = 4096;
 
 /** Cut `bytes` into views of at most FRAGMENT_BYTES (more for huge tensors: at most MAX_FRAGMENTS), multiples of 4. */
 export function fragments(bytes: Uint8Array): Uint8Array[] {

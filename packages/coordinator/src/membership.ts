@@ -416,7 +416,6 @@ export class Membership {
         maxBatch: this.opts.maxBatch,
         heartbeatIntervalMs: this.interval,
         heartbeatTimeoutMs: this.timeout,
-        maxFrameBytes: this.opts.maxFrameBytes,
       },
     });
     void conn.send(welcome);

@@ -1,12 +1,12 @@
 /**
- * Wire frames (proto/gradhub.proto), coordinator side: which frames it takes from a worker, its
- * error, the frame limits of a run, and the Params frame encoded once per version.
+ * Wire frames (proto/gradhub.proto), coordinator side: which frames it takes from a worker, and
+ * the Params frame encoded once per version (the limits and the error are @gradhub/proto's).
  *
  * Contract: `decodeMessage` (or `decodeFrame`) is the only way a worker's bytes enter the
  * coordinator. The checks are @gradhub/proto's codec (size bounded before parsing, the limits
- * following the model: see `frameLimits`; protocol version; a body of a kind this side accepts
+ * following the model: proto's `frameLimits`; protocol version; a body of a kind this side accepts
  * from a worker; small frames for kinds that carry no tensor; a streamed Result's gradient handed
- * on as its fragments, never joined). A fault throws a `ProtocolError` whose `wireCode` is the
+ * on as its fragments, never joined). A fault throws proto's `ProtocolError` whose `wireCode` is the
  * proto `ErrorCode` to answer with and whose `closeCode` (4000 + wireCode) closes the socket.
  * Field-level checks that need run state (step, node, gradient length, finiteness) belong to the
  * reducer and membership.
@@ -19,58 +19,23 @@
  * message: fragments of a few hundred KiB come from memory the allocator reuses.
  */
 import {
-  closeCodeFor, decodeFrame as decodeFrameAs, decodeMessage as decodeMessageAs, fragments, paramsHeader, wireCodeName,
-  type BodyKind, type Decoded, type DecodedMessage, type WireCode, type WireSide,
+  decodeFrame as decodeFrameAs, decodeMessage as decodeMessageAs, fragments, paramsHeader,
+  type BodyKind, type Decoded, type DecodedMessage,
 } from '@gradhub/proto';
-import { CIFAR_PIXELS, ErrorCode, GradhubError, xxh64, type FlatRange } from '@gradhub/core';
+import { xxh64, type FlatRange } from '@gradhub/core';
 
 export {
-  FRAGMENT_BYTES, FROM_WORKER, PROTOCOL_VERSION, SMALL_FRAME_BYTES, WireCode,
-  closeCodeFor, encode, fragments, splitTrailingBytes,
+  FRAGMENT_BYTES, FRAME_SLACK_BYTES, FROM_WORKER, PROTOCOL_VERSION, ProtocolError, SMALL_FRAME_BYTES, WireCode,
+  closeCodeFor, encode, fragments, frameLimits, splitTrailingBytes,
 } from '@gradhub/proto';
-export type { Body, BodyKind, BodyOf, Decoded, DecodedMessage } from '@gradhub/proto';
-
-/** Slack added to tensor-sized frame limits for the envelope and the other fields. */
-export const FRAME_SLACK_BYTES = 64 * 1024;
-
-/** A peer broke the wire protocol. `wireCode` is what to tell it; `closeCode` how to close. */
-export class ProtocolError extends GradhubError {
-  readonly wireCode: WireCode;
-  readonly closeCode: number;
-
-  constructor(wireCode: WireCode, message: string) {
-    super(ErrorCode.E_PROTOCOL, `${wireCodeName(wireCode)}: ${message}`);
-    this.wireCode = wireCode;
-    this.closeCode = closeCodeFor(wireCode);
-  }
-}
-
-const COORDINATOR: WireSide = { name: 'coordinator', fault: (code, message) => new ProtocolError(code, message) };
-
-/** Frame size limits of a run, from the model and the largest batch. */
-export interface FrameLimits {
-  /** Largest frame a worker may send (a Result with a whole gradient). */
-  readonly fromWorker: number;
-  /** Largest frame the coordinator sends (Params, or Work with a whole batch). */
-  readonly fromCoordinator: number;
-}
-
-/** Limits for a model of `paramCount` floats and batches of at most `maxBatch` samples. */
-export function frameLimits(paramCount: number, maxBatch: number): FrameLimits {
-  const grad = 4 * paramCount;
-  const work = maxBatch * (CIFAR_PIXELS + 1) + maxBatch * 16; // pixels + labels + a node per sample at worst
-  return {
-    fromWorker: grad + FRAME_SLACK_BYTES,
-    fromCoordinator: Math.max(grad, work) + FRAME_SLACK_BYTES,
-  };
-}
+export type { Body, BodyKind, BodyOf, Decoded, DecodedMessage, FrameLimits } from '@gradhub/proto';
 
 /**
  * Decode and validate one frame (see the module comment). `maxFrameBytes` bounds the frame;
  * `accept` lists the body kinds this side takes (FROM_WORKER). Throws ProtocolError.
  */
 export function decodeFrame(frame: Uint8Array, maxFrameBytes: number, accept: readonly BodyKind[]): Decoded {
-  return decodeFrameAs(frame, maxFrameBytes, accept, COORDINATOR);
+  return decodeFrameAs(frame, maxFrameBytes, accept, 'coordinator');
 }
 
 /**
@@ -79,7 +44,7 @@ export function decodeFrame(frame: Uint8Array, maxFrameBytes: number, accept: re
  * ProtocolError.
  */
 export function decodeMessage(pieces: readonly Uint8Array[], maxFrameBytes: number, accept: readonly BodyKind[]): DecodedMessage {
-  return decodeMessageAs(pieces, maxFrameBytes, accept, COORDINATOR);
+  return decodeMessageAs(pieces, maxFrameBytes, accept, 'coordinator');
 }
 
 /** The Params message of one stream part of one version: encoded once, the same bytes for every worker. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { gradhub } from '@gradhub/proto';
-import { isGradhubError, xxh64 } from '@gradhub/core';
+import { ProtocolError as ProtoProtocolError, gradhub, paramCountOf } from '@gradhub/proto';
+import { isGradhubError, modelSpec, xxh64 } from '@gradhub/core';
 import { decodeMessage as workerDecode, fragments as workerFragments, resultHeader } from '@gradhub/worker';
 import {
   FRAGMENT_BYTES, FROM_WORKER, PROTOCOL_VERSION, ParamsEncoder, ProtocolError, SMALL_FRAME_BYTES, WireCode, closeCodeFor, decodeFrame, decodeMessage,
@@ -86,6 +86,23 @@ describe('protocol', () => {
     expect(l.fromWorker).toBe(4000 + 64 * 1024);
     expect(l.fromCoordinator).toBeGreaterThanOrEqual(10 * 3073);
     expect(closeCodeFor(WireCode.BAD_TOKEN)).toBe(4001);
+    // The worker counts the model's parameters from Welcome's sizes as core does.
+    for (const sizes of [[3072, 2048, 2048, 10], [3072, 24, 10], [5, 1]]) expect(paramCountOf(sizes)).toBe(modelSpec(sizes).paramCount);
+    expect(frameLimits(modelSpec([3072, 24, 10]).paramCount, 40)).toEqual(frameLimits(paramCountOf([3072, 24, 10]), 40));
+  });
+
+  it('one fault type on both sides: the worker decodes with the same ProtocolError as the coordinator', () => {
+    expect(ProtocolError).toBe(ProtoProtocolError);
+    const frame = encode({ work: { seq: 1 } });
+    expect(() => decodeFrame(frame, MAX, FROM_WORKER)).toThrow(ProtoProtocolError);
+    try {
+      workerDecode([encode({ hello: {} })], MAX);
+      throw new Error('the worker accepted a Hello');
+    } catch (err) {
+      expect(err).toBeInstanceOf(ProtoProtocolError);
+      expect((err as ProtocolError).wireCode).toBe(WireCode.UNEXPECTED_MESSAGE);
+      expect((err as ProtocolError).message).toBe('UNEXPECTED_MESSAGE: a hello message is not accepted by a worker');
+    }
   });
 
   it("decodes the worker's zero-copy Result (header + gradient fragment) as the same Result", () => {

@@ -37,7 +37,10 @@
  */
 import { gradhub } from '@gradhub/proto';
 import { CIFAR_PIXELS, bytesEqual, xxh64, type Engine, type NodeSums } from '@gradhub/core';
-import { SMALL_FRAME_BYTES, WireCode, WireError, closeCodeFor, decodeMessage, encode, resultHeader, wireCodeName, type BodyOf, type DecodedMessage } from './wire.js';
+import {
+  ProtocolError, SMALL_FRAME_BYTES, WireCode, closeCodeFor, decodeMessage, encode, frameLimits, paramCountOf, resultHeader, wireCodeName,
+  type BodyOf, type DecodedMessage,
+} from './wire.js';
 
 /** The logging this module needs; a pino Logger fits. */
 export interface WorkerLogger {
@@ -70,7 +73,6 @@ export interface WelcomeInfo {
   readonly maxBatch: number;
   readonly heartbeatIntervalMs: number;
   readonly heartbeatTimeoutMs: number;
-  readonly maxFrameBytes: number;
 }
 
 /** What a worker remembers between sessions. */
@@ -209,7 +211,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     queue = queue.then(async () => {
       if (!ended) await fn();
     }).catch((err: unknown) => {
-      if (err instanceof WireError) fault(err.wireCode, err.message);
+      if (err instanceof ProtocolError) fault(err.wireCode, err.message);
       else {
         log.error({ err }, 'worker failed');
         fault(WireCode.INTERNAL, `worker failed: ${(err as Error).message ?? String(err)}`);
@@ -224,12 +226,12 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       end({ kind: 'rejected', code, codeName: wireCodeName(code), message: m.message ?? '' }, { code: 1000, reason: 'rejected' });
     },
     params: (m, d) => {
-      if (!welcome) throw new WireError(WireCode.UNEXPECTED_MESSAGE, 'Params before Welcome');
+      if (!welcome) throw new ProtocolError(WireCode.UNEXPECTED_MESSAGE, 'Params before Welcome');
       const data = d.tail ?? (m.data ? [m.data] : []);
       enqueue(() => applyParams(m, data));
     },
     work: (m) => {
-      if (!welcome) throw new WireError(WireCode.UNEXPECTED_MESSAGE, 'Work before Welcome');
+      if (!welcome) throw new ProtocolError(WireCode.UNEXPECTED_MESSAGE, 'Work before Welcome');
       const seq = m.seq ?? 0;
       if (seq > latestSeq) latestSeq = seq;
       enqueue(() => runWork(m));
@@ -247,7 +249,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
   };
 
   function onWelcome(m: BodyOf<'welcome'>): void {
-    if (welcome) throw new WireError(WireCode.UNEXPECTED_MESSAGE, 'second Welcome');
+    if (welcome) throw new ProtocolError(WireCode.UNEXPECTED_MESSAGE, 'second Welcome');
     if (welcomeTimer) clearTimeout(welcomeTimer);
     const info: WelcomeInfo = {
       workerId: m.workerId ?? 0,
@@ -259,9 +261,8 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       maxBatch: m.maxBatch ?? 0,
       heartbeatIntervalMs: m.heartbeatIntervalMs || 5000,
       heartbeatTimeoutMs: m.heartbeatTimeoutMs || 30000,
-      maxFrameBytes: m.maxFrameBytes ?? 0,
     };
-    if (info.sizes.length < 2 || info.chunk < 1 || info.maxBatch < 1) throw new WireError(WireCode.MALFORMED_FRAME, `Welcome with model [${info.sizes.join(',')}], chunk ${info.chunk}, batch ${info.maxBatch}`);
+    if (info.sizes.length < 2 || info.chunk < 1 || info.maxBatch < 1) throw new ProtocolError(WireCode.MALFORMED_FRAME, `Welcome with model [${info.sizes.join(',')}], chunk ${info.chunk}, batch ${info.maxBatch}`);
     welcome = info;
     log = opts.logger.child({ workerId: info.workerId });
     if (memory.incarnation !== info.incarnation) {
@@ -271,12 +272,11 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       memory.version = -1;
       memory.parts = null;
     }
-    const paramCount = info.sizes.reduce((s, d, i) => (i === 0 ? 0 : s + d * info.sizes[i - 1] + d), 0);
-    maxFrame = Math.max(4 * paramCount, info.maxBatch * (CIFAR_PIXELS + 1) + info.maxBatch * 16) + 64 * 1024;
+    maxFrame = frameLimits(paramCountOf(info.sizes), info.maxBatch).fromCoordinator;
     log.info({ runId: info.runId, incarnation: info.incarnation, sizes: info.sizes, chunk: info.chunk, batch: info.maxBatch }, 'joined');
     enginePromise = Promise.resolve(opts.getEngine(info)).then((e) => {
       const ok = e.spec.sizes.length === info.sizes.length && e.spec.sizes.every((s, i) => s === info.sizes[i]);
-      if (!ok) throw new WireError(WireCode.MODEL_MISMATCH, `engine model [${e.spec.sizes.join(',')}] is not the run's [${info.sizes.join(',')}]`);
+      if (!ok) throw new ProtocolError(WireCode.MODEL_MISMATCH, `engine model [${e.spec.sizes.join(',')}] is not the run's [${info.sizes.join(',')}]`);
       engine = e;
       return e;
     });
@@ -310,7 +310,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     const offset = m.part ? (m.part.offset ?? 0) : 0;
     const length = m.part ? (m.part.length ?? 0) : paramCount;
     if (offset + length > paramCount || bytes !== 4 * length || length === 0) {
-      throw new WireError(WireCode.MODEL_MISMATCH, `Params part [${offset}, +${length}) with ${bytes} bytes; the model has ${paramCount} parameters`);
+      throw new ProtocolError(WireCode.MODEL_MISMATCH, `Params part [${offset}, +${length}) with ${bytes} bytes; the model has ${paramCount} parameters`);
     }
     if (memory.version > version || (memory.version === version && incoming === null)) {
       if (memory.version > version) log.warn({ version, held: memory.version }, 'ignoring older parameters from the same coordinator incarnation');
@@ -320,10 +320,10 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     const seen = incoming.parts.get(offset);
     if (seen === undefined) {
       for (const { offset: o, length: l } of incoming.parts.values()) {
-        if (offset < o + l && o < offset + length) throw new WireError(WireCode.MALFORMED_FRAME, `Params part [${offset}, +${length}) overlaps part [${o}, +${l}) of v${version}`);
+        if (offset < o + l && o < offset + length) throw new ProtocolError(WireCode.MALFORMED_FRAME, `Params part [${offset}, +${length}) overlaps part [${o}, +${l}) of v${version}`);
       }
     } else if (seen.length !== length) {
-      throw new WireError(WireCode.MALFORMED_FRAME, `Params part at ${offset} of v${version} with ${length} floats, earlier ${seen.length}`);
+      throw new ProtocolError(WireCode.MALFORMED_FRAME, `Params part at ${offset} of v${version} with ${length} floats, earlier ${seen.length}`);
     }
     memory.version = -1; // the engine's parameters are being overwritten
     memory.parts = null;
@@ -338,7 +338,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     const checksum = (e.backend.xxh64 ?? xxh64)(region);
     if (!bytesEqual(checksum, m.checksum ?? new Uint8Array(0))) {
       incoming = null;
-      throw new WireError(WireCode.BAD_CHECKSUM, `parameters v${version} [${offset}, +${length}) do not match their checksum`);
+      throw new ProtocolError(WireCode.BAD_CHECKSUM, `parameters v${version} [${offset}, +${length}) do not match their checksum`);
     }
     incoming.parts.set(offset, { offset, length, checksum });
     if (seen === undefined) incoming.covered += length;
@@ -364,15 +364,15 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     const pixels = m.pixels ?? new Uint8Array(0);
     const labels = m.labels ?? new Uint8Array(0);
     const mode = m.mode ?? 0;
-    if (mode !== gradhub.Mode.TRAIN && mode !== gradhub.Mode.EVAL) throw new WireError(WireCode.MALFORMED_FRAME, `Work with mode ${mode}`);
+    if (mode !== gradhub.Mode.TRAIN && mode !== gradhub.Mode.EVAL) throw new ProtocolError(WireCode.MALFORMED_FRAME, `Work with mode ${mode}`);
     let total = 0;
     for (const n of nodes) {
       const count = n.sampleCount ?? 0;
-      if ((n.hi ?? 0) <= (n.lo ?? 0) || count < 1 || count > welcome!.maxBatch) throw new WireError(WireCode.MALFORMED_FRAME, `Work node [${n.lo},${n.hi}) with ${count} samples`);
+      if ((n.hi ?? 0) <= (n.lo ?? 0) || count < 1 || count > welcome!.maxBatch) throw new ProtocolError(WireCode.MALFORMED_FRAME, `Work node [${n.lo},${n.hi}) with ${count} samples`);
       total += count;
     }
     if (nodes.length === 0 || pixels.byteLength !== total * CIFAR_PIXELS || labels.byteLength !== total) {
-      throw new WireError(WireCode.MALFORMED_FRAME, `Work with ${nodes.length} nodes of ${total} samples, ${pixels.byteLength} pixel bytes and ${labels.byteLength} labels`);
+      throw new ProtocolError(WireCode.MALFORMED_FRAME, `Work with ${nodes.length} nodes of ${total} samples, ${pixels.byteLength} pixel bytes and ${labels.byteLength} labels`);
     }
     if (seq < latestSeq) return; // the coordinator has moved on
     if (version !== memory.version) {
@@ -472,13 +472,13 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       if (ended) return;
       lastSeen = Date.now();
       try {
-        if (!isBinary) throw new WireError(WireCode.MALFORMED_FRAME, 'text frames are not part of the protocol');
+        if (!isBinary) throw new ProtocolError(WireCode.MALFORMED_FRAME, 'text frames are not part of the protocol');
         const d = decodeMessage(data instanceof Uint8Array ? [data] : data, maxFrame);
         const h = handlers[d.kind] as ((m: unknown, d: DecodedMessage) => void) | undefined;
-        if (!h) throw new WireError(WireCode.UNEXPECTED_MESSAGE, `unexpected ${d.kind}`);
+        if (!h) throw new ProtocolError(WireCode.UNEXPECTED_MESSAGE, `unexpected ${d.kind}`);
         h(d.msg, d);
       } catch (err) {
-        if (err instanceof WireError) fault(err.wireCode, err.message);
+        if (err instanceof ProtocolError) fault(err.wireCode, err.message);
         else throw err;
       }
     },

@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
 import { createEngine, createOracleBackend, initParams, streamParts, modelSpec, xxh64, type Engine } from '@gradhub/core';
+import { frameLimits, paramCountOf } from '../src/wire.js';
 import { createWorkerClient, type ClientEvent, type ClientMemory, type SessionEnd, type WelcomeInfo, type WorkerClient, type WorkerLogger } from '../src/client.js';
 
 const SIZES = [3072, 8, 10];
@@ -84,7 +85,7 @@ function welcome(over: Partial<gradhub.IWelcome> = {}): Uint8Array {
   return frame({
     welcome: {
       workerId: 4, runId: 'run', incarnation: 'inc-1', modelSizes: SIZES, chunk: CHUNK, normalize: false, maxBatch: BATCH,
-      heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, maxFrameBytes: 1 << 20, ...over,
+      heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, ...over,
     },
   });
 }
@@ -160,6 +161,34 @@ describe('worker client', () => {
       });
     }
     expect(h.memory).toMatchObject({ incarnation: 'inc-1', version: 2 });
+  });
+
+  it('bounds frames from the coordinator by proto frameLimits of the Welcome\'s model and batch', async () => {
+    const limit = frameLimits(paramCountOf(SIZES), BATCH).fromCoordinator;
+    expect(paramCountOf(SIZES)).toBe(SPEC.paramCount);
+    /** A Work frame of exactly `bytes` bytes (its pixels sized to fit). */
+    const workOfBytes = (bytes: number): Uint8Array => {
+      const of = (n: number): Uint8Array => frame({ work: { seq: 1, step: 1, version: 0, mode: gradhub.Mode.TRAIN, nodes: [{ lo: 0, hi: 1, sampleStart: 0, sampleCount: 1 }], pixels: new Uint8Array(n), labels: new Uint8Array(1), batch: BATCH } });
+      let n = bytes;
+      for (let f = of(n); ; f = of(n)) {
+        if (f.length === bytes) return f;
+        n -= f.length - bytes;
+      }
+    };
+    // At the limit: decoded (and then refused for its content, not its size).
+    const at = harness();
+    await joined(at);
+    const fits = workOfBytes(limit);
+    expect(fits.length).toBe(limit);
+    at.client.receive(fits);
+    expect(await at.client.ended).toMatchObject({ kind: 'error', code: gradhub.ErrorCode.MALFORMED_FRAME });
+    // One byte over: refused for its size before it is parsed.
+    const over = harness();
+    await joined(over);
+    const big = workOfBytes(limit + 1);
+    expect(big.length).toBe(limit + 1);
+    over.client.receive(big);
+    expect(await over.client.ended).toMatchObject({ kind: 'error', code: gradhub.ErrorCode.OVERSIZE_FRAME });
   });
 
   it('holds a version once every layer of it arrived, one Params per layer, and refuses overlapping parts', async () => {
