@@ -1,6 +1,6 @@
 /**
- * Reconnect pacing, shared by the Node worker (node-worker.ts) and the browser worker
- * (browser/worker-entry.ts): exponential backoff with full jitter, within a grace period that
+ * Reconnect pacing of the worker session (session.ts, shared by the Node and the browser worker):
+ * exponential backoff with full jitter, within a grace period that
  * starts when the coordinator is lost (at start, and at each Welcome). Runtime-neutral: no Node or
  * DOM API (the timer comes from the caller).
  *

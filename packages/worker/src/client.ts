@@ -33,7 +33,9 @@
  *   session ('timeout').
  * - A protocol fault of the coordinator gets Error{code} and a close. The session ends once, with
  *   a `SessionEnd` saying how (bye, rejected, error, timeout, closed); reconnecting is the
- *   runtime wrapper's job (node-worker.ts).
+ *   worker session's job (session.ts).
+ * - Events (`onEvent`): welcome, params, work, result (once the socket took a node's Result(s):
+ *   its samples, sums and the engine's compute time, which the browser shows), end.
  */
 import { gradhub } from '@gradhub/proto';
 import { CIFAR_PIXELS, bytesEqual, xxh64, type Engine, type NodeSums } from '@gradhub/core';
@@ -108,7 +110,16 @@ export type ClientEvent =
   | { readonly type: 'welcome'; readonly info: WelcomeInfo }
   | { readonly type: 'params'; readonly version: number }
   | { readonly type: 'work'; readonly seq: number; readonly step: number; readonly nodes: readonly { lo: number; hi: number }[] }
-  | { readonly type: 'result'; readonly seq: number; readonly step: number; readonly node: { lo: number; hi: number } }
+  | {
+    /** The socket took the node's Result(s). */
+    readonly type: 'result'; readonly seq: number; readonly step: number; readonly node: { lo: number; hi: number };
+    /** The node's samples, and whether it was a TRAIN node (else EVAL: sums only). */
+    readonly samples: number; readonly train: boolean;
+    /** The node's sums (a copy). */
+    readonly sums: NodeSums;
+    /** Time the engine took to compute the node (its computeSums call: no simulated slowdown, no sending), ms. */
+    readonly computeMs: number;
+  }
   | { readonly type: 'end'; readonly end: SessionEnd };
 
 export interface WorkerClientOptions {
@@ -150,6 +161,8 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 function unref(t: unknown): void {
   (t as { unref?: () => void }).unref?.();
 }
+
+const copySums = (s: NodeSums): NodeSums => ({ lossSum: s.lossSum, denomSum: s.denomSum, correct: s.correct });
 
 export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
   const { socket, memory } = opts;
@@ -396,10 +409,10 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       const lb = labels.subarray(off, off + count);
       off += count;
       const head = { seq, step, version, node };
-      const ok = train ? await trainNode(e, head, px, lb, count, t0) : await evalNode(e, head, px, lb, count, t0);
-      if (!ok) return;
+      const done = train ? await trainNode(e, head, px, lb, count, t0) : await evalNode(e, head, px, lb, count, t0);
+      if (!done) return;
       slog.debug({ node: `[${node.lo},${node.hi})`, samples: count, ms: busyUntil - t0 }, 'node done');
-      emit({ type: 'result', seq, step, node });
+      emit({ type: 'result', seq, step, node, samples: count, train, sums: done.sums, computeMs: done.computeMs });
     }
   }
 
@@ -410,22 +423,30 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     readonly node: { lo: number; hi: number };
   }
 
-  /** An EVAL node: its sums in one Result. */
-  async function evalNode(e: Engine, head: ResultHead, pixels: Uint8Array, labels: Uint8Array, n: number, t0: number): Promise<boolean> {
+  /** A node computed and sent: its sums and the engine's time on it (the 'result' event). */
+  interface Delivered {
+    readonly sums: NodeSums;
+    readonly computeMs: number;
+  }
+
+  /** An EVAL node: its sums in one Result. Resolves once the socket took it (null if that failed). */
+  async function evalNode(e: Engine, head: ResultHead, pixels: Uint8Array, labels: Uint8Array, n: number, t0: number): Promise<Delivered | null> {
+    const c0 = performance.now();
     const sums = e.computeSums(pixels, labels, n, false);
+    const computeMs = performance.now() - c0;
     busyUntil = Date.now();
     const header = resultHeader({ ...head, part: { offset: 0, length: 0 }, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, computeMs: busyUntil - t0 }, 0);
-    return send([header]);
+    return (await send([header])) ? { sums: copySums(sums), computeMs } : null;
   }
 
   /**
    * A TRAIN node: one Result per stream part (`engine.parts`), each sent as soon as that part of
    * the gradient is final (the engine computes off this thread when its backend can, so the upload
    * of a part overlaps the rest of the backward pass), straight from the engine's gradient buffer.
-   * The next node overwrites that buffer: resolves once the socket took every part (false if one
+   * The next node overwrites that buffer: resolves once the socket took every part (null if one
    * failed).
    */
-  async function trainNode(e: Engine, head: ResultHead, pixels: Uint8Array, labels: Uint8Array, n: number, t0: number): Promise<boolean> {
+  async function trainNode(e: Engine, head: ResultHead, pixels: Uint8Array, labels: Uint8Array, n: number, t0: number): Promise<Delivered | null> {
     const sends: Promise<boolean>[] = [];
     let sums: NodeSums | null = null;
     const sendPart = (i: number): void => {
@@ -437,15 +458,17 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       sends.push(send([header, new Uint8Array(grad.buffer, grad.byteOffset, grad.byteLength)]));
     };
     // onSums (the forward's sums) comes before any onPartGrad.
-    await e.computeSumsAsync(pixels, labels, n, true, {
+    const c0 = performance.now();
+    const total = await e.computeSumsAsync(pixels, labels, n, true, {
       onSums: (s) => {
         sums = s;
       },
       onPartGrad: sendPart,
     });
+    const computeMs = performance.now() - c0;
     busyUntil = Date.now();
     const results = await Promise.all(sends);
-    return results.every(Boolean);
+    return results.every(Boolean) ? { sums: copySums(total), computeMs } : null;
   }
 
   return {

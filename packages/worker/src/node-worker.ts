@@ -1,5 +1,6 @@
 /**
- * The Node worker: the protocol client (client.ts) on a `ws` socket, with reconnects.
+ * The Node worker: the worker session (session.ts: engine, protocol client, reconnects, final
+ * answers) on `ws` sockets, with its kernels on `worker_threads`.
  *
  * Contract:
  * - Connects to `url` with the join token in an `Authorization: Bearer` header (never in the URL,
@@ -9,28 +10,28 @@
  *   a recoverable error), it reconnects with exponential backoff and full jitter and rejoins as a
  *   new worker; its engine and parameters are kept (`ClientMemory`). If no coordinator welcomes
  *   it within `graceMs` of the loss (or of the start), it gives up: E_COORDINATOR_GONE.
- * - Final answers: Bye TRAINING_DONE resolves { reason: 'done' }; HTTP 401 or Reject BAD_TOKEN
- *   rejects with E_AUTH; any other Reject (protocol version, model) with E_REJECTED (FULL is retried).
+ * - Final answers (session.ts's table): Bye TRAINING_DONE resolves { reason: 'done' }; HTTP 401 or
+ *   Reject BAD_TOKEN rejects with E_AUTH; any other Reject (protocol version, model) with
+ *   E_REJECTED (FULL is retried); an engine that cannot be built with its error.
  * - `stop()` leaves politely (Bye LEAVING); `kill()` cuts the socket like a crash (tests).
  *   Both resolve { reason: 'stopped' }.
  * - The engine is built once per run settings: backend 'wasm' (WebAssembly SIMD) when available
  *   and not told otherwise, 'ts' (the oracle) else. The wasm kernels run on `threads`
  *   `worker_threads` helpers (kernel-thread.ts; same bits for any count) while this thread keeps
- *   the socket moving (createNodeBackend); Hello reports the count. An engine replaced by another run's settings, and the last one
- *   when the worker ends, have their backend closed (the helper threads end; they are unref'd, so
- *   they never keep the process alive anyway).
+ *   the socket moving (createNodeBackend); Hello reports the count. An engine replaced by another
+ *   run's settings, and the last one when the worker ends, have their backend closed (the helper
+ *   threads end; they are unref'd, so they never keep the process alive anyway).
  */
 import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import WebSocket from 'ws';
 import {
-  ErrorCode, GradhubError, MAX_KERNEL_THREADS, createEngine, createOracleBackend, createThreadedWasmBackend, engineFloats, modelSpec,
-  wasmSimdSupported, wasmThreadsSupported, type Backend, type Engine, type KernelThreadSpawner,
+  ErrorCode, GradhubError, MAX_KERNEL_THREADS, createOracleBackend, createThreadedWasmBackend,
+  wasmSimdSupported, wasmThreadsSupported, type Backend, type KernelThreadSpawner,
 } from '@gradhub/core';
-import { gradhub } from '@gradhub/proto';
 import { FRAGMENT_BYTES, fragments } from './wire.js';
-import { Backoff, WakeableSleep, describeSessionEnd } from './backoff.js';
-import { createWorkerClient, type ClientEvent, type ClientMemory, type ClientSocket, type SessionEnd, type WelcomeInfo, type WorkerLogger } from './client.js';
+import type { ClientEvent, ClientSocket, WorkerLogger } from './client.js';
+import { createWorkerSession, type SessionOutcome, type SessionSocket, type SocketEvents } from './session.js';
 
 export interface NodeWorkerOptions {
   /** Coordinator WebSocket URL, e.g. ws://host:8080/ws. */
@@ -73,8 +74,6 @@ export interface NodeWorkerHandle {
   /** Cut the socket without a goodbye (like a crash) and stop. */
   kill(): void;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The Node spawner of the threaded WebAssembly backend: a `worker_threads` Worker running
@@ -139,153 +138,90 @@ export function wsClientSocket(ws: WebSocket): ClientSocket {
   };
 }
 
-/** How a connection attempt ended. */
-type Attempt = { welcomed: boolean; end: SessionEnd | { kind: 'http'; status: number } | { kind: 'connect-failed'; message: string } };
+/**
+ * Open one `ws` socket to the coordinator for the session (module comment: bearer header, no
+ * deflate, zero mask) and report what happens to it.
+ */
+function openNodeSocket(opts: NodeWorkerOptions, log: WorkerLogger, events: SocketEvents): SessionSocket {
+  const ws = new WebSocket(opts.url, {
+    headers: { authorization: `Bearer ${opts.token}` },
+    perMessageDeflate: false,
+    generateMask: (mask: Buffer) => mask.fill(0),
+    maxPayload: opts.maxPayloadBytes ?? 1024 * 1024 * 1024,
+    handshakeTimeout: 10000,
+    ...(opts.ca ? { ca: opts.ca } : {}),
+  });
+  let opened = false;
+  ws.on('unexpected-response', (_req, res) => {
+    events.failed({ kind: 'http', status: res.statusCode ?? 0 });
+    ws.terminate();
+  });
+  ws.on('error', (err) => {
+    if (!opened) events.failed({ kind: 'connect-failed', message: err.message });
+    else log.debug({ err: { message: err.message } }, 'socket error');
+  });
+  ws.on('open', () => {
+    opened = true;
+    // Messages as their fragments: streamed parameters are copied once, into the engine (wire.ts).
+    ws.binaryType = 'fragments';
+    ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
+      events.message(Array.isArray(data) ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : data, isBinary);
+    });
+    events.open();
+  });
+  ws.on('close', (code: number, reason: Buffer) => {
+    if (opened) events.close(code, reason.toString());
+    else events.failed({ kind: 'connect-failed', message: 'closed before open' });
+  });
+  return { client: wsClientSocket(ws), terminate: () => ws.terminate() };
+}
+
+/** The Node worker's exit for a session's final answer; the refusals and 'gone' as GradhubErrors. */
+function nodeExit(o: SessionOutcome, opts: NodeWorkerOptions): NodeWorkerExit {
+  switch (o.kind) {
+    case 'done':
+    case 'stopped':
+      return { reason: o.kind };
+    case 'refused-token':
+      throw new GradhubError(ErrorCode.E_AUTH, `the coordinator at ${opts.url} refused the join token`);
+    case 'rejected':
+      throw new GradhubError(ErrorCode.E_REJECTED, `the coordinator rejected this worker: ${o.codeName}: ${o.message}`);
+    case 'gone':
+      throw new GradhubError(ErrorCode.E_COORDINATOR_GONE, `no coordinator at ${opts.url} for ${o.waitedMs} ms (grace ${opts.graceMs} ms); last: ${o.last}`);
+    case 'bad-url':
+      throw new GradhubError(ErrorCode.E_USAGE, `cannot open ${opts.url}: ${o.message}`);
+    case 'engine-failed':
+      throw o.error instanceof Error ? o.error : new GradhubError(ErrorCode.E_INTERNAL, `the engine could not be built: ${o.message}`);
+  }
+}
 
 /** Start a Node worker (see the module comment). */
 export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
   if (!(opts.graceMs >= 0)) throw new GradhubError(ErrorCode.E_USAGE, `graceMs must be >= 0, got ${opts.graceMs}`);
   const log = opts.logger.child({ module: 'worker' });
-  const memory: ClientMemory = { incarnation: null, version: -1 };
-  const initialMs = opts.backoffInitialMs ?? 250;
-  const maxMs = opts.backoffMaxMs ?? 10000;
   const backendName: 'wasm' | 'ts' = opts.backend ?? (wasmSimdSupported() ? 'wasm' : 'ts');
   if (backendName === 'wasm' && !wasmSimdSupported()) throw new GradhubError(ErrorCode.E_USAGE, 'backend wasm asked for, but this Node has no WebAssembly SIMD');
-  const name = opts.name ?? `${os.hostname()}:${process.pid}`;
   const threads = opts.threads ?? 1;
   checkThreads(backendName, threads);
 
-  let cached: { key: string; engine: Promise<Engine> } | null = null;
-  const closeEngine = (c: { engine: Promise<Engine> } | null): void => {
-    if (c) void c.engine.then((e) => e.backend.close?.(), () => {});
-  };
-  const getEngine = (w: WelcomeInfo): Promise<Engine> => {
-    const key = JSON.stringify([w.sizes, w.chunk, w.normalize, w.maxBatch]);
-    if (cached?.key !== key) {
-      closeEngine(cached); // another run's engine: not in use any more
-      memory.version = -1; // a new engine holds no parameters
-      const spec = modelSpec(w.sizes);
-      const backend = createNodeBackend(backendName, engineFloats(spec, w.maxBatch), threads);
-      cached = { key, engine: backend.then((b) => createEngine({ spec, backend: b, maxBatch: w.maxBatch, chunk: w.chunk, normalize: w.normalize })) };
-    }
-    return cached.engine;
-  };
-
-  let stopping: 'stop' | 'kill' | null = null;
-  let current: { ws: WebSocket; client: ReturnType<typeof createWorkerClient> | null } | null = null;
-  const pause = new WakeableSleep(sleep);
-
-  function connectOnce(): Promise<Attempt> {
-    return new Promise<Attempt>((resolve) => {
-      let welcomed = false;
-      let settled = false;
-      const finish = (a: Attempt): void => {
-        if (settled) return;
-        settled = true;
-        resolve(a);
-      };
-      const ws = new WebSocket(opts.url, {
-        headers: { authorization: `Bearer ${opts.token}` },
-        perMessageDeflate: false,
-        generateMask: (mask: Buffer) => mask.fill(0),
-        maxPayload: opts.maxPayloadBytes ?? 1024 * 1024 * 1024,
-        handshakeTimeout: 10000,
-        ...(opts.ca ? { ca: opts.ca } : {}),
-      });
-      current = { ws, client: null };
-      ws.on('unexpected-response', (_req, res) => {
-        finish({ welcomed, end: { kind: 'http', status: res.statusCode ?? 0 } });
-        ws.terminate();
-      });
-      ws.on('error', (err) => {
-        if (!current?.client) finish({ welcomed, end: { kind: 'connect-failed', message: err.message } });
-        else log.debug({ err: { message: err.message } }, 'socket error');
-      });
-      ws.on('open', () => {
-        const client = createWorkerClient({
-          socket: wsClientSocket(ws),
-          token: opts.token,
-          runtime: 'node',
-          logger: log,
-          getEngine,
-          capabilities: { threads, simd: backendName === 'wasm', backend: backendName },
-          memory,
-          name,
-          slowdownMs: opts.slowdownMs,
-          onEvent: (e) => {
-            if (e.type === 'welcome') welcomed = true;
-            opts.onEvent?.(e);
-          },
-        });
-        current = { ws, client };
-        // Messages as their fragments: streamed parameters are copied once, into the engine (wire.ts).
-        ws.binaryType = 'fragments';
-        ws.on('message', (data: WebSocket.RawData, isBinary: boolean) => {
-          client.receive(Array.isArray(data) ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : data, isBinary);
-        });
-        ws.on('close', (code: number, reason: Buffer) => client.closed(code, reason.toString()));
-        void client.ended.then((end) => {
-          // Make sure the socket goes away even if the peer never answers the close.
-          setTimeout(() => ws.terminate(), 1000).unref();
-          finish({ welcomed, end });
-        });
-        if (stopping) client.stop();
-        else client.start();
-      });
-      ws.on('close', () => {
-        if (!current?.client || current.ws !== ws) finish({ welcomed, end: { kind: 'connect-failed', message: 'closed before open' } });
-      });
-    });
-  }
-
-  async function loop(): Promise<NodeWorkerExit> {
-    const backoff = new Backoff({ initialMs, maxMs, graceMs: opts.graceMs });
-    for (;;) {
-      if (stopping) return { reason: 'stopped' };
-      const a = await connectOnce();
-      current = null;
-      if (stopping) return { reason: 'stopped' };
-      const e = a.end;
-      if (a.welcomed) backoff.reset();
-      if (e.kind === 'bye' && e.reason === 'done') return { reason: 'done' };
-      if (e.kind === 'stopped') return { reason: 'stopped' };
-      if ((e.kind === 'http' && e.status === 401) || (e.kind === 'rejected' && e.code === gradhub.ErrorCode.BAD_TOKEN)) {
-        throw new GradhubError(ErrorCode.E_AUTH, `the coordinator at ${opts.url} refused the join token`);
-      }
-      if (e.kind === 'rejected' && e.code !== gradhub.ErrorCode.FULL) {
-        throw new GradhubError(ErrorCode.E_REJECTED, `the coordinator rejected this worker: ${e.codeName}: ${e.message}`);
-      }
-      const delay = backoff.next();
-      if (delay === null) {
-        throw new GradhubError(ErrorCode.E_COORDINATOR_GONE, `no coordinator at ${opts.url} for ${backoff.waited()} ms (grace ${opts.graceMs} ms); last: ${describe(e)}`);
-      }
-      log.info({ last: describe(e), retryInMs: Math.round(delay), attempt: backoff.attempt }, 'coordinator unreachable: reconnecting');
-      await pause.pause(delay);
-    }
-  }
-
-  function describe(e: Attempt['end']): string {
-    if (e.kind === 'http') return `HTTP ${e.status}`;
-    if (e.kind === 'connect-failed') return e.message;
-    return describeSessionEnd(e);
-  }
-
-  const done = loop().finally(() => closeEngine(cached));
+  const session = createWorkerSession({
+    openSocket: (events) => openNodeSocket(opts, log, events),
+    createBackend: (capacityFloats) => createNodeBackend(backendName, capacityFloats, threads),
+    capabilities: () => ({ threads, simd: backendName === 'wasm', backend: backendName }),
+    token: opts.token,
+    runtime: 'node',
+    logger: log,
+    name: opts.name ?? `${os.hostname()}:${process.pid}`,
+    slowdownMs: opts.slowdownMs,
+    backoff: { initialMs: opts.backoffInitialMs ?? 250, maxMs: opts.backoffMaxMs ?? 10000, graceMs: opts.graceMs },
+    onEvent: opts.onEvent,
+  });
+  const run = session.start();
+  const done = run.done.then((o) => nodeExit(o, opts)).finally(() => session.close());
   return {
     done,
-    stop() {
-      if (stopping) return;
-      stopping = 'stop';
-      if (current?.client) current.client.stop();
-      else current?.ws.terminate();
-      pause.wake();
-    },
-    kill() {
-      if (stopping) return;
-      stopping = 'kill';
-      current?.ws.terminate();
-      pause.wake();
-    },
+    stop: () => void run.stop(),
+    kill: () => run.kill(),
   };
 }
 

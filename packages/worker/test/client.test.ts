@@ -144,7 +144,7 @@ describe('worker client', () => {
     h.client.receive(paramsFrame(2));
     h.client.receive(work(1, 2, [{ lo: 0, hi: 2 }, { lo: 2, hi: 3 }]));
     const L = SEND_ORDER.length;
-    await h.until(() => h.of('result').length === 2 * L);
+    await h.until(() => h.of('result').length === 2 * L && h.events.filter((e) => e.type === 'result').length === 2);
     // Reference: one engine per node on the same samples and parameters.
     const ref = createEngine({ spec: SPEC, backend: createOracleBackend(), maxBatch: BATCH, chunk: CHUNK, normalize: false });
     ref.params.set(paramsOf(2));
@@ -159,6 +159,10 @@ describe('worker client', () => {
         const want = ref.grads.subarray(offset, offset + length);
         expect(Buffer.from(r.grad!).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(true);
       });
+      // The 'result' event: the node's samples, its sums and the engine's time on it.
+      const ev = h.events.filter((e) => e.type === 'result')[k];
+      expect(ev).toMatchObject({ type: 'result', seq: 1, step: 1, node: { lo, hi }, samples: (hi - lo) * CHUNK, train: true, sums: { lossSum: s.lossSum, denomSum: s.denomSum, correct: s.correct } });
+      expect(ev.type === 'result' && ev.computeMs >= 0 && Number.isFinite(ev.computeMs)).toBe(true);
     }
     expect(h.memory).toMatchObject({ incarnation: 'inc-1', version: 2 });
   });
@@ -243,11 +247,12 @@ describe('worker client', () => {
     await joined(h);
     h.client.receive(paramsFrame(0));
     h.client.receive(work(1, 0, [{ lo: 0, hi: 4 }], gradhub.Mode.EVAL));
-    await h.until(() => h.of('result').length === 1);
+    await h.until(() => h.of('result').length === 1 && h.events.some((e) => e.type === 'result'));
     const r = h.of('result')[0].result!;
     expect(r.grad!.length).toBe(0);
     expect(r.part?.length ?? 0).toBe(0);
     expect(r.denomSum).toBe(16);
+    expect(h.events.find((e) => e.type === 'result')).toMatchObject({ samples: 16, train: false, sums: { denomSum: 16, lossSum: r.lossSum, correct: r.correct } });
   });
 
   it('asks for parameters it lacks and runs the work once they arrive', async () => {

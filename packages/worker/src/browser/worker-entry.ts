@@ -1,7 +1,9 @@
 /**
  * The browser worker: a dedicated Web Worker that runs the same core (WebAssembly SIMD kernels)
- * and the same protocol client (client.ts) as the Node worker, over a binary WebSocket. The page
- * (page.ts) only sends commands and renders the statuses this worker posts (messages.ts).
+ * and the same worker session (session.ts: engine, protocol client, reconnects, final answers) as
+ * the Node worker, over a binary WebSocket. What is its own: the browser socket, the kernel
+ * threads as nested Web Workers, the page's commands and the statuses it posts. The page
+ * (page.ts) only sends commands and renders those statuses (messages.ts).
  *
  * Contract:
  * - `start{url, token}` opens `new WebSocket(url)` (binaryType 'arraybuffer'). Browsers cannot
@@ -19,8 +21,8 @@
  *   (`ClientMemory`). A socket that fails before opening may be a refused token (a browser cannot
  *   see the HTTP 401): the worker asks `authUrl` (GET, bearer header) and stops with 'refused'
  *   on 401. No Welcome for `GRACE_MS` since the loss: 'gone' (resume tries again).
- * - Final answers: Bye TRAINING_DONE ('done'); Reject BAD_TOKEN or any Reject but FULL, or an
- *   engine this browser cannot build (no memory for the model) ('refused').
+ * - Final answers (session.ts's table): Bye TRAINING_DONE ('done'); Reject BAD_TOKEN or any
+ *   Reject but FULL, or an engine this browser cannot build (no memory for the model) ('refused').
  * - `pause` leaves the session politely (Bye LEAVING: the coordinator reassigns this tab's nodes at
  *   once) and keeps the engine; `resume` joins again as a new worker. `leave` says Bye, waits for
  *   the close to go out, posts 'left' and ends the Web Worker.
@@ -31,20 +33,17 @@
  *   helpers fail to start: one thread. Hello reports the count in use.
  * - Statuses (VolunteerStatus) go to the page at each change, at most every `STATUS_MIN_GAP_MS`,
  *   and every `STATUS_INTERVAL_MS`. The loss shown is this tab's own: the mean loss over the
- *   samples it computed in its latest training step (the coordinator sends workers no loss).
+ *   samples it computed in its latest training step (the coordinator sends workers no loss); the
+ *   kernel speed is the client's compute time of each delivered node (its 'result' event).
  *
  * Web Worker and WebAssembly APIs only (no Node, no DOM).
  */
 import {
-  MAX_KERNEL_THREADS, createEngine, createOracleBackend, createThreadedWasmBackend, createWasmBackend, engineFloats, modelSpec,
-  wasmSimdSupported, wasmThreadsSupported,
-  type Backend, type ComputeHooks, type Engine, type KernelThreadSpawner, type NodeSums,
+  MAX_KERNEL_THREADS, createOracleBackend, createThreadedWasmBackend, createWasmBackend, wasmSimdSupported, wasmThreadsSupported,
+  type Backend, type KernelThreadSpawner,
 } from '@gradhub/core';
-import { gradhub } from '@gradhub/proto';
-import {
-  createWorkerClient, type ClientEvent, type ClientMemory, type SessionEnd, type WelcomeInfo, type WorkerClient, type WorkerLogger,
-} from '../client.js';
-import { Backoff, WakeableSleep, describeSessionEnd } from '../backoff.js';
+import type { ClientEvent, WelcomeInfo, WorkerLogger } from '../client.js';
+import { createWorkerSession, type SessionOutcome, type SessionRun, type SessionSocket, type SocketEvents, type WorkerSession } from '../session.js';
 import { browserClientSocket } from './socket.js';
 import type { PageCommand, StartCommand, VolunteerState, VolunteerStatus, WorkerMessage } from './messages.js';
 
@@ -119,7 +118,7 @@ function consoleLogger(bindings: Record<string, unknown>, debug: boolean): Worke
   };
 }
 
-/** This tab's contribution, fed by the instrumented engine and the client's events. */
+/** This tab's contribution, fed by the client's events. */
 class TabStats {
   samplesContributed = 0;
   nodesDone = 0;
@@ -128,42 +127,32 @@ class TabStats {
   computeSamplesPerS: number | null = null;
   tabLoss: { step: number; lossSum: number; denomSum: number; samples: number } | null = null;
   private nodesLeft = 0;
-  private workStep = 0;
-  /** The node computed and not yet delivered (nodes go one at a time). */
-  private pending: { n: number; train: boolean; sums: NodeSums; step: number } | null = null;
   private readonly recent: { t: number; n: number }[] = [];
   private firstResultAt: number | null = null;
 
   work(e: Extract<ClientEvent, { type: 'work' }>): void {
     this.workReceived++;
-    this.workStep = e.step;
     this.computingStep = e.step;
     this.nodesLeft = e.nodes.length;
   }
 
-  computed(n: number, train: boolean, sums: NodeSums, ms: number): void {
-    this.pending = { n, train, sums: { ...sums }, step: this.workStep };
-    const rate = (1000 * n) / Math.max(ms, 0.01);
+  /** The client's socket took a node's result (its samples, sums and compute time). */
+  delivered(e: Extract<ClientEvent, { type: 'result' }>, now: number): void {
+    const rate = (1000 * e.samples) / Math.max(e.computeMs, 0.01);
     this.computeSamplesPerS = this.computeSamplesPerS === null ? rate : 0.7 * this.computeSamplesPerS + 0.3 * rate;
-  }
-
-  /** The client's socket took the node's result. */
-  delivered(now: number): void {
     this.nodesDone++;
     if (--this.nodesLeft <= 0) this.computingStep = null;
-    const p = this.pending;
-    this.pending = null;
-    if (!p || !p.train) return;
-    this.samplesContributed += p.n;
+    if (!e.train) return;
+    this.samplesContributed += e.samples;
     this.firstResultAt ??= now;
-    this.recent.push({ t: now, n: p.n });
+    this.recent.push({ t: now, n: e.samples });
     const l = this.tabLoss;
-    if (l && l.step === p.step) {
-      l.lossSum += p.sums.lossSum;
-      l.denomSum += p.sums.denomSum;
-      l.samples += p.n;
-    } else if (!l || p.step > l.step) {
-      this.tabLoss = { step: p.step, lossSum: p.sums.lossSum, denomSum: p.sums.denomSum, samples: p.n };
+    if (l && l.step === e.step) {
+      l.lossSum += e.sums.lossSum;
+      l.denomSum += e.sums.denomSum;
+      l.samples += e.samples;
+    } else if (!l || e.step > l.step) {
+      this.tabLoss = { step: e.step, lossSum: e.sums.lossSum, denomSum: e.sums.denomSum, samples: e.samples };
     }
   }
 
@@ -171,7 +160,6 @@ class TabStats {
   sessionEnded(): void {
     this.computingStep = null;
     this.nodesLeft = 0;
-    this.pending = null;
   }
 
   samplesPerS(now: number): number {
@@ -184,53 +172,55 @@ class TabStats {
   }
 }
 
-/** Wrap an engine so that each computeSums is measured (the client sees the same engine). */
-function instrumented(engine: Engine, stats: TabStats): Engine {
-  const e: Engine = Object.create(engine) as Engine;
-  /** Starts the clock of one call; the function it returns records the call's sums and passes them on. */
-  const measure = (n: number, withGrad: boolean): ((sums: NodeSums) => NodeSums) => {
-    const t0 = performance.now();
-    return (sums) => {
-      stats.computed(n, withGrad, sums, performance.now() - t0);
-      return sums;
-    };
+/**
+ * Open one browser WebSocket for the session: binaryType 'arraybuffer', the token in the URL's
+ * query (browsers cannot set headers), given up when not open within CONNECT_TIMEOUT_MS.
+ */
+function openBrowserSocket(url: string, events: SocketEvents): SessionSocket {
+  const socket = new WebSocket(url); // throws for a URL that cannot be opened: the session's 'bad-url'
+  socket.binaryType = 'arraybuffer';
+  let opened = false;
+  // A browser may leave a socket CONNECTING for minutes (a handshake nobody answers): give up on
+  // it like the Node worker's handshake timeout, and let the backoff try again.
+  const connectTimer = setTimeout(() => {
+    if (socket.readyState === WebSocket.CONNECTING) {
+      socket.onclose = null;
+      socket.close();
+      events.failed({ kind: 'connect-failed', message: 'closed (0)' });
+    }
+  }, CONNECT_TIMEOUT_MS);
+  socket.onerror = () => {}; // the close event follows and says how it ended
+  socket.onclose = (ev) => {
+    clearTimeout(connectTimer);
+    if (opened) events.close(ev.code, ev.reason);
+    else events.failed({ kind: 'connect-failed', message: ev.code === 1006 ? 'no connection' : `closed (${ev.code})` });
   };
-  Object.defineProperty(e, 'computeSums', {
-    value(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): NodeSums {
-      const done = measure(n, withGrad);
-      return done(engine.computeSums(pixels, labels, n, withGrad, hooks));
-    },
-  });
-  Object.defineProperty(e, 'computeSumsAsync', {
-    async value(pixels: Uint8Array, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks?: ComputeHooks): Promise<NodeSums> {
-      const done = measure(n, withGrad);
-      return done(await engine.computeSumsAsync(pixels, labels, n, withGrad, hooks));
-    },
-  });
-  return e;
+  socket.onmessage = (ev: MessageEvent<ArrayBuffer | string>) => {
+    if (typeof ev.data === 'string') events.message(new TextEncoder().encode(ev.data), false);
+    else events.message(new Uint8Array(ev.data), true);
+  };
+  socket.onopen = () => {
+    clearTimeout(connectTimer);
+    opened = true;
+    events.open();
+  };
+  return { client: browserClientSocket(socket), terminate: () => socket.close() };
 }
-
-type Attempt = {
-  welcomed: boolean;
-  end: SessionEnd | { kind: 'connect-failed'; code: number } | { kind: 'bad-url'; message: string };
-};
 
 /** The worker's whole life: commands in, statuses out (see the module comment). */
 export function runBrowserWorker(scope: WorkerScope): void {
   const stats = new TabStats();
-  const memory: ClientMemory = { incarnation: null, version: -1 };
   let log = consoleLogger({}, false);
   const simd = wasmSimdSupported();
   const backendName: 'wasm' | 'ts' = simd ? 'wasm' : 'ts';
   /** Kernel threads in use (back to 1 when the helpers cannot start). */
   let threads = backendName === 'wasm' ? kernelThreads(scope) : 1;
 
-  let command: StartCommand | null = null;
+  /** The session (engine, parameters) from the start command on; `run` its current run. */
+  let session: WorkerSession | null = null;
+  let run: SessionRun | null = null;
   /** run: in (or joining) the run; the others are the volunteer's or the run's final word. */
   let mode: 'idle' | 'run' | 'paused' | 'left' | 'done' | 'refused' | 'gone' = 'idle';
-  let loopGeneration = 0;
-  let current: { ws: WebSocket; client: WorkerClient | null; closed: Promise<void> } | null = null;
-  const pause = new WakeableSleep(sleep);
   let welcome: WelcomeInfo | null = null;
   let state: VolunteerState = 'starting';
   let message = simd ? 'Loading the WebAssembly kernels.' : 'This browser has no WebAssembly SIMD: computing with the slower TypeScript kernels.';
@@ -239,9 +229,6 @@ export function runBrowserWorker(scope: WorkerScope): void {
   let lastPost = 0;
   let trailing: ReturnType<typeof setTimeout> | null = null;
 
-  let cached: { key: string; engine: Promise<Engine> } | null = null;
-  /** Building the engine failed (no memory for the model, no WebAssembly): retrying will not help. */
-  let engineFailure: string | null = null;
   /** The wasm backend on `threads` threads, or on one when the helpers cannot start. */
   const wasmBackend = async (capacityFloats: number): Promise<Backend> => {
     if (threads > 1 && scope.location) {
@@ -253,26 +240,6 @@ export function runBrowserWorker(scope: WorkerScope): void {
       }
     }
     return createWasmBackend({ capacityFloats });
-  };
-  const getEngine = (w: WelcomeInfo): Promise<Engine> => {
-    const key = JSON.stringify([w.sizes, w.chunk, w.normalize, w.maxBatch]);
-    if (cached?.key !== key) {
-      if (cached) void cached.engine.then((e) => e.backend.close?.(), () => {}); // another run's engine: not in use any more
-      memory.version = -1; // a new engine holds no parameters
-      const spec = modelSpec(w.sizes);
-      const backend: Promise<Backend> = backendName === 'wasm'
-        ? wasmBackend(engineFloats(spec, w.maxBatch))
-        : Promise.resolve(createOracleBackend());
-      cached = {
-        key,
-        engine: backend.then((b) => instrumented(createEngine({ spec, backend: b, maxBatch: w.maxBatch, chunk: w.chunk, normalize: w.normalize }), stats)),
-      };
-      cached.engine.catch((err: unknown) => {
-        engineFailure = (err as Error)?.message ?? String(err);
-        cached = null;
-      });
-    }
-    return cached.engine;
   };
 
   function status(): VolunteerStatus {
@@ -334,7 +301,7 @@ export function runBrowserWorker(scope: WorkerScope): void {
         message = `Computing step ${e.step}.`;
         break;
       case 'result':
-        stats.delivered(Date.now());
+        stats.delivered(e, Date.now());
         if (stats.computingStep === null) message = 'Waiting for the next step.';
         break;
       case 'params':
@@ -344,82 +311,6 @@ export function runBrowserWorker(scope: WorkerScope): void {
         break;
     }
     post();
-  }
-
-  function connectOnce(cmd: StartCommand): Promise<Attempt> {
-    return new Promise<Attempt>((resolve) => {
-      let welcomed = false;
-      let settled = false;
-      let ws: WebSocket | null = null;
-      const finish = (a: Attempt): void => {
-        if (settled) return;
-        settled = true;
-        if (current?.ws === ws) current = null; // a later attempt (after a quick pause and resume) keeps its own
-        resolve(a);
-      };
-      try {
-        ws = new WebSocket(cmd.url);
-      } catch (err) {
-        finish({ welcomed, end: { kind: 'bad-url', message: (err as Error).message } });
-        return;
-      }
-      const socket: WebSocket = ws;
-      socket.binaryType = 'arraybuffer';
-      // A browser may leave a socket CONNECTING for minutes (a handshake nobody answers): give up on
-      // it like the Node worker's handshake timeout, and let the backoff try again.
-      const connectTimer = setTimeout(() => {
-        if (socket.readyState === WebSocket.CONNECTING) {
-          socket.onclose = null;
-          socket.close();
-          markClosed();
-          finish({ welcomed, end: { kind: 'connect-failed', code: 0 } });
-        }
-      }, CONNECT_TIMEOUT_MS);
-      let markClosed!: () => void;
-      const closed = new Promise<void>((r) => (markClosed = r));
-      const conn: { ws: WebSocket; client: WorkerClient | null; closed: Promise<void> } = { ws: socket, client: null, closed };
-      current = conn;
-      socket.onerror = () => {}; // the close event follows and says how it ended
-      socket.onclose = (ev) => {
-        clearTimeout(connectTimer);
-        markClosed();
-        finish({ welcomed, end: { kind: 'connect-failed', code: ev.code } });
-      };
-      socket.onopen = () => {
-        clearTimeout(connectTimer);
-        const client = createWorkerClient({
-          socket: browserClientSocket(socket),
-          token: cmd.token,
-          runtime: 'browser',
-          logger: log,
-          getEngine,
-          capabilities: { threads, simd: backendName === 'wasm', backend: backendName },
-          memory,
-          name: cmd.name,
-          slowdownMs: cmd.slowdownMs,
-          onEvent: (e) => {
-            if (e.type === 'welcome') welcomed = true;
-            onEvent(e);
-          },
-        });
-        conn.client = client;
-        socket.onmessage = (ev: MessageEvent<ArrayBuffer | string>) => {
-          if (typeof ev.data === 'string') client.receive(new TextEncoder().encode(ev.data), false);
-          else client.receive(new Uint8Array(ev.data));
-        };
-        socket.onclose = (ev) => {
-          markClosed();
-          client.closed(ev.code, ev.reason);
-        };
-        void client.ended.then((end) => {
-          // Make sure the socket goes away even if the peer never answers the close.
-          setTimeout(() => socket.close(), 1000);
-          finish({ welcomed, end });
-        });
-        if (mode !== 'run') client.stop();
-        else client.start();
-      };
-    });
   }
 
   /** Does the coordinator take this token? true, false, or null when it cannot be asked. */
@@ -434,80 +325,74 @@ export function runBrowserWorker(scope: WorkerScope): void {
     }
   }
 
-  async function loop(cmd: StartCommand, generation: number): Promise<void> {
-    const backoff = new Backoff({ initialMs: BACKOFF_INITIAL_MS, maxMs: BACKOFF_MAX_MS, graceMs: GRACE_MS });
-    const live = (): boolean => generation === loopGeneration && mode === 'run';
-    for (;;) {
-      if (!live()) return;
-      setState('connecting', welcome ? 'Joining the run again.' : 'Connecting to the coordinator.');
-      const a = await connectOnce(cmd);
-      if (!live()) return;
-      if (engineFailure !== null) {
-        mode = 'refused';
-        setState('refused', `This browser could not set up the model: ${engineFailure}`);
+  function createSession(cmd: StartCommand): WorkerSession {
+    return createWorkerSession({
+      openSocket: (events) => openBrowserSocket(cmd.url, events),
+      createBackend: (capacityFloats) => (backendName === 'wasm' ? wasmBackend(capacityFloats) : Promise.resolve(createOracleBackend())),
+      capabilities: () => ({ threads, simd: backendName === 'wasm', backend: backendName }),
+      token: cmd.token,
+      runtime: 'browser',
+      logger: log,
+      name: cmd.name,
+      slowdownMs: cmd.slowdownMs,
+      backoff: { initialMs: BACKOFF_INITIAL_MS, maxMs: BACKOFF_MAX_MS, graceMs: GRACE_MS },
+      tokenAccepted: () => tokenAccepted(cmd),
+      onAttempt: () => setState('connecting', welcome ? 'Joining the run again.' : 'Connecting to the coordinator.'),
+      onRetry: (delayMs, last) => setState('reconnecting', `Lost the coordinator (${last}): trying again.`, delayMs),
+      onEvent,
+    });
+  }
+
+  /** The page's words for a final answer (a stopped run says nothing: the command that stopped it did). */
+  function settle(o: SessionOutcome): void {
+    const refusedLink = 'The coordinator refused this join link. Ask the run\'s organiser for a new one.';
+    switch (o.kind) {
+      case 'stopped':
         return;
-      }
-      const e = a.end;
-      if (a.welcomed) backoff.reset();
-      if (e.kind === 'bye' && e.reason === 'done') {
+      case 'done':
         mode = 'done';
         setState('done', 'Training is over. Thank you for your help! You can close this tab.');
         return;
-      }
-      if (e.kind === 'bad-url') {
+      case 'engine-failed':
         mode = 'refused';
-        setState('refused', `This page cannot reach the coordinator: ${e.message}`);
+        setState('refused', `This browser could not set up the model: ${o.message}`);
         return;
-      }
-      if (e.kind === 'rejected' && e.code !== gradhub.ErrorCode.FULL) {
+      case 'bad-url':
         mode = 'refused';
-        tokenRefused = e.code === gradhub.ErrorCode.BAD_TOKEN;
-        setState('refused', e.code === gradhub.ErrorCode.BAD_TOKEN
-          ? 'The coordinator refused this join link. Ask the run\'s organiser for a new one.'
-          : `The coordinator did not let this tab join: ${e.codeName}: ${e.message}`);
+        setState('refused', `This page cannot reach the coordinator: ${o.message}`);
         return;
-      }
-      if (e.kind === 'connect-failed' && (await tokenAccepted(cmd)) === false) {
-        if (!live()) return;
+      case 'refused-token':
         mode = 'refused';
         tokenRefused = true;
-        setState('refused', 'The coordinator refused this join link. Ask the run\'s organiser for a new one.');
+        setState('refused', refusedLink);
         return;
-      }
-      if (!live()) return;
-      const delay = backoff.next();
-      if (delay === null) {
+      case 'rejected':
+        mode = 'refused';
+        setState('refused', `The coordinator did not let this tab join: ${o.codeName}: ${o.message}`);
+        return;
+      case 'gone':
         mode = 'gone';
-        setState('gone', `No coordinator for ${Math.round(backoff.waited() / 60_000)} minutes (last: ${describe(e)}). Resume to try again.`);
+        setState('gone', `No coordinator for ${Math.round(o.waitedMs / 60_000)} minutes (last: ${o.last}). Resume to try again.`);
         return;
-      }
-      log.info({ last: describe(e), retryInMs: Math.round(delay), attempt: backoff.attempt }, 'coordinator unreachable: reconnecting');
-      setState('reconnecting', `Lost the coordinator (${describe(e)}): trying again.`, delay);
-      await pause.pause(delay);
     }
   }
 
-  function describe(e: Attempt['end']): string {
-    if (e.kind === 'connect-failed') return e.code === 1006 ? 'no connection' : `closed (${e.code})`;
-    if (e.kind === 'bad-url') return e.message;
-    return describeSessionEnd(e);
-  }
-
-  /** Leave the current session, if any (Bye when in one, else just close the socket). */
+  /** Leave the current run, if any (Bye when in a session, else just close the socket). */
   function endSession(): Promise<void> {
-    const c = current;
-    pause.wake();
-    if (!c) return Promise.resolve();
-    if (c.client) c.client.stop();
-    else c.ws.close();
-    return Promise.race([c.closed, sleep(2000)]);
+    const r = run;
+    run = null;
+    if (!r) return Promise.resolve();
+    return Promise.race([r.stop(), sleep(2000)]);
   }
 
-  function startLoop(): void {
-    if (!command) return;
+  function startRun(): void {
+    if (!session) return;
     mode = 'run';
-    const generation = ++loopGeneration;
-    void loop(command, generation).catch((err: unknown) => fail(err));
+    const r = session.start();
+    run = r;
+    r.done.then((o) => {
+      if (run === r) settle(o);
+    }, (err: unknown) => fail(err));
   }
 
   function fail(err: unknown): void {
@@ -520,9 +405,9 @@ export function runBrowserWorker(scope: WorkerScope): void {
     switch (cmd.type) {
       case 'start':
         if (mode !== 'idle') return;
-        command = cmd;
         log = consoleLogger({}, cmd.debug === true);
-        startLoop();
+        session = createSession(cmd);
+        startRun();
         return;
       case 'pause':
         if (mode !== 'run') return;
@@ -532,7 +417,7 @@ export function runBrowserWorker(scope: WorkerScope): void {
         return;
       case 'resume':
         if (mode !== 'paused' && mode !== 'gone') return;
-        startLoop();
+        startRun();
         return;
       case 'leave':
         if (mode === 'left') return;
@@ -540,7 +425,7 @@ export function runBrowserWorker(scope: WorkerScope): void {
         clearInterval(ticker);
         void endSession().then(() => {
           setState('left', 'You left the run. Thank you for your help! You can close this tab.');
-          if (cached) void cached.engine.then((e) => e.backend.close?.(), () => {});
+          session?.close();
           scope.close();
         });
         return;
