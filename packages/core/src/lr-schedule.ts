@@ -34,35 +34,57 @@ export type LrScheduleKind = 'constant' | 'step' | 'cosine';
 
 export const LR_SCHEDULE_KINDS: readonly LrScheduleKind[] = ['constant', 'step', 'cosine'];
 
+/**
+ * A schedule's settings (flat, so training settings can extend them). Only `lr` is required;
+ * the others default to LR_SCHEDULE_DEFAULTS (a constant lr, no warm-up).
+ */
 export interface LrScheduleOptions {
   /** The base lr (PyTorch's initial_lr). */
   readonly lr: number;
-  readonly schedule: LrScheduleKind;
-  /** StepLR's step_size in updates (schedule 'step'), an integer >= 1. */
-  readonly stepSize: number;
-  /** StepLR's gamma (schedule 'step'), finite, >= 0. */
-  readonly gamma: number;
-  /** CosineAnnealingLR's eta_min (schedule 'cosine'), finite, >= 0. */
-  readonly lrMin: number;
-  /** Warm-up updates N (LinearLR's total_iters), an integer >= 0; 0: none. */
-  readonly warmupSteps: number;
-  /** LinearLR's start_factor, in (0, 1] (PyTorch divides by it). */
-  readonly warmupStartFactor: number;
+  /** --lr-schedule: default 'constant'. */
+  readonly lrSchedule?: LrScheduleKind;
+  /** --lr-step-size: StepLR's step_size in updates (schedule 'step'), an integer >= 1. */
+  readonly lrStepSize?: number;
+  /** --lr-gamma: StepLR's gamma (schedule 'step'), finite, >= 0. */
+  readonly lrGamma?: number;
+  /** --lr-min: CosineAnnealingLR's eta_min (schedule 'cosine'), finite, >= 0. */
+  readonly lrMin?: number;
+  /** --warmup-steps: warm-up updates N (LinearLR's total_iters), an integer >= 0; 0: none. */
+  readonly warmupSteps?: number;
+  /** --warmup-start-factor: LinearLR's start_factor, in (0, 1] (PyTorch divides by it). */
+  readonly warmupStartFactor?: number;
 }
 
-/** The defaults: a constant lr, no warm-up (every existing run). */
-export const LR_SCHEDULE_DEFAULTS = { schedule: 'constant', stepSize: 1, gamma: 0.1, lrMin: 0, warmupSteps: 0, warmupStartFactor: 1 / 3 } as const;
+/** The defaults: a constant lr, no warm-up (every run before schedules existed). */
+export const LR_SCHEDULE_DEFAULTS = {
+  lrSchedule: 'constant', lrStepSize: 1, lrGamma: 0.1, lrMin: 0, warmupSteps: 0, warmupStartFactor: 1 / 3,
+} as const satisfies Required<Omit<LrScheduleOptions, 'lr'>>;
+
+/** The options with every default filled in. */
+export function resolveLrSchedule(o: LrScheduleOptions): Required<LrScheduleOptions> {
+  const d = LR_SCHEDULE_DEFAULTS;
+  return {
+    lr: o.lr,
+    lrSchedule: o.lrSchedule ?? d.lrSchedule,
+    lrStepSize: o.lrStepSize ?? d.lrStepSize,
+    lrGamma: o.lrGamma ?? d.lrGamma,
+    lrMin: o.lrMin ?? d.lrMin,
+    warmupSteps: o.warmupSteps ?? d.warmupSteps,
+    warmupStartFactor: o.warmupStartFactor ?? d.warmupStartFactor,
+  };
+}
 
 /** True when the options are the constant lr without warm-up (the lr of every update is `lr`). */
 export function isConstantLr(o: LrScheduleOptions): boolean {
-  return o.schedule === 'constant' && o.warmupSteps === 0;
+  return (o.lrSchedule ?? 'constant') === 'constant' && (o.warmupSteps ?? 0) === 0;
 }
 
 /** Throws RangeError naming the flag of the first invalid option. */
-export function validateLrSchedule(o: LrScheduleOptions): void {
-  if (!LR_SCHEDULE_KINDS.includes(o.schedule)) throw new RangeError(`--lr-schedule must be constant, step or cosine, got "${String(o.schedule)}"`);
-  if (!Number.isInteger(o.stepSize) || o.stepSize < 1) throw new RangeError(`--lr-step-size must be an integer >= 1, got ${o.stepSize}`);
-  if (!Number.isFinite(o.gamma) || o.gamma < 0) throw new RangeError(`--lr-gamma must be a finite number >= 0, got ${o.gamma}`);
+export function validateLrSchedule(options: LrScheduleOptions): void {
+  const o = resolveLrSchedule(options);
+  if (!LR_SCHEDULE_KINDS.includes(o.lrSchedule)) throw new RangeError(`--lr-schedule must be constant, step or cosine, got "${String(o.lrSchedule)}"`);
+  if (!Number.isInteger(o.lrStepSize) || o.lrStepSize < 1) throw new RangeError(`--lr-step-size must be an integer >= 1, got ${o.lrStepSize}`);
+  if (!Number.isFinite(o.lrGamma) || o.lrGamma < 0) throw new RangeError(`--lr-gamma must be a finite number >= 0, got ${o.lrGamma}`);
   if (!Number.isFinite(o.lrMin) || o.lrMin < 0) throw new RangeError(`--lr-min must be a finite number >= 0, got ${o.lrMin}`);
   if (!Number.isInteger(o.warmupSteps) || o.warmupSteps < 0) throw new RangeError(`--warmup-steps must be an integer >= 0, got ${o.warmupSteps}`);
   if (!(o.warmupStartFactor > 0 && o.warmupStartFactor <= 1)) throw new RangeError(`--warmup-start-factor must be in (0, 1], got ${o.warmupStartFactor}`);
@@ -80,8 +102,9 @@ export interface LrScheduleRun {
  * The lr of update k (k = 1, 2, ...; see the module comment), as a function. Validates the
  * options (RangeError). Defined for any k >= 1, also past totalSteps (PyTorch's formulas go on).
  */
-export function lrSchedule(o: LrScheduleOptions, run: LrScheduleRun): (k: number) => number {
-  validateLrSchedule(o);
+export function lrSchedule(options: LrScheduleOptions, run: LrScheduleRun): (k: number) => number {
+  validateLrSchedule(options);
+  const o = resolveLrSchedule(options);
   const { totalSteps } = run;
   if (!Number.isInteger(totalSteps) || totalSteps < 0) throw new RangeError(`totalSteps must be an integer >= 0, got ${totalSteps}`);
   if (isConstantLr(o)) {
@@ -94,17 +117,17 @@ export function lrSchedule(o: LrScheduleOptions, run: LrScheduleRun): (k: number
   const base = o.lr;
   const n = o.warmupSteps;
   const tMax = totalSteps - n;
-  if (o.schedule === 'cosine' && tMax < 0) {
+  if (o.lrSchedule === 'cosine' && tMax < 0) {
     throw new RangeError(`--warmup-steps ${n} exceeds the run's ${totalSteps} updates: the cosine schedule would have T_max ${tMax}`);
   }
 
   /** The main schedule's recursive step at its epoch e >= 1, from the current lr (get_lr). */
   const mainStep = (lr: number, e: number): number => {
-    switch (o.schedule) {
+    switch (o.lrSchedule) {
       case 'constant':
         return lr; // ConstantLR(factor=1, total_iters=0) at e != 0
       case 'step':
-        return e % o.stepSize !== 0 ? lr : lr * o.gamma;
+        return e % o.lrStepSize !== 0 ? lr : lr * o.lrGamma;
       case 'cosine': {
         const etaMin = o.lrMin;
         if (pyMod(e - 1 - tMax, 2 * tMax) === 0) return lr + ((base - etaMin) * (1 - cosf(Math.PI / tMax))) / 2;
@@ -114,11 +137,11 @@ export function lrSchedule(o: LrScheduleOptions, run: LrScheduleRun): (k: number
   };
   /** The main schedule's closed form at epoch 0 (SequentialLR's `step(0)` at the milestone). */
   const mainAtMilestone = (): number => {
-    switch (o.schedule) {
+    switch (o.lrSchedule) {
       case 'constant':
         return base * (1.0 + 1 * (1 - 1.0)); // ConstantLR: base * (factor + (0 >= total_iters) * (1 - factor))
       case 'step':
-        return base * o.gamma ** 0; // base * gamma ** (0 // step_size)
+        return base * o.lrGamma ** 0; // base * gamma ** (0 // step_size)
       case 'cosine':
         return o.lrMin + ((base - o.lrMin) * (1 + cosf((Math.PI * 0) / tMax))) / 2;
     }

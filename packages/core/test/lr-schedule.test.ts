@@ -17,8 +17,8 @@ const ref = JSON.parse(readFileSync(new URL('../../../test/fixtures/reference/lr
 function optionsOf(c: RefCase): LrScheduleOptions {
   const s = c.settings;
   return {
-    lr: s.lr, schedule: s.schedule,
-    stepSize: s.step_size ?? LR_SCHEDULE_DEFAULTS.stepSize, gamma: s.gamma ?? LR_SCHEDULE_DEFAULTS.gamma,
+    lr: s.lr, lrSchedule: s.schedule,
+    lrStepSize: s.step_size ?? LR_SCHEDULE_DEFAULTS.lrStepSize, lrGamma: s.gamma ?? LR_SCHEDULE_DEFAULTS.lrGamma,
     lrMin: s.lr_min ?? LR_SCHEDULE_DEFAULTS.lrMin,
     warmupSteps: s.warmup ?? 0, warmupStartFactor: s.start_factor ?? LR_SCHEDULE_DEFAULTS.warmupStartFactor,
   };
@@ -84,26 +84,26 @@ describe('lr_schedules.json (PyTorch 1.13 schedulers)', () => {
 });
 
 describe('lrSchedule', () => {
-  const base: LrScheduleOptions = { lr: 0.01, schedule: 'constant', stepSize: 1, gamma: 0.1, lrMin: 0, warmupSteps: 0, warmupStartFactor: 1 / 3 };
+  const base: LrScheduleOptions = { lr: 0.01 };
   it('constant without warm-up is the lr itself, whatever k', () => {
     const lr = lrSchedule(base, { totalSteps: 10 });
     expect([lr(1), lr(10), lr(1e6)]).toEqual([0.01, 0.01, 0.01]);
   });
   it('answers in any order (values are remembered, not recomputed differently)', () => {
-    const o = { ...base, schedule: 'step' as const, stepSize: 2, warmupSteps: 3, warmupStartFactor: 0.5 };
+    const o = { ...base, lrSchedule: 'step' as const, lrStepSize: 2, warmupSteps: 3, warmupStartFactor: 0.5 };
     const inOrder = lrSchedule(o, { totalSteps: 20 });
     const seq = Array.from({ length: 20 }, (_, i) => inOrder(i + 1));
     const jumpy = lrSchedule(o, { totalSteps: 20 });
     expect([jumpy(17), jumpy(3), jumpy(20), jumpy(1)]).toEqual([seq[16], seq[2], seq[19], seq[0]]);
   });
   it('refuses invalid options with the flag name, and a cosine whose warm-up exceeds the run', () => {
-    expect(() => validateLrSchedule({ ...base, schedule: 'linear' as LrScheduleKind })).toThrow(/--lr-schedule/);
-    expect(() => validateLrSchedule({ ...base, stepSize: 0 })).toThrow(/--lr-step-size/);
-    expect(() => validateLrSchedule({ ...base, gamma: -1 })).toThrow(/--lr-gamma/);
+    expect(() => validateLrSchedule({ ...base, lrSchedule: 'linear' as LrScheduleKind })).toThrow(/--lr-schedule/);
+    expect(() => validateLrSchedule({ ...base, lrStepSize: 0 })).toThrow(/--lr-step-size/);
+    expect(() => validateLrSchedule({ ...base, lrGamma: -1 })).toThrow(/--lr-gamma/);
     expect(() => validateLrSchedule({ ...base, lrMin: Number.NaN })).toThrow(/--lr-min/);
     expect(() => validateLrSchedule({ ...base, warmupSteps: 1.5 })).toThrow(/--warmup-steps/);
     expect(() => validateLrSchedule({ ...base, warmupStartFactor: 0 })).toThrow(/--warmup-start-factor/);
-    expect(() => lrSchedule({ ...base, schedule: 'cosine', warmupSteps: 11 }, { totalSteps: 10 })).toThrow(/exceeds/);
+    expect(() => lrSchedule({ ...base, lrSchedule: 'cosine', warmupSteps: 11 }, { totalSteps: 10 })).toThrow(/exceeds/);
     expect(() => lrSchedule(base, { totalSteps: 10 })(0)).toThrow(RangeError);
   });
 });
