@@ -68,6 +68,7 @@ describe('gradhub train --lr-schedule', () => {
 
     const allowed = await runCli([...changed, '--allow-changed', 'lr']);
     expect(allowed.code, allowed.stderr).toBe(0);
+    expect(allowed.stdout + allowed.stderr).toMatch(/--allow-changed: lr differ from the checkpoint.s; the new values apply from step 7/);
     const newLr = lrSchedule({ lr: 0.1, lrSchedule: 'step', lrStepSize: 2, lrGamma: 0.5, warmupSteps: 2, warmupStartFactor: 0.25 }, { totalSteps: 8 });
     expect(lrs()).toEqual([...[1, 2, 3, 4, 5, 6].map(lrOf), newLr(7), newLr(8)]);
   });

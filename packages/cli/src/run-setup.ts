@@ -85,7 +85,11 @@ export async function prepareRun(o: ParsedOptions, logger: Logger, progress: Pro
   if (o['resume'] && checkpoint) {
     const ck = readLatestCheckpoint(checkpoint.dir, logger);
     if (ck) {
-      checkSettingsMatch(ck.settings, bitSettings(settings), { ignore: allowedChangesFrom(o) });
+      const allowed = allowedChangesFrom(o);
+      const now = bitSettings(settings);
+      checkSettingsMatch(ck.settings, now, { ignore: allowed });
+      const changed = allowed.filter((k) => JSON.stringify(ck.settings[k]) !== JSON.stringify(now[k]));
+      if (changed.length > 0) progress.message(`--allow-changed: ${changed.join(', ')} differ from the checkpoint's; the new values apply from step ${ck.step + 1}`);
       start = { params: ck.params, step: ck.step, sampler: ck.sampler, momentumBuffer: ck.optimizer.momentum_buffer };
       progress.message(`resuming from step ${ck.step} (${checkpoint.dir})`);
     } else {
