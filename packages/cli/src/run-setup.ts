@@ -17,6 +17,7 @@ import {
   type TrainSettings, type TrainStart, type MetricsLine, type MetricsSink, type Samples,
 } from '@gradhub/coordinator';
 import type { ParsedOptions } from './options.js';
+import { allowedChangesFrom, lrScheduleFrom } from './lr-options.js';
 import type { Progress } from './progress.js';
 
 export function settingsFrom(o: ParsedOptions): TrainSettings {
@@ -32,6 +33,7 @@ export function settingsFrom(o: ParsedOptions): TrainSettings {
     dampening: o['dampening'] as number,
     weightDecay: o['weight-decay'] as number,
     nesterov: o['nesterov'] as boolean,
+    ...lrScheduleFrom(o),
     epochs: o['epochs'] as number,
     steps: (o['steps'] as number | undefined) ?? null,
   };
@@ -45,6 +47,7 @@ export function settingsFrom(o: ParsedOptions): TrainSettings {
   if (s.sizes[s.sizes.length - 1] !== 10) throw new GradhubError('E_USAGE', `--model must end with 10 (CIFAR-10's classes), got ${s.sizes[s.sizes.length - 1]}`);
   if (o['resume'] && !o['checkpoint-dir']) throw new GradhubError('E_USAGE', '--resume needs --checkpoint-dir DIR');
   if (o['resume'] && o['init-from']) throw new GradhubError('E_USAGE', '--resume and --init-from contradict each other: a resumed run takes its weights from the checkpoint');
+  allowedChangesFrom(o);
   return s;
 }
 
@@ -82,7 +85,11 @@ export async function prepareRun(o: ParsedOptions, logger: Logger, progress: Pro
   if (o['resume'] && checkpoint) {
     const ck = readLatestCheckpoint(checkpoint.dir, logger);
     if (ck) {
-      checkSettingsMatch(ck.settings, bitSettings(settings));
+      const allowed = allowedChangesFrom(o);
+      const now = bitSettings(settings);
+      checkSettingsMatch(ck.settings, now, { ignore: allowed });
+      const changed = allowed.filter((k) => JSON.stringify(ck.settings[k]) !== JSON.stringify(now[k]));
+      if (changed.length > 0) progress.message(`--allow-changed: ${changed.join(', ')} differ from the checkpoint's; the new values apply from step ${ck.step + 1}`);
       start = { params: ck.params, step: ck.step, sampler: ck.sampler, momentumBuffer: ck.optimizer.momentum_buffer };
       progress.message(`resuming from step ${ck.step} (${checkpoint.dir})`);
     } else {

@@ -1,7 +1,7 @@
 /**
  * The metrics JSONL file (DESIGN "Contracts: Metrics JSONL").
  *
- *   {"kind":"step","step":k,"epoch":e,"loss":...,"accuracy":...,"samples_per_s":...}
+ *   {"kind":"step","step":k,"epoch":e,"loss":...,"accuracy":...,"samples_per_s":...,"lr":...}
  *   {"kind":"epoch","epoch":e,"step":k,"test_loss":...,"test_accuracy":...}
  *
  * `step` counts updates from 1, `loss` is the batch loss computed before update k, epochs count
@@ -19,6 +19,8 @@ export interface StepLine {
   loss: number;
   accuracy: number;
   samples_per_s: number;
+  /** The learning rate update `step` used (absent in files written before lr schedules). */
+  lr?: number;
 }
 
 export interface EpochLine {

@@ -3,9 +3,10 @@
  * `bitSettings` are the ones that fix the bits of every step: a checkpoint records them and a
  * resume with different values is refused. epochs/steps only say when to stop.
  */
-import type { SgdOptions } from '@gradhub/core';
+import { isConstantLr, resolveLrSchedule, type LrScheduleOptions, type SgdOptions } from '@gradhub/core';
 
-export interface TrainSettings extends SgdOptions {
+/** SGD's options plus the lr schedule (core lr-schedule.ts; absent fields: a constant lr). */
+export interface TrainSettings extends SgdOptions, LrScheduleOptions {
   readonly sizes: readonly number[];
   readonly batch: number;
   readonly chunk: number;
@@ -31,5 +32,26 @@ export function bitSettings(s: TrainSettings): Record<string, unknown> {
     dampening: s.dampening,
     weight_decay: s.weightDecay,
     nesterov: s.nesterov,
+    ...lrBitSettings(s),
   };
+}
+
+/**
+ * The bit settings `--allow-changed lr` lets a resume change: the lr and its schedule. The
+ * schedule's keys are recorded only when it is not the default constant lr, so runs without one
+ * keep their checkpoints byte for byte and checkpoints from before schedules read as constant.
+ * A cosine schedule's T_max is the run's length, so `epochs` and `steps` then fix bits too.
+ */
+export const LR_SETTING_KEYS: readonly string[] = [
+  'lr', 'lr_schedule', 'lr_step_size', 'lr_gamma', 'lr_min', 'warmup_steps', 'warmup_start_factor', 'epochs', 'steps',
+];
+
+function lrBitSettings(s: TrainSettings): Record<string, unknown> {
+  if (isConstantLr(s)) return {};
+  const o = resolveLrSchedule(s);
+  const out: Record<string, unknown> = { lr_schedule: o.lrSchedule };
+  if (o.lrSchedule === 'step') Object.assign(out, { lr_step_size: o.lrStepSize, lr_gamma: o.lrGamma });
+  if (o.lrSchedule === 'cosine') Object.assign(out, { lr_min: o.lrMin, epochs: s.epochs, ...(s.steps === null ? {} : { steps: s.steps }) });
+  if (o.warmupSteps > 0) Object.assign(out, { warmup_steps: o.warmupSteps, warmup_start_factor: o.warmupStartFactor });
+  return out;
 }

@@ -23,6 +23,7 @@ import type { MetricsSink } from './metrics.js';
 import type { TrainSettings } from './settings.js';
 import { bitSettings } from './settings.js';
 import { writeCheckpoint } from './checkpoint.js';
+import { lrOfRun } from './lr-of-run.js';
 
 /** A set of CIFAR-10 samples: (count, 3072) pixels and (count) labels. */
 export interface Samples {
@@ -46,6 +47,8 @@ export interface StepReport {
   readonly epochs: number;
   /** Samples in this step's batch. */
   readonly samples: number;
+  /** The learning rate this update used (the schedule's value for this step). */
+  readonly lr: number;
   readonly loss: number;
   readonly accuracy: number;
   readonly samplesPerS: number;
@@ -98,6 +101,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const sgd = opt.state;
   const sampler = new Sampler({ count: train.count, batch: s.batch, seed: s.seed, shuffle: s.shuffle }, o.start.sampler);
   const total = totalSteps(s, train.count);
+  const lrOf = lrOfRun(s, total);
   const ranges = streamParts(modelSpec(s.sizes));
   const pixels = new Uint8Array(s.batch * CIFAR10_IMAGE_BYTES);
   const labels = new Uint8Array(s.batch);
@@ -137,6 +141,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     // it is complete (onRootPart), the part is updated and published to the workers while the
     // other parts are still in flight; parts not handed over are updated once `run` resolves.
     const version = step;
+    const lr = lrOf(step + 1);
+    const sgdOptions = { ...s, lr };
     const taken = ranges.map(() => false);
     let update: SgdPartialStep | null = null;
     let failed = false;
@@ -148,7 +154,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
         failed = true;
         return;
       }
-      update ??= opt.beginStep(root.denomSum, s);
+      update ??= opt.beginStep(root.denomSum, sgdOptions);
       // The optimizer checks the slice is finite first and changes nothing when it is not.
       if (!update.part(range, grad)) {
         failed = true;
@@ -166,7 +172,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     const tSgd = performance.now();
     const rest = ranges.filter((_, i) => !taken[i]);
     if (rest.length > 0 && !sums.grad) throw new GradhubError('E_INTERNAL', 'executor returned no gradient for a training step');
-    update ??= opt.beginStep(sums.denomSum, s);
+    update ??= opt.beginStep(sums.denomSum, sgdOptions);
     for (const r of rest) {
       if (!update.part(r, sums.grad!.subarray(r.offset, r.offset + r.length))) throw diverged();
     }
@@ -177,8 +183,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     const split = { compute: t?.computeMs ?? 0, upload: t?.uploadMs ?? 0, reduce: t?.reduceMs ?? 0, sgd: sgdMs, broadcast: t?.broadcastMs ?? 0 };
     const samplesPerS = n / ((performance.now() - t0) / 1000);
     const accuracy = sums.correct / n;
-    metrics.write({ kind: 'step', step, epoch: epoch + 1, loss, accuracy, samples_per_s: samplesPerS });
-    o.onStep?.({ step, totalSteps: total, epoch: epoch + 1, epochs: s.epochs, samples: n, loss, accuracy, samplesPerS, split });
+    metrics.write({ kind: 'step', step, epoch: epoch + 1, loss, accuracy, samples_per_s: samplesPerS, lr });
+    o.onStep?.({ step, totalSteps: total, epoch: epoch + 1, epochs: s.epochs, samples: n, lr, loss, accuracy, samplesPerS, split });
     if (o.checkpoint && o.checkpoint.every > 0 && step % o.checkpoint.every === 0) saveCheckpoint();
     if (sampler.state.epoch > epoch) await evaluate(epoch + 1);
   }

@@ -7,6 +7,7 @@ export * from './init.js';
 export * from './sampler.js';
 export * from './sgd.js';
 export * from './sgd-wasm.js';
+export * from './lr-schedule.js';
 export * from './engine.js';
 export * from './errors.js';
 export * from './cifar.js';

@@ -63,6 +63,13 @@ export interface BceWithLogitsOptions {
   reduction?: Reduction;
 }
 
+/** Options of `binaryCrossEntropy`. */
+export interface BceOptions {
+  /** Elementwise weight: n*classes values, or `classes` values broadcast over the rows. */
+  weight?: ArrayLike<number> | null;
+  reduction?: Reduction;
+}
+
 /** Options of `multilabelSoftMarginLoss`. */
 export interface MultilabelSoftMarginOptions {
   /** Class weights (C), multiplying each class term before the mean over classes. */
@@ -215,6 +222,28 @@ function ceRow(
 }
 
 /**
+ * The input gradient of an ignored row of logits, as PyTorch computes it: cross_entropy is
+ * log_softmax then nll_loss, whose gradient on an ignored row is dy = 0, and log_softmax's backward
+ * gives dx_c = 0 - exp(logp_c) * 0. That is +0 while the row's log-softmax is finite or -inf (all
+ * logits finite, or some -inf among finite ones), and NaN where it is NaN (a NaN or +inf logit,
+ * or every logit -inf). The finite case, the only one training meets, skips the exp.
+ */
+function ignoredLogitsRow(x: FloatArray, base: number, stride: number, classes: number, dx: FloatArray): void {
+  let finite = true;
+  for (let c = 0; c < classes; c++) if (!Number.isFinite(x[base + c * stride])) finite = false;
+  if (finite) {
+    for (let c = 0; c < classes; c++) dx[base + c * stride] = 0;
+    return;
+  }
+  const max = rowMax(x, base, stride, classes);
+  const lse = rowLogSumExp(x, base, stride, classes, max);
+  for (let c = 0; c < classes; c++) {
+    const i = base + c * stride;
+    dx[i] = 0 - exp((x[i] - max) - lse) * 0;
+  }
+}
+
+/**
  * NLL of one row of log-probabilities with class index t (not ignored): loss = -w[t] * x[t].
  * When dx is given, writes the row's gradient times scale: -w[t] * scale at t, 0 elsewhere.
  */
@@ -235,7 +264,8 @@ function nllRow(
  * `softmaxCrossEntropyRows`, `crossEntropy` (nll false: x are logits) and `nllLoss` (nll true: x
  * are log-probabilities). Targets must be validated. For element e = (o, i):
  * lossOut[e] = per-element loss (0 when ignored), denomOut[e] = w[t] (1 unweighted, 0 ignored),
- * dx row e = scale_e * d lossOut[e] / dx (0 when ignored) with scale_e = scales[e] when given,
+ * dx row e = scale_e * d lossOut[e] / dx (when ignored: 0, or NaN for logits whose log-softmax is
+ * NaN, as PyTorch; see ignoredLogitsRow) with scale_e = scales[e] when given,
  * else `scale`. Returns the sum of the per-element losses in element order.
  */
 function classIndexRows(
@@ -253,7 +283,10 @@ function classIndexRows(
       const t = target[e];
       let loss = 0;
       if (t === ignoreIndex) {
-        if (dx !== null) for (let c = 0; c < classes; c++) dx[base + c * inner] = 0;
+        if (dx !== null) {
+          if (nll) for (let c = 0; c < classes; c++) dx[base + c * inner] = 0;
+          else ignoredLogitsRow(x, base, inner, classes, dx);
+        }
         if (denomOut !== null) denomOut[e] = 0;
       } else {
         const g = scales === null ? scale : scales[e];
@@ -288,6 +321,7 @@ function classIndexDenominator(target: ArrayLike<number>, count: number, weight:
  *   denomOut[s] = PyTorch's mean-denominator contribution of this row: weight[t] (1 when unweighted), 0 when ignored
  *   gradOut[s*classes + j] = d lossOut[s] / d logits[s*classes + j], rounded to gradOut's element type
  *                 (float32 for a Float32Array, e.g. (softmax - onehot) when unweighted, no 1/N); 0 when ignored
+ *                 (NaN on an ignored row whose logits hold a NaN or +inf, or are all -inf: PyTorch's value)
  * so that mean loss = sum(lossOut)/sum(denomOut) and mean grad = gradOut/sum(denomOut).
  * Returns how many non-ignored rows have argmax(logits row) (first maximum) == t.
  * float64 arithmetic with mathdet exp/log, no allocation, deterministic: each row depends only on
@@ -624,6 +658,63 @@ export function binaryCrossEntropyWithLogits(
       const py = posWeight[c] * y;
       if (dx !== null) dx[k] = ((py + 1 - y) * sigmoid(x) - py) * g;
       if (dy !== null) dy[k] = (logSigmoid(-x) - logSigmoid(x) * posWeight[c]) * g;
+    }
+  }
+  return reduced(total, reduction, count);
+}
+
+/** PyTorch's floor of each log in binary_cross_entropy. */
+const BCE_LOG_FLOOR = -100;
+/** PyTorch's floor of (1 - x) * x in binary_cross_entropy's gradient: 1e-12 as a float32 constant (ATen's EPSILON), 9.99999996e-13. */
+const BCE_EPSILON = Math.fround(1e-12);
+
+/**
+ * F.binary_cross_entropy (nn.BCELoss) over input (N, C) probabilities and target (N, C) in [0, 1]
+ * (any shape, flattened so that C is the last dimension). PyTorch's formula, each log clamped:
+ *   l = ((y - 1) * max(log1p(-x), -100) - y * max(log(x), -100)) * w
+ * so inputs of exactly 0 or 1 give finite losses. 'mean' divides by N*C. Gradient (PyTorch's,
+ * which ignores the clamp): dx = (x - y) / max((1 - x) * x, eps) * w, times the upstream
+ * gradient, with eps = float32(1e-12) as in ATen. No target gradient (out.dTarget throws). Throws RangeError for an input or target
+ * outside [0, 1] (PyTorch: "all elements of input should be between 0 and 1").
+ * Writes out.loss and out.dInput (both (N, C)) when given. Returns the reduced loss.
+ */
+export function binaryCrossEntropy(
+  input: FloatArray, target: FloatArray, n: number, classes: number,
+  options: BceOptions = {}, out: LossOutputs = {},
+): number {
+  checkShape(n, classes, 1);
+  const count = n * classes;
+  checkLength(input, count, 'input');
+  checkLength(target, count, 'target');
+  const reduction = reductionOf(options.reduction);
+  const weight = options.weight ?? null;
+  if (weight !== null && weight.length !== count && weight.length !== classes) {
+    throw new RangeError(`weight has ${weight.length} elements, expected ${count} (elementwise) or ${classes} (per class)`);
+  }
+  if (out.dTarget !== undefined && out.dTarget !== null) throw new TypeError('binaryCrossEntropy computes no target gradient (out.dTarget)');
+  checkOutputs(out, reduction, count, count);
+  for (let k = 0; k < count; k++) {
+    if (!(input[k] >= 0 && input[k] <= 1)) throw new RangeError(`input[${k}] = ${input[k]} is not a probability in [0, 1]`);
+    if (!(target[k] >= 0 && target[k] <= 1)) throw new RangeError(`target[${k}] = ${target[k]} is not in [0, 1]`);
+  }
+  const dx = out.dInput ?? null;
+  const lossOut = out.loss ?? null;
+  const scale = scalarScale(out, reduction, count);
+  const scales = elementScales(out, reduction);
+  let total = 0;
+  for (let k = 0; k < count; k++) {
+    const x = input[k];
+    const y = target[k];
+    const w = weight === null ? 1 : weight[weight.length === count ? k : k % classes];
+    const log1mx = log1p(-x);
+    const logx = log(x);
+    let loss = (y - 1) * (log1mx > BCE_LOG_FLOOR ? log1mx : BCE_LOG_FLOOR) - y * (logx > BCE_LOG_FLOOR ? logx : BCE_LOG_FLOOR);
+    if (weight !== null) loss *= w;
+    if (lossOut !== null) lossOut[k] = loss;
+    total += loss;
+    if (dx !== null) {
+      const v = (1 - x) * x;
+      dx[k] = ((x - y) / (v > BCE_EPSILON ? v : BCE_EPSILON)) * w * (scales === null ? scale : scales[k]);
     }
   }
   return reduced(total, reduction, count);

@@ -278,3 +278,107 @@ export function log1p(x: number): number {
   if (k === 0) return f - (hfsq - s * (hfsq + r));
   return k * LN2_HI - ((hfsq - (s * (hfsq + r) + (k * LN2_LO + c))) - f);
 }
+
+// ---- cos (double-double, correctly rounded in practice) ----
+
+/*
+ * Unlike exp/log above, `cos` is not an fdlibm port: it serves the learning-rate schedules, whose
+ * float64 values must equal what CPython's `math.cos` (glibc's `cos`, which rounds correctly but
+ * for astronomically rare arguments) gives PyTorch's CosineAnnealingLR, and V8's fdlibm `cos` differs
+ * from glibc's in the last bit for about 3% of the arguments pi*e/T. So the value is computed to
+ * about 100 bits in double-double arithmetic (exact `+ - * /` only: Dekker's product, Knuth's sum)
+ * and rounded once: the correctly rounded cosine unless the true value lies within ~2^-100
+ * relative of a rounding boundary.
+ */
+
+const SPLITTER = 134217729; // 2^27 + 1, Dekker's split
+// pi/2 in four parts of 33 bits (fdlibm's e_rem_pio2.c): k * PIO2_n is exact for k < 2^20.
+const PIO2_1 = 1.57079632673412561417e0; // 0x3FF921FB_54400000
+const PIO2_2 = 6.07710050630396597660e-11; // 0x3DD0B461_1A600000
+const PIO2_3 = 2.02226624871116645580e-21; // 0x3BA3198A_2E000000
+const PIO2_3T = 8.47842766036889956997e-32; // 0x397B839A_252049C1
+const INV_PIO2 = 6.36619772367581382433e-1; // 0x3FE45F30_6DC9C883
+
+// A double-double is (hi, lo) with |lo| <= ulp(hi)/2; results go through these two slots.
+let ddHi = 0;
+let ddLo = 0;
+
+/** ddHi + ddLo = a + b exactly (Knuth's two-sum). */
+function twoSum(a: number, b: number): void {
+  const s = a + b;
+  const bb = s - a;
+  ddLo = (a - (s - bb)) + (b - bb);
+  ddHi = s;
+}
+
+/** (ddHi, ddLo) = (ah, al) + (bh, bl), normalised. */
+function ddAdd(ah: number, al: number, bh: number, bl: number): void {
+  twoSum(ah, bh);
+  const hi = ddHi;
+  const lo = ddLo + al + bl;
+  twoSum(hi, lo);
+}
+
+/** (ddHi, ddLo) = (ah, al) * (bh, bl), normalised (Dekker's exact product of the high parts). */
+function ddMul(ah: number, al: number, bh: number, bl: number): void {
+  const p = ah * bh;
+  let t = SPLITTER * ah;
+  const a1 = t - (t - ah);
+  const a2 = ah - a1;
+  t = SPLITTER * bh;
+  const b1 = t - (t - bh);
+  const b2 = bh - b1;
+  const e = ((a1 * b1 - p) + a1 * b2 + a2 * b1) + a2 * b2;
+  twoSum(p, e + (ah * bl + al * bh));
+}
+
+/** (ddHi, ddLo) = (ah, al) / b for a double b (one correction step). */
+function ddDiv(ah: number, al: number, b: number): void {
+  const q1 = ah / b;
+  ddMul(q1, 0, b, 0);
+  const r = ((ah - ddHi) - ddLo + al) / b;
+  twoSum(q1, r);
+}
+
+/**
+ * Taylor series of cos (odd false) or sin (odd true) of the double-double r (|r| <= pi/4), in
+ * Horner form: 1 - r^2/(1*2) * (1 - r^2/(3*4) * (...)) for cos, r * (1 - r^2/(2*3) * (...)) for sin.
+ * 16 terms leave an error below 2^-110 (r^32/32! < 2^-118). Result in (ddHi, ddLo).
+ */
+function ddSinCos(rh: number, rl: number, odd: boolean): void {
+  ddMul(rh, rl, rh, rl);
+  const zh = ddHi;
+  const zl = ddLo;
+  let sh = 1;
+  let sl = 0;
+  for (let n = 16; n >= 1; n--) {
+    const a = odd ? 2 * n : 2 * n - 1;
+    ddMul(sh, sl, zh, zl);
+    ddDiv(ddHi, ddLo, a * (a + 1));
+    ddAdd(1, 0, -ddHi, -ddLo);
+    sh = ddHi;
+    sl = ddLo;
+  }
+  if (odd) ddMul(sh, sl, rh, rl);
+}
+
+/**
+ * cos(x) rounded once from a ~100-bit double-double value: the same bits in every engine, and
+ * those of a correctly rounded cosine (glibc's, so CPython's `math.cos`) for every argument the
+ * schedules use. |x| must be below 2^19 * pi/2 (824,000; larger arguments throw RangeError);
+ * cos(NaN) = cos(+-Inf) = NaN.
+ */
+export function cos(x: number): number {
+  if (Number.isNaN(x) || x === Infinity || x === -Infinity) return NaN;
+  if (x < 0) x = -x;
+  const k = Math.floor(x * INV_PIO2 + 0.5); // nearest multiple of pi/2 (floor is exact)
+  if (k >= 524288) throw new RangeError(`cos: |x| must be below 2^19 * pi/2, got ${x}`); // 2^19
+  // r = x - k*pi/2 in double-double, each k * PIO2_n exact, each cancelling sum exact (two-sum).
+  twoSum(x, -k * PIO2_1);
+  ddAdd(ddHi, ddLo, -k * PIO2_2, 0);
+  ddAdd(ddHi, ddLo, -k * PIO2_3, -k * PIO2_3T);
+  const q = k % 4; // cos(r + q*pi/2) = cos r, -sin r, -cos r, sin r
+  ddSinCos(ddHi, ddLo, q === 1 || q === 3);
+  const v = ddHi + ddLo;
+  return q === 1 || q === 2 ? -v : v;
+}

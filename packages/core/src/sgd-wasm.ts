@@ -21,7 +21,7 @@
  * Without WebAssembly SIMD (or with `backend: 'ts'`) the optimizer keeps the same interface over
  * plain arrays and runs sgd.ts's sgdStep: the same bits, slower.
  */
-import { sgdStep as sgdStepTs, type SgdOptions, type SgdState } from './sgd.js';
+import { sgdStep as sgdStepTs, signedDenom, type SgdOptions, type SgdState } from './sgd.js';
 import type { FlatRange } from './model.js';
 import { kernelBytes, wasmApi, wasmSimdSupported, MAX_PAGES, PAGE_BYTES } from './kernels/wasm.js';
 
@@ -148,7 +148,7 @@ export async function createSgdOptimizer(paramCount: number, options: SgdOptimiz
         if (!adopted && buf !== null && buf !== momentum) momentum.set(buf); // someone replaced the state's buffer: take it over
         adopted = true;
         k.sgdStep(
-          pPtr + at, gPtr + at, bPtr + at, range.length, f(denom), f(o.lr), f(o.weightDecay), f(o.momentum), f(1 - o.dampening),
+          pPtr + at, gPtr + at, bPtr + at, range.length, f(signedDenom(denom, o)), f(o.lr), f(o.weightDecay), f(o.momentum), f(1 - o.dampening),
           o.weightDecay !== 0 ? 1 : 0, useMomentum ? 1 : 0, first ? 1 : 0, o.nesterov ? 1 : 0,
         );
         return true;

@@ -3,12 +3,16 @@
  * gradient sum by the loss denominator (DESIGN invariant 1). For each element, float32 arithmetic
  * (every operation rounded), in PyTorch's order:
  *
- *   g = gsum / denom
+ *   g = gsum / denom                      (maximize: g = -(gsum / denom), computed as gsum / -denom)
  *   if weight_decay != 0:  g = g + weight_decay * p
  *   if momentum != 0:
  *     buf = first step ? g : momentum * buf + (1 - dampening) * g
  *     g   = nesterov ? g + momentum * buf : buf
  *   p = p - lr * g
+ *
+ * `maximize` (torch.optim.SGD(maximize=True)) negates the gradient before everything else; IEEE
+ * division rounds symmetrically, so gsum / -denom is -(gsum / denom) to the bit (signed zeros
+ * included) and the loops need no extra operation.
  *
  * The momentum buffer does not exist before the first step (PyTorch sets buf = g then, ignoring
  * dampening): `state.momentumBuffer` is null until then, and a checkpoint keeps that distinction.
@@ -19,6 +23,13 @@ export interface SgdOptions {
   readonly dampening: number;
   readonly weightDecay: number;
   readonly nesterov: boolean;
+  /** Ascend instead of descend (torch.optim.SGD's maximize); default false. */
+  readonly maximize?: boolean;
+}
+
+/** The denominator the loops divide by: -denom when maximizing (see the module comment). */
+export function signedDenom(denom: number, o: SgdOptions): number {
+  return o.maximize === true ? -denom : denom;
 }
 
 export interface SgdState {
@@ -33,6 +44,7 @@ export function validateSgd(o: SgdOptions): void {
   finite(o.momentum, 'momentum');
   finite(o.dampening, 'dampening');
   finite(o.weightDecay, 'weight-decay');
+  if (o.maximize !== undefined && typeof o.maximize !== 'boolean') throw new TypeError(`maximize must be a boolean, got ${String(o.maximize)}`);
   // torch.optim.SGD: "Nesterov momentum requires a momentum and zero dampening"
   if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) throw new RangeError('--nesterov requires --momentum > 0 and --dampening 0 (as torch.optim.SGD)');
 }
@@ -54,7 +66,7 @@ export function sgdStep(params: Float32Array, gsum: Float32Array, denom: number,
   const wd = f(o.weightDecay);
   const mom = f(o.momentum);
   const damp1 = f(1 - o.dampening);
-  const d = f(denom);
+  const d = f(signedDenom(denom, o));
   const decay = o.weightDecay !== 0;
   if (o.momentum === 0) {
     if (decay) plainDecay(params, gsum, n, d, lr, wd);

@@ -2,7 +2,7 @@
 // against exact values computed with BigInt fixed-point arithmetic, special values and identities.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { exp, log, log1p } from '../src/mathdet.js';
+import { cos, exp, log, log1p } from '../src/mathdet.js';
 
 const f64 = new Float64Array(1);
 const i64 = new BigInt64Array(f64.buffer);
@@ -238,6 +238,37 @@ describe('special values and identities', () => {
       const src = readFileSync(new URL(`../src/${file}`, import.meta.url), 'utf8').replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '');
       expect(src, file).not.toMatch(/Math\.(exp|expm1|log|log1p|log2|log10|pow|sqrt|cbrt|sin|cos|tan|tanh|sinh|cosh|atan|atan2|asin|acos|hypot)\b/);
       expect(src, file).not.toMatch(/\*\*/);
+    }
+  });
+});
+
+describe('cos (double-double, rounded once)', () => {
+  it('gives the correctly rounded value where a 1-ulp algorithm may not (values checked with mpmath at 300 bits)', () => {
+    // cos(fl(pi/2 + 2^-52)) = -1.60812264967663649223...e-16: the nearer double is ...66e-16 (glibc says ...64e-16).
+    expect(cos(1.5707963267948968)).toBe(-1.6081226496766366e-16);
+    expect(cos(3.7860219158646227)).toBe(-0.7994427634035012); // -0.79944276340350112215...
+    expect(cos(3.737411949960271)).toBe(-0.8276889981568906); // -0.82768899815689062070...
+  });
+  it('special values, symmetry, and the argument bound', () => {
+    expect(cos(0)).toBe(1);
+    expect(cos(-0)).toBe(1);
+    expect(cos(Math.PI)).toBe(-1);
+    expect(cos(-2.5)).toBe(cos(2.5));
+    expect(Number.isNaN(cos(Number.NaN))).toBe(true);
+    expect(Number.isNaN(cos(Infinity))).toBe(true);
+    expect(() => cos(1e7)).toThrow(RangeError);
+  });
+  it('agrees with Math.cos to within one ulp on a grid of pi*e/T', () => {
+    const f = new Float64Array(2);
+    const bits = new BigInt64Array(f.buffer);
+    for (let t = 1; t <= 60; t++) {
+      for (let e = 0; e <= 2 * t; e++) {
+        const x = (Math.PI * e) / t;
+        f[0] = cos(x);
+        f[1] = Math.cos(x);
+        const d = bits[0] > bits[1] ? bits[0] - bits[1] : bits[1] - bits[0];
+        if (d > 1n && Math.abs(f[0] - f[1]) > 1e-300) expect.fail(`cos(${x}): ${f[0]} vs Math.cos ${f[1]}`);
+      }
     }
   });
 });

@@ -1,0 +1,57 @@
+/**
+ * The learning-rate flags (--lr-schedule, --lr-step-size, --lr-gamma, --lr-min, --warmup-steps,
+ * --warmup-start-factor) and --allow-changed, turned into settings. A flag that only one schedule
+ * uses is a usage error with any other (E_USAGE), as is an unknown schedule name; the values are
+ * then checked by core's validateLrSchedule (flag names in its messages).
+ */
+import { GradhubError, LR_SCHEDULE_KINDS, validateLrSchedule, type LrScheduleKind, type LrScheduleOptions } from '@gradhub/core';
+import { LR_SETTING_KEYS } from '@gradhub/coordinator';
+import type { ParsedOptions } from './options.js';
+
+/** The schedule settings of the parsed flags (lr not included: --lr is SGD's). */
+export function lrScheduleFrom(o: ParsedOptions): Omit<LrScheduleOptions, 'lr'> {
+  const name = o['lr-schedule'] as string;
+  if (!(LR_SCHEDULE_KINDS as readonly string[]).includes(name)) {
+    throw new GradhubError('E_USAGE', `--lr-schedule must be one of ${LR_SCHEDULE_KINDS.join(', ')}, got "${name}"`);
+  }
+  const kind = name as LrScheduleKind;
+  const only = (flag: string, needs: LrScheduleKind): void => {
+    if (o[flag] !== undefined && kind !== needs) throw new GradhubError('E_USAGE', `--${flag} needs --lr-schedule ${needs} (the schedule is ${kind})`);
+  };
+  only('lr-step-size', 'step');
+  only('lr-gamma', 'step');
+  only('lr-min', 'cosine');
+  if (kind === 'step' && o['lr-step-size'] === undefined) throw new GradhubError('E_USAGE', '--lr-schedule step needs --lr-step-size N (updates between two multiplications by --lr-gamma)');
+  const warmupSteps = o['warmup-steps'] as number;
+  if (o['warmup-start-factor'] !== undefined && warmupSteps === 0) throw new GradhubError('E_USAGE', '--warmup-start-factor needs --warmup-steps N > 0');
+  const out = {
+    lrSchedule: kind,
+    lrStepSize: o['lr-step-size'] as number | undefined,
+    lrGamma: o['lr-gamma'] as number | undefined,
+    lrMin: o['lr-min'] as number | undefined,
+    warmupSteps,
+    warmupStartFactor: o['warmup-start-factor'] as number | undefined,
+  };
+  try {
+    validateLrSchedule({ lr: 0, ...out });
+  } catch (e) {
+    throw new GradhubError('E_USAGE', (e as Error).message);
+  }
+  return out;
+}
+
+/**
+ * The checkpoint settings keys a resume may change (--allow-changed, comma-separated groups;
+ * "lr": LR_SETTING_KEYS). Without --resume the flag is a usage error.
+ */
+export function allowedChangesFrom(o: ParsedOptions): string[] {
+  const raw = o['allow-changed'] as string | undefined;
+  if (raw === undefined) return [];
+  if (!o['resume']) throw new GradhubError('E_USAGE', '--allow-changed only applies with --resume');
+  const keys: string[] = [];
+  for (const group of raw.split(',').map((g) => g.trim())) {
+    if (group === 'lr') keys.push(...LR_SETTING_KEYS);
+    else throw new GradhubError('E_USAGE', `--allow-changed accepts "lr", got "${group}"`);
+  }
+  return keys;
+}
