@@ -1,8 +1,9 @@
 /**
  * The cluster benchmark: the coordinator (in this process, as `gradhub train --workers N` runs it)
- * and N `gradhub worker` child processes on loopback, training the given model on the CIFAR-10
- * sample. Prints samples/s (median over steps after a warm-up), the step-time split, bytes on the
- * wire per step, the coordinator's peak memory and, on Linux, each process's CPU per step.
+ * and N `gradhub worker` child processes on loopback, training the given model on CIFAR-10 (`data`:
+ * a folder of the binary files; the repository's test/fixtures/cifar10 when absent). Prints
+ * samples/s (median over steps after a warm-up), the step-time split, bytes on the wire per step,
+ * the coordinator's peak memory and, on Linux, each process's CPU per step.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -12,12 +13,12 @@ import { pino } from 'pino';
 import { modelSpec, initParams } from '@gradhub/core';
 import { startCluster, runTraining, loadCifar10, RunStatus, nullMetrics } from '@gradhub/coordinator';
 import { NODE_FLAGS, privateSocketDir, SOCKET_NAME } from '@gradhub/cli';
+import { CIFAR10_DIR } from '../test/fixtures/index.js';
 import { snapshotCpu, cpuPerStep } from './proc-cpu.js';
 
 const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.url));
 /** Extra Node flags for the worker processes, to look inside them (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p` or `--trace-gc`). */
 const EXTRA = (process.env.BENCH_WORKER_FLAGS ?? '').split(' ').filter(Boolean);
-const SAMPLE = fileURLToPath(new URL('../../shared/data/cifar10-sample/', import.meta.url));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 /**
@@ -27,7 +28,7 @@ export async function benchCluster(o) {
   const sizes = o.sizes ?? [3072, 2048, 2048, 10];
   const spec = modelSpec(sizes);
   const logger = pino({ level: 'silent' });
-  const data = await loadCifar10(o.data ?? SAMPLE, { download: false, logger });
+  const data = await loadCifar10(o.data ?? CIFAR10_DIR, { download: false, logger });
   const token = 'bench';
   const settings = { sizes, batch: o.batch, chunk: o.chunk ?? 16, seed: 0, shuffle: true, normalize: false, lr: 0.01, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, epochs: 1000, steps: o.steps };
   const status = new RunStatus({ runId: 'bench', name: 'bench', settings: {}, totalSteps: o.steps });
@@ -93,8 +94,12 @@ export async function benchCluster(o) {
   };
 }
 
+// node bench/cluster.js [WORKERS] [--data DIR]
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const workers = Number(process.argv[2] ?? 2);
-  const r = await benchCluster({ workers, batch: 256, steps: 8 });
+  const argv = process.argv.slice(2);
+  const at = argv.indexOf('--data');
+  const data = at >= 0 ? argv.splice(at, 2)[1] : undefined;
+  const workers = Number(argv[0] ?? 2);
+  const r = await benchCluster({ workers, batch: 256, steps: 8, data });
   console.log(JSON.stringify(r, null, 2));
 }

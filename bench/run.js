@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: prints the project's performance figures as a table and writes them as JSON to
  * bench/results/latest.json. Benchmarks measure; they never pass or fail.
- *   node bench/run.js [--quick] [--only NAME[,NAME]]      NAME: train-step, kernels, cluster, transport
+ *   node bench/run.js [--quick] [--only NAME[,NAME]] [--data DIR]     NAME: train-step, kernels, cluster, transport
+ * The cluster section trains on the CIFAR-10 binary files in DIR (default: the repository's test/fixtures/cifar10).
  * Each section runs in a fresh Node process (this script again, with --only NAME --child-out F, and
  * the Node flags of gradhub's own processes), so that one section's heap and WebAssembly memories
  * never weigh on the next one's figures (a coordinator is measured as the process it is in real use).
@@ -22,6 +23,8 @@ const onlyArg = args.indexOf('--only');
 const only = onlyArg >= 0 ? args[onlyArg + 1].split(',') : null;
 const childArg = args.indexOf('--child-out');
 const childOut = childArg >= 0 ? args[childArg + 1] : null;
+const dataArg = args.indexOf('--data');
+const data = dataArg >= 0 ? args[dataArg + 1] : undefined;
 const want = (name) => !only || only.includes(name);
 /** The middle element of xs by key (the upper one of an even count). */
 const median = (xs, key = (x) => x) => [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)];
@@ -33,7 +36,7 @@ if (childOut === null) {
   for (const name of SECTIONS.filter(want)) {
     const out = path.join(dir, `${name}.json`);
     // With the Node flags gradhub's own processes run with (packages/cli/bin/gradhub.js).
-    const r = spawnSync(process.execPath, [...NODE_FLAGS, fileURLToPath(import.meta.url), '--only', name, '--child-out', out, ...(quick ? ['--quick'] : [])], { stdio: 'inherit' });
+    const r = spawnSync(process.execPath, [...NODE_FLAGS, fileURLToPath(import.meta.url), '--only', name, '--child-out', out, ...(quick ? ['--quick'] : []), ...(data === undefined ? [] : ['--data', data])], { stdio: 'inherit' });
     if (r.status !== 0 || !fs.existsSync(out)) {
       console.log(`\n(${name}: the bench process ended with ${r.status ?? r.signal})`);
       continue;
@@ -137,7 +140,7 @@ if (want('cluster')) {
   const ddps = [];
   const ratios = [];
   for (let i = 0; i < rounds; i++) {
-    const r = await benchCluster({ workers: 2, batch: 256, steps: quick ? 4 : 14 });
+    const r = await benchCluster({ workers: 2, batch: 256, steps: quick ? 4 : 14, data });
     ours.push(r);
     const d = benchPytorchDdp({ batch: 256, steps: quick ? 3 : 14 });
     if (d) {

@@ -5,11 +5,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CIFAR10_DIR, REFERENCE_DIR } from './fixtures/index.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const CLI = path.join(ROOT, 'packages/cli/dist/main.js');
-export const SAMPLE = fileURLToPath(new URL('../../shared/data/cifar10-sample/', import.meta.url));
-export const REFERENCE = fileURLToPath(new URL('../../shared/reference/', import.meta.url));
+export const SAMPLE = CIFAR10_DIR;
+export const REFERENCE = REFERENCE_DIR;
 
 export interface CliResult {
   code: number | null;

@@ -56,7 +56,7 @@ describe('gradhub train --workers 0', () => {
 
   it('resumes after SIGKILL from its checkpoint and ends byte-identical, without writing replayed metrics twice', async () => {
     const dir = tempDir('resume');
-    const common = ['train', '--workers', '0', ...SMALL_RUN, '--epochs', '2', '--checkpoint-every', '5'];
+    const common = ['train', '--workers', '0', ...SMALL_RUN, '--epochs', '6', '--checkpoint-every', '5'];
     const full = await runCli([...common, '--export', path.join(dir, 'full.st')]);
     expect(full.code, full.stderr).toBe(0);
 
@@ -86,7 +86,7 @@ describe('gradhub train --workers 0', () => {
     expect(sha256(path.join(dir, 'resumed.st'))).toBe(sha256(path.join(dir, 'full.st')));
     const steps = readJsonl<{ kind: string; step: number }>(metrics).filter((l) => l.kind === 'step').map((l) => l.step);
     expect(steps).toEqual(Array.from({ length: steps.length }, (_, i) => i + 1));
-    expect(steps.length).toBe(200); // 2 epochs of 4000/40
+    expect(steps.length).toBe(192); // 6 epochs of 1280/40
   });
 
   it('explains a missing dataset instead of crashing', async () => {

@@ -33,7 +33,7 @@ Usage:
 
 Examples:
   npx gradhub train --workers 2                      CIFAR-10 downloaded into ./data, 2 workers
-  npx gradhub train --workers 2 --data ../shared/data/cifar10-sample --model 3072,256,10 --epochs 1
+  npx gradhub train --workers 2 --data test/fixtures/cifar10 --model 3072,256,10 --epochs 1
 `;
 
 function help(command?: string): string {

@@ -14,8 +14,8 @@ import {
 } from '@gradhub/core';
 import { modelToOnnx, writeCheckpoint, type CheckpointState } from '@gradhub/coordinator';
 import { exportCommand } from '../src/export-command.js';
+import { CIFAR10_DIR } from '../../../test/fixtures/index.js';
 
-const SHARED = new URL('../../../../shared/', import.meta.url);
 const SIZES = [3072, 16, 10];
 const spec = modelSpec(SIZES);
 const logger = pino({ level: 'silent' });
@@ -70,7 +70,7 @@ describe('gradhub export', () => {
     expect(bytes.equals(Buffer.from(modelToOnnx(spec, params(2), { normalize: false })))).toBe(true);
     expect(fs.readdirSync(path.dirname(out))).toEqual(['model.onnx']);
 
-    const test = parseCifarBatch(fs.readFileSync(new URL('data/cifar10-sample/test_batch.bin', SHARED)), 'test_batch.bin');
+    const test = parseCifarBatch(fs.readFileSync(path.join(CIFAR10_DIR, 'test_batch.bin')), 'test_batch.bin');
     const x = new Float32Array(4 * CIFAR10_IMAGE_BYTES);
     pixelsToInput(test.pixels, 0, 4, x, false);
     const session = await ort.InferenceSession.create(bytes);

@@ -3,8 +3,8 @@
  *
  * `loadCifar10(dir)` looks for `data_batch_N.bin` (N = 1..5) and `test_batch.bin` in `dir`, then in
  * `dir/cifar-10-batches-bin` (the folder the official archive unpacks to). It reads every training
- * batch present, in N order, counting records by file size, so a short batch (like the 4,000-image
- * `../shared/data/cifar10-sample`) is read as it is. `batches.meta.txt` gives the class names (the
+ * batch present, in N order, counting records by file size, so a short batch (like the 1,280-image one
+ * in the repository's `test/fixtures/cifar10`) is read as it is. `batches.meta.txt` gives the class names (the
  * standard names when it is absent).
  *
  * When no folder holds the files and `download` is on, the official archive is streamed from
@@ -143,7 +143,7 @@ function missing(dir: string, notes: string[], why: string, orWhat: string, caus
     ErrorCode.E_DATA_MISSING,
     `CIFAR-10 is not in ${dir}: looked for data_batch_1..5.bin and ${TEST_FILE} there and in ${path.join(dir, CIFAR10_ARCHIVE_DIR)}` +
       `${notes.length > 0 ? ` (${notes.join('; ')})` : ''}, and ${why}. Pass --data DIR pointing at a folder with the ` +
-      `CIFAR-10 binary files (e.g. ../shared/data/cifar10-sample), ${orWhat}.`,
+      `CIFAR-10 binary files (e.g. test/fixtures/cifar10, the small subset in the gradhub repository), ${orWhat}.`,
     cause === undefined ? undefined : { cause },
   );
 }
@@ -176,7 +176,7 @@ async function downloadAndExtract(
         ErrorCode.E_DATA_CHECKSUM,
         `the CIFAR-10 archive downloaded from ${url} has md5 ${got}, expected ${md5}: the download is broken or not the ` +
           `official file (it was deleted). Run again to retry, or pass --data DIR pointing at a folder with the CIFAR-10 ` +
-          `binary files (e.g. ../shared/data/cifar10-sample).`,
+          `binary files (e.g. test/fixtures/cifar10, the small subset in the gradhub repository).`,
       );
     }
     // Unpack regular files and folders only (no links), then move each file to its real name.

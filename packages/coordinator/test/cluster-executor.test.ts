@@ -112,7 +112,7 @@ describe('cluster executor over loopback', () => {
     await runAndCheck(c, input(3));
     await runAndCheck(c, input(4, 21)); // last chunk short
     await runAndCheck(c, input(5, 3)); // one chunk, one worker used
-    await runAndCheck(c, { ...input(5, BATCH, 'eval', 4000), version: 4, params: paramsFor(SPEC, 4) });
+    await runAndCheck(c, { ...input(5, BATCH, 'eval', 1000), version: 4, params: paramsFor(SPEC, 4) });
     expect(c.executor.stats.requests).toBe(6);
     expect(c.executor.stats.rejected).toBe(0);
   });

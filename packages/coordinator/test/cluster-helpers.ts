@@ -1,12 +1,14 @@
 // Shared fixtures of the coordinator's cluster tests: real CIFAR-10 pixels, a reference engine,
 // a raw protocol client for playing bad workers.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { pino, type Logger } from 'pino';
 import WebSocket from 'ws';
 import { gradhub } from '@gradhub/proto';
 import { createEngine, createOracleBackend, initParams, modelSpec, type ModelSpec } from '@gradhub/core';
+import { CIFAR10_DIR } from '../../../test/fixtures/index.js';
 
-export const DATA_FILE = new URL('../../../../shared/data/cifar10-sample/data_batch_1.bin', import.meta.url);
+export const DATA_FILE = path.join(CIFAR10_DIR, 'data_batch_1.bin');
 const RECORD = 3073;
 
 let records: Uint8Array | null = null;
@@ -14,6 +16,7 @@ let records: Uint8Array | null = null;
 /** Samples [offset, offset + n) of the sample file: pixels (n, 3072) and labels (n). */
 export function cifarBatch(offset: number, n: number): { pixels: Uint8Array; labels: Uint8Array } {
   records ??= new Uint8Array(fs.readFileSync(DATA_FILE));
+  if ((offset + n) * RECORD > records.length) throw new Error(`cifarBatch(${offset}, ${n}): the fixture has ${records.length / RECORD} images`);
   const pixels = new Uint8Array(n * 3072);
   const labels = new Uint8Array(n);
   for (let i = 0; i < n; i++) {

@@ -5,15 +5,13 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import * as tar from 'tar';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isGradhubError, type GradhubError } from '@gradhub/core';
 import { CIFAR10_ARCHIVE_DIR, loadCifar10 } from '../src/dataset.js';
-
-const SAMPLE = fileURLToPath(new URL('../../../../shared/data/cifar10-sample/', import.meta.url));
+import { CIFAR10_DIR as SAMPLE } from '../../../test/fixtures/index.js';
 
 const temps: string[] = [];
 async function tempDir(): Promise<string> {
@@ -55,10 +53,10 @@ function captureLogger(lines: { level: number; msg: string }[]): pino.Logger {
 }
 
 describe('loadCifar10 from local files', () => {
-  it('reads the CIFAR-10 sample folder as it is', async () => {
+  it('reads the CIFAR-10 fixture folder as it is', async () => {
     const data = await loadCifar10(SAMPLE, { download: false });
-    expect(data.train.count).toBe(4000);
-    expect(data.test.count).toBe(1000);
+    expect(data.train.count).toBe(1280);
+    expect(data.test.count).toBe(500);
     expect([...data.train.labels.subarray(0, 10)]).toEqual([6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
     expect([...data.test.labels.subarray(0, 10)]).toEqual([3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
     expect(data.classNames).toEqual(['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']);
@@ -72,8 +70,8 @@ describe('loadCifar10 from local files', () => {
     for (const f of ['data_batch_1.bin', 'test_batch.bin', 'batches.meta.txt']) await fsp.symlink(path.join(SAMPLE, f), path.join(sub, f));
     const data = await loadCifar10(root, { download: false });
     expect(data.dir).toBe(sub);
-    expect(data.train.count).toBe(4000);
-    expect(data.test.count).toBe(1000);
+    expect(data.train.count).toBe(1280);
+    expect(data.test.count).toBe(500);
   });
 
   it('reads every data_batch_N.bin present in N order, and falls back to the standard class names', async () => {
@@ -98,7 +96,7 @@ describe('loadCifar10 from local files', () => {
     const err = await rejection(loadCifar10(root, { download: false }), 'E_DATA_MISSING');
     expect(err.message).toContain(`CIFAR-10 is not in ${root}`);
     expect(err.message).toContain('--data DIR');
-    expect(err.message).toContain('../shared/data/cifar10-sample');
+    expect(err.message).toContain('test/fixtures/cifar10');
     expect(err.message).toContain('but no test_batch.bin');
     expect(err.message).toContain('downloading is off');
     const none = await rejection(loadCifar10(path.join(root, 'nope'), { download: false }), 'E_DATA_MISSING');
@@ -219,7 +217,7 @@ describe('loadCifar10 download (local http server, never the network)', () => {
     const root = await tempDir();
     const notFound = await rejection(loadCifar10(root, { download: true, url: `${base}/missing.tar.gz`, md5 }), 'E_DATA_MISSING');
     expect(notFound.message).toContain(`downloading it from ${base}/missing.tar.gz failed: HTTP 404`);
-    expect(notFound.message).toContain('--data DIR pointing at a folder with the CIFAR-10 binary files (e.g. ../shared/data/cifar10-sample)');
+    expect(notFound.message).toContain('--data DIR pointing at a folder with the CIFAR-10 binary files (e.g. test/fixtures/cifar10, the small subset in the gradhub repository)');
     expect(notFound.message).toContain('allow network access');
 
     await rejection(loadCifar10(root, { download: true, url: `${base}/short.tar.gz`, md5 }), 'E_DATA_MISSING');

@@ -7,7 +7,6 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOracleBackend, initParams, modelSpec } from '@gradhub/core';
@@ -19,8 +18,8 @@ import { RunStatus, type StatusSnapshot } from '../src/status.js';
 import { nullMetrics } from '../src/metrics.js';
 import { runTraining, totalSteps, type Samples } from '../src/trainer.js';
 import type { Executor } from '../src/executor.js';
+import { CIFAR10_DIR as SAMPLE } from '../../../test/fixtures/index.js';
 
-const SAMPLE = fileURLToPath(new URL('../../../../shared/data/cifar10-sample/', import.meta.url));
 const STEPS = 6;
 const BATCH = 20;
 const logger = pino({ level: 'silent' });

@@ -4,7 +4,7 @@
  * oracle) within 1e-5, with the same test accuracy; with and without --normalize.
  */
 import * as fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import protobuf from 'protobufjs';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -13,18 +13,18 @@ import {
   parseCifarBatch, pixelsToInput, safetensorsToParams, type CifarDataset, type ModelSpec,
 } from '@gradhub/core';
 import { modelToOnnx, ONNX_INPUT_NAME, ONNX_IR_VERSION, ONNX_OPSET, ONNX_OUTPUT_NAME, ONNX_SCHEMA } from '../src/onnx-export.js';
+import { CIFAR10_DIR, REFERENCE_DIR } from '../../../test/fixtures/index.js';
 
-const SHARED = new URL('../../../../shared/', import.meta.url);
 const TOLERANCE = 1e-5;
 
 let test: CifarDataset;
 let trained: { spec: ModelSpec; params: Float32Array };
 
 beforeAll(() => {
-  test = parseCifarBatch(fs.readFileSync(new URL('data/cifar10-sample/test_batch.bin', SHARED)), 'test_batch.bin');
-  const file = new URL('reference/cifar_trajectory/visible_final.safetensors', SHARED);
+  test = parseCifarBatch(fs.readFileSync(path.join(CIFAR10_DIR, 'test_batch.bin')), 'test_batch.bin');
+  const file = path.join(REFERENCE_DIR, 'cifar_trajectory/visible_final.safetensors');
   const spec = modelSpec([3072, 32, 10]);
-  trained = { spec, params: safetensorsToParams(spec, decodeSafetensors(fs.readFileSync(file), fileURLToPath(file))) };
+  trained = { spec, params: safetensorsToParams(spec, decodeSafetensors(fs.readFileSync(file), file)) };
 });
 
 /** The core's logits (n, classes) and correct count on the test set. */

@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   CIFAR10_CLASS_NAMES, CIFAR10_IMAGE_BYTES, CIFAR10_MEAN, CIFAR10_RECORD_BYTES, CIFAR10_STD,
   concatBatches, parseCifarBatch, parseClassNames, pixelsToInput,
 } from '../src/cifar.js';
 import { caught } from './errors.testutil.js';
+import { CIFAR10_DIR } from '../../../test/fixtures/index.js';
 
-const SAMPLE = new URL('../../../../shared/data/cifar10-sample/', import.meta.url);
-const read = (name: string): Uint8Array => readFileSync(new URL(name, SAMPLE));
-
+const read = (name: string): Uint8Array => readFileSync(path.join(CIFAR10_DIR, name));
 
 /** One record: label, then every pixel of plane c set to planeValue[c]. */
 function record(label: number, planeValue: [number, number, number]): Uint8Array {
@@ -18,32 +18,32 @@ function record(label: number, planeValue: [number, number, number]): Uint8Array
   return r;
 }
 
-describe('parseCifarBatch on the CIFAR-10 sample', () => {
+describe('parseCifarBatch on the CIFAR-10 fixture', () => {
   const train = parseCifarBatch(read('data_batch_1.bin'), 'data_batch_1.bin');
   const test = parseCifarBatch(read('test_batch.bin'), 'test_batch.bin');
 
   it('counts records by file size and reads the known first labels', () => {
-    expect(train.count).toBe(4000);
-    expect(test.count).toBe(1000);
-    expect(train.labels.length).toBe(4000);
-    expect(train.pixels.length).toBe(4000 * 3072);
+    expect(train.count).toBe(1280);
+    expect(test.count).toBe(500);
+    expect(train.labels.length).toBe(1280);
+    expect(train.pixels.length).toBe(1280 * 3072);
     expect([...train.labels.subarray(0, 10)]).toEqual([6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
     expect([...test.labels.subarray(0, 10)]).toEqual([3, 8, 8, 0, 6, 6, 1, 6, 3, 1]);
   });
 
-  it('matches the per-class counts of the sample README', () => {
+  it('matches the per-class counts of the fixture README', () => {
     const hist = (labels: Uint8Array): number[] => {
       const h = new Array<number>(10).fill(0);
       for (const l of labels) h[l]++;
       return h;
     };
-    expect(hist(train.labels)).toEqual([396, 366, 420, 384, 422, 393, 414, 385, 407, 413]);
-    expect(hist(test.labels)).toEqual([103, 89, 100, 103, 90, 86, 112, 102, 106, 109]);
+    expect(hist(train.labels)).toEqual([132, 130, 125, 123, 121, 112, 141, 127, 127, 142]);
+    expect(hist(test.labels)).toEqual([57, 41, 51, 49, 40, 48, 54, 47, 57, 56]);
   });
 
   it('keeps each record\'s 3072 pixel bytes in file order', () => {
     const bytes = read('test_batch.bin');
-    for (const i of [0, 1, 999]) {
+    for (const i of [0, 1, 499]) {
       const want = bytes.subarray(i * 3073 + 1, (i + 1) * 3073);
       expect(Buffer.compare(test.pixels.subarray(i * 3072, (i + 1) * 3072), want)).toBe(0);
     }

@@ -1,16 +1,18 @@
 /**
  * The engine (forward, fused loss, backward) and SGD against PyTorch's tiny MLP
- * (../shared/reference/tiny_mlp.json): logits, loss and every parameter's gradient, tensor by
+ * (test/fixtures/reference/tiny_mlp.json): logits, loss and every parameter's gradient, tensor by
  * tensor, for 3 SGD steps, plus a finite-difference check of the engine's gradient.
  */
 import { describe, it, expect } from 'vitest';
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { REFERENCE_DIR } from '../../../test/fixtures/index.js';
 import { createEngine } from '../src/engine.js';
 import { modelSpec, namedViews } from '../src/model.js';
 import { createOracleBackend } from '../src/kernels/oracle.js';
 import { sgdStep } from '../src/sgd.js';
 
-const ref = JSON.parse(readFileSync(new URL('../../../../shared/reference/tiny_mlp.json', import.meta.url), 'utf8'));
+const ref = JSON.parse(readFileSync(path.join(REFERENCE_DIR, 'tiny_mlp.json'), 'utf8'));
 const names: Record<string, string> = {
   'fc1.weight': 'layers.0.weight', 'fc1.bias': 'layers.0.bias',
   'fc2.weight': 'layers.1.weight', 'fc2.bias': 'layers.1.bias',

@@ -1,4 +1,4 @@
-// Every case of ../shared/reference/functional_losses.json (PyTorch 1.13, float64), checked by name:
+// Every case of test/fixtures/reference/functional_losses.json (PyTorch 1.13, float64), checked by name:
 // the output and every gradient (vector-Jacobian product with the case's grad_output).
 import { describe, expect, it } from 'vitest';
 import {

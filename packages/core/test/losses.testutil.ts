@@ -1,10 +1,12 @@
 // Helpers shared by the loss tests (not a test file itself).
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { expect } from 'vitest';
+import { REFERENCE_DIR } from '../../../test/fixtures/index.js';
 
-/** Parses a file of ../shared/reference/ (the PyTorch reference numbers). */
+/** Parses a file of test/fixtures/reference/ (the PyTorch reference numbers). */
 export function loadRef<T>(file: string): T {
-  return JSON.parse(readFileSync(new URL(`../../../../shared/reference/${file}`, import.meta.url), 'utf8')) as T;
+  return JSON.parse(readFileSync(path.join(REFERENCE_DIR, file), 'utf8')) as T;
 }
 
 /** |a - e| <= rtol*|e| + atol elementwise, failing with a message that names the first bad element. */

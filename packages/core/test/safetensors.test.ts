@@ -1,16 +1,18 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { modelSpec } from '../src/model.js';
 import { caught } from './errors.testutil.js';
+import { REFERENCE_DIR } from '../../../test/fixtures/index.js';
 import {
   decodeSafetensors, decodeSafetensorsWithMetadata, encodeSafetensors, inferModelSizes,
   paramsToSafetensors, safetensorsToParams,
 } from '../src/safetensors.js';
 
-const REF = new URL('../../../../shared/reference/cifar_trajectory/', import.meta.url);
-const readRef = (name: string): Uint8Array => readFileSync(new URL(name, REF));
-const visible = JSON.parse(readFileSync(new URL('visible.json', REF), 'utf8')) as {
+const REF = path.join(REFERENCE_DIR, 'cifar_trajectory');
+const readRef = (name: string): Uint8Array => readFileSync(path.join(REF, name));
+const visible = JSON.parse(readFileSync(path.join(REF, 'visible.json'), 'utf8')) as {
   files: Record<'init' | 'final', { path: string; sha256: string }>;
   tensors: { name: string; shape: number[] }[];
   num_params: number;

@@ -1,8 +1,10 @@
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
 import { createEngine, createOracleBackend, initParams, streamParts, modelSpec, xxh64, type Engine } from '@gradhub/core';
 import { frameLimits, paramCountOf } from '../src/wire.js';
+import { CIFAR10_DIR } from '../../../test/fixtures/index.js';
 import { createWorkerClient, type ClientEvent, type ClientMemory, type SessionEnd, type WelcomeInfo, type WorkerClient, type WorkerLogger } from '../src/client.js';
 
 const SIZES = [3072, 8, 10];
@@ -13,7 +15,7 @@ const BATCH = 16;
 const SEND_ORDER = streamParts(SPEC).map((p, i) => ({ ...p, i })).sort((a, b) => b.layer - a.layer || a.rowBegin - b.rowBegin);
 const LAST_PART = SEND_ORDER[SEND_ORDER.length - 1];
 const RECORD = 3073;
-const data = new Uint8Array(fs.readFileSync(new URL('../../../../shared/data/cifar10-sample/data_batch_1.bin', import.meta.url)));
+const data = new Uint8Array(fs.readFileSync(path.join(CIFAR10_DIR, 'data_batch_1.bin')));
 
 function samples(offset: number, n: number): { pixels: Uint8Array; labels: Uint8Array } {
   const pixels = new Uint8Array(n * 3072);
