@@ -15,6 +15,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { readLatestCheckpoint } from '@gradhub/coordinator';
 
 const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const VERSION = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -275,7 +276,10 @@ describe('gradhub coordinator: a step that does not end', () => {
       expect(Date.now() - t0).toBeLessThan(SLOW_STEP_MS / 2);
       expect(coordinator.stderr()).toMatch(/step abandoned after the stop/);
       expect(coordinator.stdout()).toMatch(/abandoned; step 0 is saved/);
-      expect(checkpointSteps(path.join(onlyRunDir(cwd), 'checkpoints'))).toEqual([0]);
+      const checkpoints = path.join(onlyRunDir(cwd), 'checkpoints');
+      expect(checkpointSteps(checkpoints)).toEqual([0]);
+      // The checkpoint is of the last completed step, sampler included: the abandoned step's batch is drawn again.
+      expect(readLatestCheckpoint(checkpoints)!.sampler).toEqual({ epoch: 0, position: 0 });
     } finally {
       worker.child.kill('SIGKILL');
     }

@@ -118,6 +118,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   let evaluatedAt = -1;
   let abandoned = false;
   let consistent = true;
+  /** The sampler's state after `step` updates, when the sampler is ahead (an abandoned step drew its batch). */
+  let samplerAtStep: SamplerState | null = null;
 
   const saveCheckpoint = (): void => {
     if (!o.checkpoint) return;
@@ -125,8 +127,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       format_version: 1,
       settings: bitSettings(s),
       step,
-      epoch: sampler.state.epoch,
-      sampler: sampler.state,
+      epoch: (samplerAtStep ?? sampler.state).epoch,
+      sampler: samplerAtStep ?? sampler.state,
       params,
       optimizer: { momentum_buffer: sgd.momentumBuffer },
       metrics: [],
@@ -155,6 +157,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     if (o.signal) await new Promise<void>((resolve) => setImmediate(resolve));
     if (step >= total || o.signal?.aborted) break;
     const t0 = performance.now();
+    const before = sampler.state;
     const { epoch, indices } = sampler.next();
     const n = gather(train, indices, pixels, labels);
     // SGD goes part by part: the cluster executor hands each part's root gradient over as soon as
@@ -188,6 +191,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       abandoned = true;
       consistent = !taken.some(Boolean);
       failed = true;
+      samplerAtStep = before; // the checkpoint is of step `step`: its batch is drawn again on resume
       log.warn({ step: step + 1, consistent }, 'step abandoned after the stop');
       break;
     }
