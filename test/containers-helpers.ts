@@ -223,7 +223,7 @@ export class ContainerLab {
       .withBindMounts(binds)
       .withEnvironment(o.env ?? {})
       .withCommand(['coordinator', ...o.args, '--host', '0.0.0.0', '--port', String(COORDINATOR_PORT)])
-      .withWaitStrategy(Wait.forLogMessage(/workers join with: gradhub worker --url/))
+      .withWaitStrategy(Wait.forLogMessage(/gradhub worker --url/))
       .withStartupTimeout(60_000);
     const c = await this.start(`${alias}#${++this.coordinators}`, container);
     const host = c.started.getHost() === 'localhost' ? '127.0.0.1' : c.started.getHost();

@@ -19,9 +19,13 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Start `gradhub ARGS` as a child process. */
+/**
+ * Start `gradhub ARGS` as a child process. It runs in the test run's temporary directory (TMPDIR,
+ * test/global-setup.ts), so the run folders every train and coordinator run writes (runs/...) go
+ * there, not into the repository.
+ */
 export function startCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildProcess & { output: () => CliResult } {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: os.tmpdir(), env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));

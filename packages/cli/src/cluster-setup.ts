@@ -4,14 +4,12 @@
  * /api/status and /metrics mounted on the same port, reporting into the run's status.
  */
 import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
-import { GradhubError } from '@gradhub/core';
 import type { Logger } from 'pino';
 import { xxh64Hex } from '@gradhub/core';
 import { startCluster, createHttpRoutes, createVolunteerRoutes, bitSettings, type Cluster, type RunStatus } from '@gradhub/coordinator';
 import { BROWSER_ASSETS_DIR } from '@gradhub/worker';
 import type { ParsedOptions } from './options.js';
-import type { PreparedRun } from './run-setup.js';
+import { readTls, type PreparedRun } from './run-setup.js';
 
 export interface CoordinatorCluster {
   readonly cluster: Cluster;
@@ -61,17 +59,4 @@ export async function startCoordinatorCluster(
   const wsUrl = cluster.url.replace(/\/+$/, '');
   const httpUrl = wsUrl.replace(/^ws/, 'http'); // ws -> http, wss -> https
   return { cluster, token, wsUrl, socketUrl: cluster.socketUrl, httpUrl, joinUrl: `${httpUrl}/join?token=${encodeURIComponent(token)}` };
-}
-
-function readTls(cert: string | undefined, key: string | undefined): { cert: Buffer; key: Buffer } | undefined {
-  if (!cert && !key) return undefined;
-  if (!cert || !key) throw new GradhubError('E_USAGE', '--tls-cert and --tls-key go together (a PEM certificate and its private key)');
-  const read = (file: string, what: string): Buffer => {
-    try {
-      return fs.readFileSync(file);
-    } catch (e) {
-      throw new GradhubError('E_USAGE', `cannot read the TLS ${what} ${file}: ${(e as Error).message}`);
-    }
-  };
-  return { cert: read(cert, 'certificate'), key: read(key, 'key') };
 }

@@ -8,6 +8,12 @@
  * worker, and the kernel does that for about two thirds of TCP's CPU (server.ts). The TCP port
  * stays open for the dashboard, browsers and workers on other machines. Where Unix sockets are not
  * available (Windows) or the path would be too long, they use the TCP port.
+ *
+ * No worker outlives the launcher, however it ends: each is started with an IPC channel and
+ * `--exit-with-parent`, and exits when the channel closes, which the operating system does when the
+ * launcher dies (even by SIGKILL). Ctrl-C at a terminal reaches every process of the group; the
+ * workers leave it to the launcher, which finishes the step with them and then closes the cluster
+ * (Bye; the workers exit; any still there after 5 s are killed).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -28,7 +34,13 @@ export interface LocalCluster {
 
 const RESTARTS_PER_SLOT = 3;
 
-export async function startLocalCluster(o: ParsedOptions, run: PreparedRun, status: RunStatus, logger: Logger, progress: Progress): Promise<LocalCluster> {
+/**
+ * Start the coordinator and the local workers, and wait for them all to join (E_NO_WORKERS after
+ * 2 minutes). When `signal` aborts meanwhile, it stops waiting and the run starts no step.
+ */
+export async function startLocalCluster(
+  o: ParsedOptions, run: PreparedRun, status: RunStatus, logger: Logger, progress: Progress, signal?: AbortSignal,
+): Promise<LocalCluster> {
   const n = o['workers'] as number;
   const log = logger.child({ module: 'launcher' });
   const socketDir = privateSocketDir();
@@ -50,8 +62,12 @@ export async function startLocalCluster(o: ParsedOptions, run: PreparedRun, stat
     const child = spawn(process.execPath, [
       ...NODE_FLAGS, process.argv[1], 'worker', '--url', workerUrl, '--token', cc.token,
       '--backend', o['backend'] as string, '--threads', String(o['threads'] ?? 1), '--log-level', (o['log-level'] as string | undefined) ?? 'warn',
+      ...(o['log-format'] ? ['--log-format', o['log-format'] as string] : []),
       ...(o['tls-cert'] ? ['--ca', o['tls-cert'] as string] : []),
-    ], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, GRADHUB_TOKEN: '' } });
+      '--exit-with-parent',
+    ], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, GRADHUB_TOKEN: '' } });
+    // The channel is only there to close when this process dies; it must not keep this one alive.
+    child.channel?.unref();
     children.add(child);
     child.on('exit', (code, signal) => {
       children.delete(child);
@@ -73,7 +89,12 @@ export async function startLocalCluster(o: ParsedOptions, run: PreparedRun, stat
   for (let i = 0; i < n; i++) launch(i, 0);
   progress.message(`dashboard: ${cc.httpUrl}/dashboard   (${n} local workers; browsers can help too: ${cc.joinUrl})`);
   try {
-    await cc.cluster.executor.waitForWorkers(n, 120_000);
+    const joined = cc.cluster.executor.waitForWorkers(n, 120_000);
+    joined.catch(() => {}); // given up for a stop, it fails when the cluster closes: expected
+    await Promise.race([
+      joined,
+      new Promise<void>((resolve) => (signal?.aborted ? resolve() : signal?.addEventListener('abort', () => resolve(), { once: true }))),
+    ]);
   } catch (err) {
     // The workers never all joined: leave nothing behind (processes, socket, port).
     await stop('done');

@@ -4,6 +4,7 @@
  * Contradictions (e.g. --nesterov without momentum) throw a GradhubError with code E_USAGE.
  */
 import { GradhubError } from '@gradhub/core';
+import { didYouMean } from './suggest.js';
 
 export type OptionKind = 'string' | 'int' | 'number' | 'boolean' | 'sizes';
 
@@ -19,7 +20,18 @@ export interface OptionSpec {
   readonly min?: number;
   /** Not listed in --help (test hooks). */
   readonly hidden?: boolean;
+  /** The values a string option accepts (checked when parsed, listed in --help). */
+  readonly choices?: readonly string[];
 }
+
+/** pino's levels, for --log-level. */
+export const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** How logs are written to stderr (log-format.ts): short lines for people, or pino's JSON lines. */
+export const LOG_FORMAT_OPTION: OptionSpec = {
+  name: 'log-format', kind: 'string', arg: 'FORMAT', choices: ['text', 'json'],
+  help: 'logs on stderr as short text lines or as JSON lines (default: text when stderr is a terminal, json otherwise)',
+};
 
 export const TRAINING_OPTIONS: readonly OptionSpec[] = [
   { name: 'data', kind: 'string', arg: 'DIR', default: './data', help: 'folder holding the CIFAR-10 binary files (or its parent); downloaded there when absent' },
@@ -44,15 +56,18 @@ export const TRAINING_OPTIONS: readonly OptionSpec[] = [
   { name: 'chunk', kind: 'int', arg: 'N', default: 16, min: 1, help: 'samples per chunk of the reduction tree (fixes the bits; any worker count gives the same result)' },
   { name: 'normalize', kind: 'boolean', default: false, help: 'normalise inputs with the CIFAR-10 per-channel mean and std' },
   { name: 'init-from', kind: 'string', arg: 'FILE', help: 'start from weights in a safetensors file (layers.{i}.weight / layers.{i}.bias, e.g. saved by PyTorch)' },
-  { name: 'export', kind: 'string', arg: 'FILE', help: 'write the final weights as safetensors (PyTorch loads them into the same nn.ModuleList)' },
-  { name: 'metrics', kind: 'string', arg: 'FILE', help: 'append training and evaluation metrics as JSON lines' },
-  { name: 'checkpoint-dir', kind: 'string', arg: 'DIR', help: 'write checkpoints here (atomically; the last --checkpoint-keep kept)' },
+  { name: 'export', kind: 'string', arg: 'FILE', help: 'write the final weights as safetensors, loadable by PyTorch (default: RUN_DIR/model.safetensors)' },
+  { name: 'metrics', kind: 'string', arg: 'FILE', help: 'append training and evaluation metrics as JSON lines (default: RUN_DIR/metrics.jsonl)' },
+  { name: 'checkpoint-dir', kind: 'string', arg: 'DIR', help: 'write checkpoints here (atomically; the last --checkpoint-keep kept; default: RUN_DIR/checkpoints)' },
   { name: 'checkpoint-every', kind: 'int', arg: 'N', default: 100, min: 1, help: 'steps between checkpoints (one is also written at the end)' },
   { name: 'checkpoint-keep', kind: 'int', arg: 'N', default: 3, min: 1, help: 'checkpoints kept in --checkpoint-dir' },
-  { name: 'resume', kind: 'boolean', default: false, help: 'continue from the newest valid checkpoint in --checkpoint-dir' },
+  { name: 'resume', kind: 'boolean', default: false, help: 'continue the run in --run-dir (its settings and newest valid checkpoint), or from the newest checkpoint in --checkpoint-dir' },
   { name: 'allow-changed', kind: 'string', arg: 'WHAT', help: 'with --resume: accept these changed settings (only "lr": --lr and the schedule flags; earlier steps keep their bits, the new values apply from the resumed step on)' },
-  { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', help: 'compute kernels: wasm (WebAssembly SIMD) or ts (the TypeScript oracle; same bits, slower)' },
-  { name: 'log-level', kind: 'string', arg: 'LEVEL', help: 'pino log level: fatal, error, warn, info, debug, trace (default: warn for train, info otherwise); logs go to stderr' },
+  { name: 'run-dir', kind: 'string', arg: 'DIR', help: 'the run folder: run.json, metrics.jsonl, checkpoints/, model.safetensors (default: runs/YYYYMMDD-HHMMSS, local time)' },
+  { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', choices: ['wasm', 'ts'], help: 'compute kernels: wasm (WebAssembly SIMD) or ts (the TypeScript oracle; same bits, slower)' },
+  { name: 'log-level', kind: 'string', arg: 'LEVEL', choices: LOG_LEVELS, help: 'pino log level (default: warn for train, info otherwise); logs go to stderr' },
+  LOG_FORMAT_OPTION,
+  { name: 'stop-grace-ms', kind: 'int', arg: 'MS', default: 5000, min: 0, hidden: true, help: 'after Ctrl-C or SIGTERM, how long the step in flight may take before it is abandoned' },
 ];
 
 export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
@@ -80,11 +95,13 @@ export const THREADS_OPTION: OptionSpec = {
 export const WORKER_OPTIONS: readonly OptionSpec[] = [
   { name: 'url', kind: 'string', arg: 'URL', help: 'coordinator address, e.g. ws://HOST:8080 (required)' },
   { name: 'token', kind: 'string', arg: 'T', help: 'join token printed by the coordinator (required)' },
-  { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', help: 'compute kernels: wasm or ts (same bits)' },
+  { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', choices: ['wasm', 'ts'], help: 'compute kernels: wasm or ts (same bits)' },
   THREADS_OPTION,
   { name: 'ca', kind: 'string', arg: 'FILE', help: "trust this PEM certificate for wss:// (e.g. the coordinator's self-signed one)" },
   { name: 'grace-ms', kind: 'int', arg: 'MS', default: 60000, min: 0, help: 'exit when the coordinator stays unreachable this long' },
-  { name: 'log-level', kind: 'string', arg: 'LEVEL', default: 'info', help: 'pino log level; logs go to stderr' },
+  { name: 'log-level', kind: 'string', arg: 'LEVEL', default: 'info', choices: LOG_LEVELS, help: 'pino log level; logs go to stderr' },
+  LOG_FORMAT_OPTION,
+  { name: 'exit-with-parent', kind: 'boolean', default: false, hidden: true, help: 'started by the local launcher over an IPC channel: exit when it closes (the launcher is gone), leave Ctrl-C to the launcher' },
   { name: 'slowdown-ms', kind: 'int', arg: 'MS', default: 0, min: 0, hidden: true, help: 'test hook: sleep this long per tree node (simulates a slow machine)' },
 ];
 
@@ -106,12 +123,12 @@ export function envName(flag: string): string {
 export function parseOptions(argv: readonly string[], specs: readonly OptionSpec[], env: NodeJS.ProcessEnv = {}): ParsedOptions {
   const byName = new Map(specs.map((s) => [s.name, s]));
   const out: ParsedOptions = {};
-  for (const s of specs) if (s.default !== undefined) out[s.name] = convert(s, String(s.default));
+  for (const s of specs) if (s.default !== undefined) out[s.name] = convert(s, String(s.default), `--${s.name}`);
   for (const s of specs) {
     const raw = env[envName(s.name)];
     if (raw === undefined || raw === '') continue;
     if (s.kind === 'boolean' && raw !== 'true' && raw !== 'false') throw new GradhubError('E_USAGE', `${envName(s.name)} must be true or false, got "${raw}"`);
-    out[s.name] = convert(s, raw);
+    out[s.name] = convert(s, raw, envName(s.name));
   }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -119,7 +136,10 @@ export function parseOptions(argv: readonly string[], specs: readonly OptionSpec
     const eq = a.indexOf('=');
     const name = a.slice(2, eq < 0 ? undefined : eq);
     const spec = byName.get(name);
-    if (!spec) throw new GradhubError('E_USAGE', `unknown option --${name} (see --help)`);
+    if (!spec) {
+      const visible = specs.filter((x) => !x.hidden).map((x) => x.name);
+      throw new GradhubError('E_USAGE', `unknown option --${name}${didYouMean(name, visible, '--') || ' (see --help)'}`);
+    }
     if (spec.kind === 'boolean') {
       if (eq >= 0) throw new GradhubError('E_USAGE', `--${name} is a flag and takes no value`);
       out[name] = true;
@@ -129,14 +149,26 @@ export function parseOptions(argv: readonly string[], specs: readonly OptionSpec
     if (eq >= 0) value = a.slice(eq + 1);
     else value = argv[++i];
     if (value === undefined) throw new GradhubError('E_USAGE', `--${name} needs a value (${spec.arg ?? 'VALUE'})`);
-    out[name] = convert(spec, value);
+    out[name] = convert(spec, value, `--${name}`);
   }
   return out;
 }
 
-function convert(spec: OptionSpec, raw: string): string | number | boolean | number[] {
+/**
+ * The options of `argv` and `env` alone, without defaults: what the user asked for (a resumed run
+ * takes the rest from its run.json).
+ */
+export function explicitOptions(argv: readonly string[], specs: readonly OptionSpec[], env: NodeJS.ProcessEnv = {}): ParsedOptions {
+  return parseOptions(argv, specs.map((s) => ({ ...s, default: undefined })), env);
+}
+
+/** `raw` as `spec`'s type; `label` names where it came from in errors (--batch-size or GRADHUB_BATCH_SIZE). */
+function convert(spec: OptionSpec, raw: string, label: string): string | number | boolean | number[] {
   switch (spec.kind) {
     case 'string':
+      if (spec.choices && !spec.choices.includes(raw)) {
+        throw new GradhubError('E_USAGE', `${label} must be one of ${spec.choices.join(', ')}, got "${raw}"${didYouMean(raw, spec.choices)}`);
+      }
       return raw;
     case 'boolean':
       return raw === 'true';
@@ -144,7 +176,7 @@ function convert(spec: OptionSpec, raw: string): string | number | boolean | num
       const parts = raw.split(',');
       const sizes = parts.map((p) => (/^\s*\d+\s*$/.test(p) ? Number(p) : Number.NaN));
       if (sizes.length < 2 || sizes.some((v) => !Number.isInteger(v) || v < 1)) {
-        throw new GradhubError('E_USAGE', `--${spec.name} expects at least two positive integers like 3072,2048,2048,10, got "${raw}"`);
+        throw new GradhubError('E_USAGE', `${label} expects at least two positive integers like 3072,2048,2048,10, got "${raw}"`);
       }
       return sizes;
     }
@@ -152,9 +184,9 @@ function convert(spec: OptionSpec, raw: string): string | number | boolean | num
     case 'number': {
       const v = Number(raw);
       if (raw.trim() === '' || !Number.isFinite(v) || (spec.kind === 'int' && !Number.isInteger(v))) {
-        throw new GradhubError('E_USAGE', `--${spec.name} expects ${spec.kind === 'int' ? 'an integer' : 'a number'}, got "${raw}"`);
+        throw new GradhubError('E_USAGE', `${label} expects ${spec.kind === 'int' ? 'an integer' : 'a number'}, got "${raw}"`);
       }
-      if (spec.min !== undefined && v < spec.min) throw new GradhubError('E_USAGE', `--${spec.name} must be >= ${spec.min}, got ${v}`);
+      if (spec.min !== undefined && v < spec.min) throw new GradhubError('E_USAGE', `${label} must be >= ${spec.min}, got ${v}`);
       return v;
     }
   }
@@ -165,7 +197,8 @@ export function formatOptions(specs: readonly OptionSpec[]): string {
   const rows = specs.filter((s) => !s.hidden).map((s) => {
     const left = `  --${s.name}${s.kind === 'boolean' ? '' : ` ${s.arg ?? 'VALUE'}`}`;
     const def = s.default !== undefined && s.kind !== 'boolean' ? ` (default: ${s.default})` : '';
-    return [left, s.help + def] as const;
+    const choices = s.choices ? ` [${s.choices.join('|')}]` : '';
+    return [left, s.help + choices + def] as const;
   });
   const w = Math.max(...rows.map(([l]) => l.length)) + 2;
   return rows.map(([l, r]) => l.padEnd(w) + r).join('\n');
@@ -178,7 +211,7 @@ export function formatOptions(specs: readonly OptionSpec[]): string {
 export function envTable(specs: readonly OptionSpec[]): string {
   const cell = (s: string): string => s.replace(/\|/g, '\\|');
   const rows = specs.filter((s) => !s.hidden).map((s) => {
-    const value = s.kind === 'boolean' ? 'true / false' : (s.arg ?? 'VALUE');
+    const value = s.kind === 'boolean' ? 'true / false' : s.choices ? s.choices.join(' / ') : (s.arg ?? 'VALUE');
     const def = s.default === undefined ? '' : `\`${String(s.default)}\``;
     return `| \`--${s.name}\` | \`${envName(s.name)}\` | ${value} | ${def} | ${cell(s.help)} |`;
   });

@@ -1,7 +1,9 @@
 /**
- * What `train` and `coordinator` share before the first step: settings from the flags, the data,
- * the starting point (fresh, --init-from, or --resume), the metrics sink, the compute backend,
- * and the final export.
+ * What `train` and `coordinator` share before the first step, in two stages: `planRun` checks the
+ * whole command line (settings, run folder, backend, TLS files, --data, --init-from, the checkpoint
+ * to resume from) without creating or downloading anything; `prepareRun` then loads the data and
+ * makes the run folder, the checkpoint folder and the metrics file. Also the compute backend and
+ * the final export.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -13,12 +15,16 @@ import {
 } from '@gradhub/core';
 import { createNodeBackend } from '@gradhub/worker';
 import {
-  loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, openMetricsFile, nullMetrics,
+  loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, openMetricsFile,
   type TrainSettings, type TrainStart, type MetricsLine, type MetricsSink, type Samples,
 } from '@gradhub/coordinator';
-import type { ParsedOptions } from './options.js';
-import { allowedChangesFrom, lrScheduleFrom } from './lr-options.js';
+import { TRAINING_OPTIONS, envName, explicitOptions, type OptionSpec, type ParsedOptions } from './options.js';
 import type { Progress } from './progress.js';
+import {
+  planRunDir, resumedOptions, runPaths, createRunDir, writeRunRecord, newRunRecord, withResume, type RunDirPlan, type RunPaths,
+} from './run-dir.js';
+import { GRADHUB_VERSION } from './version.js';
+import { allowedChangesFrom, lrScheduleFrom } from './lr-options.js';
 
 export function settingsFrom(o: ParsedOptions): TrainSettings {
   const s: TrainSettings = {
@@ -45,10 +51,103 @@ export function settingsFrom(o: ParsedOptions): TrainSettings {
   }
   if (s.sizes[0] !== 3072) throw new GradhubError('E_USAGE', `--model must start with 3072 (CIFAR-10's 3x32x32 inputs), got ${s.sizes[0]}`);
   if (s.sizes[s.sizes.length - 1] !== 10) throw new GradhubError('E_USAGE', `--model must end with 10 (CIFAR-10's classes), got ${s.sizes[s.sizes.length - 1]}`);
-  if (o['resume'] && !o['checkpoint-dir']) throw new GradhubError('E_USAGE', '--resume needs --checkpoint-dir DIR');
   if (o['resume'] && o['init-from']) throw new GradhubError('E_USAGE', '--resume and --init-from contradict each other: a resumed run takes its weights from the checkpoint');
   allowedChangesFrom(o);
   return s;
+}
+
+/** How a command was started: what run.json records and a resumed run re-reads. */
+export interface Invocation {
+  readonly command: 'train' | 'coordinator';
+  /** The arguments after the command name. */
+  readonly argv: readonly string[];
+  readonly specs: readonly OptionSpec[];
+  readonly env: NodeJS.ProcessEnv;
+}
+
+/**
+ * A run checked from end to end before any data is read: every usage error, then --data, then
+ * --init-from and the checkpoint to resume from. Nothing is created or downloaded to get it.
+ */
+export interface RunPlan {
+  /** The options the run uses (a resumed run's come from its run.json unless given again). */
+  readonly o: ParsedOptions;
+  readonly invocation: Invocation;
+  readonly settings: TrainSettings;
+  readonly spec: ModelSpec;
+  readonly runDir: RunDirPlan;
+  /** The starting point when it is not a fresh initialisation (--init-from, --resume). */
+  readonly start: TrainStart | null;
+  /** What to say about the start (resuming from step N...). */
+  readonly startNote: string | null;
+  /** The checkpoint folder, when --checkpoint-dir names one (else the run folder's). */
+  readonly checkpointDir: string | undefined;
+}
+
+/** Default of --data: the one folder CIFAR-10 is downloaded into when it does not exist yet. */
+const DEFAULT_DATA = TRAINING_OPTIONS.find((s) => s.name === 'data')?.default as string;
+
+export function planRun(parsed: ParsedOptions, invocation: Invocation, logger: Logger): RunPlan {
+  const runDir = planRunDir(parsed['run-dir'] as string | undefined, parsed['resume'] as boolean, parsed['checkpoint-dir'] as string | undefined);
+  const o = runDir.kind === 'resume'
+    ? resumedOptions(parsed, explicitOptions(invocation.argv, invocation.specs, invocation.env), runDir.record, invocation.specs)
+    : parsed;
+  const settings = settingsFrom(o);
+  const spec = modelSpec(settings.sizes);
+  checkBackend(o['backend'] as string, (o['threads'] as number | undefined) ?? 1);
+  if (invocation.command === 'coordinator' || (o['workers'] as number) > 0) readTls(o['tls-cert'] as string | undefined, o['tls-key'] as string | undefined);
+  checkDataDir(o['data'] as string, optionLabel('data', invocation));
+
+  let start: TrainStart | null = null;
+  let startNote: string | null = null;
+  const initFrom = o['init-from'] as string | undefined;
+  if (initFrom) {
+    const params = new Float32Array(spec.paramCount);
+    params.set(safetensorsToParams(spec, decodeSafetensors(readFileOrThrow(initFrom, 'E_INIT_FROM'), initFrom), initFrom));
+    start = { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null };
+  }
+  const checkpointDir = o['checkpoint-dir'] as string | undefined;
+  if (o['resume']) {
+    const dir = checkpointDir ?? (runDir.kind === 'new' ? undefined : runPaths(runDir.dir).checkpoints);
+    const ck = dir !== undefined && fs.existsSync(dir) ? readLatestCheckpoint(dir, logger) : null;
+    if (ck) {
+      const allowed = allowedChangesFrom(o);
+      const now = bitSettings(settings);
+      checkSettingsMatch(ck.settings, now, { ignore: allowed });
+      const changed = allowed.filter((k) => JSON.stringify(ck.settings[k]) !== JSON.stringify(now[k]));
+      start = { params: ck.params, step: ck.step, sampler: ck.sampler, momentumBuffer: ck.optimizer.momentum_buffer };
+      startNote = `resuming from step ${ck.step} (${ck.file})`;
+      if (changed.length > 0) startNote += `\n--allow-changed: ${changed.join(', ')} differ from the checkpoint's; the new values apply from step ${ck.step + 1}`;
+    } else if (runDir.kind === 'first') {
+      startNote = `no run in ${runDir.dir} yet: starting a new one there`;
+    } else {
+      startNote = `no checkpoint in ${dir} yet: starting from step 0`;
+    }
+  }
+  return { o, invocation, settings, spec, runDir, start, startNote, checkpointDir };
+}
+
+/** "--data", or the environment variable it came from. */
+function optionLabel(name: string, inv: Invocation): string {
+  const given = inv.argv.some((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+  return !given && inv.env[envName(name)] ? envName(name) : `--${name}`;
+}
+
+/**
+ * --data must be a folder that exists: a typo must not start a 170 MB download into a new folder.
+ * Only the default ./data is created (and CIFAR-10 downloaded into it), as documented.
+ */
+function checkDataDir(dir: string, label: string): void {
+  let st: fs.Stats | null = null;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    // absent
+  }
+  if (st?.isDirectory()) return;
+  if (st) throw new GradhubError('E_DATA_MISSING', `${label} ${dir} is a file; give the folder holding the CIFAR-10 binary files (data_batch_*.bin, test_batch.bin)`);
+  if (path.resolve(dir) === path.resolve(DEFAULT_DATA)) return;
+  throw new GradhubError('E_DATA_MISSING', `${label} ${dir}: no such folder (nothing was created or downloaded). Give the folder holding the CIFAR-10 binary files (data_batch_*.bin, test_batch.bin), or leave ${label} out to download CIFAR-10 into ${DEFAULT_DATA}`);
 }
 
 export interface PreparedRun {
@@ -61,11 +160,16 @@ export interface PreparedRun {
   /** The lines the metrics file already held (a resumed run's curves so far), in file order. */
   readonly pastMetrics: readonly MetricsLine[];
   readonly checkpoint: { dir: string; every: number; keep: number } | null;
+  /** The run folder and where each of its files really goes (--metrics, --checkpoint-dir, --export override). */
+  readonly paths: RunPaths;
+  readonly files: { readonly metrics: string; readonly checkpoints: string; readonly model: string };
+  /** The options the run uses (see RunPlan.o). */
+  readonly o: ParsedOptions;
 }
 
-export async function prepareRun(o: ParsedOptions, logger: Logger, progress: Progress): Promise<PreparedRun> {
-  const settings = settingsFrom(o);
-  const spec = modelSpec(settings.sizes);
+/** Load the data, then make the run folder (run.json), the checkpoint folder and the metrics file. */
+export async function prepareRun(plan: RunPlan, logger: Logger, progress: Progress): Promise<PreparedRun> {
+  const { o, settings, spec } = plan;
   let lastPct = -1;
   const data = await loadCifar10(o['data'] as string, {
     download: !(o['no-download'] as boolean),
@@ -76,40 +180,50 @@ export async function prepareRun(o: ParsedOptions, logger: Logger, progress: Pro
       lastPct = pct;
     },
   });
-  const checkpointDir = o['checkpoint-dir'] as string | undefined;
-  const checkpoint = checkpointDir
-    ? { dir: checkpointDir, every: o['checkpoint-every'] as number, keep: o['checkpoint-keep'] as number }
-    : null;
-  if (checkpoint) fs.mkdirSync(checkpoint.dir, { recursive: true });
-  let start: TrainStart | null = null;
-  if (o['resume'] && checkpoint) {
-    const ck = readLatestCheckpoint(checkpoint.dir, logger);
-    if (ck) {
-      const allowed = allowedChangesFrom(o);
-      const now = bitSettings(settings);
-      checkSettingsMatch(ck.settings, now, { ignore: allowed });
-      const changed = allowed.filter((k) => JSON.stringify(ck.settings[k]) !== JSON.stringify(now[k]));
-      if (changed.length > 0) progress.message(`--allow-changed: ${changed.join(', ')} differ from the checkpoint's; the new values apply from step ${ck.step + 1}`);
-      start = { params: ck.params, step: ck.step, sampler: ck.sampler, momentumBuffer: ck.optimizer.momentum_buffer };
-      progress.message(`resuming from step ${ck.step} (${checkpoint.dir})`);
-    } else {
-      progress.message(`no checkpoint in ${checkpoint.dir} yet: starting from step 0`);
-    }
-  }
+  const now = new Date();
+  const paths = runPaths(createRunDir(plan.runDir.dir, now));
+  const inv = plan.invocation;
+  writeRunRecord(paths.dir, plan.runDir.kind === 'resume'
+    ? withResume(plan.runDir.record, inv.argv, now)
+    : newRunRecord({ gradhubVersion: GRADHUB_VERSION, command: inv.command, argv: inv.argv, started: now, options: o, settings }));
+  const files = {
+    metrics: (o['metrics'] as string | undefined) ?? paths.metrics,
+    checkpoints: plan.checkpointDir ?? paths.checkpoints,
+    model: (o['export'] as string | undefined) ?? paths.model,
+  };
+  const checkpoint = { dir: files.checkpoints, every: o['checkpoint-every'] as number, keep: o['checkpoint-keep'] as number };
+  fs.mkdirSync(checkpoint.dir, { recursive: true });
+  if (plan.startNote) progress.message(plan.startNote);
+  let start = plan.start;
   if (!start) {
     const params = new Float32Array(spec.paramCount);
-    const initFrom = o['init-from'] as string | undefined;
-    if (initFrom) {
-      const bytes = readFileOrThrow(initFrom, 'E_INIT_FROM');
-      params.set(safetensorsToParams(spec, decodeSafetensors(bytes, initFrom), initFrom));
-    } else {
-      initParams(spec, settings.seed, params);
-    }
+    initParams(spec, settings.seed, params);
     start = { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null };
   }
-  const metricsFile = o['metrics'] as string | undefined;
-  const file = metricsFile ? openMetricsFile(metricsFile, o['resume'] as boolean) : null;
-  return { settings, spec, train: data.train, test: data.test, start, metrics: file ?? nullMetrics, pastMetrics: file?.past ?? [], checkpoint };
+  const file = openMetricsFile(files.metrics, o['resume'] as boolean);
+  return {
+    settings, spec, train: data.train, test: data.test, start, metrics: file, pastMetrics: file.past, checkpoint, paths, files, o,
+  };
+}
+
+/** Throws E_USAGE for a backend and thread count that cannot run (before anything is loaded). */
+export function checkBackend(name: string, threads: number): void {
+  if (name !== 'ts' && name !== 'wasm') throw new GradhubError('E_USAGE', `--backend must be wasm or ts, got "${name}"`);
+  if (threads > 1 && name !== 'wasm') throw new GradhubError('E_USAGE', `--threads ${threads} needs --backend wasm (the ts oracle runs on one thread)`);
+}
+
+/** The TLS certificate and key, read (E_USAGE when only one is given or one cannot be read). */
+export function readTls(cert: string | undefined, key: string | undefined): { cert: Buffer; key: Buffer } | undefined {
+  if (!cert && !key) return undefined;
+  if (!cert || !key) throw new GradhubError('E_USAGE', '--tls-cert and --tls-key go together (a PEM certificate and its private key)');
+  const read = (file: string, what: string): Buffer => {
+    try {
+      return fs.readFileSync(file);
+    } catch (e) {
+      throw new GradhubError('E_USAGE', `cannot read the TLS ${what} ${file}: ${(e as Error).message}`);
+    }
+  };
+  return { cert: read(cert, 'certificate'), key: read(key, 'key') };
 }
 
 /**
@@ -117,9 +231,8 @@ export async function prepareRun(o: ParsedOptions, logger: Logger, progress: Pro
  * (wasm only; worker_threads helpers, unref'd). Close it (`backend.close?.()`) when done.
  */
 export async function makeBackend(name: string, spec: ModelSpec, maxBatch: number, threads = 1): Promise<Backend> {
-  if (name !== 'ts' && name !== 'wasm') throw new GradhubError('E_USAGE', `--backend must be wasm or ts, got "${name}"`);
-  if (threads > 1 && name !== 'wasm') throw new GradhubError('E_USAGE', `--threads ${threads} needs --backend wasm (the ts oracle runs on one thread)`);
-  return createNodeBackend(name, engineFloats(spec, maxBatch), threads);
+  checkBackend(name, threads);
+  return createNodeBackend(name as 'wasm' | 'ts', engineFloats(spec, maxBatch), threads);
 }
 
 /** Write the weights as safetensors (atomically), with metadata that is the same for equal runs. */

@@ -2,81 +2,141 @@
  * `gradhub train`: the whole job on this machine. --workers 0 computes in this process; --workers N
  * starts the coordinator here and N `gradhub worker` child processes over loopback. Same trainer,
  * same tree, same bits. `gradhub coordinator` is the same loop waiting for workers from anywhere.
+ *
+ * Both check the whole command line before reading any data (planRun), keep their results in a run
+ * folder (run-dir.ts), stop cleanly on the first Ctrl-C or SIGTERM (signals.ts: the step in flight
+ * finishes or is abandoned after --stop-grace-ms, the last completed step is checkpointed) and end
+ * with a summary (summary.ts).
  */
 import type { Logger } from 'pino';
-import { runTraining, createInProcessExecutor, type Executor, type RunStatus } from '@gradhub/coordinator';
-import { prepareRun, makeBackend, exportWeights, type PreparedRun } from './run-setup.js';
+import { batchesPerEpoch } from '@gradhub/core';
+import {
+  runTraining, createInProcessExecutor, totalSteps, type Executor, type RunStatus, type TrainResult,
+} from '@gradhub/coordinator';
+import { planRun, prepareRun, makeBackend, exportWeights, type Invocation, type PreparedRun } from './run-setup.js';
 import type { ParsedOptions } from './options.js';
 import type { Progress } from './progress.js';
+import type { StopSignals, StopSignalName } from './signals.js';
 import { startLocalCluster } from './local-cluster.js';
 import { startCoordinatorCluster } from './cluster-setup.js';
 import { createRunStatus, reportStep, reportEval } from './run-status.js';
+import { formatSummary } from './summary.js';
+import { joinLines, reachableHosts } from './join-lines.js';
 
-export async function trainCommand(o: ParsedOptions, logger: Logger, progress: Progress, signal: AbortSignal): Promise<void> {
-  const run = await prepareRun(o, logger, progress);
+/** What a command gets from the entry point. */
+export interface CommandContext {
+  readonly logger: Logger;
+  readonly progress: Progress;
+  readonly stop: StopSignals;
+  readonly invocation: Invocation;
+}
+
+/** How a training command ended: all its steps, or stopped by a signal. */
+export type TrainOutcome = 'done' | 'stopped';
+
+export async function trainCommand(parsed: ParsedOptions, ctx: CommandContext): Promise<TrainOutcome> {
+  const plan = planRun(parsed, ctx.invocation, ctx.logger);
+  const run = await prepareRun(plan, ctx.logger, ctx.progress);
+  const o = run.o;
+  ctx.stop.graceful(stopNotice(ctx.progress));
   const status = createRunStatus(run, 'gradhub train');
   const workers = o['workers'] as number;
   if (workers === 0) {
     const backend = await makeBackend(o['backend'] as string, run.spec, run.settings.batch, o['threads'] as number);
     const executor = createInProcessExecutor({ spec: run.spec, backend, maxBatch: run.settings.batch, chunk: run.settings.chunk, normalize: run.settings.normalize });
-    await trainWith(o, run, executor, status, logger, progress, signal, async () => {
+    return trainWith(run, executor, status, ctx, async () => {
       await executor.close();
       backend.close?.();
     });
-    return;
   }
-  const cluster = await startLocalCluster(o, run, status, logger, progress);
-  await trainWith(o, run, cluster.executor, status, logger, progress, signal, (stopped) => cluster.stop(stopped ? 'shutdown' : 'done'));
+  const cluster = await startLocalCluster(o, run, status, ctx.logger, ctx.progress, ctx.stop.signal);
+  return trainWith(run, cluster.executor, status, ctx, (stopped) => cluster.stop(stopped ? 'shutdown' : 'done'));
 }
 
-export async function coordinatorCommand(o: ParsedOptions, logger: Logger, progress: Progress, signal: AbortSignal): Promise<void> {
-  const run = await prepareRun(o, logger, progress);
+export async function coordinatorCommand(parsed: ParsedOptions, ctx: CommandContext): Promise<TrainOutcome> {
+  const { progress } = ctx;
+  const plan = planRun(parsed, ctx.invocation, ctx.logger);
+  const run = await prepareRun(plan, ctx.logger, progress);
+  const o = run.o;
+  ctx.stop.graceful(stopNotice(progress));
   const status = createRunStatus(run, 'gradhub coordinator');
-  const cc = await startCoordinatorCluster(o, run, status, logger, 8080);
-  const host = (o['host'] as string) === '0.0.0.0' ? '<this-host>' : new URL(cc.httpUrl).hostname;
-  const port = cc.cluster.server.port;
-  progress.message([
-    `coordinator listening on port ${port}: dashboard ${cc.httpUrl}/dashboard`,
-    `workers join with: gradhub worker --url ${cc.wsUrl} --token ${cc.token}`,
-    `volunteers open:   ${cc.joinUrl}`,
-    ...(host === '<this-host>' ? [`(from other machines use this machine's address instead of ${new URL(cc.httpUrl).hostname})`] : []),
-  ].join('\n'));
+  const cc = await startCoordinatorCluster(o, run, status, ctx.logger, 8080);
+  const host = o['host'] as string;
+  progress.message(joinLines({
+    listenHost: host, port: cc.cluster.server.port, tls: cc.wsUrl.startsWith('wss:'), token: cc.token, hosts: reachableHosts(host),
+  }).join('\n'));
+  progress.message(`run folder: ${run.paths.dir}`);
   const min = o['min-workers'] as number;
   if (cc.cluster.executor.workerCount() < min) progress.message(`waiting for ${min} worker${min > 1 ? 's' : ''}...`);
+  const signal = ctx.stop.signal;
+  const joined = cc.cluster.executor.waitForWorkers(min);
+  joined.catch(() => {}); // given up for a stop, it fails when the cluster closes: expected
   await Promise.race([
-    cc.cluster.executor.waitForWorkers(min),
-    new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true })),
+    joined,
+    new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true }))),
   ]);
-  await trainWith(o, run, cc.cluster.executor, status, logger, progress, signal, (stopped) => cc.cluster.close(stopped ? 'shutdown' : 'done'));
+  return trainWith(run, cc.cluster.executor, status, ctx, (stopped) => cc.cluster.close(stopped ? 'shutdown' : 'done'));
+}
+
+/** The one line a stop signal prints at once (the summary follows when the run has stopped). */
+function stopNotice(progress: Progress): (name: StopSignalName) => void {
+  return (name) => progress.notice(`gradhub: ${name}: stopping: the step in flight finishes, then a checkpoint is saved (${name === 'SIGINT' ? 'Ctrl-C' : 'the signal'} again quits at once)`);
+}
+
+/** The epochs a run will reach: fewer than --epochs when --steps ends it first. */
+export function epochsReached(run: PreparedRun): number {
+  return Math.ceil(totalSteps(run.settings, run.train.count) / batchesPerEpoch(run.train.count, run.settings.batch));
 }
 
 async function trainWith(
-  o: ParsedOptions, run: PreparedRun, executor: Executor, status: RunStatus, logger: Logger, progress: Progress,
-  signal: AbortSignal, close: (stopped: boolean) => Promise<void>,
-): Promise<void> {
+  run: PreparedRun, executor: Executor, status: RunStatus, ctx: CommandContext, close: (stopped: boolean) => Promise<void>,
+): Promise<TrainOutcome> {
+  const { progress, logger, stop } = ctx;
+  const o = run.o;
+  const epochs = epochsReached(run);
+  let result: TrainResult | null = null;
   let stopped = true;
   try {
-    const result = await runTraining({
-      settings: run.settings, train: run.train, test: run.test, executor, logger, start: run.start,
-      metrics: run.metrics, checkpoint: run.checkpoint, signal,
-      onStep: (r) => {
-        progress.step(r);
-        reportStep(status, r);
-      },
-      onEval: (r) => {
-        progress.evaluation(r);
-        reportEval(status, r);
-      },
-    });
-    stopped = result.stopped;
+    progress.start(epochs);
+    if (!stop.signal.aborted) {
+      result = await runTraining({
+        settings: run.settings, train: run.train, test: run.test, executor, logger, start: run.start,
+        metrics: run.metrics, checkpoint: run.checkpoint, signal: stop.signal, abandonAfterMs: o['stop-grace-ms'] as number,
+        onStep: (r) => {
+          progress.step({ ...r, epochs });
+          reportStep(status, r);
+        },
+        onEval: (r) => {
+          progress.evaluation(r);
+          reportEval(status, r);
+        },
+      });
+      stopped = result.stopped || result.abandoned;
+    }
     status.setState(stopped ? 'stopped' : 'done');
     progress.done();
-    const exportFile = o['export'] as string | undefined;
-    if (exportFile) {
-      exportWeights(exportFile, run.spec, result.params);
-      progress.message(`weights written to ${exportFile}`);
-    }
-    progress.message(stopped ? `stopped at step ${result.step}${run.checkpoint ? ` (resume with --resume --checkpoint-dir ${run.checkpoint.dir})` : ''}` : `done: ${result.step} steps`);
+    const saved = result !== null && result.consistent;
+    if (saved) exportWeights(run.files.model, run.spec, result!.params);
+    const pastEval = [...run.pastMetrics].reverse().find((l) => l.kind === 'epoch');
+    const lastEval = progress.figures()?.lastEval
+      ?? (pastEval?.kind === 'epoch' ? { testLoss: pastEval.test_loss, testAccuracy: pastEval.test_accuracy, step: pastEval.step } : null);
+    const step = result?.step ?? run.start.step;
+    const command = ctx.invocation.command;
+    progress.message(formatSummary({
+      outcome: result?.abandoned ? 'abandoned' : stopped ? 'stopped' : 'done',
+      step,
+      totalSteps: totalSteps(run.settings, run.train.count),
+      figures: progress.figures(),
+      lastEval,
+      runDir: run.paths.dir,
+      files: [
+        ['metrics', run.files.metrics],
+        ['checkpoints', run.files.checkpoints],
+        ['weights', saved ? run.files.model : null],
+      ],
+      saved,
+      resumeCommand: `gradhub ${command} --resume --run-dir ${run.paths.dir}`,
+    }).join('\n'));
   } catch (err) {
     status.setState('failed');
     throw err;
@@ -84,4 +144,5 @@ async function trainWith(
     run.metrics.close();
     await close(stopped);
   }
+  return stopped ? 'stopped' : 'done';
 }

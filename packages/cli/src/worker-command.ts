@@ -4,8 +4,12 @@ import type { Logger } from 'pino';
 import { GradhubError } from '@gradhub/core';
 import { startNodeWorker } from '@gradhub/worker';
 import type { ParsedOptions } from './options.js';
+import type { StopSignals } from './signals.js';
 
-export async function workerCommand(o: ParsedOptions, logger: Logger, signal: AbortSignal): Promise<void> {
+/** Exit code of a worker whose launcher went away (--exit-with-parent). */
+export const EXIT_PARENT_GONE = 1;
+
+export async function workerCommand(o: ParsedOptions, logger: Logger, stop: StopSignals): Promise<void> {
   const url = o['url'] as string | undefined;
   const token = o['token'] as string | undefined;
   if (!url) throw new GradhubError('E_USAGE', 'gradhub worker needs --url ws://HOST:PORT (the coordinator prints it)');
@@ -14,6 +18,7 @@ export async function workerCommand(o: ParsedOptions, logger: Logger, signal: Ab
   if (!/^(wss?|ws\+unix):\/\//.test(url)) throw new GradhubError('E_USAGE', `--url must start with ws:// or wss:// (or ws+unix:// for a local socket), got "${url}"`);
   const backend = o['backend'] as string;
   if (backend !== 'wasm' && backend !== 'ts') throw new GradhubError('E_USAGE', `--backend must be wasm or ts, got "${backend}"`);
+  if (o['exit-with-parent']) exitWithParent(logger);
   const caFile = o['ca'] as string | undefined;
   let ca: Buffer | undefined;
   if (caFile) {
@@ -26,6 +31,21 @@ export async function workerCommand(o: ParsedOptions, logger: Logger, signal: Ab
   const handle = startNodeWorker({
     url, token, logger, backend, threads: o['threads'] as number, graceMs: o['grace-ms'] as number, slowdownMs: o['slowdown-ms'] as number, ca,
   });
-  signal.addEventListener('abort', () => handle.stop(), { once: true });
+  // First signal: leave politely (Bye); a second one ends the process at once (signals.ts).
+  stop.graceful((name) => void process.stderr.write(`gradhub: ${name}: leaving the coordinator (again: quit at once)\n`));
+  stop.signal.addEventListener('abort', () => handle.stop(), { once: true });
   await handle.done;
+}
+
+/**
+ * A worker of the local launcher (local-cluster.ts) ends with it: the IPC channel it was started
+ * with closes when the launcher exits or dies, even by SIGKILL, and then nothing is left to work for.
+ */
+function exitWithParent(logger: Logger): void {
+  if (!process.channel) throw new GradhubError('E_USAGE', '--exit-with-parent is for workers the local launcher starts (with an IPC channel); this process has none');
+  process.channel.unref();
+  process.once('disconnect', () => {
+    logger.debug({ module: 'worker' }, 'the launcher is gone: exiting');
+    process.exit(EXIT_PARENT_GONE);
+  });
 }

@@ -24,6 +24,7 @@ import type { TrainSettings } from './settings.js';
 import { bitSettings } from './settings.js';
 import { writeCheckpoint } from './checkpoint.js';
 import { lrOfRun } from './lr-of-run.js';
+import { unlessAbandoned } from './abandon.js';
 
 /** A set of CIFAR-10 samples: (count, 3072) pixels and (count) labels. */
 export interface Samples {
@@ -76,12 +77,24 @@ export interface TrainOptions {
   readonly onEval?: (r: EvalReport) => void;
   /** Stop after the current step (a checkpoint is still written). */
   readonly signal?: AbortSignal;
+  /**
+   * Once `signal` aborts, how long the step or evaluation in flight may take before the trainer
+   * gives it up (ms; default: no limit). The caller then closes the executor.
+   */
+  readonly abandonAfterMs?: number;
 }
 
 export interface TrainResult {
   readonly params: Float32Array;
   readonly step: number;
   readonly stopped: boolean;
+  /** A step or evaluation in flight was given up (abandonAfterMs). */
+  readonly abandoned: boolean;
+  /**
+   * `params` are the parameters after `step` updates, and the final checkpoint (if any) was written.
+   * False only when an abandoned step had already updated part of them: nothing is saved then.
+   */
+  readonly consistent: boolean;
 }
 
 /** Total updates of a run: epochs x batches per epoch, or --steps when that ends first. */
@@ -107,6 +120,10 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const labels = new Uint8Array(s.batch);
   let step = o.start.step;
   let evaluatedAt = -1;
+  let abandoned = false;
+  let consistent = true;
+  /** The sampler's state after `step` updates, when the sampler is ahead (an abandoned step drew its batch). */
+  let samplerAtStep: SamplerState | null = null;
 
   const saveCheckpoint = (): void => {
     if (!o.checkpoint) return;
@@ -114,8 +131,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       format_version: 1,
       settings: bitSettings(s),
       step,
-      epoch: sampler.state.epoch,
-      sampler: sampler.state,
+      epoch: (samplerAtStep ?? sampler.state).epoch,
+      sampler: samplerAtStep ?? sampler.state,
       params,
       optimizer: { momentum_buffer: sgd.momentumBuffer },
       metrics: [],
@@ -126,15 +143,25 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const evaluate = async (epoch: number): Promise<void> => {
     evaluatedAt = step;
     if (!o.test) return;
-    const r = await evaluateSet(executor, o.test, params, step, s.batch);
+    const r = await unlessAbandoned(evaluateSet(executor, o.test, params, step, s.batch), o.signal, o.abandonAfterMs);
+    if (r === null) {
+      abandoned = true;
+      log.warn({ step }, 'evaluation abandoned after the stop');
+      return;
+    }
     const line = { kind: 'epoch' as const, epoch, step, test_loss: r.loss, test_accuracy: r.accuracy };
     metrics.write(line);
     o.onEval?.({ epoch, step, testLoss: r.loss, testAccuracy: r.accuracy });
     log.info(line, 'evaluation');
   };
 
-  while (step < total && !o.signal?.aborted) {
+  for (;;) {
+    // Let the event loop run between steps: an executor that computes in this thread resolves
+    // without it, and a stop signal (SIGINT) is only delivered there.
+    if (o.signal) await new Promise<void>((resolve) => setImmediate(resolve));
+    if (step >= total || o.signal?.aborted) break;
     const t0 = performance.now();
+    const before = sampler.state;
     const { epoch, indices } = sampler.next();
     const n = gather(train, indices, pixels, labels);
     // SGD goes part by part: the cluster executor hands each part's root gradient over as soon as
@@ -164,7 +191,16 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       sgdMs += performance.now() - t;
       executor.publish?.(version + 1, params, i);
     };
-    const sums = await executor.run({ mode: 'train', step: step + 1, version, params, pixels, labels, batch: n }, { onRootPart });
+    const sums = await unlessAbandoned(executor.run({ mode: 'train', step: step + 1, version, params, pixels, labels, batch: n }, { onRootPart }), o.signal, o.abandonAfterMs);
+    if (sums === null) {
+      // Given up after the stop: parts already updated (streamed SGD) leave no step's parameters.
+      abandoned = true;
+      consistent = !taken.some(Boolean);
+      failed = true;
+      samplerAtStep = before; // the checkpoint is of step `step`: its batch is drawn again on resume
+      log.warn({ step: step + 1, consistent }, 'step abandoned after the stop');
+      break;
+    }
     if (sums.denomSum === 0) throw new GradhubError('E_DIVERGED', `step ${step + 1}: every target of the batch is ignored, the loss is NaN (as PyTorch)`);
     const loss = sums.lossSum / sums.denomSum;
     const diverged = (): GradhubError => new GradhubError('E_DIVERGED', `step ${step + 1}: the loss or gradient is not finite (loss ${loss}); the model diverged. Lower --lr or check the data.`);
@@ -189,10 +225,10 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     if (sampler.state.epoch > epoch) await evaluate(epoch + 1);
   }
   const stopped = step < total;
-  if (!stopped && evaluatedAt !== step) await evaluate(sampler.state.epoch + 1);
-  saveCheckpoint();
+  if (!stopped && !abandoned && evaluatedAt !== step) await evaluate(sampler.state.epoch + 1);
+  if (consistent) saveCheckpoint();
   o.start.params.set(params);
-  return { params: o.start.params, step, stopped };
+  return { params: o.start.params, step, stopped, abandoned, consistent };
 }
 
 /** Copy the samples at `indices` into the batch buffers; returns the batch size. */
