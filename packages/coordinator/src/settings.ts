@@ -33,3 +33,8 @@ export function bitSettings(s: TrainSettings): Record<string, unknown> {
     nesterov: s.nesterov,
   };
 }
+
+/** What a run is, for people and files: the bitSettings, then when it stops (epochs, steps: null for no limit). */
+export function runSettings(s: TrainSettings): Record<string, unknown> {
+  return { ...bitSettings(s), epochs: s.epochs, steps: s.steps };
+}
