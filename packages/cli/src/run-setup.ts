@@ -8,12 +8,12 @@ import * as path from 'node:path';
 import type { Logger } from 'pino';
 import {
   GradhubError, modelSpec, initParams, validateSgd, engineFloats,
-  decodeSafetensors, safetensorsToParams, paramsToSafetensors,
+  decodeSafetensors, safetensorsToParams,
   type Backend, type ModelSpec, type ErrorCode,
 } from '@gradhub/core';
 import { createNodeBackend } from '@gradhub/worker';
 import {
-  loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, openMetricsFile, nullMetrics,
+  loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, runSettings, openMetricsFile, nullMetrics, GRADHUB_VERSION, modelToSafetensors,
   type TrainSettings, type TrainStart, type MetricsLine, type MetricsSink, type Samples,
 } from '@gradhub/coordinator';
 import type { ParsedOptions } from './options.js';
@@ -62,6 +62,7 @@ export interface PreparedRun {
 
 export async function prepareRun(o: ParsedOptions, logger: Logger, progress: Progress): Promise<PreparedRun> {
   const settings = settingsFrom(o);
+  checkExportTarget(o);
   const spec = modelSpec(settings.sizes);
   let lastPct = -1;
   const data = await loadCifar10(o['data'] as string, {
@@ -101,7 +102,9 @@ export async function prepareRun(o: ParsedOptions, logger: Logger, progress: Pro
     start = { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null };
   }
   const metricsFile = o['metrics'] as string | undefined;
-  const file = metricsFile ? openMetricsFile(metricsFile, o['resume'] as boolean) : null;
+  const file = metricsFile
+    ? openMetricsFile(metricsFile, { resume: o['resume'] as boolean, run: { ...runSettings(settings), version: GRADHUB_VERSION }, startStep: start.step })
+    : null;
   return { settings, spec, train: data.train, test: data.test, start, metrics: file ?? nullMetrics, pastMetrics: file?.past ?? [], checkpoint };
 }
 
@@ -115,9 +118,20 @@ export async function makeBackend(name: string, spec: ModelSpec, maxBatch: numbe
   return createNodeBackend(name, engineFloats(spec, maxBatch), threads);
 }
 
+/**
+ * Refuse to start a run whose --export file exists, unless --force: the check is made before
+ * training, so a trained model is never lost at the end.
+ */
+export function checkExportTarget(o: ParsedOptions): void {
+  const file = o['export'] as string | undefined;
+  if (file !== undefined && !(o['force'] as boolean) && fs.existsSync(file)) {
+    throw new GradhubError('E_USAGE', `--export ${file} exists: pass --force to replace it, or choose another file`);
+  }
+}
+
 /** Write the weights as safetensors (atomically), with metadata that is the same for equal runs. */
-export function exportWeights(file: string, spec: ModelSpec, params: Float32Array): void {
-  const bytes = paramsToSafetensors(spec, params, { format: 'pt', gradhub_model: spec.sizes.join(',') });
+export function exportWeights(file: string, spec: ModelSpec, params: Float32Array, normalize: boolean): void {
+  const bytes = modelToSafetensors(spec, params, { normalize });
   const dir = path.dirname(path.resolve(file));
   fs.mkdirSync(dir, { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
