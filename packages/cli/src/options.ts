@@ -51,7 +51,7 @@ export const TRAINING_OPTIONS: readonly OptionSpec[] = [
 ];
 
 export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
-  { name: 'port', kind: 'int', arg: 'P', min: 0, help: 'port of the coordinator (0: any free port); default 8080 for `coordinator`, 0 for `train --workers N`' },
+  { name: 'port', kind: 'int', arg: 'P', min: 0, help: 'port of the coordinator and its dashboard (0: any free port); default 8080 for `coordinator`, 0 for `train`' },
   { name: 'host', kind: 'string', arg: 'ADDR', default: '0.0.0.0', help: 'address the coordinator listens on' },
   { name: 'token', kind: 'string', arg: 'T', help: 'join token workers must present (default: a random one, printed at start)' },
   { name: 'min-workers', kind: 'int', arg: 'N', default: 1, min: 1, help: 'workers to wait for before the first step' },
