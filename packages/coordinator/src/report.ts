@@ -200,8 +200,9 @@ function svgChart(train: readonly (readonly [number, number])[], test: readonly 
   return `  <svg viewBox="0 0 ${W} ${H}" class="chart" role="img" data-points="${train.length}" data-evals="${test.length}">` +
     `${grid}${xAxis}<text x="${W - PAD.right}" y="${H - 4}" text-anchor="end" class="muted">step</text>` +
     `<path d="${d}" fill="none" stroke="${TRAIN_COLOR}" stroke-width="1.2"/>${dots}` +
-    `<g class="legend"><line x1="${PAD.left + 10}" x2="${PAD.left + 30}" y1="${PAD.top + 8}" y2="${PAD.top + 8}" stroke="${TRAIN_COLOR}" stroke-width="2"/><text x="${PAD.left + 34}" y="${PAD.top + 12}">train</text>` +
-    `<circle cx="${PAD.left + 84}" cy="${PAD.top + 8}" r="3.5" fill="${TEST_COLOR}"/><text x="${PAD.left + 92}" y="${PAD.top + 12}">test</text></g></svg>`;
+    `<g class="legend" transform="translate(${W - PAD.right - 110} ${PAD.top})"><rect x="0" y="0" width="110" height="18" fill="#fff" opacity="0.8"/>` +
+    `<line x1="6" x2="26" y1="9" y2="9" stroke="${TRAIN_COLOR}" stroke-width="2"/><text x="30" y="13">train</text>` +
+    `<circle cx="74" cy="9" r="3.5" fill="${TEST_COLOR}"/><text x="82" y="13">test</text></g></svg>`;
 }
 
 const CSS = `
