@@ -196,6 +196,19 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI)('the dashboard in Chromium', 
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
     expect(problems).toEqual([]);
+
+    // The run is over and the server goes away: the page keeps the final state and figures and
+    // stops the stream, instead of "reconnecting" forever.
+    const eventsBefore = routes.eventClients;
+    expect(eventsBefore).toBe(1);
+    routes.close();
+    await page.waitForFunction(() => document.querySelector('#connection')?.textContent === 'run ended', undefined, { timeout: 10_000 });
+    expect(await page.locator('#run-state').textContent()).toBe('done');
+    expect(await page.locator('#step').textContent()).toBe(String(STEPS));
+    expect(await page.locator('#loss-chart').getAttribute('data-points')).toBe(String(STEPS));
+    await new Promise((r) => setTimeout(r, 2500)); // past the stream's 2 s retry: no new attempt
+    expect(await page.locator('#connection').textContent()).toBe('run ended');
+    expect(problems).toEqual([]);
   });
 
   it('shows the 401 page without the token, with no run data', async () => {

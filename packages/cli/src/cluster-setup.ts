@@ -2,11 +2,13 @@
  * The coordinator's side of a cluster, shared by `gradhub coordinator` and `gradhub train
  * --workers N`: the server, membership and cluster executor (startCluster), with the dashboard,
  * /api/status and /metrics mounted on the same port, reporting into the run's status.
+ * `gradhub train --workers 0` serves the same pages from a server without the worker endpoint
+ * (startStatusServer).
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { xxh64Hex } from '@gradhub/core';
-import { startCluster, createHttpRoutes, createVolunteerRoutes, bitSettings, type Cluster, type RunStatus } from '@gradhub/coordinator';
+import { startCluster, startHttpServer, createHttpRoutes, createVolunteerRoutes, bitSettings, type Cluster, type HttpServer, type RunStatus } from '@gradhub/coordinator';
 import { BROWSER_ASSETS_DIR } from '@gradhub/worker';
 import type { ParsedOptions } from './options.js';
 import { readTls, type PreparedRun } from './run-setup.js';
@@ -52,11 +54,31 @@ export async function startCoordinatorCluster(
     adaptiveWorkers: true,
     socketPath,
   });
-  const routes = createHttpRoutes({ status, adminToken: o['admin-token'] as string | undefined, logger });
-  cluster.server.use(routes);
-  cluster.server.onClose(() => routes.close());
+  mountStatusRoutes(cluster.server, o, status, logger);
   cluster.server.use(createVolunteerRoutes({ assetsDir: BROWSER_ASSETS_DIR, runName: status.snapshot().name, token, logger }));
   const wsUrl = cluster.url.replace(/\/+$/, '');
   const httpUrl = wsUrl.replace(/^ws/, 'http'); // ws -> http, wss -> https
   return { cluster, token, wsUrl, socketUrl: cluster.socketUrl, httpUrl, joinUrl: `${httpUrl}/join?token=${encodeURIComponent(token)}` };
+}
+
+/** The dashboard, /api and /metrics of the run's status on `server` (ended when the server closes). */
+function mountStatusRoutes(server: HttpServer, o: ParsedOptions, status: RunStatus, logger: Logger): void {
+  const routes = createHttpRoutes({ status, adminToken: o['admin-token'] as string | undefined, logger });
+  server.use(routes);
+  server.onClose(() => routes.close());
+}
+
+/**
+ * The pages of a run that computes in this process (`train --workers 0`): the dashboard, /api and
+ * /metrics on --host and --port (default: any free port), with no worker endpoint.
+ */
+export async function startStatusServer(o: ParsedOptions, status: RunStatus, logger: Logger): Promise<HttpServer> {
+  const server = await startHttpServer({
+    host: o['host'] as string,
+    port: (o['port'] as number | undefined) ?? 0,
+    tls: readTls(o['tls-cert'] as string | undefined, o['tls-key'] as string | undefined),
+    logger,
+  });
+  mountStatusRoutes(server, o, status, logger);
+  return server;
 }

@@ -7,13 +7,14 @@
  *                "logits"; a run with --normalize exports a graph that normalises by itself);
  *   safetensors: `layers.{i}.weight` / `layers.{i}.bias` as PyTorch names them (what --export writes).
  * --format may be left out when OUT ends in .onnx or .safetensors. OUT is written atomically (a temp
- * file renamed), and equal checkpoints give equal files.
+ * file renamed), and equal checkpoints give equal files. An existing OUT is an E_USAGE error unless
+ * --force (then it is replaced).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
-import { ErrorCode, GradhubError, modelSpec, paramsToSafetensors, type ModelSpec } from '@gradhub/core';
-import { modelToOnnx, readCheckpoint, readLatestCheckpoint, type CheckpointState } from '@gradhub/coordinator';
+import { ErrorCode, GradhubError, modelSpec, type ModelSpec } from '@gradhub/core';
+import { modelToOnnx, modelToSafetensors, readCheckpoint, readLatestCheckpoint, type CheckpointState } from '@gradhub/coordinator';
 import { formatOptions, parseOptions, type OptionSpec } from './options.js';
 
 export const EXPORT_FORMATS = ['onnx', 'safetensors'] as const;
@@ -21,15 +22,18 @@ export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
 export const EXPORT_OPTIONS: readonly OptionSpec[] = [
   { name: 'format', kind: 'string', arg: 'FORMAT', help: 'onnx (for ONNX Runtime) or safetensors (for PyTorch); default: from OUT\'s extension' },
+  { name: 'force', kind: 'boolean', default: false, help: 'replace OUT when it exists (without it: an error, OUT untouched)' },
 ];
 
 /** `gradhub export --help`. */
-export const EXPORT_HELP = `gradhub export [--format onnx|safetensors] CHECKPOINT OUT
+export const EXPORT_HELP = `gradhub export [--format onnx|safetensors] [--force] CHECKPOINT OUT
 
 Writes the weights of a checkpoint (a ckpt-*.msgpack file, or a --checkpoint-dir folder: its newest
 valid checkpoint) as an ONNX model for ONNX Runtime or as safetensors for PyTorch.
 ONNX: input "input" float32 (N, 3072) = pixel bytes / 255 (planes R, G, B), output "logits" (N, 10);
 a run trained with --normalize exports a graph that applies the CIFAR-10 mean/std itself.
+Safetensors: a run trained with --normalize records that mean and std in __metadata__
+(gradhub_normalize_mean, gradhub_normalize_std). An existing OUT is replaced only with --force.
 
 ${formatOptions(EXPORT_OPTIONS)}
 `;
@@ -68,6 +72,9 @@ export async function exportCommand(argv: string[], logger: Logger, io: ExportIo
   }
   const [source, out] = positionals;
   const format = chooseFormat(o['format'] as string | undefined, out);
+  if (!(o['force'] as boolean) && fs.existsSync(out)) {
+    throw new GradhubError(ErrorCode.E_USAGE, `OUT ${out} exists: pass --force to replace it, or choose another file`);
+  }
   const log = logger.child({ module: 'export' });
 
   const ckpt = loadCheckpoint(source, logger);
@@ -75,10 +82,10 @@ export async function exportCommand(argv: string[], logger: Logger, io: ExportIo
   const normalize = ckpt.state.settings.normalize === true;
   const bytes = format === 'onnx'
     ? modelToOnnx(spec, ckpt.state.params, { normalize })
-    : paramsToSafetensors(spec, ckpt.state.params, { format: 'pt', gradhub_model: spec.sizes.join(',') });
+    : modelToSafetensors(spec, ckpt.state.params, { normalize });
   writeAtomically(out, bytes);
   log.info({ format, checkpoint: ckpt.file, step: ckpt.state.step, out, bytes: bytes.length, normalize }, 'model exported');
-  print(`exported step ${ckpt.state.step} of ${ckpt.file} to ${out} (${format}, ${bytes.length} bytes, model ${spec.sizes.join(',')}${!normalize ? '' : format === 'onnx' ? ', the graph normalises its input' : ', trained with --normalize: normalise inputs before use'})`);
+  print(`exported step ${ckpt.state.step} of ${ckpt.file} to ${out} (${format}, ${bytes.length} bytes, model ${spec.sizes.join(',')}${!normalize ? '' : format === 'onnx' ? ', the graph normalises its input' : ', trained with --normalize: normalise inputs before use (mean and std are in its metadata)'})`);
   return { format, checkpoint: ckpt.file, step: ckpt.state.step, out, bytes: bytes.length };
 }
 

@@ -35,7 +35,7 @@ Usage:
   gradhub coordinator [training options] [--port P] [--token T] [--min-workers N]
                                                      hold the model and wait for workers anywhere
   gradhub worker --url ws://HOST:PORT --token T      lend this machine to a coordinator
-  gradhub export [--format onnx|safetensors] CHECKPOINT OUT
+  gradhub export [--format onnx|safetensors] [--force] CHECKPOINT OUT
                                                      write a checkpoint's weights for ONNX Runtime / PyTorch
   gradhub help [COMMAND]                             this text, or one command's options
   gradhub --version                                  the version (also -V, gradhub version)

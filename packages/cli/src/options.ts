@@ -56,8 +56,10 @@ export const TRAINING_OPTIONS: readonly OptionSpec[] = [
   { name: 'chunk', kind: 'int', arg: 'N', default: 16, min: 1, help: 'samples per chunk of the reduction tree (fixes the bits; any worker count gives the same result)' },
   { name: 'normalize', kind: 'boolean', default: false, help: 'normalise inputs with the CIFAR-10 per-channel mean and std' },
   { name: 'init-from', kind: 'string', arg: 'FILE', help: 'start from weights in a safetensors file (layers.{i}.weight / layers.{i}.bias, e.g. saved by PyTorch)' },
-  { name: 'export', kind: 'string', arg: 'FILE', help: 'write the final weights as safetensors, loadable by PyTorch (default: RUN_DIR/model.safetensors)' },
-  { name: 'metrics', kind: 'string', arg: 'FILE', help: 'append training and evaluation metrics as JSON lines (default: RUN_DIR/metrics.jsonl)' },
+  { name: 'export', kind: 'string', arg: 'FILE', help: 'write the final weights as safetensors, loadable by PyTorch; --normalize is recorded in its metadata (default: RUN_DIR/model.safetensors)' },
+  { name: 'force', kind: 'boolean', default: false, help: 'replace an existing --export file (without it the run refuses to start)' },
+  { name: 'metrics', kind: 'string', arg: 'FILE', help: 'write the run, training and evaluation metrics as JSON lines, appended to with --resume (default: RUN_DIR/metrics.jsonl)' },
+  { name: 'report', kind: 'string', arg: 'FILE', help: 'when the run ends (done, stopped or failed), write a self-contained HTML report here: curves, settings, workers, step-time split (default: RUN_DIR/report.html)' },
   { name: 'checkpoint-dir', kind: 'string', arg: 'DIR', help: 'write checkpoints here (atomically; the last --checkpoint-keep kept; default: RUN_DIR/checkpoints)' },
   { name: 'checkpoint-every', kind: 'int', arg: 'N', default: 100, min: 1, help: 'steps between checkpoints (one is also written at the end)' },
   { name: 'checkpoint-keep', kind: 'int', arg: 'N', default: 3, min: 1, help: 'checkpoints kept in --checkpoint-dir' },
@@ -71,7 +73,7 @@ export const TRAINING_OPTIONS: readonly OptionSpec[] = [
 ];
 
 export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
-  { name: 'port', kind: 'int', arg: 'P', min: 0, help: 'port of the coordinator (0: any free port); default 8080 for `coordinator`, 0 for `train --workers N`' },
+  { name: 'port', kind: 'int', arg: 'P', min: 0, help: 'port of the coordinator and its dashboard (0: any free port); default 8080 for `coordinator`, 0 for `train`' },
   { name: 'host', kind: 'string', arg: 'ADDR', default: '0.0.0.0', help: 'address the coordinator listens on' },
   { name: 'token', kind: 'string', arg: 'T', help: 'join token workers must present (default: a random one, printed at start)' },
   { name: 'min-workers', kind: 'int', arg: 'N', default: 1, min: 1, help: 'workers to wait for before the first step' },

@@ -10,12 +10,12 @@ import * as path from 'node:path';
 import type { Logger } from 'pino';
 import {
   GradhubError, modelSpec, initParams, validateSgd, engineFloats,
-  decodeSafetensors, safetensorsToParams, paramsToSafetensors,
+  decodeSafetensors, safetensorsToParams,
   type Backend, type ModelSpec, type ErrorCode,
 } from '@gradhub/core';
 import { createNodeBackend } from '@gradhub/worker';
 import {
-  loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, openMetricsFile,
+  loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, runSettings, openMetricsFile, modelToSafetensors,
   type TrainSettings, type TrainStart, type MetricsLine, type MetricsSink, type Samples,
 } from '@gradhub/coordinator';
 import { TRAINING_OPTIONS, envName, explicitOptions, type OptionSpec, type ParsedOptions } from './options.js';
@@ -96,6 +96,7 @@ export function planRun(parsed: ParsedOptions, invocation: Invocation, logger: L
   const spec = modelSpec(settings.sizes);
   checkBackend(o['backend'] as string, (o['threads'] as number | undefined) ?? 1);
   if (invocation.command === 'coordinator' || (o['workers'] as number) > 0) readTls(o['tls-cert'] as string | undefined, o['tls-key'] as string | undefined);
+  checkExportTarget(o);
   checkDataDir(o['data'] as string, optionLabel('data', invocation));
 
   let start: TrainStart | null = null;
@@ -162,7 +163,7 @@ export interface PreparedRun {
   readonly checkpoint: { dir: string; every: number; keep: number } | null;
   /** The run folder and where each of its files really goes (--metrics, --checkpoint-dir, --export override). */
   readonly paths: RunPaths;
-  readonly files: { readonly metrics: string; readonly checkpoints: string; readonly model: string };
+  readonly files: { readonly metrics: string; readonly checkpoints: string; readonly model: string; readonly report: string };
   /** The options the run uses (see RunPlan.o). */
   readonly o: ParsedOptions;
 }
@@ -190,6 +191,7 @@ export async function prepareRun(plan: RunPlan, logger: Logger, progress: Progre
     metrics: (o['metrics'] as string | undefined) ?? paths.metrics,
     checkpoints: plan.checkpointDir ?? paths.checkpoints,
     model: (o['export'] as string | undefined) ?? paths.model,
+    report: (o['report'] as string | undefined) ?? paths.report,
   };
   const checkpoint = { dir: files.checkpoints, every: o['checkpoint-every'] as number, keep: o['checkpoint-keep'] as number };
   fs.mkdirSync(checkpoint.dir, { recursive: true });
@@ -200,7 +202,7 @@ export async function prepareRun(plan: RunPlan, logger: Logger, progress: Progre
     initParams(spec, settings.seed, params);
     start = { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null };
   }
-  const file = openMetricsFile(files.metrics, o['resume'] as boolean);
+  const file = openMetricsFile(files.metrics, { resume: o['resume'] as boolean, run: { ...runSettings(settings), version: GRADHUB_VERSION }, startStep: start.step });
   return {
     settings, spec, train: data.train, test: data.test, start, metrics: file, pastMetrics: file.past, checkpoint, paths, files, o,
   };
@@ -235,9 +237,20 @@ export async function makeBackend(name: string, spec: ModelSpec, maxBatch: numbe
   return createNodeBackend(name as 'wasm' | 'ts', engineFloats(spec, maxBatch), threads);
 }
 
+/**
+ * Refuse to start a run whose --export file exists, unless --force: the check is made before
+ * training, so a trained model is never lost at the end.
+ */
+export function checkExportTarget(o: ParsedOptions): void {
+  const file = o['export'] as string | undefined;
+  if (file !== undefined && !(o['force'] as boolean) && fs.existsSync(file)) {
+    throw new GradhubError('E_USAGE', `--export ${file} exists: pass --force to replace it, or choose another file`);
+  }
+}
+
 /** Write the weights as safetensors (atomically), with metadata that is the same for equal runs. */
-export function exportWeights(file: string, spec: ModelSpec, params: Float32Array): void {
-  const bytes = paramsToSafetensors(spec, params, { format: 'pt', gradhub_model: spec.sizes.join(',') });
+export function exportWeights(file: string, spec: ModelSpec, params: Float32Array, normalize: boolean): void {
+  const bytes = modelToSafetensors(spec, params, { normalize });
   const dir = path.dirname(path.resolve(file));
   fs.mkdirSync(dir, { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;

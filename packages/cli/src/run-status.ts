@@ -1,5 +1,5 @@
 /** The run's status store, fed by the trainer's reports (dashboard, /api/status, /metrics read it). */
-import { RunStatus, bitSettings, totalSteps, type StepReport, type EvalReport } from '@gradhub/coordinator';
+import { RunStatus, runSettings, totalSteps, type StepReport, type EvalReport } from '@gradhub/coordinator';
 import type { PreparedRun } from './run-setup.js';
 import { runIdOf } from './cluster-setup.js';
 
@@ -15,7 +15,7 @@ export function createRunStatus(run: PreparedRun, name: string): RunStatus {
   } : undefined;
   return new RunStatus({
     runId: runIdOf(run), name, resumed,
-    settings: { ...bitSettings(run.settings), epochs: run.settings.epochs, steps: run.settings.steps },
+    settings: runSettings(run.settings),
     totalSteps: totalSteps(run.settings, run.train.count),
   });
 }

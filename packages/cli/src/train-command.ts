@@ -6,19 +6,21 @@
  * Both check the whole command line before reading any data (planRun), keep their results in a run
  * folder (run-dir.ts), stop cleanly on the first Ctrl-C or SIGTERM (signals.ts: the step in flight
  * finishes or is abandoned after --stop-grace-ms, the last completed step is checkpointed) and end
- * with a summary (summary.ts).
+ * with a summary (summary.ts). Either way the dashboard, /api and /metrics are served on --port, and
+ * the run's HTML report (report.html in the run folder, or --report FILE) is written when the run
+ * ends, however it ends (done, stopped, failed), once its status exists.
  */
 import type { Logger } from 'pino';
 import { batchesPerEpoch } from '@gradhub/core';
 import {
-  runTraining, createInProcessExecutor, totalSteps, type Executor, type RunStatus, type TrainResult,
+  runTraining, createInProcessExecutor, totalSteps, writeReport, type Executor, type RunStatus, type TrainResult,
 } from '@gradhub/coordinator';
 import { planRun, prepareRun, makeBackend, exportWeights, type Invocation, type PreparedRun } from './run-setup.js';
 import type { ParsedOptions } from './options.js';
 import type { Progress } from './progress.js';
 import type { StopSignals, StopSignalName } from './signals.js';
 import { startLocalCluster } from './local-cluster.js';
-import { startCoordinatorCluster } from './cluster-setup.js';
+import { startCoordinatorCluster, startStatusServer } from './cluster-setup.js';
 import { createRunStatus, reportStep, reportEval } from './run-status.js';
 import { formatSummary } from './summary.js';
 import { joinLines, reachableHosts } from './join-lines.js';
@@ -40,17 +42,26 @@ export async function trainCommand(parsed: ParsedOptions, ctx: CommandContext): 
   const o = run.o;
   ctx.stop.graceful(stopNotice(ctx.progress));
   const status = createRunStatus(run, 'gradhub train');
-  const workers = o['workers'] as number;
-  if (workers === 0) {
-    const backend = await makeBackend(o['backend'] as string, run.spec, run.settings.batch, o['threads'] as number);
-    const executor = createInProcessExecutor({ spec: run.spec, backend, maxBatch: run.settings.batch, chunk: run.settings.chunk, normalize: run.settings.normalize });
-    return trainWith(run, executor, status, ctx, async () => {
-      await executor.close();
-      backend.close?.();
-    });
-  }
-  const cluster = await startLocalCluster(o, run, status, ctx.logger, ctx.progress, ctx.stop.signal);
-  return trainWith(run, cluster.executor, status, ctx, (stopped) => cluster.stop(stopped ? 'shutdown' : 'done'));
+  const report = reportWriter(run, status, ctx);
+  return report.around(async () => {
+    const workers = o['workers'] as number;
+    if (workers === 0) {
+      const web = await startStatusServer(o, status, ctx.logger);
+      ctx.progress.message(`dashboard: ${web.httpUrl}/dashboard`);
+      try {
+        const backend = await makeBackend(o['backend'] as string, run.spec, run.settings.batch, o['threads'] as number);
+        const executor = createInProcessExecutor({ spec: run.spec, backend, maxBatch: run.settings.batch, chunk: run.settings.chunk, normalize: run.settings.normalize });
+        return await trainWith(run, executor, status, ctx, report, async () => {
+          await executor.close();
+          backend.close?.();
+        });
+      } finally {
+        await web.close();
+      }
+    }
+    const cluster = await startLocalCluster(o, run, status, ctx.logger, ctx.progress, ctx.stop.signal);
+    return trainWith(run, cluster.executor, status, ctx, report, (stopped) => cluster.stop(stopped ? 'shutdown' : 'done'));
+  });
 }
 
 export async function coordinatorCommand(parsed: ParsedOptions, ctx: CommandContext): Promise<TrainOutcome> {
@@ -60,22 +71,63 @@ export async function coordinatorCommand(parsed: ParsedOptions, ctx: CommandCont
   const o = run.o;
   ctx.stop.graceful(stopNotice(progress));
   const status = createRunStatus(run, 'gradhub coordinator');
-  const cc = await startCoordinatorCluster(o, run, status, ctx.logger, 8080);
-  const host = o['host'] as string;
-  progress.message(joinLines({
-    listenHost: host, port: cc.cluster.server.port, tls: cc.wsUrl.startsWith('wss:'), token: cc.token, hosts: reachableHosts(host),
-  }).join('\n'));
-  progress.message(`run folder: ${run.paths.dir}`);
-  const min = o['min-workers'] as number;
-  if (cc.cluster.executor.workerCount() < min) progress.message(`waiting for ${min} worker${min > 1 ? 's' : ''}...`);
-  const signal = ctx.stop.signal;
-  const joined = cc.cluster.executor.waitForWorkers(min);
-  joined.catch(() => {}); // given up for a stop, it fails when the cluster closes: expected
-  await Promise.race([
-    joined,
-    new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true }))),
-  ]);
-  return trainWith(run, cc.cluster.executor, status, ctx, (stopped) => cc.cluster.close(stopped ? 'shutdown' : 'done'));
+  const report = reportWriter(run, status, ctx);
+  return report.around(async () => {
+    const cc = await startCoordinatorCluster(o, run, status, ctx.logger, 8080);
+    const host = o['host'] as string;
+    progress.message(joinLines({
+      listenHost: host, port: cc.cluster.server.port, tls: cc.wsUrl.startsWith('wss:'), token: cc.token, hosts: reachableHosts(host),
+    }).join('\n'));
+    progress.message(`run folder: ${run.paths.dir}`);
+    const min = o['min-workers'] as number;
+    if (cc.cluster.executor.workerCount() < min) progress.message(`waiting for ${min} worker${min > 1 ? 's' : ''}...`);
+    const signal = ctx.stop.signal;
+    const joined = cc.cluster.executor.waitForWorkers(min);
+    joined.catch(() => {}); // given up for a stop, it fails when the cluster closes: expected
+    await Promise.race([
+      joined,
+      new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true }))),
+    ]);
+    return trainWith(run, cc.cluster.executor, status, ctx, report, (stopped) => cc.cluster.close(stopped ? 'shutdown' : 'done'));
+  });
+}
+
+/** The run's HTML report: written once, when the run has ended (see the module's contract). */
+interface ReportWriter {
+  /** Write it now (once; later calls do nothing). */
+  write(): void;
+  /** Run `body`; if it fails before the report was written, mark the run failed and write it. */
+  around<T>(body: () => Promise<T>): Promise<T>;
+}
+
+function reportWriter(run: PreparedRun, status: RunStatus, ctx: CommandContext): ReportWriter {
+  const file = run.files.report;
+  let written = false;
+  const write = (): void => {
+    if (written) return;
+    written = true;
+    try {
+      writeReport(file, status.snapshot(), { endedAt: Date.now() });
+    } catch (err) {
+      // The run's own outcome matters more than its report: say so and go on.
+      ctx.logger.error({ err, file }, 'the report could not be written');
+      ctx.progress.message(`the report could not be written to ${file}: ${(err as Error).message}`);
+    }
+  };
+  return {
+    write,
+    async around(body) {
+      try {
+        return await body();
+      } catch (err) {
+        const state = status.snapshot().state;
+        if (state === 'waiting' || state === 'training') status.setState('failed');
+        throw err;
+      } finally {
+        write();
+      }
+    },
+  };
 }
 
 /** The one line a stop signal prints at once (the summary follows when the run has stopped). */
@@ -89,7 +141,8 @@ export function epochsReached(run: PreparedRun): number {
 }
 
 async function trainWith(
-  run: PreparedRun, executor: Executor, status: RunStatus, ctx: CommandContext, close: (stopped: boolean) => Promise<void>,
+  run: PreparedRun, executor: Executor, status: RunStatus, ctx: CommandContext, report: ReportWriter,
+  close: (stopped: boolean) => Promise<void>,
 ): Promise<TrainOutcome> {
   const { progress, logger, stop } = ctx;
   const o = run.o;
@@ -116,7 +169,7 @@ async function trainWith(
     status.setState(stopped ? 'stopped' : 'done');
     progress.done();
     const saved = result !== null && result.consistent;
-    if (saved) exportWeights(run.files.model, run.spec, result!.params);
+    if (saved) exportWeights(run.files.model, run.spec, result!.params, run.settings.normalize);
     const pastEval = [...run.pastMetrics].reverse().find((l) => l.kind === 'epoch');
     const lastEval = progress.figures()?.lastEval
       ?? (pastEval?.kind === 'epoch' ? { testLoss: pastEval.test_loss, testAccuracy: pastEval.test_accuracy, step: pastEval.step } : null);
@@ -133,6 +186,7 @@ async function trainWith(
         ['metrics', run.files.metrics],
         ['checkpoints', run.files.checkpoints],
         ['weights', saved ? run.files.model : null],
+        ['report', run.files.report],
       ],
       saved,
       resumeCommand: `gradhub ${command} --resume --run-dir ${run.paths.dir}`,
@@ -142,6 +196,8 @@ async function trainWith(
     throw err;
   } finally {
     run.metrics.close();
+    // Before closing: the workers table still shows the workers as they were at the end.
+    report.write();
     await close(stopped);
   }
   return stopped ? 'stopped' : 'done';

@@ -1,11 +1,6 @@
 /**
- * gradhub's version: the cli package's `version` (packages/cli/package.json), read once. `gradhub
- * --version` prints it, run.json records it; exported so that other parts can be told it (the
- * coordinator cannot import the cli package).
+ * gradhub's version, one for every package of the monorepo (they are released together): read once
+ * by the coordinator from its package.json, which also reports it in /metrics and the run report.
+ * `gradhub --version` prints it, run.json and the metrics file's run line record it.
  */
-import * as fs from 'node:fs';
-
-/** The cli package's package.json sits one folder above dist/ (and src/). */
-const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
-
-export const GRADHUB_VERSION: string = pkg.version;
+export { GRADHUB_VERSION } from '@gradhub/coordinator';

@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  CIFAR10_IMAGE_BYTES, decodeSafetensorsWithMetadata, isGradhubError, modelSpec, parseCifarBatch, pixelsToInput,
+  CIFAR10_IMAGE_BYTES, CIFAR10_MEAN, CIFAR10_STD, decodeSafetensorsWithMetadata, isGradhubError, modelSpec, parseCifarBatch, pixelsToInput,
   safetensorsToParams, tensorEntries,
 } from '@gradhub/core';
 import { modelToOnnx, writeCheckpoint, type CheckpointState } from '@gradhub/coordinator';
@@ -100,6 +100,32 @@ describe('gradhub export', () => {
     expect(fs.readFileSync(onnx).equals(Buffer.from(modelToOnnx(spec, params(4), { normalize: true })))).toBe(true);
     const st = path.join(dir, 'm.bin');
     expect((await exportCommand([dir, st], logger, { env: { GRADHUB_FORMAT: 'safetensors' }, print: () => {} })).format).toBe('safetensors');
+  });
+
+  it('records --normalize in the safetensors metadata, and replaces an existing OUT only with --force', async () => {
+    const dir = tempDir();
+    writeCheckpoint(dir, state(5, params(4), true), 3);
+    const out = path.join(dir, 'm.safetensors');
+    await exportCommand([dir, out], logger, quiet);
+    const { metadata } = decodeSafetensorsWithMetadata(fs.readFileSync(out), out);
+    expect(metadata).toEqual({
+      format: 'pt', gradhub_model: '3072,16,10', gradhub_normalize_mean: '0.4914,0.4822,0.4465', gradhub_normalize_std: '0.247,0.2435,0.2616',
+    });
+    expect(metadata!.gradhub_normalize_mean.split(',').map(Number)).toEqual([...CIFAR10_MEAN]);
+    expect(metadata!.gradhub_normalize_std.split(',').map(Number)).toEqual([...CIFAR10_STD]);
+    // OUT exists: refused (untouched) without --force, replaced with it.
+    fs.writeFileSync(out, 'precious');
+    let message = '';
+    try {
+      await exportCommand([dir, out], logger, quiet);
+    } catch (err) {
+      expect(isGradhubError(err) && err.code).toBe('E_USAGE');
+      message = (err as Error).message;
+    }
+    expect(message).toContain('--force');
+    expect(fs.readFileSync(out, 'utf8')).toBe('precious');
+    await exportCommand(['--force', dir, out], logger, quiet);
+    expect(decodeSafetensorsWithMetadata(fs.readFileSync(out), out).metadata!.gradhub_model).toBe('3072,16,10');
   });
 
   it('refuses bad command lines and missing checkpoints with stable codes', async () => {

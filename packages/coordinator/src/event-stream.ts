@@ -11,6 +11,10 @@
  * Bounded: at most `maxClients` streams (past it: 503 with Retry-After); a stream whose unsent
  * bytes pass `maxBufferedBytes` (a client that stopped reading) is dropped. A closed connection is
  * forgotten at once (its timer and subscription go with it), and `close()` ends every stream.
+ *
+ * The end: `close()` (the server shutting down, e.g. when the run is over) first sends every
+ * stream one `end` event, the final snapshot (same shape as `snapshot`), so a page still open
+ * shows how the run ended (done, stopped, failed) and knows not to reconnect.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -119,9 +123,10 @@ export function createEventStream(o: EventStreamOptions): EventStream {
 
     close(): void {
       closed = true;
+      const end = clients.size > 0 ? frame('end', JSON.stringify({ ...o.status.snapshot(), now: Date.now() })) : '';
       for (const res of [...clients]) {
         clients.delete(res);
-        res.end();
+        if (!res.destroyed) res.end(end);
       }
       stopListening();
     },

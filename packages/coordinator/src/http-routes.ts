@@ -131,7 +131,7 @@ export function createHttpRoutes(o: HttpRoutesOptions): HttpRoutes {
 
   return Object.defineProperties(handler, {
     eventClients: { get: () => events.clients },
-    close: { value: () => events.close() },
+    close: { value: () => { events.close(); prometheus.close(); } },
   }) as HttpRoutes;
 
   function unauthorized(req: IncomingMessage, res: ServerResponse, html: boolean): void {

@@ -1,6 +1,10 @@
 /**
  * The executor of `gradhub train --workers 0`: the same engine a worker runs, called on the root
  * node [0, nChunks) of each batch, in this process. No sockets; the same bits as any cluster.
+ *
+ * The engine computes synchronously, so each call first yields to the event loop once (a
+ * setImmediate): without it a run would never let the process serve its dashboard, /metrics,
+ * timers or signals (Ctrl-C) until the last step. It costs microseconds a step.
  */
 import { createEngine, type Backend, type ModelSpec } from '@gradhub/core';
 import type { Executor, StepInput, StepSums } from './executor.js';
@@ -19,6 +23,7 @@ export function createInProcessExecutor(opts: InProcessOptions): Executor {
   let version = -1;
   return {
     async run(input: StepInput): Promise<StepSums> {
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (input.version !== version) {
         engine.params.set(input.params);
         version = input.version;

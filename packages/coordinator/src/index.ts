@@ -16,3 +16,6 @@ export * from './scheduler.js';
 export * from './reducer.js';
 export * from './cluster-executor.js';
 export * from './volunteer-routes.js';
+export * from './version.js';
+export * from './report.js';
+export * from './safetensors-export.js';

@@ -421,7 +421,7 @@ export class Membership {
     void conn.send(welcome);
     conn.state = 'ready';
     this.ready.set(conn.id, conn);
-    conn.logger.info({ name: conn.name, runtime: conn.runtime, capabilities: conn.capabilities, workers: this.ready.size }, 'worker joined');
+    conn.logger.info({ workerName: conn.name, runtime: conn.runtime, capabilities: conn.capabilities, workers: this.ready.size }, 'worker joined');
     this.notify(conn, 'joined', () => this.handlers?.joined(conn));
     for (let i = this.waiters.length - 1; i >= 0; i--) {
       if (this.ready.size >= this.waiters[i].min) this.waiters.splice(i, 1)[0].resolve();

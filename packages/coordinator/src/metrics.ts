@@ -1,14 +1,20 @@
 /**
- * The metrics JSONL file (DESIGN "Contracts: Metrics JSONL").
+ * The metrics JSONL file (DESIGN "Contracts: Metrics JSONL"). One JSON object a line:
  *
- *   {"kind":"step","step":k,"epoch":e,"loss":...,"accuracy":...,"samples_per_s":...,"lr":...}
- *   {"kind":"epoch","epoch":e,"step":k,"test_loss":...,"test_accuracy":...}
+ *   {"kind":"run",<settings>,"version":"0.1.0","time":t}      first line of a new file
+ *   {"kind":"resume","step":k,"time":t}                        a resumed run starts at step k
+ *   {"kind":"step","step":k,"epoch":e,"loss":...,"accuracy":...,"samples_per_s":...,"lr":...,"time":t}
+ *   {"kind":"epoch","epoch":e,"step":k,"test_loss":...,"test_accuracy":...,"time":t}
  *
- * `step` counts updates from 1, `loss` is the batch loss computed before update k, epochs count
- * from 1, accuracies are fractions. On resume the file is appended to, and lines for steps it
- * already holds (replayed after the checkpoint) are not written twice: the writer reads the last
- * step and epoch already there and skips lines at or before them. A torn last line (a crash in
- * the middle of a write) is cut off first.
+ * `<settings>` are the run's bitSettings plus `epochs` and `steps` (null: no limit), in that
+ * order; `time` is the Unix time in milliseconds when the line was written, always the last key
+ * (fields added to a kind later go before it). `step` counts updates from 1, `loss` is the batch
+ * loss computed before update k, epochs count from 1, accuracies are fractions. Readers skip kinds
+ * they do not know.
+ *
+ * On resume the file is appended to, and lines for steps it already holds (replayed after the
+ * checkpoint) are not written twice: the writer reads the last step and epoch already there and
+ * skips lines at or before them. A torn last line (a crash in the middle of a write) is cut off first.
  */
 import * as fs from 'node:fs';
 
@@ -31,7 +37,21 @@ export interface EpochLine {
   test_accuracy: number;
 }
 
+/** The lines the trainer writes (the sink adds `time`). */
 export type MetricsLine = StepLine | EpochLine;
+
+/** The first line of a metrics file: what the run is. */
+export interface RunLine {
+  kind: 'run';
+  /** The run's bitSettings, then epochs and steps, then version (see the file's contract). */
+  [setting: string]: unknown;
+}
+
+/** Appended when a run resumes from a checkpoint at `step`. */
+export interface ResumeLine {
+  kind: 'resume';
+  step: number;
+}
 
 export interface MetricsSink {
   write(line: MetricsLine): void;
@@ -43,41 +63,71 @@ export const nullMetrics: MetricsSink = { write() {}, close() {} };
 
 /** An open metrics file: a sink, and the lines it already held when it was opened to resume. */
 export interface MetricsFile extends MetricsSink {
-  /** The readable lines already in the file, in file order (empty for a new file). */
+  /** The readable step and epoch lines already in the file, in file order (empty for a new file). */
   readonly past: readonly MetricsLine[];
 }
 
-/** Open (append) a metrics file. With `resume`, lines already present are not written again. */
-export function openMetricsFile(file: string, resume: boolean): MetricsFile {
+export interface MetricsFileOptions {
+  /** Append to an existing file (a resumed run) instead of starting a new one. */
+  readonly resume: boolean;
+  /** The run line's fields after `kind` (no `kind` or `time` of its own): runSettings, then version. */
+  readonly run: Readonly<Record<string, unknown>>;
+  /** The step the run starts from (0 for a fresh run; a resume line says it). */
+  readonly startStep: number;
+  /** Clock of the `time` fields, Unix ms. Default Date.now. */
+  readonly now?: () => number;
+}
+
+/** Parse one line of a metrics file: the step and epoch lines, null for anything else (other kinds, unreadable). */
+export function parseMetricsLine(raw: string): MetricsLine | null {
+  let l: unknown;
+  try {
+    l = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  if (typeof l !== 'object' || l === null) return null;
+  const kind = (l as { kind?: unknown }).kind;
+  return kind === 'step' || kind === 'epoch' ? (l as MetricsLine) : null;
+}
+
+/**
+ * Open a metrics file. A new run (or a resume without a file) truncates it and writes the run
+ * line; a resume appends a resume line, and lines already present are not written again.
+ */
+export function openMetricsFile(file: string, o: MetricsFileOptions): MetricsFile {
+  const now = o.now ?? Date.now;
   let lastStep = 0;
   let lastEvalStep = 0;
   const past: MetricsLine[] = [];
-  if (resume && fs.existsSync(file)) {
+  const resuming = o.resume && fs.existsSync(file);
+  if (resuming) {
     const text = fs.readFileSync(file, 'utf8');
     const complete = text.lastIndexOf('\n') + 1;
     if (complete < text.length) fs.truncateSync(file, Buffer.byteLength(text.slice(0, complete)));
     for (const raw of text.slice(0, complete).split('\n')) {
-      if (!raw) continue;
-      try {
-        const l = JSON.parse(raw) as MetricsLine;
-        if (l.kind === 'step') lastStep = Math.max(lastStep, l.step);
-        else if (l.kind === 'epoch') lastEvalStep = Math.max(lastEvalStep, l.step);
-        else continue;
-        past.push(l);
-      } catch {
-        // A line we cannot read is left as it is; the steps after it still count.
-      }
+      // A line we cannot read is left as it is; the steps after it still count.
+      const l = raw ? parseMetricsLine(raw) : null;
+      if (!l) continue;
+      if (l.kind === 'step') lastStep = Math.max(lastStep, l.step);
+      else lastEvalStep = Math.max(lastEvalStep, l.step);
+      past.push(l);
     }
   } else {
     fs.writeFileSync(file, '');
   }
   const fd = fs.openSync(file, 'a');
+  const append = (line: object): void => {
+    fs.writeSync(fd, JSON.stringify({ ...line, time: now() }) + '\n');
+  };
+  if (resuming) append({ kind: 'resume', step: o.startStep } satisfies ResumeLine);
+  else append({ kind: 'run', ...o.run });
   return {
     past,
     write(line: MetricsLine): void {
       if (line.kind === 'step' && line.step <= lastStep) return;
       if (line.kind === 'epoch' && line.step <= lastEvalStep) return;
-      fs.writeSync(fd, JSON.stringify(line) + '\n');
+      append(line);
     },
     close(): void {
       fs.closeSync(fd);

@@ -2,21 +2,30 @@
  * `GET /metrics`: the run's figures in Prometheus' text format, with prom-client.
  *
  * One `Registry` per `RunStatus` (never prom-client's global one, so two runs in one process, or a
- * test next to a run, do not mix). Nothing is counted here: at each scrape every metric is derived
- * from one `status.snapshot()`, so the figures are the run's own and agree with `/api/status`.
+ * test next to a run, do not mix). Nearly nothing is counted here: at each scrape the gauges and
+ * counters are derived from one `status.snapshot()`, so the figures are the run's own and agree
+ * with `/api/status`. The one exception is the step-phase histogram, which observes every step's
+ * split as the status publishes it (from the moment the metrics are created: a resumed run's
+ * earlier steps are not in it).
  *
  *   gradhub_steps_total                      updates applied (the snapshot's `step`)
  *   gradhub_samples_total                    training samples of those updates (counter `samples`)
+ *   gradhub_epoch                            the epoch of the last step (0 before the first)
+ *   gradhub_lr                               the learning rate of the last step (see learningRateNow)
  *   gradhub_loss                             batch loss of the last step (NaN before the first)
- *   gradhub_test_accuracy                    test accuracy of the last evaluation, a fraction (NaN before)
+ *   gradhub_test_loss, gradhub_test_accuracy loss and accuracy (a fraction) of the last evaluation (NaN before)
  *   gradhub_workers_connected                workers whose state is not `gone`
- *   gradhub_step_phase_seconds{phase}        the last step's time split: compute, upload, reduce, sgd, broadcast
+ *   gradhub_workers{runtime}                 the same by runtime: node, browser
+ *   gradhub_step_phase_seconds{phase}        histogram of every step's time by phase: compute, upload, reduce, sgd, broadcast
  *   gradhub_bytes_total{direction}           counters `bytes_in` / `bytes_out`
  *   gradhub_rejected_messages_total{code}    counters `rejected.<CODE>`
  *   gradhub_late_results_total               counter `late_results`
+ *   gradhub_build_info{version,node}         always 1: gradhub's and Node's versions
+ *   process_*, nodejs_*                      prom-client's default metrics of this process (CPU, memory, event loop, GC)
  */
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RunStatus, StatusSnapshot, StepSplit } from './status.js';
+import { GRADHUB_VERSION } from './version.js';
 
 export interface PrometheusMetrics {
   readonly registry: Registry;
@@ -24,10 +33,23 @@ export interface PrometheusMetrics {
   readonly contentType: string;
   /** The exposition text of every metric, from one snapshot. */
   text(): Promise<string>;
+  /** Stop observing the status (the histogram's subscription). */
+  close(): void;
 }
 
 const PHASES: readonly (keyof StepSplit)[] = ['compute', 'upload', 'reduce', 'sgd', 'broadcast'];
 const REJECTED_PREFIX = 'rejected.';
+const RUNTIMES = ['node', 'browser'] as const;
+/** Step phases run from well under a millisecond (SGD of a small model) to seconds (a big cluster step). */
+const PHASE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/**
+ * The learning rate now. Every step uses the run's `lr` setting today; when steps carry their own
+ * learning rate (schedules), this is the one place that reads it from the last step instead.
+ */
+export function learningRateNow(s: StatusSnapshot): number {
+  return typeof s.settings.lr === 'number' ? s.settings.lr : NaN;
+}
 
 export function createPrometheusMetrics(status: RunStatus): PrometheusMetrics {
   const registry = new Registry();
@@ -46,8 +68,20 @@ export function createPrometheusMetrics(status: RunStatus): PrometheusMetrics {
     collect() { this.reset(); this.inc(counter(snap(), 'samples')); },
   });
   new Gauge({
+    name: 'gradhub_epoch', help: 'Epoch of the last step, counted from 1 (0 before the first step).', registers,
+    collect() { this.set(snap().epoch); },
+  });
+  new Gauge({
+    name: 'gradhub_lr', help: 'Learning rate of the last step.', registers,
+    collect() { this.set(learningRateNow(snap())); },
+  });
+  new Gauge({
     name: 'gradhub_loss', help: 'Batch loss of the last step (NaN before the first).', registers,
     collect() { const s = snap().steps; this.set(s.length ? s[s.length - 1].loss : NaN); },
+  });
+  new Gauge({
+    name: 'gradhub_test_loss', help: 'Test-set loss of the last evaluation (NaN before the first).', registers,
+    collect() { const e = snap().evals; this.set(e.length ? e[e.length - 1].testLoss : NaN); },
   });
   new Gauge({
     name: 'gradhub_test_accuracy', help: 'Test-set accuracy of the last evaluation, a fraction (NaN before the first).', registers,
@@ -58,12 +92,19 @@ export function createPrometheusMetrics(status: RunStatus): PrometheusMetrics {
     collect() { this.set(snap().workers.filter((w) => w.state !== 'gone').length); },
   });
   new Gauge({
-    name: 'gradhub_step_phase_seconds', help: "The last step's time by phase, seconds.", labelNames: ['phase'], registers,
+    name: 'gradhub_workers', help: 'Workers connected now (any state but gone), by runtime.', labelNames: ['runtime'], registers,
     collect() {
-      this.reset();
-      const split = snap().split;
-      if (split) for (const phase of PHASES) this.set({ phase }, split[phase] / 1000);
+      const live = snap().workers.filter((w) => w.state !== 'gone');
+      for (const runtime of RUNTIMES) this.set({ runtime }, live.filter((w) => w.runtime === runtime).length);
     },
+  });
+  const phases = new Histogram({
+    name: 'gradhub_step_phase_seconds', help: "Every step's time by phase, seconds.", labelNames: ['phase'], buckets: PHASE_BUCKETS, registers,
+  });
+  for (const phase of PHASES) phases.zero({ phase });
+  const unsubscribe = status.subscribe((e) => {
+    if (e.type !== 'step' || !e.split) return;
+    for (const phase of PHASES) phases.observe({ phase }, e.split[phase] / 1000);
   });
   new Counter({
     name: 'gradhub_bytes_total', help: 'Bytes received from (in) and sent to (out) workers.', labelNames: ['direction'], registers,
@@ -89,6 +130,10 @@ export function createPrometheusMetrics(status: RunStatus): PrometheusMetrics {
     collect() { this.reset(); this.inc(counter(snap(), 'late_results')); },
   });
 
+  new Gauge({ name: 'gradhub_build_info', help: "Always 1: gradhub's version and Node's.", labelNames: ['version', 'node'], registers })
+    .set({ version: GRADHUB_VERSION, node: process.version }, 1);
+  collectDefaultMetrics({ register: registry });
+
   return {
     registry,
     contentType: registry.contentType,
@@ -100,5 +145,6 @@ export function createPrometheusMetrics(status: RunStatus): PrometheusMetrics {
         current = null;
       }
     },
+    close: unsubscribe,
   };
 }

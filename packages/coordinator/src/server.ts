@@ -20,6 +20,9 @@
  *   `ws+unix://PATH:/ws` address `ws` clients take.
  * - `close()` stops listening, closes every WebSocket with 1001 and resolves when the HTTP server
  *   is closed (and the socket file removed).
+ * - `startHttpServer` is the same server without the WebSocket endpoint (every upgrade gets 404),
+ *   for a run that computes in its own process (`gradhub train --workers 0`) but still serves the
+ *   dashboard, /api and /metrics.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -59,17 +62,16 @@ export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse)
 /** Middleware for requests no route matched: return (or resolve) true when it answered. */
 export type FallbackHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
 
-export interface GradhubServer {
+/** Options of `startHttpServer`: the listening part of ServerOptions. */
+export type HttpServerOptions = Pick<ServerOptions, 'host' | 'port' | 'logger' | 'tls'>;
+
+/** The HTTP side of a server: routes, /healthz, close. */
+export interface HttpServer {
   readonly http: http.Server;
-  readonly wss: WebSocketServer;
-  /** `ws+unix://PATH:/ws` when listening on a Unix socket too (ServerOptions.socketPath), else null. */
-  readonly socketUrl: string | null;
   /** The port actually listened on. */
   readonly port: number;
-  /** ws://HOST:PORT (wss:// with TLS) of the server, no path (upgrades are taken on `wsPaths`); 127.0.0.1 when listening on every interface. */
-  readonly url: string;
-  /** Set the handler of accepted WebSocket connections (one handler; membership's `attach`). */
-  onConnection(handler: (ws: WebSocket, req: http.IncomingMessage) => void): void;
+  /** http://HOST:PORT (https:// with TLS); 127.0.0.1 when listening on every interface. */
+  readonly httpUrl: string;
   /** Add a route for an exact method and path (query string ignored). Throws if it exists. */
   addRoute(method: string, path: string, handler: RouteHandler): void;
   /** Add a fallback handler (e.g. static files), tried in order after the routes. */
@@ -79,6 +81,16 @@ export interface GradhubServer {
   /** Run `fn` first when the server closes (e.g. end event streams that would hold the listener open). */
   onClose(fn: () => void): void;
   close(): Promise<void>;
+}
+
+export interface GradhubServer extends HttpServer {
+  readonly wss: WebSocketServer;
+  /** `ws+unix://PATH:/ws` when listening on a Unix socket too (ServerOptions.socketPath), else null. */
+  readonly socketUrl: string | null;
+  /** ws://HOST:PORT (wss:// with TLS) of the server, no path (upgrades are taken on `wsPaths`); 127.0.0.1 when listening on every interface. */
+  readonly url: string;
+  /** Set the handler of accepted WebSocket connections (one handler; membership's `attach`). */
+  onConnection(handler: (ws: WebSocket, req: http.IncomingMessage) => void): void;
 }
 
 /** Constant-time token check: compares SHA-256 digests, so lengths leak nothing either. */
@@ -103,24 +115,34 @@ function refuse(socket: Duplex, status: number, text: string): void {
 
 /** Create the server and listen. Rejects with GradhubError E_LISTEN when the port cannot be bound. */
 export async function startServer(opts: ServerOptions): Promise<GradhubServer> {
-  const host = opts.host ?? '0.0.0.0';
-  const port = opts.port ?? 8080;
-  const wsPaths = new Set(opts.wsPaths ?? ['/', '/ws']);
-  const maxConnections = opts.maxConnections ?? 1024;
   if (typeof opts.token !== 'string' || opts.token.length === 0) throw new GradhubError(ErrorCode.E_USAGE, 'the coordinator needs a non-empty join token');
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new GradhubError(ErrorCode.E_USAGE, `port must be an integer in 0..65535, got ${port}`);
   if (!Number.isInteger(opts.maxPayloadBytes) || opts.maxPayloadBytes < 1024) {
     throw new GradhubError(ErrorCode.E_USAGE, `maxPayloadBytes must be an integer >= 1024, got ${opts.maxPayloadBytes}`);
   }
+  return listenOn(opts, true);
+}
+
+/** The server without a WebSocket endpoint (see the contract above); rejects with E_LISTEN like startServer. */
+export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
+  const { wss: _wss, socketUrl: _socketUrl, url: _url, onConnection: _onConnection, ...httpOnly } = await listenOn(opts, false);
+  return httpOnly;
+}
+
+async function listenOn(opts: HttpServerOptions & Partial<ServerOptions>, websockets: boolean): Promise<GradhubServer> {
+  const host = opts.host ?? '0.0.0.0';
+  const port = opts.port ?? 8080;
+  const wsPaths = new Set(websockets ? opts.wsPaths ?? ['/', '/ws'] : []);
+  const maxConnections = opts.maxConnections ?? 1024;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new GradhubError(ErrorCode.E_USAGE, `port must be an integer in 0..65535, got ${port}`);
   const log = opts.logger.child({ module: 'server' });
-  const joinTokenMatches = tokenMatcher(opts.token);
+  const joinTokenMatches = tokenMatcher(opts.token ?? '');
   const routes = new Map<string, RouteHandler>();
   const fallbacks: FallbackHandler[] = [];
   let health: () => Record<string, unknown> = () => ({});
   const closeHooks: (() => void)[] = [];
   let connectionHandler: ((ws: WebSocket, req: http.IncomingMessage) => void) | null = null;
 
-  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: opts.maxPayloadBytes, clientTracking: true });
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: opts.maxPayloadBytes ?? 1024, clientTracking: true });
 
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     void handleRequest(req, res).catch((err: unknown) => {
@@ -147,7 +169,7 @@ export async function startServer(opts: ServerOptions): Promise<GradhubServer> {
 
   routes.set('GET /healthz', (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-    res.end(JSON.stringify({ status: 'ok', connections: wss.clients.size, ...health() }));
+    res.end(JSON.stringify({ status: 'ok', ...(websockets ? { connections: wss.clients.size } : {}), ...health() }));
   });
 
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -205,8 +227,9 @@ export async function startServer(opts: ServerOptions): Promise<GradhubServer> {
   const boundPort = typeof addr === 'object' && addr !== null ? addr.port : port;
   const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   const url = `${opts.tls ? 'wss' : 'ws'}://${urlHost}:${boundPort}`;
+  const httpUrl = `${opts.tls ? 'https' : 'http'}://${urlHost}:${boundPort}`;
   const socketUrl = opts.socketPath !== undefined ? `ws+unix://${opts.socketPath}:/ws` : null;
-  log.info({ host, port: boundPort, socketPath: opts.socketPath }, 'coordinator listening');
+  log.info({ host, port: boundPort, socketPath: opts.socketPath, websockets }, 'coordinator listening');
 
   let closing: Promise<void> | null = null;
   return {
@@ -214,6 +237,7 @@ export async function startServer(opts: ServerOptions): Promise<GradhubServer> {
     wss,
     port: boundPort,
     url,
+    httpUrl,
     socketUrl,
     onConnection(handler) {
       connectionHandler = handler;

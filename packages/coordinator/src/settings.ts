@@ -55,3 +55,8 @@ function lrBitSettings(s: TrainSettings): Record<string, unknown> {
   if (o.warmupSteps > 0) Object.assign(out, { warmup_steps: o.warmupSteps, warmup_start_factor: o.warmupStartFactor });
   return out;
 }
+
+/** What a run is, for people and files: the bitSettings, then when it stops (epochs, steps: null for no limit). */
+export function runSettings(s: TrainSettings): Record<string, unknown> {
+  return { ...bitSettings(s), epochs: s.epochs, steps: s.steps };
+}

@@ -63,6 +63,8 @@ export interface StatusSnapshot {
   evals: EvalPoint[];
   workers: WorkerRow[];
   split: StepSplit | null;
+  /** Every step's split added up since this status began (a resumed run: since the resume), and how many steps. */
+  splitTotal: StepSplit & { steps: number };
   counters: Record<string, number>;
 }
 
@@ -92,13 +94,14 @@ export class RunStatus {
     const { resumed, ...rest } = init;
     this.snap = {
       ...rest, startedAt: Date.now(), step: resumed?.step ?? 0, epoch: resumed?.epoch ?? 0, state: 'waiting',
-      steps: [], evals: [...(resumed?.evals ?? [])], workers: [], split: null, counters: resumed ? { samples: resumed.samples } : {},
+      steps: [], evals: [...(resumed?.evals ?? [])], workers: [], split: null,
+      splitTotal: { compute: 0, upload: 0, reduce: 0, sgd: 0, broadcast: 0, steps: 0 }, counters: resumed ? { samples: resumed.samples } : {},
     };
     for (const p of resumed?.steps ?? []) this.keepStep(p);
   }
 
   snapshot(): StatusSnapshot {
-    return { ...this.snap, steps: [...this.snap.steps], evals: [...this.snap.evals], workers: [...this.workerRows.values()].map((w) => ({ ...w })), counters: { ...this.snap.counters } };
+    return { ...this.snap, splitTotal: { ...this.snap.splitTotal }, steps: [...this.snap.steps], evals: [...this.snap.evals], workers: [...this.workerRows.values()].map((w) => ({ ...w })), counters: { ...this.snap.counters } };
   }
 
   subscribe(fn: (e: StatusEvent) => void): () => void {
@@ -133,6 +136,16 @@ export class RunStatus {
 
   addStep(point: StepPoint): void {
     this.keepStep(point);
+    const split = this.snap.split;
+    if (split) {
+      const t = this.snap.splitTotal;
+      t.compute += split.compute;
+      t.upload += split.upload;
+      t.reduce += split.reduce;
+      t.sgd += split.sgd;
+      t.broadcast += split.broadcast;
+      t.steps++;
+    }
     this.snap.step = point.step;
     this.snap.epoch = point.epoch;
     if (this.snap.state === 'waiting') this.setState('training');

@@ -4,7 +4,9 @@
  *
  * The stream opens with a `snapshot` (the whole run so far), then sends `step`, `eval`, `workers`
  * and `state` events as they happen; after a reconnect the next snapshot replaces everything, so
- * nothing here polls. Redraws are batched to one per animation frame. Plain browser JavaScript,
+ * nothing here polls. When the run is over the server sends `end` (the final snapshot) before it
+ * closes the stream: the page shows the final state and figures and stops reconnecting (so it
+ * does once it saw a done, stopped or failed state and the stream then ends). Redraws are batched to one per animation frame. Plain browser JavaScript,
  * no build step, no framework; charts by uPlot (window.uPlot, served at /assets/uplot.iife.min.js).
  * Every server value reaches the page through textContent, never as HTML.
  *
@@ -333,6 +335,10 @@
     run.steps = kept.concat(run.steps.slice(half));
   }
 
+  var ENDED = { done: true, stopped: true, failed: true };
+  /** Set once the run is over (an `end` event, or a final state): the stream is not reopened. */
+  var ended = false;
+
   var handlers = {
     snapshot: function (s) {
       run.clockOffset = s.now - Date.now();
@@ -368,8 +374,13 @@
       run.workers = e.workers;
       invalidate(['workers']);
     },
+    end: function (s) {
+      handlers.snapshot(s);
+      finish();
+    },
     state: function (e) {
       run.state = e.state;
+      if (ENDED[e.state]) ended = true;
       run.step = e.step;
       endedAt = e.state === 'waiting' || e.state === 'training' ? 0 : serverNow();
       invalidate(['facts']);
@@ -398,9 +409,16 @@
   source.addEventListener('open', function () {
     setConnection('live', 'live');
   });
+  /** The run is over: keep what is shown, stop the stream (no reconnecting). */
+  function finish() {
+    ended = true;
+    source.close();
+    setConnection('run ended', 'ended');
+  }
   source.addEventListener('error', function () {
     // EventSource retries by itself unless the server refused the stream (401, 503...).
-    if (source.readyState === EventSource.CLOSED) setConnection('disconnected: reload the page', 'closed');
+    if (ended) finish();
+    else if (source.readyState === EventSource.CLOSED) setConnection('disconnected: reload the page', 'closed');
     else setConnection('reconnecting…', 'retrying');
   });
 

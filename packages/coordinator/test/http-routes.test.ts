@@ -178,7 +178,9 @@ function parsePrometheus(text: string): { types: Map<string, string>; samples: M
     const m = sampleRe.exec(line);
     if (!m) throw new Error(`bad sample line: ${line}`);
     const [, name, rawLabels = '', rawValue] = m;
-    if (!types.has(name)) throw new Error(`sample ${name} has no # TYPE line before it`);
+    const base = /^(.*)_(bucket|sum|count)$/.exec(name)?.[1];
+    const family = types.has(name) ? name : base !== undefined && types.get(base) === 'histogram' ? base : null;
+    if (family === null) throw new Error(`sample ${name} has no # TYPE line before it`);
     const labels: Record<string, string> = {};
     labelRe.lastIndex = 0;
     while (labelRe.lastIndex < rawLabels.length) {
@@ -376,10 +378,27 @@ describe('GET /metrics', () => {
     expect(one('gradhub_loss')).toBe(finalSnapshot.steps[STEPS - 1].loss);
     expect(one('gradhub_test_accuracy')).toBe(finalSnapshot.evals[0].testAccuracy);
     expect(one('gradhub_workers_connected')).toBe(1); // w1 working, w2 gone
-    const phases = byLabel('gradhub_step_phase_seconds', 'phase');
-    expect(Object.keys(phases).sort()).toEqual(['broadcast', 'compute', 'reduce', 'sgd', 'upload']);
-    expect(phases.compute).toBeCloseTo(finalSnapshot.split!.compute / 1000, 12);
-    expect(phases.compute).toBeGreaterThan(0);
+    expect(byLabel('gradhub_workers', 'runtime')).toEqual({ node: 1, browser: 0 });
+    expect(one('gradhub_epoch')).toBe(finalSnapshot.epoch);
+    expect(one('gradhub_lr')).toBe(settings.lr);
+    expect(one('gradhub_test_loss')).toBe(finalSnapshot.evals[0].testLoss);
+    // Every step's split, as a histogram per phase (the routes existed before the first step).
+    expect(types.get('gradhub_step_phase_seconds')).toBe('histogram');
+    const counts = byLabel('gradhub_step_phase_seconds_count', 'phase');
+    expect(counts).toEqual({ compute: STEPS, upload: STEPS, reduce: STEPS, sgd: STEPS, broadcast: STEPS });
+    const sums = byLabel('gradhub_step_phase_seconds_sum', 'phase');
+    expect(sums.compute).toBeCloseTo(finalSnapshot.splitTotal.compute / 1000, 9);
+    expect(sums.compute).toBeGreaterThan(0);
+    expect(sums.upload).toBe(0);
+    const computeBuckets = samples.get('gradhub_step_phase_seconds_bucket')!.filter((b) => b.labels.phase === 'compute');
+    expect(computeBuckets.length).toBeGreaterThan(5);
+    expect(computeBuckets.at(-1)).toEqual({ labels: { phase: 'compute', le: '+Inf' }, value: STEPS });
+    for (let i = 1; i < computeBuckets.length; i++) expect(computeBuckets[i].value).toBeGreaterThanOrEqual(computeBuckets[i - 1].value);
+    expect(samples.get('gradhub_build_info')).toEqual([{ labels: { version: expect.stringMatching(/^\d+\.\d+\.\d+/), node: process.version }, value: 1 }]);
+    // prom-client's default metrics of this process.
+    expect(types.get('process_cpu_seconds_total')).toBe('counter');
+    expect(one('process_cpu_seconds_total')).toBeGreaterThan(0);
+    expect(types.get('nodejs_heap_size_used_bytes')).toBe('gauge');
     expect(byLabel('gradhub_bytes_total', 'direction')).toEqual({ in: 123_456, out: 654_321 });
     expect(types.get('gradhub_rejected_messages_total')).toBe('counter');
     expect(byLabel('gradhub_rejected_messages_total', 'code')).toEqual({ E_BAD_TOKEN: 2, E_PROTOCOL: 1 });
@@ -393,13 +412,16 @@ describe('GET /metrics', () => {
       const fresh = parsePrometheus((await request(`${s.url}/metrics`)).body).samples;
       expect(fresh.get('gradhub_steps_total')![0].value).toBe(0);
       expect(Number.isNaN(fresh.get('gradhub_loss')![0].value)).toBe(true);
-      expect(fresh.get('gradhub_step_phase_seconds')).toBeUndefined();
+      expect(fresh.get('gradhub_step_phase_seconds_count')!.map((c) => c.value)).toEqual([0, 0, 0, 0, 0]);
       expect(fresh.get('gradhub_rejected_messages_total')).toBeUndefined();
+      other.setSplit({ compute: 30, upload: 0, reduce: 0, sgd: 2, broadcast: 0 });
       other.addStep({ step: 1, epoch: 1, loss: 2.5, accuracy: 0.25, samplesPerS: 10 });
       other.count('rejected.E_TOO_BIG');
       const after = parsePrometheus((await request(`${s.url}/metrics`)).body).samples;
       expect(after.get('gradhub_steps_total')![0].value).toBe(1);
       expect(after.get('gradhub_loss')![0].value).toBe(2.5);
+      expect(after.get('gradhub_step_phase_seconds_sum')!.find((x) => x.labels.phase === 'compute')!.value).toBe(0.03);
+      expect(Number.isNaN(after.get('gradhub_lr')![0].value)).toBe(true); // a status without settings has no lr
       expect(after.get('gradhub_rejected_messages_total')).toEqual([{ labels: { code: 'E_TOO_BIG' }, value: 1 }]);
       // The run's own server still says the run's figures.
       const run = parsePrometheus((await request(`${served.url}/metrics`)).body).samples;

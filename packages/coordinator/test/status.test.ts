@@ -14,20 +14,22 @@ const step = (k: number) => ({ kind: 'step' as const, step: k, epoch: 1, loss: 2
 describe('a resumed run keeps its curves', () => {
   it('the metrics file hands back the readable lines it held (a torn last line cut off)', () => {
     const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-status-')), 'metrics.jsonl');
-    const first = openMetricsFile(file, false);
+    const opts = { run: { model: '3072,10' }, now: () => 1_700_000_000_000 };
+    const first = openMetricsFile(file, { ...opts, resume: false, startStep: 0 });
     expect(first.past).toEqual([]);
     for (let k = 1; k <= 3; k++) first.write(step(k));
     first.write({ kind: 'epoch', epoch: 1, step: 3, test_loss: 1.5, test_accuracy: 0.25 });
     first.close();
     fs.appendFileSync(file, 'not json\n{"kind":"step","step":4,"ep'); // an unreadable line, then a torn one
-    const again = openMetricsFile(file, true);
-    expect(again.past).toEqual([step(1), step(2), step(3), { kind: 'epoch', epoch: 1, step: 3, test_loss: 1.5, test_accuracy: 0.25 }]);
+    const again = openMetricsFile(file, { ...opts, resume: true, startStep: 2 });
+    const time = 1_700_000_000_000;
+    expect(again.past).toEqual([{ ...step(1), time }, { ...step(2), time }, { ...step(3), time }, { kind: 'epoch', epoch: 1, step: 3, test_loss: 1.5, test_accuracy: 0.25, time }]);
     again.write(step(3)); // replayed: not written twice
     again.write(step(4));
     again.close();
     const lines = fs.readFileSync(file, 'utf8').trim().split('\n');
     expect(lines.filter((l) => l.includes('"step":3,"epoch"'))).toHaveLength(1);
-    expect(lines[lines.length - 1]).toBe(JSON.stringify(step(4)));
+    expect(lines[lines.length - 1]).toBe(JSON.stringify({ ...step(4), time }));
   });
 
   it('RunStatus seeded with the curves up to the checkpoint shows them and goes on', () => {
