@@ -15,4 +15,6 @@ export * from './membership.js';
 export * from './scheduler.js';
 export * from './reducer.js';
 export * from './cluster-executor.js';
+export * from './cluster.js';
+export * from './assignments.js';
 export * from './volunteer-routes.js';
