@@ -1,6 +1,7 @@
 /**
  * The cluster executor: the `Executor` of `--workers N` and `gradhub coordinator`, over sockets;
- * the state machine of one request. (Wiring: cluster.ts `startCluster`.)
+ * here, the state machine of one request (its surface: cluster-executor-api.ts; the wiring of
+ * server, membership and executor: cluster.ts `startCluster`).
  *
  * Contract (executor.ts): `run(input)` returns the canonical tree sums of the batch, bit for bit
  * what the in-process executor returns. The trainer is authoritative for parameters and steps;
@@ -14,9 +15,8 @@
  *    worker a contiguous range of chunks, as canonical nodes, cut to minimise the estimated
  *    makespan (measured speeds and bandwidths: worker-estimates.ts); with `adaptiveWorkers`, a
  *    training step uses only the fastest few (`CrewChooser`). Who holds which node is the
- *    request's assignment record (assignments.ts). Each worker gets one Work frame with its
- *    nodes' pixels and labels (protocol.ts `encodeWork`). The bytes the plan moves are logged at
- *    debug level and kept in `stats.assigned`.
+ *    request's assignment record (assignments.ts), which the reducer reads too. Each worker gets
+ *    one Work frame (work-dispatch.ts). The bytes the plan moves are in `stats.assigned`.
  * 3. Results go through the reducer (validation, tree combination per part); as soon as a part's
  *    root is complete, `hooks.onRootPart` gets it, so the trainer updates that part and publishes
  *    it (1.) while others are in flight. A protocol fault kicks the worker (Error + close); a lost
@@ -29,84 +29,28 @@
  *
  * Flow control (flow-control.ts): of the workers that owe results, only as many are read as the
  * reducer has room for, in tree order, so memory stays bounded whatever the number of workers.
- *
  * Failure: `close()` (or a run error) fails the pending run once, with a GradhubError.
  */
 import type { Logger } from 'pino';
 import { gradhub } from '@gradhub/proto';
-import { CIFAR_PIXELS, ErrorCode, GradhubError, chunkCount, streamParts, type FlatRange, type ModelSpec, type TreeNode } from '@gradhub/core';
+import { CIFAR_PIXELS, ErrorCode, GradhubError, chunkCount, streamParts, type FlatRange, type ModelSpec } from '@gradhub/core';
 import { Assignments } from './assignments.js';
-import type { Executor, StepHooks, StepInput, StepSums, StepTiming } from './executor.js';
+import type { ClusterExecutor, ClusterExecutorOptions, ClusterStats } from './cluster-executor-api.js';
+import { checkStepInput, type StepHooks, type StepInput, type StepSums, type StepTiming } from './executor.js';
 import { workersToRead } from './flow-control.js';
-import type { ClusterStatusSink, Membership, WorkerConn } from './membership.js';
+import type { Membership, WorkerConn } from './membership.js';
 import { ParamDistribution } from './param-distribution.js';
-import { encodeWork, type BodyOf } from './protocol.js';
-import { Reducer, resultIn, type ReducerStats, type RequestSpec, type ResultIn, type Verdict } from './reducer.js';
-import { CrewChooser, assignChunks, assignedBytes, placeOrphans, type AssignedBytes, type TransferCost } from './scheduler.js';
-import { speculationPeriodMs, speculativeCopies } from './speculation.js';
+import { RESULT_OVERHEAD_BYTES, type BodyOf } from './protocol.js';
+import { Reducer, resultIn, type RequestSpec, type ResultIn, type Verdict } from './reducer.js';
+import { CrewChooser, assignChunks, assignedBytes, type AssignedBytes, type TransferCost } from './scheduler.js';
+import { speculationPeriodMs } from './speculation.js';
+import { WorkDispatch, showNode, type RequestContext } from './work-dispatch.js';
 import { WorkerEstimates } from './worker-estimates.js';
 import { WorkerRows } from './worker-rows.js';
 
-export interface ClusterExecutorOptions {
-  readonly membership: Membership;
-  readonly spec: ModelSpec;
-  /** Samples per chunk of the reduction tree. */
-  readonly chunk: number;
-  /** Largest batch `run` will be given. */
-  readonly maxBatch: number;
-  readonly logger: Logger;
-  // Note: `run` inputs must not decrease `version` (a resume from a checkpoint starts a new
-  // coordinator incarnation: a new membership and executor). Equal versions mean equal parameters.
-  /** Bytes of waiting gradients before reading in tree order. Default 512 MiB (at least 2 gradients). */
-  readonly memoryBudgetBytes?: number;
-  /** Also give a node outstanding this long (ms) to an idle worker; null: never. Default 30000. */
-  readonly speculateAfterMs?: number | null;
-  /** Weight of the newest speed measurement in the EWMA. Default 0.5. */
-  readonly speedAlpha?: number;
-  /** Optional: the workers table and the `late_results` counter (RunStatus fits). */
-  readonly status?: ClusterStatusSink;
-  /**
-   * Let measured step times decide how many of the workers (the fastest) a training step uses
-   * (scheduler.ts `CrewChooser`): fewer win when moving the model costs more than their compute
-   * saves. Default false: every worker, up to one per chunk.
-   */
-  readonly adaptiveWorkers?: boolean;
-}
+export type { ClusterExecutor, ClusterExecutorOptions, ClusterStats } from './cluster-executor-api.js';
 
-export interface ClusterStats extends ReducerStats {
-  /** Requests completed. */
-  requests: number;
-  /** Nodes given to another worker after their worker was lost. */
-  reassigned: number;
-  /** Nodes recomputed after a non-finite result. */
-  recomputed: number;
-  /** Speculative copies of slow nodes. */
-  speculated: number;
-  /** Workers kicked for protocol faults. */
-  kicked: number;
-  /** Bytes the last request's plan moves as assigned (params + work down, results up), or null before the first. */
-  assigned: AssignedBytes | null;
-}
-
-export interface ClusterExecutor extends Executor {
-  /** Resolves when at least `min` workers are ready (E_NO_WORKERS after `timeoutMs`, if given). */
-  waitForWorkers(min: number, timeoutMs?: number): Promise<void>;
-  /** Ready workers now. */
-  workerCount(): number;
-  readonly stats: Readonly<ClusterStats>;
-  /** Fail a pending run, say Bye (TRAINING_DONE by default: workers exit) and close the sockets. */
-  close(reason?: 'done' | 'shutdown'): Promise<void>;
-}
-
-/** Bytes of a Result frame besides the gradient (header and sums), and of a Work frame besides pixels and labels, about. */
-const RESULT_OVERHEAD_BYTES = 64;
-
-interface Active {
-  readonly spec: RequestSpec;
-  readonly input: StepInput;
-  /** Who holds which node (shared with the reducer). */
-  readonly record: Assignments;
-  readonly log: Logger;
+interface Active extends RequestContext {
   readonly startedAt: number;
   readonly resolve: (s: StepSums) => void;
   readonly reject: (e: Error) => void;
@@ -119,8 +63,6 @@ interface Active {
   /** The caller's hooks (onRootPart: every part goes to it, see finish). */
   readonly hooks: StepHooks | null;
 }
-
-const show = (n: TreeNode): string => `[${n.lo},${n.hi})`;
 
 class ClusterExecutorImpl implements ClusterExecutor {
   private readonly membership: Membership;
@@ -137,6 +79,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
   private readonly parts: readonly FlatRange[];
   private readonly params: ParamDistribution;
   private readonly rows: WorkerRows;
+  private readonly work: WorkDispatch;
   private assigned: AssignedBytes | null = null;
   private active: Active | null = null;
   private seq = 0;
@@ -161,6 +104,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     this.estimates = new WorkerEstimates(opts.speedAlpha ?? 0.5);
     this.crew = opts.adaptiveWorkers ? new CrewChooser() : null;
     this.rows = new WorkerRows(opts.status ?? null);
+    this.work = new WorkDispatch(this.membership, this.params, this.estimates, this.rows);
     this.speculateAfterMs = opts.speculateAfterMs === undefined ? 30000 : opts.speculateAfterMs;
     if (this.speculateAfterMs !== null && !(this.speculateAfterMs > 0)) {
       throw new GradhubError(ErrorCode.E_USAGE, `speculateAfterMs must be positive or null, got ${this.speculateAfterMs}`);
@@ -188,7 +132,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
   async run(input: StepInput, hooks?: StepHooks): Promise<StepSums> {
     if (this.closed) throw new GradhubError(ErrorCode.E_CLOSED, 'the cluster executor is closed');
     if (this.active) throw new GradhubError(ErrorCode.E_INTERNAL, 'ClusterExecutor.run called while a run is pending');
-    this.checkInput(input);
+    checkStepInput(input, { maxBatch: this.maxBatch, paramCount: this.spec.paramCount, fromVersion: this.params.version }, 'ClusterExecutor.run');
     this.params.encodeAll(input.version, input.params); // the parts not published ahead
     if (this.membership.size === 0) {
       this.log.info({ step: input.step }, 'waiting for a worker');
@@ -228,7 +172,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
       const sends: Promise<unknown>[] = [];
       for (const p of plan) {
         for (const n of p.nodes) record.give(n, p.workerId);
-        sends.push(this.dispatch(byId.get(p.workerId)!, p.nodes));
+        sends.push(this.work.send(a, byId.get(p.workerId)!, p.nodes));
       }
       void Promise.all(sends).then(() => {
         a.broadcastMs ??= Date.now() - a.startedAt;
@@ -248,48 +192,6 @@ class ClusterExecutorImpl implements ClusterExecutor {
     });
   }
 
-  private checkInput(input: StepInput): void {
-    const bad = (msg: string): never => {
-      throw new GradhubError(ErrorCode.E_INTERNAL, `ClusterExecutor.run: ${msg}`);
-    };
-    if (input.mode !== 'train' && input.mode !== 'eval') bad(`mode ${String(input.mode)}`);
-    if (!Number.isInteger(input.batch) || input.batch < 1 || input.batch > this.maxBatch) bad(`batch ${input.batch} outside 1..${this.maxBatch}`);
-    if (input.pixels.length < input.batch * CIFAR_PIXELS || input.labels.length < input.batch) bad(`batch of ${input.batch} needs ${input.batch * CIFAR_PIXELS} pixel bytes and ${input.batch} labels`);
-    if (input.params.length !== this.spec.paramCount) bad(`params hold ${input.params.length} floats, the model ${this.spec.paramCount}`);
-    if (!Number.isInteger(input.version) || input.version < 0 || input.version > 0xffffffff) bad(`version ${input.version}`);
-    // Workers refuse older parameters from the same coordinator incarnation (a resume is a new one).
-    const held = this.params.version;
-    if (held !== null && input.version < held) bad(`version ${input.version} after ${held}: versions never go back within one executor`);
-    if (!Number.isInteger(input.step) || input.step < 0 || input.step > 0xffffffff) bad(`step ${input.step}`);
-  }
-
-  /**
-   * Send `w` the parameters if it lacks them, then one Work frame with `nodes` (given to it in the
-   * record). Resolves when the socket has taken both (ws send callbacks).
-   */
-  private dispatch(w: WorkerConn, nodes: readonly TreeNode[]): Promise<unknown> {
-    const a = this.active;
-    if (!a || nodes.length === 0) return Promise.resolve();
-    const { input, spec, record } = a;
-    if (record.owing(w.id) === 0) this.estimates.start(w.id, Date.now());
-    let paramsSent: Promise<unknown> | null = null;
-    if (w.paramsVersion !== spec.version) {
-      // The request's version was encoded when it began (`run`); the trainer may have updated
-      // `input.params` part by part since (publish), so its frames are what the worker needs.
-      const out = this.params.sendVersion(w, spec.version);
-      if (!out) throw new GradhubError(ErrorCode.E_INTERNAL, `parameters v${spec.version} of request ${spec.seq} are no longer encoded`);
-      this.estimates.moved(w.id, out.bytes);
-      paramsSent = Promise.all(out.sends);
-    }
-    const work = encodeWork(spec, nodes, input.pixels, input.labels);
-    record.sent(w.id, work.nodes, Date.now());
-    w.logger.debug({ step: spec.step, seq: spec.seq, nodes: work.nodes.map(show), samples: work.samples }, 'work sent');
-    this.estimates.moved(w.id, work.frame.byteLength);
-    const workSent = w.send(work.frame);
-    this.report(w);
-    return paramsSent ? Promise.all([paramsSent, workSent]) : workSent;
-  }
-
   /**
    * Part `index` of `version` is final (the trainer updated that part): send it now to the workers
    * of the current request (the likely ones of the next); others get it with their Work.
@@ -300,29 +202,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
     this.params.publish(version, params, index, this.membership.workers().filter((w) => !a || a.record.hasWorker(w.id)));
   }
 
-  /** Update the worker's row in the status sink. */
   private report(w: WorkerConn): void {
-    this.rows.report(w, this.estimates.speed(w.id), (this.active?.record.owing(w.id) ?? 0) > 0);
-  }
-
-  /** Give incomplete nodes nobody holds to the workers that would finish them first (scheduler). */
-  private placeOrphans(exclude?: ReadonlySet<number>): void {
-    const a = this.active;
-    if (!a) return;
-    const orphans = a.record.orphans().length;
-    if (orphans === 0) return;
-    const workers = this.membership.workers();
-    if (workers.length === 0) {
-      a.log.warn({ nodes: orphans }, 'no worker left: the nodes wait for one to join');
-      return;
-    }
-    const placed = placeOrphans(a.record, workers.map((w) => ({ id: w.id, speed: this.estimates.speed(w.id) })), exclude);
-    const byId = new Map(workers.map((w) => [w.id, w]));
-    for (const [id, nodes] of placed) for (const n of nodes) a.record.give(n, id);
-    for (const [id, nodes] of placed) {
-      a.log.info({ workerId: id, nodes: nodes.map(show) }, 'nodes reassigned');
-      void this.dispatch(byId.get(id)!, nodes);
-    }
+    this.work.report(w, this.active);
   }
 
   private onJoined(w: WorkerConn): void {
@@ -331,7 +212,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     }
     this.report(w);
     // A newcomer takes nodes waiting for a worker now; otherwise it joins the next request's split.
-    this.placeOrphans();
+    if (this.active) this.work.placeOrphans(this.active);
     this.flow();
   }
 
@@ -344,9 +225,9 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const nodes = a.record.lose(w.id);
     if (nodes.length > 0) {
       this.counters.reassigned += a.record.orphans().length;
-      a.log.warn({ workerId: w.id, reason, nodes: nodes.map(show) }, 'worker lost mid-request');
+      a.log.warn({ workerId: w.id, reason, nodes: nodes.map(showNode) }, 'worker lost mid-request');
     }
-    this.placeOrphans();
+    this.work.placeOrphans(a);
     this.flow();
   }
 
@@ -413,8 +294,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
     },
     'non-finite': (w, v) => {
       this.counters.recomputed++;
-      this.active?.log.warn({ workerId: w.id, node: show(v.node) }, 'non-finite result: recomputing the node on another worker');
-      if (this.active?.record.ownersOf(v.node).length === 0) this.placeOrphans(new Set([w.id]));
+      this.active?.log.warn({ workerId: w.id, node: showNode(v.node) }, 'non-finite result: recomputing the node on another worker');
+      if (this.active && this.active.record.ownersOf(v.node).length === 0) this.work.placeOrphans(this.active, new Set([w.id]));
       this.flow();
     },
     diverged: (_w, v) => {
@@ -437,19 +318,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
 
   /** Give long-outstanding nodes to idle workers as well (speculation.ts; first result wins). */
   private speculate(): void {
-    const a = this.active;
-    if (!a || this.speculateAfterMs === null) return;
-    const idle = this.membership.workers()
-      .filter((w) => a.record.owing(w.id) === 0)
-      .sort((x, y) => (this.estimates.speed(y.id) ?? 0) - (this.estimates.speed(x.id) ?? 0) || x.id - y.id);
-    const byId = new Map(idle.map((w) => [w.id, w]));
-    const copies = speculativeCopies(a.record, idle.map((w) => ({ id: w.id, maxBatch: w.capabilities.maxBatch })), Date.now(), this.speculateAfterMs);
-    for (const { node, workerId } of copies) {
-      this.counters.speculated++;
-      a.log.info({ workerId, node: show(node), owner: a.record.ownersOf(node)[0] }, 'slow node: computing a copy on an idle worker');
-      a.record.give(node, workerId);
-      void this.dispatch(byId.get(workerId)!, [node]);
-    }
+    if (this.active && this.speculateAfterMs !== null) this.counters.speculated += this.work.speculate(this.active, this.speculateAfterMs);
   }
 
   private finish(): void {

@@ -30,6 +30,9 @@ export {
 } from '@gradhub/proto';
 export type { Body, BodyKind, BodyOf, Decoded, DecodedMessage } from '@gradhub/proto';
 
+/** Bytes of a Result frame besides the gradient (header and sums), and of a Work frame besides pixels and labels, about (cost estimates). */
+export const RESULT_OVERHEAD_BYTES = 64;
+
 /** Slack added to tensor-sized frame limits for the envelope and the other fields. */
 export const FRAME_SLACK_BYTES = 64 * 1024;
 
