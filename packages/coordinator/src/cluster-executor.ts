@@ -33,7 +33,7 @@
  */
 import type { Logger } from 'pino';
 import { gradhub } from '@gradhub/proto';
-import { CIFAR_PIXELS, ErrorCode, GradhubError, chunkCount, streamParts, type FlatRange, type ModelSpec } from '@gradhub/core';
+import { ErrorCode, GradhubError, streamParts, type FlatRange, type ModelSpec } from '@gradhub/core';
 import { Assignments } from './assignments.js';
 import type { ClusterExecutor, ClusterExecutorOptions, ClusterStats } from './cluster-executor-api.js';
 import { checkStepInput, type StepHooks, type StepInput, type StepSums, type StepTiming } from './executor.js';
@@ -42,7 +42,7 @@ import type { Membership, WorkerConn } from './membership.js';
 import { ParamDistribution } from './param-distribution.js';
 import { RESULT_OVERHEAD_BYTES, type BodyOf } from './protocol.js';
 import { Reducer, resultIn, type RequestSpec, type ResultIn, type Verdict } from './reducer.js';
-import { CrewChooser, assignChunks, assignedBytes, type AssignedBytes, type TransferCost } from './scheduler.js';
+import { CrewChooser, type AssignedBytes } from './scheduler.js';
 import { speculationPeriodMs } from './speculation.js';
 import { WorkDispatch, showNode, type RequestContext } from './work-dispatch.js';
 import { WorkerEstimates } from './worker-estimates.js';
@@ -51,7 +51,6 @@ import { WorkerRows } from './worker-rows.js';
 export type { ClusterExecutor, ClusterExecutorOptions, ClusterStats } from './cluster-executor-api.js';
 
 interface Active extends RequestContext {
-  readonly startedAt: number;
   readonly resolve: (s: StepSums) => void;
   readonly reject: (e: Error) => void;
   settled: boolean;
@@ -141,7 +140,6 @@ class ClusterExecutorImpl implements ClusterExecutor {
     }
     const seq = ++this.seq;
     const spec: RequestSpec = { seq, step: input.step, version: input.version, mode: input.mode, batch: input.batch, chunk: this.chunk };
-    const nChunks = chunkCount(input.batch, this.chunk);
     const record = this.reducer.begin(spec, new Assignments(input.batch, this.chunk));
     this.estimates.newRequest();
     const log = this.log.child({ step: input.step, seq });
@@ -152,25 +150,11 @@ class ClusterExecutorImpl implements ClusterExecutor {
       };
       this.active = a;
       const workers = this.membership.workers();
-      const shape = { batch: input.batch, chunk: this.chunk };
-      const cost: TransferCost = {
-        resultBytes: (input.mode === 'train' ? 4 * this.spec.paramCount : 0) + RESULT_OVERHEAD_BYTES,
-        paramsBytes: this.params.versionBytes,
-        sampleBytes: CIFAR_PIXELS + 1,
-      };
-      let speeds = workers.map((w) => ({
-        id: w.id, speed: this.estimates.speed(w.id), bandwidth: this.estimates.bandwidth(w.id), maxSamples: w.capabilities.maxBatch, needsParams: w.paramsVersion !== input.version,
-      }));
-      if (input.mode === 'train' && this.crew) speeds = this.crew.choose(speeds, nChunks, input.batch, a.startedAt);
-      const plan = assignChunks(nChunks, speeds, shape, cost);
-      this.assigned = assignedBytes(plan, speeds, shape, cost);
-      log.debug({
-        mode: input.mode, batch: input.batch, nChunks, assigned: this.assigned,
-        plan: plan.map((p) => ({ worker: p.workerId, lo: p.lo, hi: p.hi, nodes: p.nodes.length, estimateMs: Math.round(p.estimateS * 1000) })),
-      }, 'request out');
+      const plan = this.work.plan(a, workers, this.spec.paramCount, input.mode === 'train' ? this.crew : null);
+      this.assigned = plan.assigned;
       const byId = new Map(workers.map((w) => [w.id, w]));
       const sends: Promise<unknown>[] = [];
-      for (const p of plan) {
+      for (const p of plan.assignments) {
         for (const n of p.nodes) record.give(n, p.workerId);
         sends.push(this.work.send(a, byId.get(p.workerId)!, p.nodes));
       }
@@ -178,9 +162,9 @@ class ClusterExecutorImpl implements ClusterExecutor {
         a.broadcastMs ??= Date.now() - a.startedAt;
       });
       this.flow();
-      if (plan.length === 0) {
+      if (plan.assignments.length === 0) {
         // Every worker left meanwhile: the whole batch waits for the next one to join (onJoined).
-        const root = { lo: 0, hi: nChunks };
+        const root = { lo: 0, hi: record.nChunks };
         record.give(root, -1);
         record.revoke(root, -1);
         log.warn('no worker left: the batch waits for one to join');

@@ -1,17 +1,17 @@
 /**
- * Getting work to workers: a request's Work frames (after the parameters a worker lacks), the
+ * Getting work to workers: a request's split and Work frames (after the parameters a worker lacks), the
  * takeover of orphaned nodes and speculative copies of slow ones, each first given in the
  * request's assignment record; and the workers' status rows, which follow what they owe.
  */
 import type { Logger } from 'pino';
-import { ErrorCode, GradhubError, type TreeNode } from '@gradhub/core';
+import { CIFAR_PIXELS, ErrorCode, GradhubError, type TreeNode } from '@gradhub/core';
 import type { Assignments } from './assignments.js';
 import type { StepInput } from './executor.js';
 import type { Membership, WorkerConn } from './membership.js';
 import type { ParamDistribution } from './param-distribution.js';
-import { encodeWork } from './protocol.js';
+import { RESULT_OVERHEAD_BYTES, encodeWork } from './protocol.js';
 import type { RequestSpec } from './reducer.js';
-import { placeOrphans } from './scheduler.js';
+import { assignChunks, assignedBytes, placeOrphans, type AssignedBytes, type Assignment, type CrewChooser, type TransferCost } from './scheduler.js';
 import { speculativeCopies } from './speculation.js';
 import type { WorkerEstimates } from './worker-estimates.js';
 import type { WorkerRows } from './worker-rows.js';
@@ -23,6 +23,8 @@ export interface RequestContext {
   /** Who holds which node (shared with the reducer). */
   readonly record: Assignments;
   readonly log: Logger;
+  /** When the request began (ms since the epoch). */
+  readonly startedAt: number;
 }
 
 export const showNode = (n: TreeNode): string => `[${n.lo},${n.hi})`;
@@ -34,6 +36,33 @@ export class WorkDispatch {
     private readonly estimates: WorkerEstimates,
     private readonly rows: WorkerRows,
   ) {}
+
+  /**
+   * The request's split (scheduler `assignChunks`) over `workers`, from their measured speeds and
+   * bandwidths and the bytes a step moves; with `crew`, over the fastest few it chooses. The
+   * bytes the plan moves ("as assigned") are logged at debug level.
+   */
+  plan(a: RequestContext, workers: readonly WorkerConn[], paramCount: number, crew: CrewChooser | null): { assignments: Assignment[]; assigned: AssignedBytes } {
+    const { input, spec } = a;
+    const nChunks = a.record.nChunks;
+    const shape = { batch: input.batch, chunk: spec.chunk };
+    const cost: TransferCost = {
+      resultBytes: (input.mode === 'train' ? 4 * paramCount : 0) + RESULT_OVERHEAD_BYTES,
+      paramsBytes: this.params.versionBytes,
+      sampleBytes: CIFAR_PIXELS + 1,
+    };
+    let speeds = workers.map((w) => ({
+      id: w.id, speed: this.estimates.speed(w.id), bandwidth: this.estimates.bandwidth(w.id), maxSamples: w.capabilities.maxBatch, needsParams: w.paramsVersion !== input.version,
+    }));
+    if (crew) speeds = crew.choose(speeds, nChunks, input.batch, a.startedAt);
+    const assignments = assignChunks(nChunks, speeds, shape, cost);
+    const assigned = assignedBytes(assignments, speeds, shape, cost);
+    a.log.debug({
+      mode: input.mode, batch: input.batch, nChunks, assigned,
+      plan: assignments.map((p) => ({ worker: p.workerId, lo: p.lo, hi: p.hi, nodes: p.nodes.length, estimateMs: Math.round(p.estimateS * 1000) })),
+    }, 'request out');
+    return { assignments, assigned };
+  }
 
   /**
    * Send `w` the parameters if it lacks them, then one Work frame with `nodes` (given to it in the
