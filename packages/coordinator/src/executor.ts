@@ -8,7 +8,7 @@
  * executor runs the core on the root node; the cluster executor hands tree nodes to workers and
  * reduces their results. Both must return the same bits for the same input.
  */
-import type { FlatRange, NodeSums } from '@gradhub/core';
+import { CIFAR_PIXELS, ErrorCode, GradhubError, type FlatRange, type NodeSums } from '@gradhub/core';
 
 export interface StepInput {
   /** 'train': gradient and sums; 'eval': sums only (test-set evaluation). */
@@ -83,4 +83,24 @@ export interface Executor {
   publish?(version: number, params: Float32Array, index: number): void;
   /** Release sockets, workers and memory. */
   close(): Promise<void>;
+}
+
+/**
+ * Check `input` against an executor's limits (E_INTERNAL: the trainer never sends these): a known
+ * mode, 1..maxBatch samples with their pixels and labels, the model's parameter count, versions
+ * and steps in uint32, and a version not below `fromVersion` (workers refuse older parameters
+ * from the same coordinator incarnation; a resume is a new one). `who` prefixes the message.
+ */
+export function checkStepInput(input: StepInput, limits: { readonly maxBatch: number; readonly paramCount: number; readonly fromVersion: number | null }, who: string): void {
+  const bad = (msg: string): never => {
+    throw new GradhubError(ErrorCode.E_INTERNAL, `${who}: ${msg}`);
+  };
+  const { maxBatch, paramCount, fromVersion } = limits;
+  if (input.mode !== 'train' && input.mode !== 'eval') bad(`mode ${String(input.mode)}`);
+  if (!Number.isInteger(input.batch) || input.batch < 1 || input.batch > maxBatch) bad(`batch ${input.batch} outside 1..${maxBatch}`);
+  if (input.pixels.length < input.batch * CIFAR_PIXELS || input.labels.length < input.batch) bad(`batch of ${input.batch} needs ${input.batch * CIFAR_PIXELS} pixel bytes and ${input.batch} labels`);
+  if (input.params.length !== paramCount) bad(`params hold ${input.params.length} floats, the model ${paramCount}`);
+  if (!Number.isInteger(input.version) || input.version < 0 || input.version > 0xffffffff) bad(`version ${input.version}`);
+  if (fromVersion !== null && input.version < fromVersion) bad(`version ${input.version} after ${fromVersion}: versions never go back within one executor`);
+  if (!Number.isInteger(input.step) || input.step < 0 || input.step > 0xffffffff) bad(`step ${input.step}`);
 }

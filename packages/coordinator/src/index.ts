@@ -15,6 +15,8 @@ export * from './membership.js';
 export * from './scheduler.js';
 export * from './reducer.js';
 export * from './cluster-executor.js';
+export * from './cluster.js';
+export * from './assignments.js';
 export * from './volunteer-routes.js';
 export * from './version.js';
 export * from './report.js';

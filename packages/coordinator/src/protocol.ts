@@ -1,6 +1,7 @@
 /**
- * Wire frames (proto/gradhub.proto), coordinator side: which frames it takes from a worker, and
- * the Params frame encoded once per version (the limits and the error are @gradhub/proto's).
+ * Wire frames (proto/gradhub.proto), coordinator side: which frames it takes from a worker, the
+ * Params frame encoded once per version, and the Work frame (the limits and the error are
+ * @gradhub/proto's).
  *
  * Contract: `decodeMessage` (or `decodeFrame`) is the only way a worker's bytes enter the
  * coordinator. The checks are @gradhub/proto's codec (size bounded before parsing, the limits
@@ -19,16 +20,19 @@
  * message: fragments of a few hundred KiB come from memory the allocator reuses.
  */
 import {
-  decodeFrame as decodeFrameAs, decodeMessage as decodeMessageAs, fragments, paramsHeader,
+  decodeFrame as decodeFrameAs, decodeMessage as decodeMessageAs, encode, fragments, gradhub, paramsHeader,
   type BodyKind, type Decoded, type DecodedMessage,
 } from '@gradhub/proto';
-import { xxh64, type FlatRange } from '@gradhub/core';
+import { CIFAR_PIXELS, nodeSamples, xxh64, type FlatRange, type TreeNode } from '@gradhub/core';
 
 export {
   FRAGMENT_BYTES, FRAME_SLACK_BYTES, FROM_WORKER, PROTOCOL_VERSION, ProtocolError, SMALL_FRAME_BYTES, WireCode,
   closeCodeFor, encode, fragments, frameLimits, splitTrailingBytes,
 } from '@gradhub/proto';
 export type { Body, BodyKind, BodyOf, Decoded, DecodedMessage, FrameLimits } from '@gradhub/proto';
+
+/** Bytes of a Result frame besides the gradient (header and sums), and of a Work frame besides pixels and labels, about (cost estimates). */
+export const RESULT_OVERHEAD_BYTES = 64;
 
 /**
  * Decode and validate one frame (see the module comment). `maxFrameBytes` bounds the frame;
@@ -167,4 +171,55 @@ export class ParamsEncoder {
     this.current = { version, snapshot: snap, frames: this.layout.map(() => null) };
     return this.current;
   }
+}
+
+/** The request a Work frame belongs to. */
+export interface WorkHeader {
+  readonly seq: number;
+  readonly step: number;
+  readonly version: number;
+  readonly mode: 'train' | 'eval';
+  /** Samples in the batch, and per chunk. */
+  readonly batch: number;
+  readonly chunk: number;
+}
+
+/**
+ * One Work frame with `nodes` (sorted left to right) and their samples' pixels and labels (uint8,
+ * views of the batch's `pixels` [batch x CIFAR_PIXELS] and `labels` [batch]; nodes contiguous with
+ * the previous one widen the same view, so a contiguous range is not copied before encoding).
+ */
+export function encodeWork(h: WorkHeader, nodes: readonly TreeNode[], pixels: Uint8Array, labels: Uint8Array): { frame: Uint8Array; nodes: TreeNode[]; samples: number } {
+  const sorted = [...nodes].sort((x, y) => x.lo - y.lo);
+  const wire: gradhub.IWorkNode[] = [];
+  const pix: Uint8Array[] = [];
+  const lab: Uint8Array[] = [];
+  let total = 0;
+  for (const n of sorted) {
+    const { start, end } = nodeSamples(n, h.batch, h.chunk);
+    wire.push({ lo: n.lo, hi: n.hi, sampleStart: start, sampleCount: end - start });
+    const last = pix.length - 1;
+    const prev = last >= 0 ? wire[wire.length - 2] : null;
+    if (prev && prev.sampleStart! + prev.sampleCount! === start) {
+      // Contiguous with the previous node: widen the same view (no copy).
+      const p0 = pix[last], l0 = lab[last];
+      pix[last] = new Uint8Array(p0.buffer, p0.byteOffset, p0.byteLength + (end - start) * CIFAR_PIXELS);
+      lab[last] = new Uint8Array(l0.buffer, l0.byteOffset, l0.byteLength + (end - start));
+    } else {
+      pix.push(pixels.subarray(start * CIFAR_PIXELS, end * CIFAR_PIXELS));
+      lab.push(labels.subarray(start, end));
+    }
+    total += end - start;
+  }
+  const frame = encode({
+    work: {
+      seq: h.seq, step: h.step, version: h.version,
+      mode: h.mode === 'train' ? gradhub.Mode.TRAIN : gradhub.Mode.EVAL,
+      nodes: wire,
+      pixels: pix.length === 1 ? pix[0] : Buffer.concat(pix),
+      labels: lab.length === 1 ? lab[0] : Buffer.concat(lab),
+      batch: h.batch,
+    },
+  });
+  return { frame, nodes: sorted, samples: total };
 }

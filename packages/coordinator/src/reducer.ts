@@ -4,8 +4,11 @@
  *
  * Contract (DESIGN invariants 3, 4, 7):
  * - One request at a time: `begin({seq, ...})` ... `end()`. `seq` increases within a coordinator
- *   incarnation. The executor `give`s tree nodes to workers (a node may have several owners: a
- *   speculative copy or a recompute) and `revoke`s them when a worker is lost.
+ *   incarnation. Who holds which node is the request's assignment record (assignments.ts): the
+ *   executor gives nodes to workers there (a node may have several owners: a speculative copy or
+ *   a recompute); the reducer reads it to judge results, marks in it the nodes that become
+ *   complete, and takes a node from a worker whose result is non-finite. The reducer itself
+ *   keeps only what the sums need: per given node, the parts in and its sums.
  * - The gradient is reduced per part: the model's stream parts (`parts`: core streamParts, each
  *   layer or block of a big layer's rows, contiguous, covering [0, paramCount); default one part,
  *   the whole gradient). A 'train' result carries either the whole gradient (part
@@ -66,8 +69,10 @@
  *   the next `begin`.
  */
 import { gradhub } from '@gradhub/proto';
+import { Assignments, nodeKey } from './assignments.js';
+import type { BodyOf } from './protocol.js';
 import {
-  chunkCount, createGradPool, isTreeNode, nodeSamples, parentOf, treeMid,
+  chunkCount, createGradPool, parentOf, treeMid,
   type FlatRange, type GradPool, type NodeSums, type TreeNode,
 } from '@gradhub/core';
 
@@ -99,6 +104,20 @@ export interface ResultIn {
   readonly lossSum: number;
   readonly denomSum: number;
   readonly correct: number;
+}
+
+/** A Result message as the reducer reads it (`grad`: its gradient bytes, in pieces). */
+export function resultIn(m: BodyOf<'result'>, grad: readonly Uint8Array[]): ResultIn {
+  return {
+    seq: m.seq ?? 0,
+    version: m.version ?? 0,
+    node: m.node ? { lo: m.node.lo ?? 0, hi: m.node.hi ?? 0 } : null,
+    part: m.part ? { offset: m.part.offset ?? 0, length: m.part.length ?? 0 } : null,
+    grad,
+    lossSum: m.lossSum ?? 0,
+    denomSum: m.denomSum ?? 0,
+    correct: m.correct ?? 0,
+  };
 }
 
 export type DropReason = 'stale' | 'reassigned' | 'duplicate';
@@ -175,19 +194,13 @@ interface PartTree {
   root: number;
 }
 
+/** A given node's reduction so far (who holds it is the assignment record's). */
 interface NodeRec {
-  readonly node: TreeNode;
-  readonly samples: number;
-  /** Workers that currently hold it. */
-  readonly owners: Set<number>;
-  /** Workers it was ever given to in this request. */
-  readonly given: Set<number>;
   /** The sums of its first accepted message. */
   sums: NodeSums | null;
   /** Per part: 1 once accepted. */
   readonly parts: Uint8Array;
   partsIn: number;
-  complete: boolean;
   nonFinite: number;
 }
 
@@ -205,6 +218,8 @@ export class Reducer {
   /** Parts of the request in progress: parts.length for 'train', 0 for 'eval'. */
   private nParts = 0;
   private lastSeq = 0;
+  /** The request's assignment record (who holds which node), and its nodes' reductions by node key. */
+  private record: Assignments | null = null;
   private readonly recs = new Map<number, NodeRec>();
   private readonly trees: PartTree[];
   private readonly pools: GradPool[];
@@ -269,8 +284,17 @@ export class Reducer {
     return this.rootSum !== null && this.rootsIn === this.nParts;
   }
 
-  /** Start a request. The previous request's root buffers return to their pools. */
-  begin(spec: RequestSpec): void {
+  /** The open request's assignment record. */
+  get assignments(): Assignments {
+    if (!this.record) throw new RangeError('Reducer.assignments: no request is open');
+    return this.record;
+  }
+
+  /**
+   * Start a request whose nodes are given in `record` (a new one by default; the request's batch
+   * and chunk). The previous request's root buffers return to their pools. Returns the record.
+   */
+  begin(spec: RequestSpec, record?: Assignments): Assignments {
     if (this.req) throw new RangeError(`Reducer.begin: request ${this.req.seq} is still open`);
     if (!Number.isInteger(spec.seq) || spec.seq <= this.lastSeq) throw new RangeError(`Reducer.begin: seq ${spec.seq} does not follow ${this.lastSeq}`);
     if (!Number.isInteger(spec.batch) || spec.batch < 1 || !Number.isInteger(spec.chunk) || spec.chunk < 1) {
@@ -286,6 +310,9 @@ export class Reducer {
     this.lastSeq = spec.seq;
     this.nChunks = chunkCount(spec.batch, spec.chunk);
     this.nParts = spec.mode === 'train' ? this.trees.length : 0;
+    if (record && (record.batch !== spec.batch || record.chunk !== spec.chunk)) throw new RangeError('Reducer.begin: the assignment record is for another batch');
+    this.record = record ?? new Assignments(spec.batch, spec.chunk);
+    return this.record;
   }
 
   /** Close the request: later results for it are stale. Buffers of unfinished nodes return to the pools. */
@@ -297,75 +324,8 @@ export class Reducer {
     this.heldFloats = 0;
     this.sumSlots.clear();
     this.recs.clear();
+    this.record = null;
     this.req = null;
-  }
-
-  /** Give `node` to `workerId` (initial assignment, takeover, recompute or speculative copy). */
-  give(node: TreeNode, workerId: number): void {
-    const req = this.mustBeOpen('give');
-    if (!isTreeNode(node, this.nChunks)) throw new RangeError(`Reducer.give: [${node.lo},${node.hi}) is not a node of the tree over ${this.nChunks} chunks`);
-    const k = this.key(node.lo, node.hi);
-    let rec = this.recs.get(k);
-    if (!rec) {
-      for (const r of this.recs.values()) {
-        if (node.lo < r.node.hi && r.node.lo < node.hi) {
-          throw new RangeError(`Reducer.give: [${node.lo},${node.hi}) overlaps the given node [${r.node.lo},${r.node.hi})`);
-        }
-      }
-      const { start, end } = nodeSamples(node, req.batch, req.chunk);
-      rec = {
-        node: { lo: node.lo, hi: node.hi }, samples: end - start, owners: new Set(), given: new Set(),
-        sums: null, parts: new Uint8Array(this.nParts), partsIn: 0, complete: false, nonFinite: 0,
-      };
-      this.recs.set(k, rec);
-    }
-    rec.owners.add(workerId);
-    rec.given.add(workerId);
-  }
-
-  /** `workerId` no longer holds `node` (lost, or its result was non-finite). */
-  revoke(node: TreeNode, workerId: number): void {
-    this.recs.get(this.key(node.lo, node.hi))?.owners.delete(workerId);
-  }
-
-  /** Incomplete nodes held by `workerId`. */
-  ownedBy(workerId: number): TreeNode[] {
-    const out: TreeNode[] = [];
-    for (const r of this.recs.values()) if (!r.complete && r.owners.has(workerId)) out.push(r.node);
-    return out;
-  }
-
-  /** Incomplete nodes nobody holds (they need a worker). */
-  orphans(): TreeNode[] {
-    const out: TreeNode[] = [];
-    for (const r of this.recs.values()) if (!r.complete && r.owners.size === 0) out.push(r.node);
-    return out.sort((a, b) => a.lo - b.lo);
-  }
-
-  /** Incomplete given nodes, left to right. */
-  pending(): TreeNode[] {
-    const out: TreeNode[] = [];
-    for (const r of this.recs.values()) if (!r.complete) out.push(r.node);
-    return out.sort((a, b) => a.lo - b.lo);
-  }
-
-  /** Current owners of a node. */
-  ownersOf(node: TreeNode): number[] {
-    return [...(this.recs.get(this.key(node.lo, node.hi))?.owners ?? [])];
-  }
-
-  /** Samples of a given node. */
-  samplesOf(node: TreeNode): number {
-    const req = this.mustBeOpen('samplesOf');
-    const { start, end } = nodeSamples(node, req.batch, req.chunk);
-    return end - start;
-  }
-
-  /** The leftmost incomplete given node (the one reading in tree order waits for), or null. */
-  frontier(): TreeNode | null {
-    let best: NodeRec | null = null;
-    for (const r of this.recs.values()) if (!r.complete && (best === null || r.node.lo < best.node.lo)) best = r;
-    return best ? best.node : null;
   }
 
   /** Judge one result (see the module comment). */
@@ -374,11 +334,15 @@ export class Reducer {
     if (r.seq > this.lastSeq) return this.reject(W.FUTURE_STEP, `result for request ${r.seq}, the latest issued is ${this.lastSeq}`);
     if (req === null || r.seq < req.seq || this.done) return this.drop('stale');
     if (r.version !== req.version) return this.reject(W.WRONG_PARAM_VERSION, `result computed on parameters v${r.version}, request ${req.seq} is on v${req.version}`);
+    const record = this.record!;
     const node = r.node;
-    const rec = node && Number.isInteger(node.lo) && Number.isInteger(node.hi) ? this.recs.get(this.key(node.lo, node.hi)) : undefined;
-    if (!node || !rec || !rec.given.has(workerId)) {
+    const k = node ? record.key(node) : -1;
+    if (!node || k < 0 || !record.wasGiven(k, workerId)) {
       return this.reject(W.UNKNOWN_NODE, node ? `node [${node.lo},${node.hi}) was not given to this worker in request ${req.seq}` : 'result without a node');
     }
+    const given = record.nodeAt(k)!;
+    let rec = this.recs.get(k);
+    if (!rec) this.recs.set(k, (rec = { sums: null, parts: new Uint8Array(this.nParts), partsIn: 0, nonFinite: 0 }));
     const pieces: readonly Uint8Array[] = r.grad instanceof Uint8Array ? [r.grad] : r.grad;
     let gradBytes = 0;
     for (const p of pieces) gradBytes += p.byteLength;
@@ -404,15 +368,16 @@ export class Reducer {
         : `train results carry the whole gradient (part [0, +${this.paramCount})) or one stream part (${this.trees.map((t) => `[${t.offset}, +${t.length})`).join(', ')}), 4 bytes a float`;
       return this.reject(W.BAD_GRADIENT_LENGTH, `part [${partOffset}, +${partLength}) with ${gradBytes} gradient bytes; ${want}`);
     }
-    if (!Number.isInteger(r.correct) || r.correct < 0 || r.correct > rec.samples || r.denomSum < 0) {
-      return this.reject(W.BAD_RESULT, `correct ${r.correct} / denominator ${r.denomSum} impossible for ${rec.samples} samples`);
+    const samples = record.samplesOf(given);
+    if (!Number.isInteger(r.correct) || r.correct < 0 || r.correct > samples || r.denomSum < 0) {
+      return this.reject(W.BAD_RESULT, `correct ${r.correct} / denominator ${r.denomSum} impossible for ${samples} samples`);
     }
-    if (!rec.owners.has(workerId)) return this.drop('reassigned');
+    if (!record.holds(k, workerId)) return this.drop('reassigned');
     const had = rec.sums;
     if (had && !(Object.is(had.lossSum, r.lossSum) && Object.is(had.denomSum, r.denomSum) && Object.is(had.correct, r.correct))) {
-      return this.reject(W.BAD_RESULT, `node [${rec.node.lo},${rec.node.hi}) came with sums (${had.lossSum}, ${had.denomSum}, ${had.correct}) before and (${r.lossSum}, ${r.denomSum}, ${r.correct}) now`);
+      return this.reject(W.BAD_RESULT, `node [${given.lo},${given.hi}) came with sums (${had.lossSum}, ${had.denomSum}, ${had.correct}) before and (${r.lossSum}, ${r.denomSum}, ${r.correct}) now`);
     }
-    if (rec.complete) return this.drop('duplicate');
+    if (record.isComplete(k)) return this.drop('duplicate');
     const fresh: number[] = [];
     for (let i = first; i < first + count; i++) if (rec.parts[i] === 0) fresh.push(i);
     if (fresh.length === 0 && had) return this.drop('duplicate');
@@ -422,7 +387,7 @@ export class Reducer {
     const summed: boolean[] = [];
     let finite = Number.isFinite(r.lossSum) && Number.isFinite(r.denomSum);
     if (finite && fresh.length > 0) {
-      const sibKey = this.siblingKey(rec.node);
+      const sibKey = this.siblingKey(given);
       const split = count > 1 ? slicePieces(pieces, this.trees) : null;
       for (const i of fresh) {
         const t = this.trees[i];
@@ -439,12 +404,12 @@ export class Reducer {
     if (!finite) {
       for (let k = 0; k < ids.length; k++) this.trees[fresh[k]].pool.release(ids[k]);
       rec.nonFinite++;
-      rec.owners.delete(workerId);
+      record.revoke(given, workerId);
       this.stats.nonFinite++;
       if (rec.nonFinite >= 2) {
-        return { kind: 'diverged', node: rec.node, message: `node [${rec.node.lo},${rec.node.hi}) of step ${req.step} is non-finite on two workers: the model has diverged` };
+        return { kind: 'diverged', node: given, message: `node [${given.lo},${given.hi}) of step ${req.step} is non-finite on two workers: the model has diverged` };
       }
-      return { kind: 'non-finite', node: rec.node };
+      return { kind: 'non-finite', node: given };
     }
 
     this.stats.accepted++;
@@ -460,14 +425,15 @@ export class Reducer {
       const i = fresh[k];
       rec.parts[i] = 1;
       rec.partsIn++;
-      if (this.insertPart(this.trees[i], rec.node, ids[k], summed[k])) rootParts.push(i);
+      if (this.insertPart(this.trees[i], given, ids[k], summed[k])) rootParts.push(i);
     }
     if (!had) {
       rec.sums = { lossSum: r.lossSum, denomSum: r.denomSum, correct: r.correct };
-      this.insertSums({ lo: rec.node.lo, hi: rec.node.hi, ...rec.sums });
+      this.insertSums({ lo: given.lo, hi: given.hi, ...rec.sums });
     }
-    rec.complete = rec.partsIn === this.nParts;
-    return { kind: 'accepted', node: rec.node, done: this.done, nodeDone: rec.complete, rootParts };
+    const nodeDone = rec.partsIn === this.nParts;
+    if (nodeDone) record.markComplete(k);
+    return { kind: 'accepted', node: given, done: this.done, nodeDone, rootParts };
   }
 
   /** The root's sums and whole gradient, once `done`. The gradient is valid until the next `begin`. */
@@ -577,12 +543,7 @@ export class Reducer {
   }
 
   private key(lo: number, hi: number): number {
-    return lo * (this.nChunks + 1) + hi;
-  }
-
-  private mustBeOpen(what: string): RequestSpec {
-    if (!this.req) throw new RangeError(`Reducer.${what}: no request is open`);
-    return this.req;
+    return nodeKey(lo, hi, this.nChunks);
   }
 
   private drop(reason: DropReason): Verdict {

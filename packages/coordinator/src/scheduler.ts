@@ -32,6 +32,7 @@
  *   decision here gives the same bits.
  */
 import { children, coverRange, nodeSamples, treeMid, type TreeNode } from '@gradhub/core';
+import type { Assignments } from './assignments.js';
 
 export interface WorkerSpeed {
   readonly id: number;
@@ -321,6 +322,27 @@ export function pickWorker(samples: number, candidates: readonly Candidate[], ex
   return best;
 }
 
+/**
+ * Who takes the record's orphans (incomplete nodes nobody holds), left to right: each goes to the
+ * worker of `workers` (ids and speeds) that would finish it first given what it already has queued
+ * in the record and what this placement gave it (`pickWorker`, `exclude` only when no other is
+ * left). Nodes per worker id, in placement order; the caller gives and sends them.
+ */
+export function placeOrphans(record: Assignments, workers: readonly WorkerSpeed[], exclude: ReadonlySet<number> = new Set()): Map<number, TreeNode[]> {
+  const out = new Map<number, TreeNode[]>();
+  const queued = new Map(workers.map((w) => [w.id, record.queued(w.id)]));
+  for (const n of record.orphans()) {
+    const samples = record.samplesOf(n);
+    const cands: Candidate[] = workers.map((w) => ({ id: w.id, speed: w.speed, queuedSamples: queued.get(w.id)! }));
+    const id = pickWorker(samples, cands, exclude, true)!;
+    queued.set(id, queued.get(id)! + samples);
+    const list = out.get(id) ?? [];
+    list.push(n);
+    out.set(id, list);
+  }
+  return out;
+}
+
 /** One EWMA step: the first sample is taken as it is. */
 export function ewma(prev: number | null, sample: number, alpha: number): number {
   return prev === null ? sample : alpha * sample + (1 - alpha) * prev;
@@ -385,6 +407,23 @@ export class CrewChooser {
     if (!(Number.isInteger(this.warmUp) && this.warmUp >= 0 && Number.isInteger(this.exploreEvery) && this.exploreEvery >= 2 && this.alpha > 0 && this.alpha <= 1 && this.margin >= 0 && this.margin < 1)) {
       throw new RangeError('CrewChooser: warmUp >= 0, exploreEvery >= 2 (integers), alpha in (0, 1], margin in [0, 1)');
     }
+  }
+
+  /** The last training step `choose` planned (for its timing). */
+  private lastStep: { startedAt: number; batch: number; k: number; clean: boolean } | null = null;
+
+  /**
+   * The fastest of `workers` that the training step starting at `now` uses, after telling the
+   * chooser how long the previous step took (from its start to this one's, same batch size only).
+   * A worker new to the crew first gets the whole model (`needsParams`): that step is not clean.
+   */
+  choose<T extends { readonly id: number; readonly speed: number | null; readonly needsParams?: boolean }>(workers: T[], nChunks: number, batch: number, now: number): T[] {
+    const last = this.lastStep;
+    if (last && last.batch === batch) this.observe(last.k, now - last.startedAt, last.clean);
+    const k = this.next(Math.min(workers.length, nChunks));
+    const chosen = k >= workers.length ? workers : [...workers].sort((x, y) => (y.speed ?? 0) - (x.speed ?? 0) || x.id - y.id).slice(0, k);
+    this.lastStep = { startedAt: now, batch, k, clean: chosen.every((w) => !w.needsParams) };
+    return chosen;
   }
 
   /** The candidate counts for `available` workers: it and its halvings, largest first. */

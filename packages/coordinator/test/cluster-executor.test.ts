@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
 import { isGradhubError, modelSpec, streamParts, wasmSimdSupported } from '@gradhub/core';
 import { startNodeWorker, type ClientEvent, type NodeWorkerHandle, type NodeWorkerOptions } from '@gradhub/worker';
-import { startCluster, type Cluster, type ClusterOptions } from '../src/cluster-executor.js';
+import { startCluster, type Cluster, type ClusterOptions } from '../src/cluster.js';
 import type { StepInput, StepSums } from '../src/executor.js';
 import type { WorkerRow } from '../src/status.js';
 import { RawClient, SIZES, SPEC, bits, cifarBatch, paramsFor, reference, testLogger } from './cluster-helpers.js';

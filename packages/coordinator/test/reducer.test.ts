@@ -63,7 +63,7 @@ describe('reducer: the root does not depend on the split, the order or the worke
       const r = new Reducer({ paramCount: P, maxHeld: 4 });
       r.begin(req(1, nChunks * 2, 2));
       const cut = randomCut(root, rand);
-      cut.forEach((n, i) => r.give(n, i % 5));
+      cut.forEach((n, i) => r.assignments.give(n, i % 5));
       let last;
       for (const i of shuffle(cut.map((_, i) => i), rand)) last = r.accept(i % 5, result(1, cut[i], nodeGrad(cut[i]), nodeLoss(cut[i])));
       expect(last).toMatchObject({ kind: 'accepted', done: true });
@@ -89,7 +89,7 @@ describe('reducer: the root does not depend on the split, the order or the worke
         const seq = trial + 1;
         r.begin(req(seq, batch, chunk));
         const cut = randomCut({ lo: 0, hi: nChunks }, rand);
-        cut.forEach((n, i) => r.give(n, i % 3));
+        cut.forEach((n, i) => r.assignments.give(n, i % 3));
         const order = shuffle(cut.map((_, i) => i), rand);
         // Half of the nodes: worker i%3 is lost, the node goes to worker 9, the old owner's answer comes late.
         const late: ResultIn[] = [];
@@ -99,8 +99,8 @@ describe('reducer: the root does not depend on the split, the order or the worke
           const s = engine.computeSums(pixels.subarray(start * 3072, end * 3072), labels.subarray(start, end), end - start, true);
           const res = { ...result(seq, n, engine.grads, s.lossSum), denomSum: s.denomSum, correct: s.correct };
           if (rand() < 0.5) {
-            r.revoke(n, i % 3);
-            r.give(n, 9);
+            r.assignments.revoke(n, i % 3);
+            r.assignments.give(n, 9);
             expect(r.accept(9, res)).toMatchObject({ kind: 'accepted' });
             late.push(res);
           } else {
@@ -143,7 +143,7 @@ describe('reducer: the root does not depend on the split, the order or the worke
         const r = new Reducer({ paramCount: P });
         r.begin(req(1, nChunks * 2, 2));
         const cut = randomCut(root, rand);
-        cut.forEach((n) => r.give(n, 1));
+        cut.forEach((n) => r.assignments.give(n, 1));
         for (const n of shuffle([...cut], rand)) {
           expect(r.accept(1, { ...result(1, n, nodeGrad(n), nodeLoss(n)), grad: pieces(nodeGrad(n)) }).kind).toBe('accepted');
         }
@@ -159,15 +159,15 @@ describe('reducer: the root does not depend on the split, the order or the worke
     const [left, right] = [{ lo: 0, hi: 1 }, { lo: 1, hi: 2 }];
     const r = new Reducer({ paramCount: P });
     r.begin(req(1, 4, 2));
-    r.give(left, 1);
-    r.give(right, 2);
+    r.assignments.give(left, 1);
+    r.assignments.give(right, 2);
     expect(r.accept(1, result(1, left, nodeGrad(left), nodeLoss(left))).kind).toBe('accepted');
     const bad = new Float32Array(nodeGrad(right));
     bad[P - 3] = Number.NEGATIVE_INFINITY; // late in the last piece: the sum is mostly written by then
     const b = new Uint8Array(bad.buffer);
     expect(r.accept(2, { ...result(1, right, bad), grad: [b.subarray(0, 100_001), b.subarray(100_001)] })).toEqual({ kind: 'non-finite', node: right });
     expect(r.held).toBe(1);
-    r.give(right, 3);
+    r.assignments.give(right, 3);
     expect(r.accept(3, result(1, right, nodeGrad(right), nodeLoss(right)))).toMatchObject({ kind: 'accepted', done: true });
     expect(bits(r.result().grad)!.equals(bits(nodeGrad({ lo: 0, hi: 2 }))!)).toBe(true);
   });
@@ -179,7 +179,7 @@ describe('reducer: the root does not depend on the split, the order or the worke
     const r = new Reducer({ paramCount: 10 });
     r.begin(req(1, 22, 2, 'eval'));
     const cut = randomCut({ lo: 0, hi: nChunks }, rand);
-    cut.forEach((n) => r.give(n, 1));
+    cut.forEach((n) => r.assignments.give(n, 1));
     for (const n of shuffle([...cut], rand)) expect(r.accept(1, result(1, n, null, nodeLoss(n), { correct: 1 })).kind).toBe('accepted');
     expect(r.result()).toEqual({ grad: null, lossSum: nodeLoss({ lo: 0, hi: nChunks }), denomSum: cut.length, correct: cut.length });
   });
@@ -191,8 +191,8 @@ describe('reducer: validation', () => {
   function open(): Reducer {
     const r = new Reducer({ paramCount: P });
     r.begin(req(5, 16, 2)); // 8 chunks
-    r.give({ lo: 0, hi: 4 }, 1);
-    r.give({ lo: 4, hi: 8 }, 2);
+    r.assignments.give({ lo: 0, hi: 4 }, 1);
+    r.assignments.give({ lo: 4, hi: 8 }, 2);
     return r;
   }
 
@@ -229,9 +229,9 @@ describe('reducer: validation', () => {
     expect(r.accept(1, result(5, n, g())).kind).toBe('accepted');
     expect(r.accept(1, result(5, n, g()))).toEqual({ kind: 'dropped', reason: 'duplicate' });
     // Worker 2 is lost; its node goes to worker 3; worker 2's answer comes late.
-    r.revoke({ lo: 4, hi: 8 }, 2);
-    r.give({ lo: 4, hi: 8 }, 3);
-    expect(r.ownedBy(2)).toEqual([]);
+    r.assignments.revoke({ lo: 4, hi: 8 }, 2);
+    r.assignments.give({ lo: 4, hi: 8 }, 3);
+    expect(r.assignments.ownedBy(2)).toEqual([]);
     expect(r.accept(2, result(5, { lo: 4, hi: 8 }, g()))).toEqual({ kind: 'dropped', reason: 'reassigned' });
     expect(r.accept(3, result(5, { lo: 4, hi: 8 }, g()))).toMatchObject({ kind: 'accepted', done: true });
     expect(r.accept(2, result(5, { lo: 4, hi: 8 }, g()))).toEqual({ kind: 'dropped', reason: 'stale' });
@@ -245,8 +245,8 @@ describe('reducer: validation', () => {
 
   it('the first of two speculative copies wins', () => {
     const r = open();
-    r.give({ lo: 4, hi: 8 }, 7);
-    expect(r.ownersOf({ lo: 4, hi: 8 }).sort()).toEqual([2, 7]);
+    r.assignments.give({ lo: 4, hi: 8 }, 7);
+    expect(r.assignments.ownersOf({ lo: 4, hi: 8 }).sort()).toEqual([2, 7]);
     expect(r.accept(7, result(5, { lo: 4, hi: 8 }, g())).kind).toBe('accepted');
     expect(r.accept(2, result(5, { lo: 4, hi: 8 }, g()))).toEqual({ kind: 'dropped', reason: 'duplicate' });
   });
@@ -257,12 +257,12 @@ describe('reducer: validation', () => {
     const nan = g();
     nan[2] = Number.NaN;
     expect(r.accept(1, result(5, n, nan))).toEqual({ kind: 'non-finite', node: n });
-    expect(r.orphans()).toEqual([n]);
-    r.give(n, 2);
+    expect(r.assignments.orphans()).toEqual([n]);
+    r.assignments.give(n, 2);
     expect(r.accept(2, result(5, n, g(Number.POSITIVE_INFINITY)))).toMatchObject({ kind: 'diverged', node: n });
     const r2 = open();
     expect(r2.accept(1, result(5, n, g(), Number.NaN))).toEqual({ kind: 'non-finite', node: n });
-    r2.give(n, 2);
+    r2.assignments.give(n, 2);
     expect(r2.accept(2, result(5, n, g())).kind).toBe('accepted');
     expect(r2.accept(1, result(5, n, g()))).toEqual({ kind: 'dropped', reason: 'reassigned' });
     expect(r2.stats.nonFinite).toBe(1);
@@ -270,8 +270,8 @@ describe('reducer: validation', () => {
 
   it('refuses overlapping or non-tree nodes and requests out of order', () => {
     const r = open();
-    expect(() => r.give({ lo: 2, hi: 4 }, 1)).toThrow(/overlaps/);
-    expect(() => r.give({ lo: 1, hi: 3 }, 1)).toThrow(/not a node/);
+    expect(() => r.assignments.give({ lo: 2, hi: 4 }, 1)).toThrow(/overlaps/);
+    expect(() => r.assignments.give({ lo: 1, hi: 3 }, 1)).toThrow(/not a node/);
     expect(() => r.begin(req(9, 16, 2))).toThrow(/still open/);
     r.end();
     expect(() => r.begin(req(5, 16, 2))).toThrow(/does not follow/);
@@ -288,13 +288,13 @@ describe('reducer: memory', () => {
       r.begin(req(1, nChunks, 1));
       // One leaf per worker (nChunks workers), answers arriving right to left: the worst order.
       const nodes = Array.from({ length: nChunks }, (_, j) => ({ lo: j, hi: j + 1 }));
-      nodes.forEach((n, j) => r.give(n, j));
+      nodes.forEach((n, j) => r.assignments.give(n, j));
       const queue = [...nodes].reverse();
       const depth = Math.ceil(Math.log2(nChunks));
       let maxHeld = 0;
       while (!r.done) {
         // Over budget, the executor reads only the frontier's owner; else whatever comes next.
-        const f = r.overBudget ? r.frontier()! : queue[0];
+        const f = r.overBudget ? r.assignments.frontier()! : queue[0];
         queue.splice(queue.findIndex((n) => n.lo === f.lo), 1);
         expect(r.accept(f.lo, result(1, f, nodeGrad(f), nodeLoss(f))).kind).toBe('accepted');
         maxHeld = Math.max(maxHeld, r.held);
@@ -309,7 +309,7 @@ describe('reducer: memory', () => {
     const r = new Reducer({ paramCount: 5 });
     for (let seq = 1; seq <= 5; seq++) {
       r.begin(req(seq, 8, 1));
-      for (let j = 0; j < 8; j++) r.give({ lo: j, hi: j + 1 }, 1);
+      for (let j = 0; j < 8; j++) r.assignments.give({ lo: j, hi: j + 1 }, 1);
       for (let j = 7; j >= 0; j--) r.accept(1, result(seq, { lo: j, hi: j + 1 }, new Float32Array(5).fill(j)));
       expect(r.done).toBe(true);
       r.end();
@@ -347,7 +347,7 @@ describe('reducer: per-layer parts', () => {
       // The reference: the reducer of one part, whole gradients, in another order.
       const ref = new Reducer({ paramCount: P });
       ref.begin(req(1, nChunks * 2, 2));
-      cut.forEach((n) => ref.give(n, 1));
+      cut.forEach((n) => ref.assignments.give(n, 1));
       for (const n of shuffle([...cut], rand)) ref.accept(1, result(1, n, nodeGrad(n), nodeLoss(n)));
       const want = ref.result();
       expect(bits(want.grad)!.equals(bits(nodeGrad(root))!)).toBe(true);
@@ -355,7 +355,7 @@ describe('reducer: per-layer parts', () => {
       const backend = trial % 2 === 0 && wasmSimdSupported() ? 'wasm' : 'ts';
       const r = new Reducer({ paramCount: P, parts: PARTS, backend });
       r.begin(req(1, nChunks * 2, 2));
-      cut.forEach((n, i) => r.give(n, i % 4));
+      cut.forEach((n, i) => r.assignments.give(n, i % 4));
       const all = cut.flatMap((n, i) => messages(1, n, nodeGrad(n), nodeLoss(n), rand() < 0.3, rand).map((m) => ({ m, w: i % 4 })));
       const roots: number[] = [];
       let nodesDone = 0;
@@ -370,7 +370,7 @@ describe('reducer: per-layer parts', () => {
       });
       expect(roots.sort()).toEqual([0, 1, 2]);
       expect(nodesDone).toBe(cut.length);
-      expect(r.pending()).toEqual([]);
+      expect(r.assignments.pending()).toEqual([]);
       const got = r.result();
       expect(bits(got.grad)!.equals(bits(want.grad)!)).toBe(true);
       expect([got.lossSum, got.denomSum, got.correct]).toEqual([want.lossSum, want.denomSum, want.correct]);
@@ -396,7 +396,7 @@ describe('reducer: per-layer parts', () => {
     for (let seq = 1; seq <= 4; seq++) {
       r.begin(req(seq, batch, chunk));
       const cut = randomCut({ lo: 0, hi: nChunks }, rand);
-      cut.forEach((n) => r.give(n, 1));
+      cut.forEach((n) => r.assignments.give(n, 1));
       const all: ResultIn[] = [];
       for (const n of cut) {
         const { start, end } = nodeSamples(n, batch, chunk);
@@ -417,8 +417,8 @@ describe('reducer: per-layer parts', () => {
     const { nodeGrad } = synthetic(8, P, rand);
     const r = new Reducer({ paramCount: P, parts: PARTS, maxHeld });
     r.begin(req(5, 16, 2)); // 8 chunks
-    r.give({ lo: 0, hi: 4 }, 1);
-    r.give({ lo: 4, hi: 8 }, 2);
+    r.assignments.give({ lo: 0, hi: 4 }, 1);
+    r.assignments.give({ lo: 4, hi: 8 }, 2);
     return { r, g: nodeGrad };
   }
   const L = { lo: 0, hi: 4 };
@@ -434,12 +434,12 @@ describe('reducer: per-layer parts', () => {
     expect(r.accept(1, partResult(5, L, g(L), 2))).toEqual({ kind: 'dropped', reason: 'duplicate' });
     expect(r.accept(1, result(5, L, g(L)))).toEqual({ kind: 'dropped', reason: 'duplicate' });
     expect(r.stats).toMatchObject({ accepted: 2, dropped: { duplicate: 4 } });
-    expect(r.ownedBy(1)).toEqual([]);
+    expect(r.assignments.ownedBy(1)).toEqual([]);
     // Worker 2 is lost after layer 2; worker 3 finishes the node; worker 2's late parts are dropped.
     expect(r.accept(2, partResult(5, R, g(R), 2))).toMatchObject({ kind: 'accepted', nodeDone: false, rootParts: [2] });
-    expect(r.ownedBy(2)).toEqual([R]);
-    r.revoke(R, 2);
-    r.give(R, 3);
+    expect(r.assignments.ownedBy(2)).toEqual([R]);
+    r.assignments.revoke(R, 2);
+    r.assignments.give(R, 3);
     expect(r.accept(2, partResult(5, R, g(R), 0))).toEqual({ kind: 'dropped', reason: 'reassigned' });
     expect(r.accept(3, result(5, R, g(R)))).toEqual({ kind: 'accepted', node: R, done: true, nodeDone: true, rootParts: [0, 1] });
     expect(bits(r.result().grad)!.equals(bits(g({ lo: 0, hi: 8 }))!)).toBe(true);
@@ -467,11 +467,11 @@ describe('reducer: per-layer parts', () => {
     bad[PARTS[2].offset + 12] = Number.NaN;
     expect(r.accept(1, partResult(5, L, bad, 2))).toEqual({ kind: 'non-finite', node: L });
     expect(r.held).toBe(held);
-    expect(r.orphans()).toEqual([L]);
+    expect(r.assignments.orphans()).toEqual([L]);
     // Worker 1's later parts are dropped (the node was taken from it).
     expect(r.accept(1, partResult(5, L, g(L), 1))).toEqual({ kind: 'dropped', reason: 'reassigned' });
     // The waiting siblings are intact: a recompute (whole: layer 0 is a duplicate) completes the step.
-    r.give(L, 3);
+    r.assignments.give(L, 3);
     expect(r.accept(3, result(5, L, g(L)))).toEqual({ kind: 'accepted', node: L, done: true, nodeDone: true, rootParts: [1, 2] });
     expect(r.stats).toMatchObject({ nonFinite: 1, dropped: { duplicate: 1, reassigned: 1 } });
     expect(bits(r.result().grad)!.equals(bits(g({ lo: 0, hi: 8 }))!)).toBe(true);
@@ -486,7 +486,7 @@ describe('reducer: per-layer parts', () => {
     expect(r.accept(1, { ...result(5, L, bad), grad: [b.subarray(0, 41), b.subarray(41, 55), b.subarray(55)] })).toEqual({ kind: 'non-finite', node: L });
     expect(r.held).toBe(1);
     expect(r.rootSums()).toBe(null);
-    r.give(L, 3);
+    r.assignments.give(L, 3);
     for (const i of [2, 0, 1]) expect(r.accept(3, partResult(5, L, g(L), i)).kind).toBe('accepted');
     expect(r.done).toBe(true);
     expect(bits(r.result().grad)!.equals(bits(g({ lo: 0, hi: 8 }))!)).toBe(true);
@@ -497,7 +497,7 @@ describe('reducer: per-layer parts', () => {
     const bad = new Float32Array(g(L));
     bad[0] = Infinity;
     expect(r.accept(1, partResult(5, L, bad, 0))).toEqual({ kind: 'non-finite', node: L });
-    r.give(L, 2);
+    r.assignments.give(L, 2);
     expect(r.accept(2, result(5, L, g(L), Number.NaN))).toMatchObject({ kind: 'diverged', node: L });
   });
 
@@ -543,7 +543,7 @@ describe('reducer: per-layer parts', () => {
     expect(r.accept(1, bad(10, 10)).kind).toBe('accepted');
     const e = new Reducer({ paramCount: P, parts: PARTS });
     e.begin(req(1, 4, 2, 'eval'));
-    e.give({ lo: 0, hi: 2 }, 1);
+    e.assignments.give({ lo: 0, hi: 2 }, 1);
     expect(e.accept(1, { ...partResult(1, { lo: 0, hi: 2 }, whole, 0), version: 3 })).toMatchObject({ kind: 'rejected', code: W.BAD_GRADIENT_LENGTH });
     expect(e.accept(1, result(1, { lo: 0, hi: 2 }, null))).toEqual({ kind: 'accepted', node: { lo: 0, hi: 2 }, done: true, nodeDone: true, rootParts: [] });
     expect(e.result().grad).toBe(null);
@@ -562,7 +562,7 @@ describe('reducer: per-layer parts', () => {
     const { nodeGrad } = synthetic(8, P, rand);
     const r = new Reducer({ paramCount: P, parts: PARTS, maxHeld: 2 });
     r.begin(req(1, 8, 1)); // 8 chunks, one leaf each
-    for (let j = 0; j < 8; j++) r.give({ lo: j, hi: j + 1 }, j);
+    for (let j = 0; j < 8; j++) r.assignments.give({ lo: j, hi: j + 1 }, j);
     const leaf = (j: number): TreeNode => ({ lo: j, hi: j + 1 });
     const send = (j: number, i: number): void => {
       expect(r.accept(j, partResult(1, leaf(j), nodeGrad(leaf(j)), i)).kind).toBe('accepted');
@@ -578,7 +578,7 @@ describe('reducer: per-layer parts', () => {
     for (const j of [5, 7]) for (const i of [0, 1, 2]) send(j, i);
     expect(r.held).toBe((10 + 13 + 2 * P) / P);
     expect(r.overBudget).toBe(true);
-    expect(r.frontier()).toEqual(leaf(0));
+    expect(r.assignments.frontier()).toEqual(leaf(0));
     send(2, 0); // leaf 3 sent only layer 2: leaf 2's layer 0 waits too
     expect(r.held).toBe((20 + 13 + 2 * P) / P);
     expect(r.stats.buffers).toBeGreaterThanOrEqual(r.stats.peakHeld);

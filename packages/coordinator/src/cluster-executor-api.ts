@@ -1,0 +1,61 @@
+/**
+ * The cluster executor's surface: its options, its counters and what it offers beyond `Executor`
+ * (the implementation: cluster-executor.ts; the usual wiring: cluster.ts).
+ */
+import type { ModelSpec } from '@gradhub/core';
+import type { Logger } from 'pino';
+import type { Executor } from './executor.js';
+import type { ClusterStatusSink, Membership } from './membership.js';
+import type { ReducerStats } from './reducer.js';
+import type { AssignedBytes } from './scheduler.js';
+
+export interface ClusterExecutorOptions {
+  readonly membership: Membership;
+  readonly spec: ModelSpec;
+  /** Samples per chunk of the reduction tree. */
+  readonly chunk: number;
+  /** Largest batch `run` will be given. */
+  readonly maxBatch: number;
+  readonly logger: Logger;
+  // Note: `run` inputs must not decrease `version` (a resume from a checkpoint starts a new
+  // coordinator incarnation: a new membership and executor). Equal versions mean equal parameters.
+  /** Bytes of waiting gradients before reading in tree order. Default 512 MiB (at least 2 gradients). */
+  readonly memoryBudgetBytes?: number;
+  /** Also give a node outstanding this long (ms) to an idle worker; null: never. Default 30000. */
+  readonly speculateAfterMs?: number | null;
+  /** Weight of the newest speed measurement in the EWMA. Default 0.5. */
+  readonly speedAlpha?: number;
+  /** Optional: the workers table and the `late_results` counter (RunStatus fits). */
+  readonly status?: ClusterStatusSink;
+  /**
+   * Let measured step times decide how many of the workers (the fastest) a training step uses
+   * (scheduler.ts `CrewChooser`): fewer win when moving the model costs more than their compute
+   * saves. Default false: every worker, up to one per chunk.
+   */
+  readonly adaptiveWorkers?: boolean;
+}
+
+export interface ClusterStats extends ReducerStats {
+  /** Requests completed. */
+  requests: number;
+  /** Nodes given to another worker after their worker was lost. */
+  reassigned: number;
+  /** Nodes recomputed after a non-finite result. */
+  recomputed: number;
+  /** Speculative copies of slow nodes. */
+  speculated: number;
+  /** Workers kicked for protocol faults. */
+  kicked: number;
+  /** Bytes the last request's plan moves as assigned (params + work down, results up), or null before the first. */
+  assigned: AssignedBytes | null;
+}
+
+export interface ClusterExecutor extends Executor {
+  /** Resolves when at least `min` workers are ready (E_NO_WORKERS after `timeoutMs`, if given). */
+  waitForWorkers(min: number, timeoutMs?: number): Promise<void>;
+  /** Ready workers now. */
+  workerCount(): number;
+  readonly stats: Readonly<ClusterStats>;
+  /** Fail a pending run, say Bye (TRAINING_DONE by default: workers exit) and close the sockets. */
+  close(reason?: 'done' | 'shutdown'): Promise<void>;
+}

@@ -1,0 +1,91 @@
+/**
+ * A coordinator's cluster: the server, the membership and the cluster executor, wired together
+ * (workers' sockets go to the membership, its events to the executor; the server's health reads
+ * both).
+ */
+import type { Logger } from 'pino';
+import { modelSpec } from '@gradhub/core';
+import { createClusterExecutor, type ClusterExecutor } from './cluster-executor.js';
+import { Membership, type ClusterStatusSink, type MembershipOptions } from './membership.js';
+import { frameLimits } from './protocol.js';
+import { startServer, type GradhubServer } from './server.js';
+
+/** Membership settings a cluster passes through unchanged (documented on MembershipOptions). */
+type MembershipPassThrough = Pick<MembershipOptions,
+  'runId' | 'incarnation' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'helloTimeoutMs' | 'maxWorkers'>;
+
+export interface ClusterOptions extends MembershipPassThrough {
+  /** Listen address. Default '0.0.0.0'. */
+  readonly host?: string;
+  /** TCP port. Default 8080; 0 picks a free one. */
+  readonly port?: number;
+  /** Join token workers must present. Required, non-empty. */
+  readonly token: string;
+  /** Model sizes, e.g. [3072, 2048, 2048, 10]. */
+  readonly sizes: readonly number[];
+  readonly chunk: number;
+  readonly normalize: boolean;
+  /** The run's batch size (largest batch `run` gets). */
+  readonly maxBatch: number;
+  readonly logger: Logger;
+  readonly memoryBudgetBytes?: number;
+  readonly speculateAfterMs?: number | null;
+  /** Optional: where the workers table and counters go (RunStatus fits). */
+  readonly status?: ClusterStatusSink;
+  /** Serve https/wss (see ServerOptions.tls). */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /** See ClusterExecutorOptions.adaptiveWorkers. Default false. */
+  readonly adaptiveWorkers?: boolean;
+  /** Also listen on this Unix domain socket, for workers on this machine (see ServerOptions.socketPath). */
+  readonly socketPath?: string;
+}
+
+export interface Cluster {
+  readonly executor: ClusterExecutor;
+  readonly server: GradhubServer;
+  readonly membership: Membership;
+  /** ws:// URL workers connect to (without the token). */
+  readonly url: string;
+  /** ws+unix:// URL of the Unix socket (ClusterOptions.socketPath), else null. */
+  readonly socketUrl: string | null;
+  /** Close the executor (Bye: 'done' makes workers exit, 'shutdown' lets them wait to reconnect) and the server. */
+  close(reason?: 'done' | 'shutdown'): Promise<void>;
+}
+
+/** Start the server, membership and executor of a coordinator. */
+export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
+  const spec = modelSpec(opts.sizes);
+  const limits = frameLimits(spec.paramCount, opts.maxBatch);
+  const membership = new Membership({
+    logger: opts.logger, token: opts.token, spec, chunk: opts.chunk, normalize: opts.normalize, maxBatch: opts.maxBatch,
+    maxFrameBytes: limits.fromWorker, runId: opts.runId, incarnation: opts.incarnation,
+    heartbeatIntervalMs: opts.heartbeatIntervalMs, heartbeatTimeoutMs: opts.heartbeatTimeoutMs,
+    helloTimeoutMs: opts.helloTimeoutMs, maxWorkers: opts.maxWorkers, status: opts.status,
+  });
+  let executor: ClusterExecutor;
+  let server: GradhubServer;
+  try {
+    executor = createClusterExecutor({
+      membership, spec, chunk: opts.chunk, maxBatch: opts.maxBatch, logger: opts.logger,
+      memoryBudgetBytes: opts.memoryBudgetBytes, speculateAfterMs: opts.speculateAfterMs, status: opts.status, adaptiveWorkers: opts.adaptiveWorkers,
+    });
+    // ws's hard cap is twice the protocol limit: frames in between get a clear OVERSIZE_FRAME error.
+    server = await startServer({ host: opts.host, port: opts.port, token: opts.token, maxPayloadBytes: 2 * limits.fromWorker, logger: opts.logger, tls: opts.tls, socketPath: opts.socketPath });
+  } catch (err) {
+    await membership.close();
+    throw err;
+  }
+  server.onConnection((ws, req) => membership.attach(ws, req));
+  server.setHealth(() => ({ workers: membership.size, runId: membership.runId, incarnation: membership.incarnation, requests: executor.stats.requests }));
+  let closing: Promise<void> | null = null;
+  return {
+    executor, server, membership, url: server.url, socketUrl: server.socketUrl,
+    close(reason = 'done') {
+      closing ??= (async () => {
+        await executor.close(reason);
+        await server.close();
+      })();
+      return closing;
+    },
+  };
+}

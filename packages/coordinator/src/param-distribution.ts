@@ -1,0 +1,127 @@
+/**
+ * Parameter distribution: which Params parts each worker was sent, and sending it the ones it
+ * lacks. The bytes come from a `ParamsEncoder` (protocol.ts): each part of a version is copied
+ * into a reused snapshot, hashed (xxHash64) and encoded once, and the same bytes go, as fragments,
+ * to every worker (core `streamParts`: a layer, or a block of ~16 MiB of a big layer's rows).
+ *
+ * - `publish`: a part is final (the trainer's SGD step updated it): encode it and send it now to
+ *   the given workers, while the rest of the request is still being reduced.
+ * - `sendVersion`: the parts of a version a worker lacks, just before its Work.
+ * - `resend`: a worker asked for a version again (ParamsRequest): every part.
+ * - `adoptHeld`: a worker that rejoins saying it still holds a version this side still has (the
+ *   current or the previous one), part for part with equal checksums, is not sent it again.
+ *
+ * A part's snapshot is not overwritten until every socket has taken it (`snapshot.sends`). Once
+ * every part of a version went to a worker, `w.paramsVersion` is that version (-1 while it holds
+ * a mix of two).
+ */
+import { bytesEqual, type FlatRange } from '@gradhub/core';
+import type { WorkerConn } from './membership.js';
+import { ParamsEncoder, type ParamsPartFrame } from './protocol.js';
+
+export class ParamDistribution {
+  private readonly encoder: ParamsEncoder;
+  /** Per worker: the version whose parts it is being sent, which parts went out (1) and how many. */
+  private readonly sentParts = new Map<number, { version: number; sent: Uint8Array; count: number }>();
+
+  constructor(private readonly parts: readonly FlatRange[]) {
+    this.encoder = new ParamsEncoder(parts);
+  }
+
+  /** The version being encoded (or last encoded), or null. */
+  get version(): number | null {
+    return this.encoder.version;
+  }
+
+  /** Bytes of a whole version's messages, about (cost estimates). */
+  get versionBytes(): number {
+    return this.encoder.versionBytes;
+  }
+
+  /** Encode the parts of `version` not encoded yet (those not published ahead). */
+  encodeAll(version: number, params: Float32Array): void {
+    this.encoder.encodeAll(version, params);
+  }
+
+  /**
+   * Part `index` of `version` is final: encode it and send it to each of `to` (unless a newer
+   * version is encoded already). `params` must hold that part's final values.
+   */
+  publish(version: number, params: Float32Array, index: number, to: readonly WorkerConn[]): void {
+    const held = this.encoder.version;
+    if (held !== null && version < held) return;
+    const f = this.encoder.encodePart(version, params, index);
+    for (const w of to) this.sendPart(w, f);
+  }
+
+  /**
+   * Send `w` the parts of `version` it was not sent yet; null when that version is no longer
+   * encoded. `sends` resolve when the socket has taken each; `bytes` is what went out.
+   */
+  sendVersion(w: WorkerConn, version: number): { sends: Promise<boolean>[]; bytes: number } | null {
+    const frames = this.encoder.frames(version);
+    if (!frames) return null;
+    const sends: Promise<boolean>[] = [];
+    let bytes = 0;
+    for (const f of frames) {
+      const sent = this.sendPart(w, f);
+      if (!sent) continue;
+      bytes += f.byteLength;
+      sends.push(sent);
+    }
+    return { sends, bytes };
+  }
+
+  /** `w` asked for `version` again: send it every part (false when that version is not held). */
+  resend(w: WorkerConn, version: number): boolean {
+    const frames = this.encoder.frames(version);
+    if (!frames) return false;
+    this.sentParts.delete(w.id);
+    for (const f of frames) this.sendPart(w, f);
+    return true;
+  }
+
+  /** Take `w`'s word (Hello.held) that it holds a version this side still has; true when it does (nothing is sent). */
+  adoptHeld(w: WorkerConn, incarnation: string): boolean {
+    const h = w.held;
+    if (!h || h.incarnation !== incarnation) return false;
+    const frames = this.encoder.frames(h.version);
+    const same = frames !== null && frames.length === h.parts.length && frames.every((f, i) => {
+      const p = h.parts[i];
+      return f.range.offset === p.offset && f.range.length === p.length && bytesEqual(f.checksum, p.checksum);
+    });
+    if (!same) return false;
+    w.paramsVersion = h.version;
+    this.sentParts.set(w.id, { version: h.version, sent: new Uint8Array(frames.length).fill(1), count: frames.length });
+    return true;
+  }
+
+  /** `w` is gone. */
+  forget(workerId: number): void {
+    this.sentParts.delete(workerId);
+  }
+
+  /** Send `w` one part unless it was sent that part of that version already (null then). */
+  private sendPart(w: WorkerConn, f: ParamsPartFrame): Promise<boolean> | null {
+    let rec = this.sentParts.get(w.id);
+    if (!rec) {
+      rec = { version: f.version, sent: new Uint8Array(this.parts.length), count: 0 };
+      this.sentParts.set(w.id, rec);
+    } else if (rec.version !== f.version) {
+      rec.version = f.version;
+      rec.sent.fill(0);
+      rec.count = 0;
+    }
+    if (rec.sent[f.index]) return null;
+    rec.sent[f.index] = 1;
+    rec.count++;
+    if (rec.count === this.parts.length) w.paramsVersion = f.version;
+    else if (w.paramsVersion !== f.version) w.paramsVersion = -1; // it holds a mix while parts arrive
+    f.snapshot.sends++;
+    const sent = w.send(f.parts);
+    void sent.finally(() => {
+      f.snapshot.sends--;
+    });
+    return sent;
+  }
+}

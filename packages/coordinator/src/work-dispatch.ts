@@ -1,0 +1,130 @@
+/**
+ * Getting work to workers: a request's split and Work frames (after the parameters a worker lacks), the
+ * takeover of orphaned nodes and speculative copies of slow ones, each first given in the
+ * request's assignment record; and the workers' status rows, which follow what they owe.
+ */
+import type { Logger } from 'pino';
+import { CIFAR_PIXELS, ErrorCode, GradhubError, type TreeNode } from '@gradhub/core';
+import type { Assignments } from './assignments.js';
+import type { StepInput } from './executor.js';
+import type { Membership, WorkerConn } from './membership.js';
+import type { ParamDistribution } from './param-distribution.js';
+import { RESULT_OVERHEAD_BYTES, encodeWork } from './protocol.js';
+import type { RequestSpec } from './reducer.js';
+import { assignChunks, assignedBytes, placeOrphans, type AssignedBytes, type Assignment, type CrewChooser, type TransferCost } from './scheduler.js';
+import { speculativeCopies } from './speculation.js';
+import type { WorkerEstimates } from './worker-estimates.js';
+import type { WorkerRows } from './worker-rows.js';
+
+/** The request work goes out for. */
+export interface RequestContext {
+  readonly spec: RequestSpec;
+  readonly input: StepInput;
+  /** Who holds which node (shared with the reducer). */
+  readonly record: Assignments;
+  readonly log: Logger;
+  /** When the request began (ms since the epoch). */
+  readonly startedAt: number;
+}
+
+export const showNode = (n: TreeNode): string => `[${n.lo},${n.hi})`;
+
+export class WorkDispatch {
+  constructor(
+    private readonly membership: Membership,
+    private readonly params: ParamDistribution,
+    private readonly estimates: WorkerEstimates,
+    private readonly rows: WorkerRows,
+  ) {}
+
+  /**
+   * The request's split (scheduler `assignChunks`) over `workers`, from their measured speeds and
+   * bandwidths and the bytes a step moves; with `crew`, over the fastest few it chooses. The
+   * bytes the plan moves ("as assigned") are logged at debug level.
+   */
+  plan(a: RequestContext, workers: readonly WorkerConn[], paramCount: number, crew: CrewChooser | null): { assignments: Assignment[]; assigned: AssignedBytes } {
+    const { input, spec } = a;
+    const nChunks = a.record.nChunks;
+    const shape = { batch: input.batch, chunk: spec.chunk };
+    const cost: TransferCost = {
+      resultBytes: (input.mode === 'train' ? 4 * paramCount : 0) + RESULT_OVERHEAD_BYTES,
+      paramsBytes: this.params.versionBytes,
+      sampleBytes: CIFAR_PIXELS + 1,
+    };
+    let speeds = workers.map((w) => ({
+      id: w.id, speed: this.estimates.speed(w.id), bandwidth: this.estimates.bandwidth(w.id), maxSamples: w.capabilities.maxBatch, needsParams: w.paramsVersion !== input.version,
+    }));
+    if (crew) speeds = crew.choose(speeds, nChunks, input.batch, a.startedAt);
+    const assignments = assignChunks(nChunks, speeds, shape, cost);
+    const assigned = assignedBytes(assignments, speeds, shape, cost);
+    a.log.debug({
+      mode: input.mode, batch: input.batch, nChunks, assigned,
+      plan: assignments.map((p) => ({ worker: p.workerId, lo: p.lo, hi: p.hi, nodes: p.nodes.length, estimateMs: Math.round(p.estimateS * 1000) })),
+    }, 'request out');
+    return { assignments, assigned };
+  }
+
+  /**
+   * Send `w` the parameters if it lacks them, then one Work frame with `nodes` (given to it in the
+   * record). Resolves when the socket has taken both (ws send callbacks).
+   */
+  send(a: RequestContext, w: WorkerConn, nodes: readonly TreeNode[]): Promise<unknown> {
+    if (nodes.length === 0) return Promise.resolve();
+    const { input, spec, record } = a;
+    if (record.owing(w.id) === 0) this.estimates.start(w.id, Date.now());
+    let paramsSent: Promise<unknown> | null = null;
+    if (w.paramsVersion !== spec.version) {
+      // The request's version was encoded when it began (`run`); the trainer may have updated
+      // `input.params` part by part since (publish), so its frames are what the worker needs.
+      const out = this.params.sendVersion(w, spec.version);
+      if (!out) throw new GradhubError(ErrorCode.E_INTERNAL, `parameters v${spec.version} of request ${spec.seq} are no longer encoded`);
+      this.estimates.moved(w.id, out.bytes);
+      paramsSent = Promise.all(out.sends);
+    }
+    const work = encodeWork(spec, nodes, input.pixels, input.labels);
+    record.sent(w.id, work.nodes, Date.now());
+    w.logger.debug({ step: spec.step, seq: spec.seq, nodes: work.nodes.map(showNode), samples: work.samples }, 'work sent');
+    this.estimates.moved(w.id, work.frame.byteLength);
+    const workSent = w.send(work.frame);
+    this.report(w, a);
+    return paramsSent ? Promise.all([paramsSent, workSent]) : workSent;
+  }
+
+  /** Give incomplete nodes nobody holds to the workers that would finish them first (scheduler), and send them. */
+  placeOrphans(a: RequestContext, exclude?: ReadonlySet<number>): void {
+    const orphans = a.record.orphans().length;
+    if (orphans === 0) return;
+    const workers = this.membership.workers();
+    if (workers.length === 0) {
+      a.log.warn({ nodes: orphans }, 'no worker left: the nodes wait for one to join');
+      return;
+    }
+    const placed = placeOrphans(a.record, workers.map((w) => ({ id: w.id, speed: this.estimates.speed(w.id) })), exclude);
+    const byId = new Map(workers.map((w) => [w.id, w]));
+    for (const [id, nodes] of placed) for (const n of nodes) a.record.give(n, id);
+    for (const [id, nodes] of placed) {
+      a.log.info({ workerId: id, nodes: nodes.map(showNode) }, 'nodes reassigned');
+      void this.send(a, byId.get(id)!, nodes);
+    }
+  }
+
+  /** Give nodes outstanding `afterMs` to idle workers as well, the fastest first (first result wins); the copies made. */
+  speculate(a: RequestContext, afterMs: number): number {
+    const idle = this.membership.workers()
+      .filter((w) => a.record.owing(w.id) === 0)
+      .sort((x, y) => (this.estimates.speed(y.id) ?? 0) - (this.estimates.speed(x.id) ?? 0) || x.id - y.id);
+    const byId = new Map(idle.map((w) => [w.id, w]));
+    const copies = speculativeCopies(a.record, idle.map((w) => ({ id: w.id, maxBatch: w.capabilities.maxBatch })), Date.now(), afterMs);
+    for (const { node, workerId } of copies) {
+      a.log.info({ workerId, node: showNode(node), owner: a.record.ownersOf(node)[0] }, 'slow node: computing a copy on an idle worker');
+      a.record.give(node, workerId);
+      void this.send(a, byId.get(workerId)!, [node]);
+    }
+    return copies.length;
+  }
+
+  /** Update `w`'s row in the status sink (`a`: the request in progress, or null). */
+  report(w: WorkerConn, a: RequestContext | null): void {
+    this.rows.report(w, this.estimates.speed(w.id), (a?.record.owing(w.id) ?? 0) > 0);
+  }
+}
