@@ -11,7 +11,6 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type Dockerode from 'dockerode';
 import { expect } from 'vitest';
@@ -46,10 +45,8 @@ export const SMALL_RUN_IN_CONTAINER: readonly string[] = SMALL_RUN.map((a) => (a
 export interface EngineState {
   /** The engine answers and the base image exists. */
   readonly ok: boolean;
-  /** Why not, for people (what failed, with the end of its output). */
+  /** Why not, for people (what failed, with the end of its output, and what to run). */
   readonly reason: string;
-  /** This process started dockerd (deploy/scripts/start-docker.sh); `start-docker.sh stop` stops it. */
-  readonly startedEngine: boolean;
 }
 
 function run(cmd: string, args: readonly string[], timeoutMs: number): { ok: boolean; output: string } {
@@ -61,24 +58,24 @@ function run(cmd: string, args: readonly string[], timeoutMs: number): { ok: boo
 const tail = (s: string, lines: number): string => s.trimEnd().split('\n').slice(-lines).join('\n');
 
 /**
- * Make sure a Docker engine answers (deploy/scripts/start-docker.sh: installs docker.io and starts
- * dockerd when needed) and the local base image exists (deploy/scripts/make-test-base.sh).
- * Synchronous, so a test file can decide at collection time whether to run or skip.
+ * Whether a Docker engine answers and the base image exists. Only looks: installing or starting an
+ * engine and building the base image are the caller's (deploy/scripts/start-docker.sh, as root,
+ * installs Debian's docker.io and starts dockerd; deploy/scripts/make-test-base.sh builds the base;
+ * .ci/run runs both). Synchronous, so a test file can decide at collection time.
  */
 export function prepareEngine(): EngineState {
-  let startedEngine = false;
-  if (!run('docker', ['info'], 15_000).ok) {
-    const r = run(path.join(ROOT, 'deploy/scripts/start-docker.sh'), [], 300_000);
-    if (!r.ok) return { ok: false, startedEngine, reason: `deploy/scripts/start-docker.sh could not start a Docker engine:\n${tail(r.output, 15)}` };
-    startedEngine = /engine ready/.test(r.output);
-    const again = run('docker', ['info'], 15_000);
-    if (!again.ok) return { ok: false, startedEngine, reason: `docker info still fails after deploy/scripts/start-docker.sh:\n${tail(again.output, 10)}` };
+  const info = run('docker', ['info'], 15_000);
+  if (!info.ok) {
+    return { ok: false, reason: `no Docker engine answers (docker info:\n${tail(info.output, 10)})\nStart one first: deploy/scripts/start-docker.sh (as root; installs docker.io when missing).` };
   }
   if (!run('docker', ['image', 'inspect', BASE_IMAGE], 15_000).ok) {
-    const r = run(path.join(ROOT, 'deploy/scripts/make-test-base.sh'), [], 900_000);
-    if (!r.ok) return { ok: false, startedEngine, reason: `deploy/scripts/make-test-base.sh could not build ${BASE_IMAGE}:\n${tail(r.output, 15)}` };
+    return {
+      ok: false,
+      reason: `the base image ${BASE_IMAGE} is missing. Build it: deploy/scripts/make-test-base.sh (as root), or, with a registry, ` +
+        '`docker pull node:20-bookworm-slim` and set GRADHUB_BASE_IMAGE=node:20-bookworm-slim.',
+    };
   }
-  return { ok: true, startedEngine, reason: '' };
+  return { ok: true, reason: '' };
 }
 
 function imageId(image: string): string | null {

@@ -6,7 +6,7 @@ import { formatSummary, formatWallTime } from '../src/summary.js';
 
 const split = { compute: 0, upload: 0, reduce: 0, sgd: 0, broadcast: 0 };
 function report(step: number, o: Partial<StepReport> = {}): StepReport {
-  return { step, totalSteps: 100, epoch: 1, epochs: 20, samples: 32, loss: 2, accuracy: 0.5, samplesPerS: 1000, split, ...o };
+  return { step, totalSteps: 100, epoch: 1, epochs: 20, samples: 32, loss: 2, accuracy: 0.5, samplesPerS: 1000, lr: 0.01, split, ...o };
 }
 
 describe('Ema (tqdm smoothing 0.3 with its start-up correction)', () => {

@@ -133,7 +133,7 @@ describe('cluster executor over loopback', () => {
         const w = want.grad!.subarray(range.offset, range.offset + range.length);
         expect(Buffer.from(grad.buffer, grad.byteOffset, grad.byteLength).equals(Buffer.from(w.buffer, w.byteOffset, w.byteLength))).toBe(true);
         expect(sums).toMatchObject({ lossSum: want.lossSum, denomSum: want.denomSum, correct: want.correct });
-        c.executor.publish(1, next, i);
+        c.executor.publish!(1, next, i);
       },
     });
     expect([...seen].sort((a, b) => a - b)).toEqual(streamParts(SPEC).map((_, i) => i));
@@ -165,7 +165,7 @@ describe('cluster executor over loopback', () => {
       const sums = await c.executor.run({ mode: 'train', step, version: step - 1, params, pixels, labels, batch: BATCH }, {
         onRootPart(i, range, grad) {
           got.set(grad, range.offset);
-          c.executor.publish(step, next, i);
+          c.executor.publish!(step, next, i);
         },
       });
       expect(sums).toMatchObject({ grad: null, lossSum: want.lossSum, denomSum: want.denomSum, correct: want.correct });
@@ -485,7 +485,7 @@ describe('bad clients', () => {
     let published = 0;
     const run = c.executor.run(inp, {
       onRootPart(i) {
-        c.executor.publish(1, next, i);
+        c.executor.publish!(1, next, i);
         published++;
       },
     });

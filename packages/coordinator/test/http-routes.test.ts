@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createOracleBackend, initParams, modelSpec } from '@gradhub/core';
+import { gradhub } from '@gradhub/proto';
 import { loadCifar10 } from '../src/dataset.js';
 import { createInProcessExecutor } from '../src/in-process-executor.js';
 import { createHttpRoutes, type HttpRoutes, type HttpRoutesOptions } from '../src/http-routes.js';
@@ -19,6 +20,8 @@ import { nullMetrics } from '../src/metrics.js';
 import { runTraining, totalSteps, type Samples } from '../src/trainer.js';
 import type { Executor } from '../src/executor.js';
 import { CIFAR10_DIR as SAMPLE } from '../../../test/fixtures/index.js';
+import { startCluster } from '../src/cluster.js';
+import { RawClient } from './cluster-helpers.js';
 
 const STEPS = 6;
 const BATCH = 20;
@@ -202,6 +205,33 @@ let served: Served;
 let early: SseClient; // opened before the first step
 let finalSnapshot: StatusSnapshot;
 let samplesTrained = 0;
+/** Bytes of the Hello the rejected worker sent (the cluster counts them in gradhub_bytes_total). */
+let helloBytes = 0;
+
+/** Two workers the coordinator rejects: a Hello with the wrong token, then a text frame. Returns the Hello's size. */
+async function rejectTwoWorkers(sink: RunStatus): Promise<number> {
+  const cluster = await startCluster({
+    host: '127.0.0.1', port: 0, token: 'the-token', sizes: settings.sizes, chunk: settings.chunk, normalize: false,
+    maxBatch: BATCH, logger, status: sink,
+  });
+  try {
+    const badToken = new RawClient(cluster.url, 'the-token');
+    await badToken.opened;
+    const hello = { hello: { protocolVersion: gradhub.ProtocolVersion.CURRENT, token: 'not-the-token', runtime: gradhub.Runtime.NODE, capabilities: { threads: 1 } } };
+    const size = gradhub.Envelope.encode({ protocolVersion: gradhub.ProtocolVersion.CURRENT, ...hello }).finish().byteLength;
+    badToken.send(hello);
+    expect((await badToken.next('reject')).reject!.code).toBe(gradhub.ErrorCode.BAD_TOKEN);
+    await badToken.closed;
+    const text = new RawClient(cluster.url, 'the-token');
+    await text.opened;
+    text.ws.send('hello?');
+    expect((await text.next('reject')).reject!.code).toBe(gradhub.ErrorCode.MALFORMED_FRAME);
+    await text.closed;
+    return size;
+  } finally {
+    await cluster.close('shutdown');
+  }
+}
 
 beforeAll(async () => {
   const data = await loadCifar10(SAMPLE, { download: false });
@@ -235,12 +265,13 @@ beforeAll(async () => {
     },
     close: () => inner.close(),
   };
-  // What the server counts, as it would: bytes, rejected frames by code, late results.
+  // What the server counts, as it would: bytes and late results.
   status.count('bytes_in', 123_456);
   status.count('bytes_out', 654_321);
-  status.count('rejected.E_BAD_TOKEN', 2);
-  status.count('rejected.E_PROTOCOL', 1);
   status.count('late_results', 3);
+  // Rejected frames, counted by the real coordinator: a cluster reporting into this status, and two
+  // bad workers on real sockets (a Hello with the wrong join token, a text frame).
+  helloBytes = await rejectTwoWorkers(status);
   status.upsertWorker({ id: 'w1', runtime: 'node', samplesPerS: 1000, nodesDone: 5, samplesDone: 100, bytesIn: 10, bytesOut: 20, lastSeen: Date.now(), state: 'working' });
   status.upsertWorker({ id: 'w2', runtime: 'browser', samplesPerS: 500, nodesDone: 2, samplesDone: 40, bytesIn: 1, bytesOut: 2, lastSeen: Date.now(), state: 'gone' });
 
@@ -399,9 +430,10 @@ describe('GET /metrics', () => {
     expect(types.get('process_cpu_seconds_total')).toBe('counter');
     expect(one('process_cpu_seconds_total')).toBeGreaterThan(0);
     expect(types.get('nodejs_heap_size_used_bytes')).toBe('gauge');
-    expect(byLabel('gradhub_bytes_total', 'direction')).toEqual({ in: 123_456, out: 654_321 });
+    expect(byLabel('gradhub_bytes_total', 'direction')).toEqual({ in: 123_456 + helloBytes, out: 654_321 });
     expect(types.get('gradhub_rejected_messages_total')).toBe('counter');
-    expect(byLabel('gradhub_rejected_messages_total', 'code')).toEqual({ E_BAD_TOKEN: 2, E_PROTOCOL: 1 });
+    // Labelled with the wire protocol's ErrorCode names, as the coordinator counts them.
+    expect(byLabel('gradhub_rejected_messages_total', 'code')).toEqual({ BAD_TOKEN: 1, MALFORMED_FRAME: 1 });
     expect(one('gradhub_late_results_total')).toBe(3);
   });
 
@@ -416,13 +448,13 @@ describe('GET /metrics', () => {
       expect(fresh.get('gradhub_rejected_messages_total')).toBeUndefined();
       other.setSplit({ compute: 30, upload: 0, reduce: 0, sgd: 2, broadcast: 0 });
       other.addStep({ step: 1, epoch: 1, loss: 2.5, accuracy: 0.25, samplesPerS: 10 });
-      other.count('rejected.E_TOO_BIG');
+      other.count('rejected.OVERSIZE_FRAME');
       const after = parsePrometheus((await request(`${s.url}/metrics`)).body).samples;
       expect(after.get('gradhub_steps_total')![0].value).toBe(1);
       expect(after.get('gradhub_loss')![0].value).toBe(2.5);
       expect(after.get('gradhub_step_phase_seconds_sum')!.find((x) => x.labels.phase === 'compute')!.value).toBe(0.03);
       expect(Number.isNaN(after.get('gradhub_lr')![0].value)).toBe(true); // a status without settings has no lr
-      expect(after.get('gradhub_rejected_messages_total')).toEqual([{ labels: { code: 'E_TOO_BIG' }, value: 1 }]);
+      expect(after.get('gradhub_rejected_messages_total')).toEqual([{ labels: { code: 'OVERSIZE_FRAME' }, value: 1 }]);
       // The run's own server still says the run's figures.
       const run = parsePrometheus((await request(`${served.url}/metrics`)).body).samples;
       expect(run.get('gradhub_steps_total')![0].value).toBe(STEPS);

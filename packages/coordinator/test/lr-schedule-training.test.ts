@@ -14,7 +14,7 @@ import { createInProcessExecutor } from '../src/in-process-executor.js';
 import { openMetricsFile, nullMetrics, type StepLine } from '../src/metrics.js';
 import { runTraining, totalSteps, type Samples, type StepReport, type TrainStart } from '../src/trainer.js';
 import { checkSettingsMatch, readLatestCheckpoint } from '../src/checkpoint.js';
-import { bitSettings, LR_SETTING_KEYS, type TrainSettings } from '../src/settings.js';
+import { bitSettings, runSettings, LR_SETTING_KEYS, type TrainSettings } from '../src/settings.js';
 import type { Executor } from '../src/executor.js';
 
 const SIZES = [3072, 24, 10];
@@ -59,7 +59,7 @@ describe('an lr schedule in training', () => {
     expect(total).toBe(10);
     const reports: StepReport[] = [];
     const metricsFile = path.join(tmp, 'm.jsonl');
-    const metrics = openMetricsFile(metricsFile, false);
+    const metrics = openMetricsFile(metricsFile, { resume: false, run: runSettings(scheduled), startStep: 0 });
     const dir = path.join(tmp, 'whole');
     const whole = await runTraining({
       settings: scheduled, train: TRAIN, test: null, executor: await inProcess(), logger, metrics, start: fresh(scheduled),
