@@ -10,7 +10,13 @@ import { common } from './vitest.config.js';
  */
 export const UNIT_TESTS = [
   'packages/core/test/*.test.ts',
+  'packages/coordinator/test/abandon.test.ts',
+  'packages/coordinator/test/assignments.test.ts',
   'packages/coordinator/test/checkpoint.test.ts',
+  'packages/coordinator/test/lr-schedule-training.test.ts',
+  'packages/coordinator/test/metrics.test.ts',
+  'packages/coordinator/test/report.test.ts',
+  'packages/coordinator/test/safetensors-export.test.ts',
   'packages/coordinator/test/onnx-export.test.ts',
   'packages/coordinator/test/protocol.test.ts',
   'packages/coordinator/test/reducer.test.ts',
@@ -20,6 +26,12 @@ export const UNIT_TESTS = [
   'packages/worker/test/browser-socket.test.ts',
   'packages/worker/test/client.test.ts',
   'packages/cli/test/export-command.test.ts',
+  'packages/cli/test/join-lines.test.ts',
+  'packages/cli/test/log-format.test.ts',
+  'packages/cli/test/progress.test.ts',
+  'packages/cli/test/run-dir.test.ts',
+  'packages/cli/test/signals.test.ts',
+  'packages/cli/test/suggest.test.ts',
   'test/deploy-manifests.test.ts',
 ];
 

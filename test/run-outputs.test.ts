@@ -172,14 +172,15 @@ describe('what a run shows', () => {
     expect(d.run.steps.map((p) => p.step)).toEqual(stepLines.map((l) => l.step));
     expect(d.run.evals.length).toBe(lines.filter((l) => l.kind === 'epoch').length);
     expect(d.run.settings.normalize).toBe(true);
-    expect(r.stdout).toContain(`report written to ${report}`);
+    // The closing summary names the report among the run's files.
+    expect(r.stdout).toMatch(new RegExp(`^  report: +${report.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'));
 
     // The metrics file's line shapes (docs/design.md "Contracts: Metrics JSONL").
     expect(Object.keys(lines[0])).toEqual(['kind', 'model', 'batch', 'chunk', 'seed', 'shuffle', 'normalize', 'lr', 'momentum', 'dampening', 'weight_decay', 'nesterov', 'epochs', 'steps', 'version', 'time']);
     expect(lines[0]).toMatchObject({ kind: 'run', model: '3072,16,10', batch: 20, normalize: true, epochs: 100000, steps: null, version: d.version });
     for (const l of lines.slice(1)) {
       expect(Object.keys(l)).toEqual(l.kind === 'step'
-        ? ['kind', 'step', 'epoch', 'loss', 'accuracy', 'samples_per_s', 'time']
+        ? ['kind', 'step', 'epoch', 'loss', 'accuracy', 'samples_per_s', 'lr', 'time']
         : ['kind', 'epoch', 'step', 'test_loss', 'test_accuracy', 'time']);
     }
     const times = lines.map((l) => l.time as number);

@@ -23,7 +23,7 @@ export function createRunStatus(run: PreparedRun, name: string): RunStatus {
 export function reportStep(status: RunStatus, r: StepReport): void {
   status.count('samples', r.samples);
   status.setSplit(r.split);
-  status.addStep({ step: r.step, epoch: r.epoch, loss: r.loss, accuracy: r.accuracy, samplesPerS: r.samplesPerS });
+  status.addStep({ step: r.step, epoch: r.epoch, loss: r.loss, accuracy: r.accuracy, samplesPerS: r.samplesPerS, lr: r.lr });
 }
 
 export function reportEval(status: RunStatus, r: EvalReport): void {

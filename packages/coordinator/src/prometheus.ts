@@ -43,11 +43,10 @@ const RUNTIMES = ['node', 'browser'] as const;
 /** Step phases run from well under a millisecond (SGD of a small model) to seconds (a big cluster step). */
 const PHASE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-/**
- * The learning rate now. Every step uses the run's `lr` setting today; when steps carry their own
- * learning rate (schedules), this is the one place that reads it from the last step instead.
- */
+/** The learning rate now: the last step's (schedules change it), else the run's `lr` setting. */
 export function learningRateNow(s: StatusSnapshot): number {
+  const last = s.steps.at(-1);
+  if (last?.lr !== undefined) return last.lr;
   return typeof s.settings.lr === 'number' ? s.settings.lr : NaN;
 }
 

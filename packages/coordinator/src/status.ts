@@ -41,6 +41,8 @@ export interface StepPoint {
   loss: number;
   accuracy: number;
   samplesPerS: number;
+  /** The learning rate the update used (absent in points restored from metrics files without it). */
+  lr?: number;
 }
 
 export interface EvalPoint {
