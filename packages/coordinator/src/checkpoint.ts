@@ -1,6 +1,6 @@
 /**
- * Checkpoint files: everything a resumed run needs to continue bit for bit (DESIGN invariant 6,
- * "Files: Checkpoint").
+ * Checkpoint files: everything a resumed run needs to continue bit for bit (docs/design.md "Invariant 6: reproducible runs",
+ * "Contracts: Checkpoint").
  *
  * File `ckpt-<step, 9 digits>.msgpack` = P || sha256(P), where P is one standard msgpack map (no
  * msgpackr records, readable by any msgpack library after dropping the last 32 bytes):

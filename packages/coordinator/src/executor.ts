@@ -2,8 +2,8 @@
  * How the trainer gets a step's sums computed, whoever computes them.
  *
  * The trainer is authoritative for the parameters and the step; an executor only turns
- * (parameters of version v, the global batch's samples) into the canonical tree sums of DESIGN
- * invariant 3: the gradient sum S(0, nChunks) over the whole batch (never divided by the batch
+ * (parameters of version v, the global batch's samples) into the canonical tree sums of docs/design.md
+ * "Invariant 3: canonical reduction tree": the gradient sum S(0, nChunks) over the whole batch (never divided by the batch
  * size), the per-sample loss sum, the loss denominator sum and the correct count. The in-process
  * executor runs the core on the root node; the cluster executor hands tree nodes to workers and
  * reduces their results. Both must return the same bits for the same input.

@@ -1,5 +1,5 @@
 /**
- * The metrics JSONL file (DESIGN "Contracts: Metrics JSONL"). One JSON object a line:
+ * The metrics JSONL file (docs/design.md "Contracts: Metrics JSONL"). One JSON object a line:
  *
  *   {"kind":"run",<settings>,"version":"0.1.0","time":t}      first line of a new file
  *   {"kind":"resume","step":k,"time":t}                        a resumed run starts at step k

@@ -46,7 +46,7 @@ const FLOAT = 1;
 const ATTR_INT = 2;
 
 /**
- * Encode the model of `spec` with the flat parameters `params` (spec's layout, DESIGN invariant 2)
+ * Encode the model of `spec` with the flat parameters `params` (spec's layout, docs/design.md "Invariant 2: one flat parameter buffer")
  * as an ONNX ModelProto. Throws RangeError when params do not fit spec, GradhubError E_MODEL_MISMATCH
  * when normalize is asked for a model whose input is not a CIFAR-10 image.
  */

@@ -2,7 +2,7 @@
  * The reducer: validates workers' node results and combines them along the canonical tree.
  * A pure data structure (no I/O, no clocks); the cluster executor drives it.
  *
- * Contract (DESIGN invariants 3, 4, 7):
+ * Contract (docs/design.md invariants 3 (canonical reduction tree), 4 (replicas agree), 7 (nothing from a bad peer reaches the model)):
  * - One request at a time: `begin({seq, ...})` ... `end()`. `seq` increases within a coordinator
  *   incarnation. Who holds which node is the request's assignment record (assignments.ts): the
  *   executor gives nodes to workers there (a node may have several owners: a speculative copy or

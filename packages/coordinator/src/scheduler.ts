@@ -5,7 +5,7 @@
  * - `assignChunks` splits the batch's chunks [0, nChunks) into one contiguous range per worker,
  *   in worker id order, each worker getting at least one chunk. At most nChunks workers take part
  *   (the fastest; ties to the lower id). Each range is decomposed with `coverRange` into
- *   canonical tree nodes (DESIGN invariant 3), and a node with more samples than the worker
+ *   canonical tree nodes (docs/design.md "Invariant 3: canonical reduction tree"), and a node with more samples than the worker
  *   accepts (`maxSamples`, 0 = no limit) is split into its children until it fits (a single
  *   chunk always fits: membership rejects workers that cannot take one).
  * - Where the cuts go is a cost model (`TransferCost`): a worker's estimated finish time is

@@ -1,5 +1,5 @@
 /**
- * Training settings shared by `gradhub train` and `gradhub coordinator` (DESIGN "Contracts").
+ * Training settings shared by `gradhub train` and `gradhub coordinator` (docs/design.md "Contracts").
  * `bitSettings` are the ones that fix the bits of every step: a checkpoint records them and a
  * resume with different values is refused. epochs/steps only say when to stop.
  */

@@ -1,5 +1,5 @@
 /**
- * The training loop: the one place that owns the model (DESIGN invariants 1, 4, 5, 6).
+ * The training loop: the one place that owns the model (docs/design.md invariants 1 (loss semantics), 4 (replicas agree), 5 (SGD is torch.optim.SGD), 6 (reproducible runs)).
  *
  * Per step: the sampler picks the global batch, the executor (in-process or the cluster) returns the
  * tree sums for the current parameter version, the trainer divides once (loss = lossSum/denomSum)

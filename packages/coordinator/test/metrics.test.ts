@@ -1,5 +1,5 @@
 /**
- * The metrics file's line shapes (DESIGN "Contracts: Metrics JSONL"): the run line first, step and
+ * The metrics file's line shapes (docs/design.md "Contracts: Metrics JSONL"): the run line first, step and
  * epoch lines with their keys in contract order and `time` last, a resume line on resume, and
  * readers that skip the kinds they do not use.
  */

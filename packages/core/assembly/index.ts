@@ -1,7 +1,7 @@
 /**
  * gradhub's linear-layer GEMMs in WebAssembly SIMD (f32x4), compiled by scripts/build-wasm.js.
  *
- * Contract (DESIGN invariant 3, "one arithmetic for every kernel"), the same as the TypeScript
+ * Contract (docs/design.md "Invariant 3: canonical reduction tree", "one arithmetic for every kernel"), the same as the TypeScript
  * oracle (src/kernels/oracle.ts), bit for bit: float32 values; every multiply and every add rounded
  * to float32 (f32x4.mul then f32x4.add, no fused multiply-add, no relaxed SIMD); each output element
  * is a sum over k in increasing order starting from +0, never split into partial sums; the bias is
@@ -389,7 +389,7 @@ export function linearBackwardWeight(dy: usize, x: usize, dw: usize, db: usize, 
 }
 
 // ---------------------------------------------------------------------------------------------
-// SGD (src/sgd.ts, DESIGN invariant 5): torch.optim.SGD fused with the division by the loss
+// SGD (src/sgd.ts, docs/design.md "Invariant 5: SGD is torch.optim.SGD"): torch.optim.SGD fused with the division by the loss
 // denominator, elementwise, float32 throughout, in sgd.ts's order of operations (f32x4.div/mul/
 // add/sub are correctly rounded single operations, like Math.fround of the double result; no
 // fused multiply-add). 4 elements a vector, a scalar tail for n % 4.
@@ -532,7 +532,7 @@ export function f32Add(l: usize, r: usize, n: i32): void {
 // ---------------------------------------------------------------------------------------------
 /**
  * XXH64 of the `len` bytes at `p` with a 32-bit `seed`, where they lie (xxh64-core.ts): the
- * parameter checksum (DESIGN invariant 4) of parameters already in this memory, with no copy into
+ * parameter checksum (docs/design.md "Invariant 4: replicas agree") of parameters already in this memory, with no copy into
  * the hash module. The digest as a u64 (little-endian value; the canonical bytes are its
  * big-endian encoding). Scalar i64 arithmetic: no SIMD, the same result everywhere.
  */

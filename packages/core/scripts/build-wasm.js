@@ -12,7 +12,7 @@
  *                               atomic instruction: the hosts synchronise in JavaScript.
  *
  * Features: SIMD on, relaxed SIMD off (--disable relaxed-simd, and checked below: the module
- * must not contain any relaxed instruction, e.g. a fused multiply-add; DESIGN invariant 3). Each
+ * must not contain any relaxed instruction, e.g. a fused multiply-add; docs/design.md "Invariant 3: canonical reduction tree"). Each
  * module imports its memory (env.memory) and nothing else; the build is reproducible (same bytes).
  *
  * Usage: node scripts/build-wasm.js [--wat FILE] [--hash-wat FILE] [--names]   (`npm run build:wasm`)

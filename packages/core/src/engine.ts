@@ -2,11 +2,11 @@
  * One node's forward, loss and backward: what every worker (and the in-process executor) runs.
  *
  * An engine owns, inside its backend's memory, the parameters it computes against, the gradient
- * buffer (same flat layout as the parameters, DESIGN invariant 2) and the per-batch workspaces,
+ * buffer (same flat layout as the parameters, docs/design.md "Invariant 2: one flat parameter buffer") and the per-batch workspaces,
  * all allocated once for `maxBatch` samples: a step allocates nothing.
  *
  * `computeSums` takes the samples of one tree node (n samples, its chunks of `chunk` samples in
- * order) and returns the node's sums (DESIGN invariant 1): loss sum and denominator sum over
+ * order) and returns the node's sums (docs/design.md "Invariant 1: loss semantics"): loss sum and denominator sum over
  * samples in tree order (float64), the correct count, and, when asked, the gradient sum S(node)
  * in `grads`, summed over samples along the node's own chunk tree (which is the global tree's
  * subtree, so any cut of the batch into nodes reduces to the same bits).

@@ -3,7 +3,7 @@
  * operations: copy a gradient in while checking it is finite, add an incoming gradient to a held
  * one while checking the incoming values, add two held buffers. A pure data structure (no I/O).
  *
- * Contract (DESIGN invariants 3 and 7):
+ * Contract (docs/design.md invariants 3 (canonical reduction tree), 7 (nothing from a bad peer reaches the model)):
  * - Bits: every sum is one float32 addition per element (held + incoming, l + r), so the 'wasm'
  *   backend (WebAssembly SIMD, f32x4.add: no fused multiply-add, no relaxed SIMD) and the 'ts'
  *   backend (plain loops over Float32Arrays: a float64 add of two float32 values rounded once to

@@ -1,6 +1,6 @@
 /**
  * xxHash64 (XXH64, the reference algorithm by Yann Collet): the parameter checksum of the wire
- * protocol (DESIGN invariant 4, proto `Params.checksum`), hashed 42 MB a step on the coordinator
+ * protocol (docs/design.md "Invariant 4: replicas agree", proto `Params.checksum`), hashed 42 MB a step on the coordinator
  * and on every worker.
  *
  * Two implementations with the same results:

@@ -2,7 +2,7 @@
  * Loss functions with PyTorch 1.13 semantics: value and gradient, no autograd.
  *
  * Everything is computed in float64 with the core's deterministic `exp`/`log` (mathdet.ts), never
- * `Math.exp`/`Math.log`, so every engine gives the same bits (DESIGN invariant 3). Inputs may be
+ * `Math.exp`/`Math.log`, so every engine gives the same bits (docs/design.md "Invariant 3: canonical reduction tree"). Inputs may be
  * Float32Array or Float64Array; outputs are written into caller-provided arrays (overwritten, never
  * accumulated into) and take the precision of the array they are stored in (a Float32Array output
  * rounds each float64 result to float32 once). Scalar reductions are returned as plain numbers.
@@ -13,8 +13,8 @@
  * An (N, C) matrix over dim 1 is (N, C, 1); over dim 0 it is (1, N, C); PyTorch's K-dim input
  * (N, C, d1, ..., dk) is (N, C, d1*...*dk) with target (N, d1*...*dk).
  *
- * The training engine uses the distributed "sum" form `softmaxCrossEntropyRows` (DESIGN invariant
- * 1): per-row losses, per-row mean-denominator contributions and per-row gradients without any
+ * The training engine uses the distributed "sum" form `softmaxCrossEntropyRows` (docs/design.md
+ * "Invariant 1: loss semantics"): per-row losses, per-row mean-denominator contributions and per-row gradients without any
  * 1/N, so the coordinator divides once, by the global denominator. `crossEntropy` (class indices)
  * and `nllLoss` are built on the same row loop, so the formulas exist once.
  *
@@ -311,7 +311,7 @@ function classIndexDenominator(target: ArrayLike<number>, count: number, weight:
 }
 
 // ---------------------------------------------------------------------------------------------
-// Distributed form (DESIGN invariant 1)
+// Distributed form (docs/design.md "Invariant 1: loss semantics")
 
 /**
  * Fused softmax cross-entropy over n rows of `classes` logits, class-index targets, "sum" form.

@@ -3,7 +3,7 @@
  *
  * `Math.exp` and `Math.log` are implementation-defined: JavaScript engines (even two builds of V8)
  * may return different last bits for the same argument. Every value that feeds a gradient must be
- * the same on every worker (DESIGN invariant 3), so the core computes these functions itself with
+ * the same on every worker (docs/design.md "Invariant 3: canonical reduction tree"), so the core computes these functions itself with
  * IEEE-754-exact operations only: `+ - * /`, comparisons, integer arithmetic on the words of a double
  * (read and written through a module-level Float64Array/Uint32Array pair) and int32 conversions.
  * No `Math.*` transcendental is called, no fused multiply-add can happen (JavaScript has none), so

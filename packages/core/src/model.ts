@@ -1,5 +1,5 @@
 /**
- * The MLP's shape and its one flat parameter buffer (DESIGN invariant 2).
+ * The MLP's shape and its one flat parameter buffer (docs/design.md "Invariant 2: one flat parameter buffer").
  *
  * sizes = [d0, d1, ..., dL]: L linear layers, layer i maps d_i -> d_{i+1}, ReLU between layers and
  * none after the last (raw logits). Parameters live in one Float32Array, layer by layer, in PyTorch's

@@ -1,6 +1,6 @@
 /**
  * safetensors, F32 only, bytes only (no I/O): the model export format PyTorch loads with
- * `safetensors.torch.load_file` (DESIGN "Contracts: Export").
+ * `safetensors.torch.load_file` (docs/design.md "Contracts: Export").
  *
  * Layout (huggingface/safetensors): u64 little-endian N, then N bytes of UTF-8 JSON header, then the
  * data buffer. The header maps each tensor name to {"dtype","shape","data_offsets":[begin,end]}

@@ -1,6 +1,6 @@
 /**
- * torch.optim.SGD on the flat buffer (DESIGN invariant 5), fused with the division of the reduced
- * gradient sum by the loss denominator (DESIGN invariant 1). For each element, float32 arithmetic
+ * torch.optim.SGD on the flat buffer (docs/design.md "Invariant 5: SGD is torch.optim.SGD"), fused with the division of the reduced
+ * gradient sum by the loss denominator (docs/design.md "Invariant 1: loss semantics"). For each element, float32 arithmetic
  * (every operation rounded), in PyTorch's order:
  *
  *   g = gsum / denom                      (maximize: g = -(gsum / denom), computed as gsum / -denom)

@@ -1,5 +1,5 @@
 /**
- * The canonical reduction tree (DESIGN invariant 3 and "Contracts: Tree").
+ * The canonical reduction tree (docs/design.md "Invariant 3: canonical reduction tree" and "Contracts: Tree").
  *
  * A global batch of B samples is cut into chunks of c samples: chunk j holds samples
  * [j*c, min((j+1)*c, B)). Sums over samples combine along one fixed binary tree over chunk indices:

@@ -16,7 +16,7 @@
  *   coordinator incarnation versions never go back (an older Params is ignored); when the
  *   incarnation changes (the coordinator restarted from a checkpoint), any version is taken
  *   (`ClientMemory` carries the incarnation and version across sessions).
- * - Work: computed only against the version it names (DESIGN invariant 4). Work for a version the
+ * - Work: computed only against the version it names (docs/design.md "Invariant 4: replicas agree"). Work for a version the
  *   client does not hold waits, and the client sends ParamsRequest. A TRAIN node is one
  *   `engine.computeSumsAsync` over the node's samples and one Result per stream part (a layer, or a
  *   block of a big layer's rows), sent as soon as that part is final (the engine computes off this

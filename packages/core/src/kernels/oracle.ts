@@ -1,7 +1,7 @@
 /**
  * The reference kernels ('ts'): plain TypeScript, `Math.fround` after every multiply and every add.
  *
- * This is the definition of the arithmetic of DESIGN invariant 3 written as directly as possible;
+ * This is the definition of the arithmetic of docs/design.md "Invariant 3: canonical reduction tree" written as directly as possible;
  * every other backend (wasm.ts) must give the same bits on every input. Each output element is one
  * sequential float32 sum over k in increasing order, from +0, then the bias; products and sums are
  * computed in float64 and rounded to float32 at once (exact for a product of two float32 values, and

@@ -1,7 +1,7 @@
 /**
  * The three GEMM shapes of a linear layer, and the memory they run in.
  *
- * One arithmetic for every implementation (DESIGN invariant 3): float32 values, every multiply and
+ * One arithmetic for every implementation (docs/design.md "Invariant 3: canonical reduction tree"): float32 values, every multiply and
  * every add rounded to float32, no fused multiply-add; each output element is a sum over k in
  * increasing order starting from +0; the bias is added after the k-sum; ReLU forward is
  * `z > 0 ? z : 0`, ReLU backward selects (`h > 0 ? g : 0`). The weight-gradient GEMM sums over

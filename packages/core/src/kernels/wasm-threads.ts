@@ -1,8 +1,8 @@
 /**
  * The threaded WebAssembly SIMD backend ('wasm' with `threads` > 1, or `offload`): the kernels of
  * wasm.ts, each call split over several threads that share one `WebAssembly.Memory`. Same bits as
- * the oracle and as the single-thread backend, for any thread count and either mode (DESIGN
- * invariant 3): threads split the INDEPENDENT outputs of a call, never a sum.
+ * the oracle and as the single-thread backend, for any thread count and either mode (docs/design.md
+ * "Invariant 3: canonical reduction tree"): threads split the INDEPENDENT outputs of a call, never a sum.
  *
  * - forward, y (N, OUT): outputs [o0, o1) of every sample (slices of 2 outputs, the tile height);
  * - backward-input, dx (N, IN): inputs [i0, i1) of every sample (slices of 16, the tile width);
