@@ -5,7 +5,7 @@
  * and reports the containers' logs when a test fails; plus a Prometheus text-format parser and
  * small HTTP/polling helpers.
  *
- * Images cannot be pulled here (ENVIRONMENT.md, "Containers"): the project image is built from
+ * Images cannot be pulled on machines without a registry (like CI's): the project image is built from
  * deploy/Dockerfile on a local stand-in base (deploy/scripts/make-test-base.sh), and testcontainers'
  * cleanup container (Ryuk) is disabled: this file cleans up by itself.
  */

@@ -5,7 +5,7 @@
  * Contract:
  * - Connects to `url` with the join token in an `Authorization: Bearer` header (never in the URL,
  *   which ends up in logs), permessage-deflate off, and a zero masking key (ws then skips masking:
- *   see ENVIRONMENT.md; the coordinator is trusted, the link is a cluster's).
+ *   it saves a copy of every frame; the coordinator is trusted, the link is a cluster's).
  * - When the session ends without a final answer (socket closed, coordinator silent, Bye SHUTDOWN,
  *   a recoverable error), it reconnects with exponential backoff and full jitter and rejoins as a
  *   new worker; its engine and parameters are kept (`ClientMemory`). If no coordinator welcomes
