@@ -12,6 +12,7 @@ export const UNIT_TESTS = [
   'packages/core/test/*.test.ts',
   'packages/coordinator/test/abandon.test.ts',
   'packages/coordinator/test/assignments.test.ts',
+  'packages/coordinator/test/atomic-write.test.ts',
   'packages/coordinator/test/checkpoint.test.ts',
   'packages/coordinator/test/lr-schedule-training.test.ts',
   'packages/coordinator/test/metrics.test.ts',

@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { ErrorCode, GradhubError, modelSpec, type ModelSpec } from '@gradhub/core';
-import { modelToOnnx, modelToSafetensors, readCheckpoint, readLatestCheckpoint, type CheckpointState } from '@gradhub/coordinator';
+import { modelToOnnx, modelToSafetensors, writeFileAtomic, readCheckpoint, readLatestCheckpoint, type CheckpointState } from '@gradhub/coordinator';
 import { formatOptions, parseOptions, type OptionSpec } from './options.js';
 
 export const EXPORT_FORMATS = ['onnx', 'safetensors'] as const;
@@ -83,7 +83,7 @@ export async function exportCommand(argv: string[], logger: Logger, io: ExportIo
   const bytes = format === 'onnx'
     ? modelToOnnx(spec, ckpt.state.params, { normalize })
     : modelToSafetensors(spec, ckpt.state.params, { normalize });
-  writeAtomically(out, bytes);
+  writeFileAtomic(out, bytes);
   log.info({ format, checkpoint: ckpt.file, step: ckpt.state.step, out, bytes: bytes.length, normalize }, 'model exported');
   print(`exported step ${ckpt.state.step} of ${ckpt.file} to ${out} (${format}, ${bytes.length} bytes, model ${spec.sizes.join(',')}${!normalize ? '' : format === 'onnx' ? ', the graph normalises its input' : ', trained with --normalize: normalise inputs before use (mean and std are in its metadata)'})`);
   return { format, checkpoint: ckpt.file, step: ckpt.state.step, out, bytes: bytes.length };
@@ -149,15 +149,3 @@ function specOf(model: unknown, file: string): ModelSpec {
   }
 }
 
-/** Write OUT through a temp file in the same folder and a rename: never a partial file under OUT's name. */
-function writeAtomically(file: string, bytes: Uint8Array): void {
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    fs.writeFileSync(tmp, bytes);
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
-}

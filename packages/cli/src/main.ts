@@ -4,7 +4,7 @@
  * and passes it down; errors with a stable code end the process with a one-line message (exit 2
  * for usage errors, 1 for others); a run stopped by SIGINT or SIGTERM exits 130 or 143 (signals.ts).
  */
-import { GradhubError } from '@gradhub/core';
+import { GradhubError, isGradhubError } from '@gradhub/core';
 import {
   TRAINING_OPTIONS, CLUSTER_OPTIONS, WORKER_OPTIONS, THREADS_OPTION, parseOptions, formatOptions, type OptionSpec, type ParsedOptions,
 } from './options.js';
@@ -132,7 +132,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
-    if (err instanceof GradhubError) {
+    if (isGradhubError(err)) {
       process.stderr.write(`gradhub: ${err.code}: ${err.message}\n`);
       process.exit(err.code === 'E_USAGE' ? 2 : 1);
     }

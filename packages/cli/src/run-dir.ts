@@ -18,6 +18,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { GradhubError } from '@gradhub/core';
+import { writeFileAtomic } from '@gradhub/coordinator';
 import type { OptionSpec, ParsedOptions } from './options.js';
 
 export const RUN_JSON = 'run.json';
@@ -210,12 +211,9 @@ export function createRunDir(dir: string | null, started: Date): string {
   }
 }
 
-/** Write run.json atomically (temp file, rename). */
+/** Write run.json atomically (atomic-write.ts). */
 export function writeRunRecord(dir: string, record: RunRecord): void {
-  const file = path.join(dir, RUN_JSON);
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, JSON.stringify(record, null, 2) + '\n');
-  fs.renameSync(tmp, file);
+  writeFileAtomic(path.join(dir, RUN_JSON), JSON.stringify(record, null, 2) + '\n');
 }
 
 export function newRunRecord(o: {

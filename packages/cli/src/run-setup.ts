@@ -15,7 +15,7 @@ import {
 } from '@gradhub/core';
 import { createNodeBackend } from '@gradhub/worker';
 import {
-  loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, runSettings, openMetricsFile, modelToSafetensors,
+  loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, runSettings, openMetricsFile, modelToSafetensors, writeFileAtomic,
   type TrainSettings, type TrainStart, type MetricsLine, type MetricsSink, type Samples,
 } from '@gradhub/coordinator';
 import { TRAINING_OPTIONS, envName, explicitOptions, type OptionSpec, type ParsedOptions } from './options.js';
@@ -250,12 +250,7 @@ export function checkExportTarget(o: ParsedOptions): void {
 
 /** Write the weights as safetensors (atomically), with metadata that is the same for equal runs. */
 export function exportWeights(file: string, spec: ModelSpec, params: Float32Array, normalize: boolean): void {
-  const bytes = modelToSafetensors(spec, params, { normalize });
-  const dir = path.dirname(path.resolve(file));
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  fs.writeFileSync(tmp, bytes);
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, modelToSafetensors(spec, params, { normalize }));
 }
 
 function readFileOrThrow(file: string, code: ErrorCode): Uint8Array {

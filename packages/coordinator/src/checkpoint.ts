@@ -24,6 +24,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Packr, Unpackr } from 'msgpackr';
+import { writeFileAtomic } from './atomic-write.js';
 import type { Logger } from 'pino';
 import { ErrorCode, GradhubError, isGradhubError, modelSpec } from '@gradhub/core';
 
@@ -90,25 +91,8 @@ export function writeCheckpoint(dir: string, state: CheckpointState, keepLast: n
   const payload = new Packr({ useRecords: false, variableMapSize: true }).pack(record);
   const checksum = createHash('sha256').update(payload).digest();
 
-  fs.mkdirSync(dir, { recursive: true });
-  const name = checkpointFileName(state.step);
-  const file = path.join(dir, name);
-  const tmp = path.join(dir, `.${name.slice(0, -'.msgpack'.length)}.${process.pid}.tmp`);
-  try {
-    const fd = fs.openSync(tmp, 'w');
-    try {
-      writeAll(fd, payload);
-      writeAll(fd, checksum);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
-  fsyncDir(dir);
+  const file = path.join(dir, checkpointFileName(state.step));
+  writeFileAtomic(file, [payload, checksum]);
   prune(dir, state.step, keepLast, logger);
   return file;
 }
@@ -288,28 +272,6 @@ function flagFor(key: string, value: unknown): string {
   const flag = key === 'batch' ? '--batch-size' : key === 'sizes' ? '--model' : `--${key.replace(/_/g, '-')}`;
   if (typeof value === 'boolean') return value ? flag : '';
   return `${flag} ${Array.isArray(value) ? value.join(',') : String(value)}`;
-}
-
-function writeAll(fd: number, data: Uint8Array): void {
-  for (let off = 0; off < data.length;) off += fs.writeSync(fd, data, off, data.length - off);
-}
-
-/** fsync a folder so a rename in it is durable; a no-op where the platform cannot (Windows). */
-function fsyncDir(dir: string): void {
-  let fd: number;
-  try {
-    fd = fs.openSync(dir, 'r');
-  } catch {
-    return;
-  }
-  try {
-    fs.fsyncSync(fd);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM' && code !== 'EBADF') throw err;
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 function prune(dir: string, step: number, keepLast: number, logger?: Logger): void {

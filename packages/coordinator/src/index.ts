@@ -21,3 +21,4 @@ export * from './volunteer-routes.js';
 export * from './version.js';
 export * from './report.js';
 export * from './safetensors-export.js';
+export * from './atomic-write.js';

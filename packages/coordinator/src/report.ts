@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { escapeHtml } from './http-util.js';
 import type { StatusSnapshot, StepSplit } from './status.js';
 import { GRADHUB_VERSION } from './version.js';
+import { writeFileAtomic } from './atomic-write.js';
 
 export interface ReportInfo {
   /** When the run ended, Unix ms. */
@@ -103,17 +104,9 @@ ${Object.entries(s.settings).map(([k, v]) => `    <tr><th scope="row">${escapeHt
 `;
 }
 
-/** Render the report and write it to `file` (through a temp file and a rename; folders created). */
+/** Render the report and write it to `file` (atomic-write.ts; folders created). */
 export function writeReport(file: string, s: StatusSnapshot, info: ReportInfo): void {
-  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    fs.writeFileSync(tmp, renderReport(s, info));
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
+  writeFileAtomic(file, renderReport(s, info));
 }
 
 function fixed(v: number): string {
