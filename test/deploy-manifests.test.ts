@@ -13,9 +13,8 @@ import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import {
   CLUSTER_OPTIONS, TRAINING_OPTIONS, WORKER_OPTIONS, envName, parseOptions, type OptionSpec,
-  envTable,
-} from '../packages/cli/src/options.js';
-import { NODE_FLAGS } from '../packages/cli/src/node-flags.js';
+  envTable, NODE_FLAGS,
+} from '@gradhub/cli';
 
 const ROOT = new URL('../', import.meta.url);
 const read = (p: string): string => fs.readFileSync(new URL(p, ROOT), 'utf8');

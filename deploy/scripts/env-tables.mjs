@@ -2,7 +2,7 @@
 // Rewrites the environment-variable tables of deploy/README.md from the CLI's option table
 // (packages/cli/src/options.ts, built). Run after changing an option: `npm run build` first.
 import * as fs from 'node:fs';
-import { TRAINING_OPTIONS, CLUSTER_OPTIONS, WORKER_OPTIONS, envTable } from '../../packages/cli/dist/options.js';
+import { TRAINING_OPTIONS, CLUSTER_OPTIONS, WORKER_OPTIONS, envTable } from '@gradhub/cli';
 
 const file = new URL('../README.md', import.meta.url);
 const commands = { coordinator: [...TRAINING_OPTIONS, ...CLUSTER_OPTIONS], worker: WORKER_OPTIONS };

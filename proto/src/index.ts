@@ -5,6 +5,30 @@
  * with their one error type, ProtocolError (faults.ts).
  */
 export { gradhub } from '../generated/gradhub.js';
-export * from './codec.js';
-export * from './faults.js';
-export * from './limits.js';
+export {
+  FROM_COORDINATOR,
+  FROM_WORKER,
+  PROTOCOL_VERSION,
+  decodeFrame,
+  decodeMessage,
+  encode,
+  fragments,
+  paramsHeader,
+  resultHeader,
+  splitTrailingBytes,
+  type Body,
+  type BodyKind,
+  type BodyOf,
+  type Decoded,
+  type DecodedMessage,
+} from './codec.js';
+export { ProtocolError, WireCode, closeCodeFor, wireCodeName } from './faults.js';
+export {
+  FRAGMENT_BYTES,
+  FRAME_SLACK_BYTES,
+  MAX_FRAGMENTS,
+  SMALL_FRAME_BYTES,
+  frameLimits,
+  paramCountOf,
+  type FrameLimits,
+} from './limits.js';

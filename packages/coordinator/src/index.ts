@@ -1,24 +1,33 @@
-export * from './executor.js';
-export * from './in-process-executor.js';
-export * from './metrics.js';
-export * from './settings.js';
-export * from './trainer.js';
-export * from './dataset.js';
-export * from './checkpoint.js';
-export * from './status.js';
-export * from './onnx-export.js';
-export * from './http-routes.js';
-export * from './prometheus.js';
-export * from './protocol.js';
-export * from './server.js';
-export * from './membership.js';
-export * from './scheduler.js';
-export * from './reducer.js';
-export * from './cluster-executor.js';
-export * from './cluster.js';
-export * from './assignments.js';
-export * from './volunteer-routes.js';
-export * from './version.js';
-export * from './report.js';
-export * from './safetensors-export.js';
-export * from './atomic-write.js';
+// @gradhub/coordinator: what the CLI, the benches and the cross-package tests use; the rest is internal
+// (the package's own tests import the files they test).
+export { type Executor } from './executor.js';
+export { createInProcessExecutor } from './in-process-executor.js';
+export { nullMetrics, openMetricsFile, type MetricsLine, type MetricsSink } from './metrics.js';
+export { LR_SETTING_KEYS, bitSettings, runSettings, type TrainSettings } from './settings.js';
+export {
+  runTraining,
+  totalSteps,
+  type EvalReport,
+  type Samples,
+  type StepReport,
+  type TrainResult,
+  type TrainStart,
+} from './trainer.js';
+export { loadCifar10 } from './dataset.js';
+export {
+  checkSettingsMatch,
+  readCheckpoint,
+  readLatestCheckpoint,
+  writeCheckpoint,
+  type CheckpointState,
+} from './checkpoint.js';
+export { RunStatus, type WorkerRow } from './status.js';
+export { modelToOnnx } from './onnx-export.js';
+export { createHttpRoutes, type HttpRoutes } from './http-routes.js';
+export { startHttpServer, type HttpServer } from './server.js';
+export { startCluster, type Cluster } from './cluster.js';
+export { createVolunteerRoutes } from './volunteer-routes.js';
+export { GRADHUB_VERSION } from './version.js';
+export { writeReport } from './report.js';
+export { modelToSafetensors } from './safetensors-export.js';
+export { writeFileAtomic } from './atomic-write.js';

@@ -11,7 +11,8 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { createOracleBackend, isGradhubError, type Backend } from '@gradhub/core';
 import { gradhub } from '@gradhub/proto';
 import { Backoff, WakeableSleep } from '../src/backoff.js';
-import { encode, type WorkerLogger } from '../src/index.js';
+import { encode } from '../src/wire.js';
+import type { WorkerLogger } from '../src/client.js';
 import {
   createWorkerSession, describeAttemptEnd, finalAnswer, type AttemptEnd, type SessionSocket, type SocketEvents, type WorkerSessionOptions,
 } from '../src/session.js';
