@@ -2,6 +2,7 @@
 import * as fs from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { startCli, type CliResult } from './helpers.js';
+import { pollUntil } from './support/poll.js';
 
 export interface RunningCoordinator {
   process: ChildProcess;
@@ -29,30 +30,9 @@ export async function startCoordinator(args: readonly string[]): Promise<Running
   return { process: child, url, token: m[2], port: Number(new URL(url).port), exited, output: child.output };
 }
 
-/** Poll `probe` until it returns something truthy; reject after `ms` or when `abort` settles first. */
+/** Poll `probe` until it returns something truthy (support/poll.ts, every 10 ms); reject after `ms` or when `abort` settles first. */
 export function waitFor<T>(probe: () => T | null | undefined | false, ms: number, what: string, abort?: Promise<CliResult>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const t0 = Date.now();
-    let done = false;
-    abort?.then((r) => {
-      if (!done) {
-        done = true;
-        reject(new Error(`process ended while waiting for ${what}: ${r.stderr}`));
-      }
-    });
-    const tick = (): void => {
-      if (done) return;
-      const v = probe();
-      if (v) {
-        done = true;
-        resolve(v);
-      } else if (Date.now() - t0 > ms) {
-        done = true;
-        reject(new Error(`timed out waiting for ${what}`));
-      } else setTimeout(tick, 10);
-    };
-    tick();
-  });
+  return pollUntil(probe, ms, what, { everyMs: 10, abort });
 }
 
 /** Number of step lines in a metrics file so far. */

@@ -17,6 +17,10 @@ import { expect } from 'vitest';
 import { GenericContainer, Network, Wait, getContainerRuntimeClient, type StartedNetwork, type StartedTestContainer } from 'testcontainers';
 import { ROOT, SAMPLE, SMALL_RUN, tempDir } from './helpers.js';
 import { stepsDone } from './cluster-helpers.js';
+import { PollAbort, pollUntil } from './support/poll.js';
+import { parsePrometheusText, promValue, type PromFamily } from './support/prometheus.js';
+
+export { PollAbort, pollUntil, parsePrometheusText, promValue, type PromFamily };
 
 // Ryuk would be pulled from a registry: off unless the caller says otherwise (read when the first
 // container starts, so setting it here, after the imports, is in time).
@@ -450,34 +454,6 @@ export function liveWorkerAddresses(s: ApiStatus): string[] {
   return s.workers.filter((w) => w.state !== 'gone').map((w) => (w.address ?? '').replace(/^::ffff:/, ''));
 }
 
-/** Thrown by a probe of pollUntil to stop polling at once (waiting longer cannot help). */
-export class PollAbort extends Error {}
-
-/**
- * Poll `probe` (every `everyMs`) until it returns something other than undefined/null/false; probe
- * errors count as "not yet" (a coordinator restarting refuses connections). Rejects after `ms` with
- * `what` and `describe()`, the state the test was waiting on.
- */
-export async function pollUntil<T>(
-  probe: () => Promise<T | null | undefined | false>, ms: number, what: string, describe?: () => string | Promise<string>, everyMs = 100,
-): Promise<T> {
-  const t0 = Date.now();
-  let lastError = '';
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== null && v !== false) return v;
-    } catch (err) {
-      if (err instanceof PollAbort) throw err;
-      lastError = (err as Error).message;
-    }
-    if (Date.now() - t0 > ms) {
-      const state = describe ? await describe() : '';
-      throw new Error(`timed out after ${ms} ms waiting for ${what}${state ? `; ${state}` : ''}${lastError ? `; last error: ${lastError}` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
 
 /** One line about a status for failure messages: step, state and the workers table. */
 export function describeStatus(s: ApiStatus | null): string {
@@ -510,7 +486,7 @@ export class RunWatch {
         throw new PollAbort(`the run ended (step ${s.step} of ${this.totalSteps}, state ${s.state}) before ${what}: the run is too short for this scenario. ${describeStatus(s)}`);
       }
       return false;
-    }, ms, what, () => describeStatus(this.last));
+    }, ms, what, { describe: () => describeStatus(this.last) });
   }
 
   advance(n: number, what: string, ms = 60_000): Promise<ApiStatus> {
@@ -637,110 +613,3 @@ export class Scraper {
 // ---------------------------------------------------------------------------------------------
 // Prometheus text exposition format (version 0.0.4)
 
-export interface PromSample {
-  readonly name: string;
-  readonly labels: Readonly<Record<string, string>>;
-  readonly value: number;
-}
-
-export interface PromFamily {
-  type: string;
-  help: string;
-  samples: PromSample[];
-}
-
-const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
-
-/**
- * Parse Prometheus' text format strictly: `# HELP` / `# TYPE` lines, samples `name{l="v",...} value
- * [timestamp]` with escaped label values, values as Go's strconv.ParseFloat reads them (the format's
- * definition), so the special values are case-insensitive: prom-client writes NaN as `Nan`, which
- * Prometheus reads, though a strict OpenMetrics parser would not.
- * Throws on any line it cannot read, a TYPE given twice or after its samples, or an unknown type.
- * Samples are grouped under the family of their TYPE line (histogram/summary suffixes included).
- */
-export function parsePrometheusText(text: string): Map<string, PromFamily> {
-  const families = new Map<string, PromFamily>();
-  const family = (name: string): PromFamily => {
-    let f = families.get(name);
-    if (!f) families.set(name, (f = { type: 'untyped', help: '', samples: [] }));
-    return f;
-  };
-  const lines = text.split('\n');
-  if (lines[lines.length - 1] === '') lines.pop();
-  lines.forEach((line, i) => {
-    const where = `line ${i + 1} ("${line.slice(0, 120)}")`;
-    if (line.trim() === '') return;
-    if (line.startsWith('#')) {
-      const m = /^#\s+(HELP|TYPE)\s+(\S+)(?:\s(.*))?$/.exec(line);
-      if (!m) return; // a plain comment
-      const [, kind, name, rest = ''] = m;
-      if (!METRIC_NAME.test(name)) throw new Error(`bad metric name in ${where}`);
-      if (kind === 'TYPE') {
-        if (!['counter', 'gauge', 'histogram', 'summary', 'untyped'].includes(rest.trim())) throw new Error(`unknown type in ${where}`);
-        const f = families.get(name);
-        if (f && (f.type !== 'untyped' || f.samples.length > 0)) throw new Error(`TYPE given twice or after samples in ${where}`);
-        family(name).type = rest.trim();
-      } else {
-        family(name).help = rest;
-      }
-      return;
-    }
-    const nm = /^([a-zA-Z_:][a-zA-Z0-9_:]*)/.exec(line);
-    if (!nm) throw new Error(`bad sample in ${where}`);
-    const name = nm[1];
-    let pos = name.length;
-    const labels: Record<string, string> = {};
-    if (line[pos] === '{') {
-      pos++;
-      for (;;) {
-        while (line[pos] === ' ') pos++;
-        if (line[pos] === '}') {
-          pos++;
-          break;
-        }
-        const ln = /^([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"/.exec(line.slice(pos));
-        if (!ln || !LABEL_NAME.test(ln[1])) throw new Error(`bad label in ${where}`);
-        pos += ln[0].length;
-        let value = '';
-        for (;;) {
-          const ch = line[pos++];
-          if (ch === undefined) throw new Error(`unterminated label value in ${where}`);
-          if (ch === '"') break;
-          if (ch === '\\') {
-            const esc = line[pos++];
-            if (esc === 'n') value += '\n';
-            else if (esc === '\\' || esc === '"') value += esc;
-            else throw new Error(`bad escape in ${where}`);
-          } else value += ch;
-        }
-        if (ln[1] in labels) throw new Error(`label ${ln[1]} twice in ${where}`);
-        labels[ln[1]] = value;
-        while (line[pos] === ' ') pos++;
-        if (line[pos] === ',') pos++;
-        else if (line[pos] !== '}') throw new Error(`expected , or } in ${where}`);
-      }
-    }
-    const rest = line.slice(pos);
-    const vm = /^\s+(\S+)(?:\s+(-?\d+))?\s*$/.exec(rest);
-    if (!vm) throw new Error(`bad value in ${where}`);
-    const raw = vm[1];
-    let value: number;
-    const special = /^([-+]?)(inf|infinity|nan)$/i.exec(raw);
-    if (special) value = /^nan$/i.test(special[2]) ? NaN : special[1] === '-' ? -Infinity : Infinity;
-    else if (/^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/.test(raw)) value = Number(raw);
-    else throw new Error(`bad value "${raw}" in ${where}`);
-    const base = families.has(name) ? name : (name.replace(/_(bucket|sum|count)$/, '') || name);
-    family(families.has(base) ? base : name).samples.push({ name, labels, value });
-  });
-  return families;
-}
-
-/** The value of the one sample of `name` whose labels include `labels`; throws when absent. */
-export function promValue(families: Map<string, PromFamily>, name: string, labels: Record<string, string> = {}): number {
-  const f = families.get(name);
-  const s = f?.samples.find((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v));
-  if (!s) throw new Error(`metric ${name}${JSON.stringify(labels)} missing from /metrics (families: ${[...families.keys()].join(', ')})`);
-  return s.value;
-}

@@ -16,6 +16,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readLatestCheckpoint } from '@gradhub/coordinator';
+import { pollUntil } from '../../../test/support/poll.js';
 
 const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 const VERSION = (JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -122,8 +123,7 @@ function alive(pid: number): boolean {
   }
 }
 async function waitGone(pids: readonly number[], ms = 20_000): Promise<number[]> {
-  const t0 = Date.now();
-  while (pids.some(alive) && Date.now() - t0 < ms) await new Promise((r) => setTimeout(r, 50));
+  await pollUntil(() => !pids.some(alive), ms, 'the processes to exit', { everyMs: 50 }).catch(() => {});
   return pids.filter(alive);
 }
 

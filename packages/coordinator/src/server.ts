@@ -8,10 +8,9 @@
  *   time); a wrong or missing token gets `401` and the socket is destroyed. Accepted sockets go to
  *   the `onConnection` handler (membership). permessage-deflate is off; `maxPayload` is the hard
  *   per-message cap (size it to the model: frame limits + slack); past it `ws` closes with 1009.
- * - HTTP: `GET /healthz` answers 200 with JSON (`{status:"ok", ...health()}`). Other routes can be
- *   added later (dashboard, static files) with `addRoute` (exact method + path) and `use`
- *   (handlers tried in order for anything no route matched; return true when handled). The rest
- *   is 404.
+ * - HTTP: one route table, handlers tried in order, each returning true when it answered:
+ *   `GET /healthz` first (200 with JSON `{status:"ok", ...health()}`), then what `use` added
+ *   (the dashboard and API routes, the volunteer page). The rest is 404.
  * - `socketPath` (optional): the same server (routes, upgrades, token check) also listens on a Unix
  *   domain socket, always plain http/ws, for workers on this machine (the local launcher's). The
  *   kernel moves loopback TCP at ~22 ms of CPU per 42 MB (both ends); a Unix socket at ~14 ms
@@ -57,10 +56,8 @@ export interface ServerOptions {
   readonly socketPath?: string;
 }
 
-/** Handles one HTTP request; resolves or returns true when it answered. */
-export type RouteHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>;
-/** Middleware for requests no route matched: return (or resolve) true when it answered. */
-export type FallbackHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
+/** One entry of the route table: return (or resolve) true when it answered the request. */
+export type RequestHandler = (req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>;
 
 /** Options of `startHttpServer`: the listening part of ServerOptions. */
 export type HttpServerOptions = Pick<ServerOptions, 'host' | 'port' | 'logger' | 'tls'>;
@@ -72,10 +69,8 @@ export interface HttpServer {
   readonly port: number;
   /** http://HOST:PORT (https:// with TLS); 127.0.0.1 when listening on every interface. */
   readonly httpUrl: string;
-  /** Add a route for an exact method and path (query string ignored). Throws if it exists. */
-  addRoute(method: string, path: string, handler: RouteHandler): void;
-  /** Add a fallback handler (e.g. static files), tried in order after the routes. */
-  use(handler: FallbackHandler): void;
+  /** Add handlers to the route table, tried in order after those added before (see the contract). */
+  use(handler: RequestHandler): void;
   /** Extra fields for /healthz (e.g. worker count, step). */
   setHealth(provider: () => Record<string, unknown>): void;
   /** Run `fn` first when the server closes (e.g. end event streams that would hold the listener open). */
@@ -136,8 +131,8 @@ async function listenOn(opts: HttpServerOptions & Partial<ServerOptions>, websoc
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new GradhubError(ErrorCode.E_USAGE, `port must be an integer in 0..65535, got ${port}`);
   const log = opts.logger.child({ module: 'server' });
   const joinTokenMatches = tokenMatcher(opts.token ?? '');
-  const routes = new Map<string, RouteHandler>();
-  const fallbacks: FallbackHandler[] = [];
+  // The one route table: handlers tried in order (/healthz first), then 404.
+  const handlers: RequestHandler[] = [];
   let health: () => Record<string, unknown> = () => ({});
   const closeHooks: (() => void)[] = [];
   let connectionHandler: ((ws: WebSocket, req: http.IncomingMessage) => void) | null = null;
@@ -159,17 +154,16 @@ async function listenOn(opts: HttpServerOptions & Partial<ServerOptions>, websoc
   }
 
   async function handleRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
-    const route = routes.get(`${req.method ?? 'GET'} ${path}`);
-    if (route) return route(req, res);
-    for (const f of fallbacks) if (await f(req, res)) return;
+    for (const h of handlers) if (await h(req, res)) return;
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found\n');
   }
 
-  routes.set('GET /healthz', (_req, res) => {
+  handlers.push((req, res) => {
+    if (req.method !== 'GET' || new URL(req.url ?? '/', 'http://localhost').pathname !== '/healthz') return false;
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
     res.end(JSON.stringify({ status: 'ok', ...(websockets ? { connections: wss.clients.size } : {}), ...health() }));
+    return true;
   });
 
   const onUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -242,13 +236,8 @@ async function listenOn(opts: HttpServerOptions & Partial<ServerOptions>, websoc
     onConnection(handler) {
       connectionHandler = handler;
     },
-    addRoute(method, path, handler) {
-      const key = `${method.toUpperCase()} ${path}`;
-      if (routes.has(key)) throw new GradhubError(ErrorCode.E_USAGE, `route ${key} already exists`);
-      routes.set(key, handler);
-    },
     use(handler) {
-      fallbacks.push(handler);
+      handlers.push(handler);
     },
     setHealth(provider) {
       health = provider;

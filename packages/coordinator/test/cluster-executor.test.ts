@@ -335,12 +335,13 @@ describe('cluster executor over loopback', () => {
     expect(body.status).toBe('ok');
     expect(body.workers).toBe(0);
     expect((await fetch(`http://127.0.0.1:${c.server.port}/nope`)).status).toBe(404);
-    // The hooks for other routes: exact routes first, then fallbacks in order, then 404.
-    c.server.addRoute('GET', '/hello', (_req, res) => void res.end('route'));
-    c.server.use((req, res) => (req.url === '/static' ? (res.end('fallback'), true) : false));
-    expect(await (await fetch(`http://127.0.0.1:${c.server.port}/hello?x=1`)).text()).toBe('route');
-    expect(await (await fetch(`http://127.0.0.1:${c.server.port}/static`)).text()).toBe('fallback');
-    expect(() => c.server.addRoute('GET', '/healthz', () => {})).toThrow();
+    // The route table: handlers in the order they were added (/healthz first), then 404.
+    c.server.use((req, res) => (req.url?.startsWith('/hello') ? (res.end('first'), true) : false));
+    c.server.use((req, res) => (req.url?.startsWith('/hello') || req.url === '/static' ? (res.end('second'), true) : false));
+    c.server.use((_req, res) => (res.end('shadowed /healthz'), true));
+    expect(await (await fetch(`http://127.0.0.1:${c.server.port}/hello?x=1`)).text()).toBe('first');
+    expect(await (await fetch(`http://127.0.0.1:${c.server.port}/static`)).text()).toBe('second');
+    expect(((await (await fetch(`http://127.0.0.1:${c.server.port}/healthz`)).json()) as { status: string }).status).toBe('ok');
   });
 });
 

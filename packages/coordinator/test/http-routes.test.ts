@@ -22,6 +22,7 @@ import type { Executor } from '../src/executor.js';
 import { CIFAR10_DIR as SAMPLE } from '../../../test/fixtures/index.js';
 import { startCluster } from '../src/cluster.js';
 import { RawClient } from './cluster-helpers.js';
+import { parsePrometheusText } from '../../../test/support/prometheus.js';
 
 const STEPS = 6;
 const BATCH = 20;
@@ -154,7 +155,7 @@ function openEvents(url: string, headers: Record<string, string> = {}): Promise<
   });
 }
 
-// ---- a Prometheus text-format parser (version 0.0.4), strict enough to catch a broken exposition ----
+// ---- /metrics through the tests' one Prometheus parser (test/support/prometheus.ts), by sample name ----
 
 interface Sample {
   labels: Record<string, string>;
@@ -164,36 +165,10 @@ interface Sample {
 function parsePrometheus(text: string): { types: Map<string, string>; samples: Map<string, Sample[]> } {
   const types = new Map<string, string>();
   const samples = new Map<string, Sample[]>();
-  const NAME = '[a-zA-Z_:][a-zA-Z0-9_:]*';
-  const sampleRe = new RegExp(`^(${NAME})(?:\\{(.*)\\})?\\s+(\\S+)(?:\\s+-?\\d+)?$`);
-  const labelRe = /\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*(?:,|$)/y;
-  for (const line of text.split('\n')) {
-    if (line === '') continue;
-    if (line.startsWith('#')) {
-      const m = /^# (HELP|TYPE) (\S+) ?(.*)$/.exec(line);
-      if (!m) throw new Error(`bad comment line: ${line}`);
-      if (m[1] === 'TYPE') {
-        expect(['counter', 'gauge', 'histogram', 'summary', 'untyped']).toContain(m[3]);
-        types.set(m[2], m[3]);
-      }
-      continue;
-    }
-    const m = sampleRe.exec(line);
-    if (!m) throw new Error(`bad sample line: ${line}`);
-    const [, name, rawLabels = '', rawValue] = m;
-    const base = /^(.*)_(bucket|sum|count)$/.exec(name)?.[1];
-    const family = types.has(name) ? name : base !== undefined && types.get(base) === 'histogram' ? base : null;
-    if (family === null) throw new Error(`sample ${name} has no # TYPE line before it`);
-    const labels: Record<string, string> = {};
-    labelRe.lastIndex = 0;
-    while (labelRe.lastIndex < rawLabels.length) {
-      const l = labelRe.exec(rawLabels);
-      if (!l) throw new Error(`bad labels in: ${line}`);
-      labels[l[1]] = l[2].replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
-    }
-    const value = /^[+-]?inf$/i.test(rawValue) ? (rawValue.startsWith('-') ? -Infinity : Infinity) : /^nan$/i.test(rawValue) ? NaN : Number(rawValue);
-    if (Number.isNaN(value) && !/^nan$/i.test(rawValue)) throw new Error(`bad value in: ${line}`);
-    samples.set(name, [...(samples.get(name) ?? []), { labels, value }]);
+  for (const [family, f] of parsePrometheusText(text)) {
+    if (f.type === 'untyped') throw new Error(`${family} has samples but no # TYPE line`);
+    types.set(family, f.type);
+    for (const x of f.samples) samples.set(x.name, [...(samples.get(x.name) ?? []), { labels: { ...x.labels }, value: x.value }]);
   }
   return { types, samples };
 }

@@ -6,6 +6,7 @@ import { createEngine, createOracleBackend, initParams, streamParts, modelSpec, 
 import { frameLimits, paramCountOf } from '../src/wire.js';
 import { CIFAR10_DIR } from '../../../test/fixtures/index.js';
 import { createWorkerClient, type ClientEvent, type ClientMemory, type SessionEnd, type WelcomeInfo, type WorkerClient, type WorkerLogger } from '../src/client.js';
+import { pollUntil } from '../../../test/support/poll.js';
 
 const SIZES = [3072, 8, 10];
 const SPEC = modelSpec(SIZES);
@@ -36,7 +37,6 @@ function harness(over: { memory?: ClientMemory; slowdownMs?: number } = {}) {
   const sent: gradhub.Envelope[] = [];
   const closes: number[] = [];
   const events: ClientEvent[] = [];
-  let wake: (() => void) | null = null;
   const memory = over.memory ?? { incarnation: null, version: -1 };
   const engines: Engine[] = [];
   const client: WorkerClient = createWorkerClient({
@@ -44,10 +44,7 @@ function harness(over: { memory?: ClientMemory; slowdownMs?: number } = {}) {
       send(parts, done) {
         const bytes = Buffer.concat(parts.map((p) => Buffer.from(p)));
         sent.push(gradhub.Envelope.decode(bytes));
-        setImmediate(() => {
-          done();
-          wake?.();
-        });
+        setImmediate(done);
       },
       close(code) {
         closes.push(code);
@@ -68,14 +65,7 @@ function harness(over: { memory?: ClientMemory; slowdownMs?: number } = {}) {
   });
   /** Wait until `pred` holds on what was sent. */
   async function until(pred: () => boolean, ms = 3000): Promise<void> {
-    const t0 = Date.now();
-    while (!pred()) {
-      if (Date.now() - t0 > ms) throw new Error('timed out waiting');
-      await new Promise<void>((r) => {
-        wake = r;
-        setTimeout(r, 10);
-      });
-    }
+    await pollUntil(pred, ms, 'what the client sends', { everyMs: 10 });
   }
   const of = (kind: string): gradhub.Envelope[] => sent.filter((e) => e.body === kind);
   /** Results that finish a node: a TRAIN node's last Result is layer 0's last part; an EVAL node has one. */
