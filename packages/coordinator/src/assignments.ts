@@ -16,7 +16,7 @@
  * owed by each worker it went to until that worker's answer ends its part in it, even after
  * another worker completed it) and the samples they hold ("queued").
  */
-import { chunkCount, isTreeNode, nodeSamples, type TreeNode } from '@gradhub/core';
+import { chunkCount, isTreeNode, nodeSamples, type TreeNode, internalError } from '@gradhub/core';
 
 /** The key of the chunk range [lo, hi) of a tree over nChunks chunks (0 <= lo < hi <= nChunks): the one node key. */
 export function nodeKey(lo: number, hi: number, nChunks: number): number {
@@ -50,7 +50,7 @@ export class Assignments {
 
   /** The record of a request of `batch` samples in chunks of `chunk`. */
   constructor(readonly batch: number, readonly chunk: number) {
-    if (!Number.isInteger(batch) || batch < 1 || !Number.isInteger(chunk) || chunk < 1) throw new RangeError(`Assignments: bad batch ${batch} / chunk ${chunk}`);
+    if (!Number.isInteger(batch) || batch < 1 || !Number.isInteger(chunk) || chunk < 1) throw internalError(`Assignments: bad batch ${batch} / chunk ${chunk}`);
     this.nChunks = chunkCount(batch, chunk);
   }
 
@@ -66,12 +66,12 @@ export class Assignments {
   /** Give `node` to `workerId` (initial assignment, takeover, recompute or speculative copy). */
   give(node: TreeNode, workerId: number): void {
     const k = this.key(node);
-    if (k < 0 || !isTreeNode(node, this.nChunks)) throw new RangeError(`Assignments.give: [${node.lo},${node.hi}) is not a node of the tree over ${this.nChunks} chunks`);
+    if (k < 0 || !isTreeNode(node, this.nChunks)) throw internalError(`Assignments.give: [${node.lo},${node.hi}) is not a node of the tree over ${this.nChunks} chunks`);
     let rec = this.recs.get(k);
     if (!rec) {
       for (const r of this.recs.values()) {
         if (node.lo < r.node.hi && r.node.lo < node.hi) {
-          throw new RangeError(`Assignments.give: [${node.lo},${node.hi}) overlaps the given node [${r.node.lo},${r.node.hi})`);
+          throw internalError(`Assignments.give: [${node.lo},${node.hi}) overlaps the given node [${r.node.lo},${r.node.hi})`);
         }
       }
       rec = { node: { lo: node.lo, hi: node.hi }, samples: this.samplesOf(node), owners: new Set(), given: new Set(), complete: false, sentAt: null };

@@ -26,7 +26,7 @@ import * as path from 'node:path';
 import { Packr, Unpackr } from 'msgpackr';
 import { writeFileAtomic } from './atomic-write.js';
 import type { Logger } from 'pino';
-import { ErrorCode, GradhubError, isGradhubError, modelSpec } from '@gradhub/core';
+import { ErrorCode, GradhubError, isGradhubError, modelSpec, internalError } from '@gradhub/core';
 
 export const CHECKPOINT_FORMAT_VERSION = 1;
 const CHECKSUM_BYTES = 32;
@@ -71,12 +71,12 @@ export function checkpointFileName(step: number): string {
  * Write `state` as `dir/ckpt-<step>.msgpack` (atomically, durably) and keep the newest `keepLast`:
  * the new file and the keepLast - 1 newest with a smaller step. Files with a larger step are from an
  * abandoned future (a corrupt one skipped on resume) and are deleted, as are stale temp files.
- * Returns the path written. Throws RangeError on an inconsistent state (a bug: nothing is written).
+ * Returns the path written. Throws E_INTERNAL on an inconsistent state (a bug: nothing is written).
  */
 export function writeCheckpoint(dir: string, state: CheckpointState, keepLast: number, logger?: Logger): string {
-  if (!Number.isInteger(keepLast) || keepLast < 1) throw new RangeError(`keepLast must be an integer >= 1, got ${keepLast}`);
+  if (!Number.isInteger(keepLast) || keepLast < 1) throw internalError(`keepLast must be an integer >= 1, got ${keepLast}`);
   const problem = stateProblem(state);
-  if (problem !== null) throw new RangeError(`refusing to write an invalid checkpoint: ${problem}`);
+  if (problem !== null) throw internalError(`refusing to write an invalid checkpoint: ${problem}`);
 
   const record = {
     format_version: state.format_version,

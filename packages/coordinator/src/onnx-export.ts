@@ -20,7 +20,7 @@
  * same parameters and options give the same bytes.
  */
 import protobuf from 'protobufjs';
-import { CIFAR10_IMAGE_BYTES, CIFAR10_MEAN, CIFAR10_STD, ErrorCode, GradhubError, tensorEntries, type ModelSpec } from '@gradhub/core';
+import { CIFAR10_IMAGE_BYTES, CIFAR10_MEAN, CIFAR10_STD, ErrorCode, GradhubError, tensorEntries, type ModelSpec, internalError } from '@gradhub/core';
 
 /** ONNX IR version written (IR 7: ONNX 1.7+, every ONNX Runtime since 1.3). */
 export const ONNX_IR_VERSION = 7;
@@ -47,12 +47,12 @@ const ATTR_INT = 2;
 
 /**
  * Encode the model of `spec` with the flat parameters `params` (spec's layout, docs/design.md "Invariant 2: one flat parameter buffer")
- * as an ONNX ModelProto. Throws RangeError when params do not fit spec, GradhubError E_MODEL_MISMATCH
+ * as an ONNX ModelProto. Throws E_INTERNAL when params do not fit spec, GradhubError E_MODEL_MISMATCH
  * when normalize is asked for a model whose input is not a CIFAR-10 image.
  */
 export function modelToOnnx(spec: ModelSpec, params: Float32Array, options: OnnxExportOptions): Uint8Array {
   if (params.length !== spec.paramCount) {
-    throw new RangeError(`modelToOnnx: params hold ${params.length} floats, model ${spec.sizes.join(',')} has ${spec.paramCount}`);
+    throw internalError(`modelToOnnx: params hold ${params.length} floats, model ${spec.sizes.join(',')} has ${spec.paramCount}`);
   }
   const d0 = spec.sizes[0];
   const classes = spec.sizes[spec.sizes.length - 1];

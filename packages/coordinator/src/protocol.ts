@@ -23,7 +23,7 @@ import {
   decodeFrame as decodeFrameAs, decodeMessage as decodeMessageAs, encode, fragments, gradhub, paramsHeader,
   type BodyKind, type Decoded, type DecodedMessage,
 } from '@gradhub/proto';
-import { CIFAR_PIXELS, nodeSamples, xxh64, type FlatRange, type TreeNode } from '@gradhub/core';
+import { CIFAR_PIXELS, nodeSamples, xxh64, type FlatRange, type TreeNode, internalError } from '@gradhub/core';
 
 export {
   FRAGMENT_BYTES, FRAME_SLACK_BYTES, FROM_WORKER, PROTOCOL_VERSION, ProtocolError, SMALL_FRAME_BYTES, WireCode,
@@ -75,8 +75,8 @@ export interface ParamsSnapshot {
 
 /** Hash part `range` of `params` and build its Params message over `snapshot` (which receives a copy of that slice). */
 export function encodeParamsPart(version: number, index: number, range: FlatRange, params: Float32Array, snapshot: ParamsSnapshot): ParamsPartFrame {
-  if (snapshot.data.length !== params.length) throw new RangeError(`encodeParamsPart: snapshot of ${snapshot.data.length} floats for ${params.length}`);
-  if (range.offset < 0 || range.length < 0 || range.offset + range.length > params.length) throw new RangeError(`encodeParamsPart: part [${range.offset}, +${range.length}) outside ${params.length} floats`);
+  if (snapshot.data.length !== params.length) throw internalError(`encodeParamsPart: snapshot of ${snapshot.data.length} floats for ${params.length}`);
+  if (range.offset < 0 || range.length < 0 || range.offset + range.length > params.length) throw internalError(`encodeParamsPart: part [${range.offset}, +${range.length}) outside ${params.length} floats`);
   const slice = snapshot.data.subarray(range.offset, range.offset + range.length);
   slice.set(params.subarray(range.offset, range.offset + range.length));
   const checksum = xxh64(slice);
@@ -143,7 +143,7 @@ export class ParamsEncoder {
     const have = cur.frames[index];
     if (have) return have;
     const range = this.layout[index];
-    if (!range) throw new RangeError(`ParamsEncoder: no part ${index} (the model has ${this.layout.length})`);
+    if (!range) throw internalError(`ParamsEncoder: no part ${index} (the model has ${this.layout.length})`);
     const f = encodeParamsPart(version, index, range, params, cur.snapshot);
     cur.frames[index] = f;
     return f;
@@ -157,7 +157,7 @@ export class ParamsEncoder {
   private open(version: number, floats: number): EncodedVersion {
     const cur = this.current;
     if (cur?.version === version) return cur;
-    if (cur && version < cur.version) throw new RangeError(`ParamsEncoder: version ${version} after ${cur.version}: versions never go back`);
+    if (cur && version < cur.version) throw internalError(`ParamsEncoder: version ${version} after ${cur.version}: versions never go back`);
     // The current version becomes the previous one (kept while complete: its snapshot is not reused now).
     this.previous = cur && cur.frames.every((f) => f !== null) ? cur : null;
     const inUse = cur?.snapshot;

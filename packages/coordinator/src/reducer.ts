@@ -71,10 +71,7 @@
 import { gradhub } from '@gradhub/proto';
 import { Assignments, nodeKey } from './assignments.js';
 import type { BodyOf } from './protocol.js';
-import {
-  chunkCount, createGradPool, parentOf, treeMid,
-  type FlatRange, type GradPool, type NodeSums, type TreeNode,
-} from '@gradhub/core';
+import { chunkCount, createGradPool, parentOf, treeMid, type FlatRange, type GradPool, type NodeSums, type TreeNode, internalError } from '@gradhub/core';
 
 type WireCode = gradhub.ErrorCode;
 const W = gradhub.ErrorCode;
@@ -234,20 +231,20 @@ export class Reducer {
   private whole: Float32Array | null = null;
 
   constructor(opts: ReducerOptions) {
-    if (!Number.isInteger(opts.paramCount) || opts.paramCount < 1) throw new RangeError(`Reducer: paramCount must be a positive integer, got ${opts.paramCount}`);
+    if (!Number.isInteger(opts.paramCount) || opts.paramCount < 1) throw internalError(`Reducer: paramCount must be a positive integer, got ${opts.paramCount}`);
     const maxHeld = opts.maxHeld ?? 8;
-    if (!Number.isInteger(maxHeld) || maxHeld < 2) throw new RangeError(`Reducer: maxHeld must be an integer >= 2, got ${maxHeld}`);
+    if (!Number.isInteger(maxHeld) || maxHeld < 2) throw internalError(`Reducer: maxHeld must be an integer >= 2, got ${maxHeld}`);
     this.paramCount = opts.paramCount;
     this.maxHeld = maxHeld;
     const parts = opts.parts ?? [{ offset: 0, length: opts.paramCount }];
     let at = 0;
     for (const [i, p] of parts.entries()) {
       if (!Number.isInteger(p.length) || p.length < 1 || p.offset !== at) {
-        throw new RangeError(`Reducer: part ${i} is [${p.offset}, +${p.length}); parts must be non-empty, contiguous and in order (expected offset ${at})`);
+        throw internalError(`Reducer: part ${i} is [${p.offset}, +${p.length}); parts must be non-empty, contiguous and in order (expected offset ${at})`);
       }
       at += p.length;
     }
-    if (parts.length === 0 || at !== opts.paramCount) throw new RangeError(`Reducer: the parts cover [0, ${at}), the gradient has ${opts.paramCount} floats`);
+    if (parts.length === 0 || at !== opts.paramCount) throw internalError(`Reducer: the parts cover [0, ${at}), the gradient has ${opts.paramCount} floats`);
     this.parts = parts.map((p) => ({ offset: p.offset, length: p.length }));
     const byLength = new Map<number, GradPool>();
     this.trees = this.parts.map((p, i) => {
@@ -286,7 +283,7 @@ export class Reducer {
 
   /** The open request's assignment record. */
   get assignments(): Assignments {
-    if (!this.record) throw new RangeError('Reducer.assignments: no request is open');
+    if (!this.record) throw internalError('Reducer.assignments: no request is open');
     return this.record;
   }
 
@@ -295,10 +292,10 @@ export class Reducer {
    * and chunk). The previous request's root buffers return to their pools. Returns the record.
    */
   begin(spec: RequestSpec, record?: Assignments): Assignments {
-    if (this.req) throw new RangeError(`Reducer.begin: request ${this.req.seq} is still open`);
-    if (!Number.isInteger(spec.seq) || spec.seq <= this.lastSeq) throw new RangeError(`Reducer.begin: seq ${spec.seq} does not follow ${this.lastSeq}`);
+    if (this.req) throw internalError(`Reducer.begin: request ${this.req.seq} is still open`);
+    if (!Number.isInteger(spec.seq) || spec.seq <= this.lastSeq) throw internalError(`Reducer.begin: seq ${spec.seq} does not follow ${this.lastSeq}`);
     if (!Number.isInteger(spec.batch) || spec.batch < 1 || !Number.isInteger(spec.chunk) || spec.chunk < 1) {
-      throw new RangeError(`Reducer.begin: bad batch ${spec.batch} / chunk ${spec.chunk}`);
+      throw internalError(`Reducer.begin: bad batch ${spec.batch} / chunk ${spec.chunk}`);
     }
     for (const t of this.trees) {
       if (t.root >= 0) t.pool.release(t.root);
@@ -310,7 +307,7 @@ export class Reducer {
     this.lastSeq = spec.seq;
     this.nChunks = chunkCount(spec.batch, spec.chunk);
     this.nParts = spec.mode === 'train' ? this.trees.length : 0;
-    if (record && (record.batch !== spec.batch || record.chunk !== spec.chunk)) throw new RangeError('Reducer.begin: the assignment record is for another batch');
+    if (record && (record.batch !== spec.batch || record.chunk !== spec.chunk)) throw internalError('Reducer.begin: the assignment record is for another batch');
     this.record = record ?? new Assignments(spec.batch, spec.chunk);
     return this.record;
   }
@@ -439,7 +436,7 @@ export class Reducer {
   /** The root's sums and whole gradient, once `done`. The gradient is valid until the next `begin`. */
   result(): RootSums {
     const s = this.rootSum;
-    if (!s || !this.done) throw new RangeError('Reducer.result: the root is not complete');
+    if (!s || !this.done) throw internalError('Reducer.result: the root is not complete');
     let grad: Float32Array | null = null;
     if (this.nParts === 1) {
       grad = this.rootPart(0);
@@ -453,7 +450,7 @@ export class Reducer {
   /** Part i's root gradient once complete (a pool view, valid until the next `begin`). */
   rootPart(i: number): Float32Array {
     const t = this.trees[i];
-    if (!t || i >= this.nParts || t.root < 0) throw new RangeError(`Reducer.rootPart: the root of part ${i} is not complete`);
+    if (!t || i >= this.nParts || t.root < 0) throw internalError(`Reducer.rootPart: the root of part ${i} is not complete`);
     return t.pool.view(t.root);
   }
 

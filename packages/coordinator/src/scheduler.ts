@@ -31,7 +31,7 @@
  * - The scheduler only decides *who*; the tree fixes *what* is summed and in which order, so any
  *   decision here gives the same bits.
  */
-import { children, coverRange, nodeSamples, treeMid, type TreeNode } from '@gradhub/core';
+import { children, coverRange, nodeSamples, treeMid, type TreeNode, internalError } from '@gradhub/core';
 import type { Assignments } from './assignments.js';
 
 export interface WorkerSpeed {
@@ -105,7 +105,7 @@ function effectiveSpeeds(workers: readonly WorkerSpeed[]): Map<number, number> {
 export function proportionalCounts(weights: readonly number[], total: number): number[] {
   const n = weights.length;
   if (n === 0) return [];
-  if (n > total) throw new RangeError(`proportionalCounts: ${n} shares of ${total}`);
+  if (n > total) throw internalError(`proportionalCounts: ${n} shares of ${total}`);
   const sum = weights.reduce((s, w) => s + w, 0);
   const quotas = weights.map((w) => (sum > 0 ? (w / sum) * total : total / n));
   const counts = quotas.map((q) => Math.max(1, Math.floor(q)));
@@ -161,7 +161,7 @@ const EXACT_LIMIT = 1 << 13;
 
 /** Assign the chunks of one batch to workers (see the module comment). */
 export function assignChunks(nChunks: number, workers: readonly WorkerSpeed[], shape: BatchShape, cost?: TransferCost): Assignment[] {
-  if (!Number.isInteger(nChunks) || nChunks < 1) throw new RangeError(`assignChunks: nChunks must be a positive integer, got ${nChunks}`);
+  if (!Number.isInteger(nChunks) || nChunks < 1) throw internalError(`assignChunks: nChunks must be a positive integer, got ${nChunks}`);
   if (workers.length === 0) return [];
   const speeds = effectiveSpeeds(workers);
   let chosen = [...workers];
@@ -176,7 +176,7 @@ export function assignChunks(nChunks: number, workers: readonly WorkerSpeed[], s
   const paramsBytes = cost?.paramsBytes ?? 0;
   const sampleBytes = cost?.sampleBytes ?? 0;
   for (const [name, v] of [['resultBytes', resultBytes], ['paramsBytes', paramsBytes], ['sampleBytes', sampleBytes]] as const) {
-    if (!(v >= 0 && Number.isFinite(v))) throw new RangeError(`assignChunks: ${name} must be a finite number >= 0, got ${v}`);
+    if (!(v >= 0 && Number.isFinite(v))) throw internalError(`assignChunks: ${name} must be a finite number >= 0, got ${v}`);
   }
   // Per worker: fixed seconds, seconds per sample, seconds per node.
   const fixed = chosen.map((w) => (w.needsParams ? paramsBytes / bws.get(w.id)! : 0));
@@ -354,7 +354,7 @@ export class SpeedTable {
 
   /** alpha: weight of the newest measurement, in (0, 1]. Default 0.5. */
   constructor(private readonly alpha = 0.5) {
-    if (!(alpha > 0 && alpha <= 1)) throw new RangeError(`SpeedTable: alpha must be in (0, 1], got ${alpha}`);
+    if (!(alpha > 0 && alpha <= 1)) throw internalError(`SpeedTable: alpha must be in (0, 1], got ${alpha}`);
   }
 
   /** Record that `units` units (samples, bytes) took `ms` milliseconds (ignored when either is not positive). */
@@ -405,7 +405,7 @@ export class CrewChooser {
     this.alpha = opts.alpha ?? 0.5;
     this.margin = opts.margin ?? 0.1;
     if (!(Number.isInteger(this.warmUp) && this.warmUp >= 0 && Number.isInteger(this.exploreEvery) && this.exploreEvery >= 2 && this.alpha > 0 && this.alpha <= 1 && this.margin >= 0 && this.margin < 1)) {
-      throw new RangeError('CrewChooser: warmUp >= 0, exploreEvery >= 2 (integers), alpha in (0, 1], margin in [0, 1)');
+      throw internalError('CrewChooser: warmUp >= 0, exploreEvery >= 2 (integers), alpha in (0, 1], margin in [0, 1)');
     }
   }
 

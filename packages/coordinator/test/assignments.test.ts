@@ -4,6 +4,7 @@ import { Assignments, nodeKey } from '../src/assignments.js';
 import { placeOrphans } from '../src/scheduler.js';
 import { speculativeCopies } from '../src/speculation.js';
 import { workersToRead } from '../src/flow-control.js';
+import { INTERNAL } from '../../../test/support/errors.js';
 
 const n = (lo: number, hi: number): TreeNode => ({ lo, hi });
 
@@ -31,7 +32,7 @@ describe('assignment record', () => {
     expect(() => a.give(n(2, 4), 1)).toThrow(/overlaps/);
     expect(() => a.give(n(1, 3), 1)).toThrow(/not a node/);
     expect(() => a.give(n(0, 9), 1)).toThrow(/not a node/);
-    expect(() => new Assignments(0, 4)).toThrow(RangeError);
+    expect(() => new Assignments(0, 4)).toThrow(INTERNAL);
   });
 
   it('tracks owners, givers, completion and orphans', () => {

@@ -14,6 +14,7 @@ import {
 } from '@gradhub/core';
 import { modelToOnnx, ONNX_INPUT_NAME, ONNX_IR_VERSION, ONNX_OPSET, ONNX_OUTPUT_NAME, ONNX_SCHEMA } from '../src/onnx-export.js';
 import { CIFAR10_DIR, REFERENCE_DIR } from '../../../test/fixtures/index.js';
+import { INTERNAL } from '../../../test/support/errors.js';
 
 const TOLERANCE = 1e-5;
 
@@ -165,7 +166,7 @@ describe('modelToOnnx, the file', () => {
 
   it('refuses parameters that do not fit the model, and normalisation of a non-CIFAR input', () => {
     const spec = modelSpec([12, 4, 3]);
-    expect(() => modelToOnnx(spec, new Float32Array(spec.paramCount + 1), { normalize: false })).toThrow(RangeError);
+    expect(() => modelToOnnx(spec, new Float32Array(spec.paramCount + 1), { normalize: false })).toThrow(INTERNAL);
     let err: unknown;
     try {
       modelToOnnx(spec, new Float32Array(spec.paramCount), { normalize: true });

@@ -6,6 +6,7 @@ import {
   FRAGMENT_BYTES, FROM_WORKER, PROTOCOL_VERSION, ParamsEncoder, ProtocolError, SMALL_FRAME_BYTES, WireCode, closeCodeFor, decodeFrame, decodeMessage,
   encode, encodeParamsPart, fragments, frameLimits, splitTrailingBytes,
 } from '../src/protocol.js';
+import { INTERNAL } from '../../../test/support/errors.js';
 
 const MAX = 1 << 20;
 
@@ -78,7 +79,7 @@ describe('protocol', () => {
     expect(Buffer.from(env.params!.data!).equals(Buffer.from(slice.buffer, slice.byteOffset, slice.byteLength))).toBe(true);
     expect([...env.params!.checksum!]).toEqual([...f.checksum]);
     expect(snapshot.data[0]).toBe(0); // only the part is copied
-    expect(() => encodeParamsPart(7, 0, { offset: 3, length: 5 }, p, snapshot)).toThrow(RangeError);
+    expect(() => encodeParamsPart(7, 0, { offset: 3, length: 5 }, p, snapshot)).toThrow(INTERNAL);
   });
 
   it('sizes the frame limits from the model and the batch', () => {
@@ -202,7 +203,7 @@ describe('protocol', () => {
     expect(enc.frame(5, 0)).toBe(e);
     expect(enc.frame(4, 0)!.version).toBe(4); // the previous version stays readable
     expect(enc.frame(3, 0)).toBeNull();
-    expect(() => enc.encodeAll(4, p)).toThrow(RangeError); // versions never go back
+    expect(() => enc.encodeAll(4, p)).toThrow(INTERNAL); // versions never go back
   });
 
   it('encodes each layer of a version once, when it is final, into one snapshot', () => {

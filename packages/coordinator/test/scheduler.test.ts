@@ -4,6 +4,7 @@ import {
   CrewChooser,
   SpeedTable, assignChunks, assignedBytes, ewma, fitNode, nodeCount, pickWorker, proportionalCounts, type Assignment, type TransferCost, type WorkerSpeed,
 } from '../src/scheduler.js';
+import { INTERNAL } from '../../../test/support/errors.js';
 
 /** The assignment covers [0, nChunks) with contiguous ranges, decomposed into tree nodes. */
 function checkCover(plan: Assignment[], nChunks: number): void {
@@ -275,6 +276,6 @@ describe('CrewChooser: how many workers a training step uses, by measured step t
     expect(used.slice(-3)).toEqual([2, 2, 2]);
     // A new worker: measurements start over, with a warm-up on every worker.
     expect([d.next(3), d.next(3), d.next(3)]).toEqual([3, 3, 3]);
-    expect(() => new CrewChooser({ exploreEvery: 1 })).toThrow(RangeError);
+    expect(() => new CrewChooser({ exploreEvery: 1 })).toThrow(INTERNAL);
   });
 });

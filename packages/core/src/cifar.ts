@@ -7,7 +7,7 @@
  * 32x32 row-major. A dataset keeps labels (N) and pixels (N, 3072) apart, pixels in file order, so a
  * sample's 3072 bytes are already the flatten of its (3, 32, 32) CHW tensor.
  */
-import { ErrorCode, GradhubError } from './errors.js';
+import { ErrorCode, GradhubError, internalError } from './errors.js';
 
 /** Pixel bytes of one image: 3 planes x 32 x 32. */
 export const CIFAR10_IMAGE_BYTES = 3072;
@@ -137,14 +137,14 @@ for (let c = 0; c < 3; c++) {
  */
 export function pixelsToInput(pixels: Uint8Array, start: number, count: number, out: Float32Array, normalize: boolean): void {
   if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0) {
-    throw new RangeError(`pixelsToInput: start (${start}) and count (${count}) must be non-negative integers`);
+    throw internalError(`pixelsToInput: start (${start}) and count (${count}) must be non-negative integers`);
   }
   const from = start * CIFAR10_IMAGE_BYTES;
   const len = count * CIFAR10_IMAGE_BYTES;
   if (from + len > pixels.length) {
-    throw new RangeError(`pixelsToInput: samples [${start}, ${start + count}) are past the end of ${pixels.length / CIFAR10_IMAGE_BYTES} samples`);
+    throw internalError(`pixelsToInput: samples [${start}, ${start + count}) are past the end of ${pixels.length / CIFAR10_IMAGE_BYTES} samples`);
   }
-  if (out.length < len) throw new RangeError(`pixelsToInput: out has ${out.length} floats, ${count} samples need ${len}`);
+  if (out.length < len) throw internalError(`pixelsToInput: out has ${out.length} floats, ${count} samples need ${len}`);
   if (!normalize) {
     for (let j = 0; j < len; j++) out[j] = PLAIN[pixels[from + j]];
     return;

@@ -42,6 +42,7 @@ import { streamParts, type ModelSpec, type StreamPart } from './model.js';
 import { treeSum64 } from './tree.js';
 import { pixelsToInput, CIFAR10_IMAGE_BYTES } from './cifar.js';
 import { softmaxCrossEntropyRows } from './losses.js';
+import { internalError } from './errors.js';
 
 export interface EngineOptions {
   readonly spec: ModelSpec;
@@ -102,8 +103,8 @@ export interface Engine {
 
 export function createEngine(opts: EngineOptions): Engine {
   const { spec, backend, maxBatch, chunk, normalize } = opts;
-  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError(`maxBatch must be a positive integer, got ${maxBatch}`);
-  if (!Number.isInteger(chunk) || chunk < 1) throw new RangeError(`chunk must be a positive integer, got ${chunk}`);
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw internalError(`maxBatch must be a positive integer, got ${maxBatch}`);
+  if (!Number.isInteger(chunk) || chunk < 1) throw internalError(`chunk must be a positive integer, got ${chunk}`);
   const L = spec.layers.length;
   const params = backend.allocF32(spec.paramCount);
   const grads = backend.allocF32(spec.paramCount);
@@ -125,13 +126,13 @@ export function createEngine(opts: EngineOptions): Engine {
   const dBiases = spec.layers.map((l) => view(grads, l.biasOffset, l.outF));
 
   const checkCount = (n: number): void => {
-    if (!Number.isInteger(n) || n < 1 || n > maxBatch) throw new RangeError(`engine: ${n} samples, it holds 1..${maxBatch}`);
+    if (!Number.isInteger(n) || n < 1 || n > maxBatch) throw internalError(`engine: ${n} samples, it holds 1..${maxBatch}`);
   };
 
   function loadPixels(pixels: Uint8Array, n: number): void {
     checkCount(n);
-    if (spec.sizes[0] !== CIFAR10_IMAGE_BYTES) throw new RangeError(`the model's input size ${spec.sizes[0]} is not CIFAR-10's ${CIFAR10_IMAGE_BYTES}`);
-    if (pixels.length < n * CIFAR10_IMAGE_BYTES) throw new RangeError(`computeSums: ${n} samples need ${n * CIFAR10_IMAGE_BYTES} pixel bytes, got ${pixels.length}`);
+    if (spec.sizes[0] !== CIFAR10_IMAGE_BYTES) throw internalError(`the model's input size ${spec.sizes[0]} is not CIFAR-10's ${CIFAR10_IMAGE_BYTES}`);
+    if (pixels.length < n * CIFAR10_IMAGE_BYTES) throw internalError(`computeSums: ${n} samples need ${n * CIFAR10_IMAGE_BYTES} pixel bytes, got ${pixels.length}`);
     pixelsToInput(pixels, 0, n, acts[0], normalize);
   }
 
@@ -141,7 +142,7 @@ export function createEngine(opts: EngineOptions): Engine {
    */
   function* pass(kernels: Kernels | AsyncKernels, labels: ArrayLike<number>, n: number, withGrad: boolean, hooks: ComputeHooks | undefined): Generator<void | Promise<void>, NodeSums, void> {
     checkCount(n);
-    if (labels.length < n) throw new RangeError(`engine: ${n} samples need ${n} labels, got ${labels.length}`);
+    if (labels.length < n) throw internalError(`engine: ${n} samples need ${n} labels, got ${labels.length}`);
     for (const l of spec.layers) {
       const x = acts[l.index].subarray(0, n * l.inF);
       const y = acts[l.index + 1].subarray(0, n * l.outF);

@@ -75,6 +75,14 @@ export class GradhubError extends Error {
 }
 
 /**
+ * Our own bug: a caller broke a function's contract (a shape, a range, an order of calls). The one
+ * way gradhub reports them, as E_INTERNAL (not a bare RangeError), so they surface with a code.
+ */
+export function internalError(message: string): GradhubError {
+  return new GradhubError(ErrorCode.E_INTERNAL, message);
+}
+
+/**
  * True when `err` is a GradhubError, and (when `code` is given) has that code. Checks the name and
  * code rather than `instanceof`, so it also holds across two copies of this module (e.g. a package's
  * `src/` and its built `dist/` loaded side by side).

@@ -32,6 +32,7 @@
  * aligned pieces in place, unaligned bytes through a 64 KiB scratch buffer.
  */
 import { kernelBytes, wasmApi, wasmSimdSupported, MAX_PAGES, PAGE_BYTES, type WasmMemory } from './kernels/wasm.js';
+import { internalError } from './errors.js';
 
 export interface GradPool {
   /** 'wasm' (WebAssembly SIMD) or 'ts' (plain loops): the same bits. */
@@ -67,7 +68,7 @@ export interface GradPoolOptions {
 
 /** Create a pool of buffers of `floats` floats (at least 1). Synchronous; allocates no buffer yet. */
 export function createGradPool(floats: number, opts: GradPoolOptions = {}): GradPool {
-  if (!Number.isInteger(floats) || floats < 1) throw new RangeError(`createGradPool: floats must be a positive integer, got ${floats}`);
+  if (!Number.isInteger(floats) || floats < 1) throw internalError(`createGradPool: floats must be a positive integer, got ${floats}`);
   const backend = opts.backend;
   if (backend === 'wasm') {
     if (!wasmSimdSupported()) throw new Error('createGradPool: this runtime has no WebAssembly SIMD (check wasmSimdSupported() first)');
@@ -80,7 +81,7 @@ export function createGradPool(floats: number, opts: GradPoolOptions = {}): Grad
       // A runtime that refuses to compile the module synchronously (a browser's main thread): 'ts'.
     }
   }
-  if (backend !== undefined && backend !== 'ts') throw new RangeError(`createGradPool: backend must be 'wasm' or 'ts', got ${String(backend)}`);
+  if (backend !== undefined && backend !== 'ts') throw internalError(`createGradPool: backend must be 'wasm' or 'ts', got ${String(backend)}`);
   return new TsGradPool(floats);
 }
 
@@ -92,7 +93,7 @@ function totalBytes(pieces: readonly Uint8Array[]): number {
 
 function checkPieces(what: string, floats: number, pieces: readonly Uint8Array[]): void {
   const n = totalBytes(pieces);
-  if (n !== 4 * floats) throw new RangeError(`GradPool.${what}: ${n} bytes in the pieces, a buffer holds ${4 * floats}`);
+  if (n !== 4 * floats) throw internalError(`GradPool.${what}: ${n} bytes in the pieces, a buffer holds ${4 * floats}`);
 }
 
 /**
@@ -132,7 +133,7 @@ abstract class IdPool {
   addChecked(dst: number, held: number, pieces: readonly Uint8Array[]): boolean {
     this.must('addChecked', dst);
     this.must('addChecked', held);
-    if (dst === held) throw new RangeError('GradPool.addChecked: dst and held are the same buffer');
+    if (dst === held) throw internalError('GradPool.addChecked: dst and held are the same buffer');
     checkPieces('addChecked', this.floats, pieces);
     return this.addIn(dst, held, pieces);
   }
@@ -140,7 +141,7 @@ abstract class IdPool {
   add(l: number, r: number): void {
     this.must('add', l);
     this.must('add', r);
-    if (l === r) throw new RangeError('GradPool.add: l and r are the same buffer');
+    if (l === r) throw internalError('GradPool.add: l and r are the same buffer');
     this.addRaw(l, r);
   }
 
@@ -161,7 +162,7 @@ abstract class IdPool {
 
   private must(what: string, id: number): void {
     if (!Number.isInteger(id) || id < 0 || id >= this.size || this.busy[id >> 12]?.[id & 4095] !== 1) {
-      throw new RangeError(`GradPool.${what}: ${id} is not an acquired buffer`);
+      throw internalError(`GradPool.${what}: ${id} is not an acquired buffer`);
     }
   }
 
@@ -198,7 +199,7 @@ class WasmGradPool extends IdPool implements GradPool {
   constructor(floats: number) {
     super(floats);
     this.stride = Math.ceil(floats / 4) * 16;
-    if (BASE + this.stride > MAX_PAGES * PAGE_BYTES) throw new RangeError(`createGradPool: a buffer of ${floats} floats exceeds WebAssembly's 4 GiB`);
+    if (BASE + this.stride > MAX_PAGES * PAGE_BYTES) throw internalError(`createGradPool: a buffer of ${floats} floats exceeds WebAssembly's 4 GiB`);
     const api = wasmApi()!; // createGradPool checked wasmSimdSupported()
     compiled ??= new api.Module(kernelBytes());
     this.pages = 1;
@@ -211,7 +212,7 @@ class WasmGradPool extends IdPool implements GradPool {
     const need = Math.ceil((BASE + (id + 1) * this.stride) / PAGE_BYTES);
     if (need > this.pages) {
       if (need > MAX_PAGES) {
-        throw new RangeError(`GradPool: ${id + 1} buffers of ${this.floats} floats exceed WebAssembly's 4 GiB`);
+        throw internalError(`GradPool: ${id + 1} buffers of ${this.floats} floats exceed WebAssembly's 4 GiB`);
       }
       this.memory.grow(need - this.pages);
       this.pages = need;

@@ -25,6 +25,7 @@
  */
 
 import { HASH_WASM_BASE64 } from './hash-wasm-bytes.js';
+import { internalError } from './errors.js';
 
 // The five 64-bit primes, as (hi, lo) uint32 halves, and the 16-bit limbs of the lo halves.
 const P1H = 0x9e3779b1, P1L = 0x85ebca87;
@@ -216,7 +217,7 @@ export function xxh64Reference(data: Uint8Array | Float32Array, seed = 0): Uint8
 }
 
 function checkSeed(seed: number): void {
-  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`xxh64 seed must be a uint32, got ${seed}`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw internalError(`xxh64 seed must be a uint32, got ${seed}`);
 }
 
 // ---- WebAssembly implementation --------------------------------------------------------------

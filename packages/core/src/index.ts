@@ -27,7 +27,7 @@ export {
   type LrScheduleOptions,
 } from './lr-schedule.js';
 export { createEngine, engineFloats, type Engine, type NodeSums } from './engine.js';
-export { ErrorCode, GradhubError, isGradhubError } from './errors.js';
+export { ErrorCode, GradhubError, internalError, isGradhubError } from './errors.js';
 export {
   CIFAR10_CLASS_NAMES,
   CIFAR10_IMAGE_BYTES,

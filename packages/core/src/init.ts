@@ -6,9 +6,10 @@
  */
 import type { ModelSpec } from './model.js';
 import { Rng, RngStream } from './rng.js';
+import { internalError } from './errors.js';
 
 export function initParams(spec: ModelSpec, seed: number, out: Float32Array): void {
-  if (out.length !== spec.paramCount) throw new RangeError(`initParams: buffer has ${out.length} floats, model needs ${spec.paramCount}`);
+  if (out.length !== spec.paramCount) throw internalError(`initParams: buffer has ${out.length} floats, model needs ${spec.paramCount}`);
   const rng = new Rng(seed, RngStream.init);
   for (const l of spec.layers) {
     const bound = 1 / Math.sqrt(l.inF);

@@ -24,6 +24,7 @@
  */
 
 import { exp, log, log1p } from './mathdet.js';
+import { internalError } from './errors.js';
 
 /** A dense float tensor. */
 export type FloatArray = Float32Array | Float64Array;
@@ -95,11 +96,11 @@ const DEFAULT_IGNORE_INDEX = -100;
 // Validation (once per call, no allocation)
 
 function checkCount(value: number, what: string, min: number): void {
-  if (!Number.isInteger(value) || value < min) throw new RangeError(`${what} must be an integer >= ${min}, got ${value}`);
+  if (!Number.isInteger(value) || value < min) throw internalError(`${what} must be an integer >= ${min}, got ${value}`);
 }
 
 function checkLength(a: ArrayLike<number>, need: number, what: string): void {
-  if (a.length < need) throw new RangeError(`${what} has ${a.length} elements, needs at least ${need}`);
+  if (a.length < need) throw internalError(`${what} has ${a.length} elements, needs at least ${need}`);
 }
 
 function checkShape(n: number, classes: number, inner: number): void {
@@ -116,19 +117,19 @@ function reductionOf(r: Reduction | undefined): Reduction {
 
 function weightOf(weight: ArrayLike<number> | null | undefined, classes: number, what: string): ArrayLike<number> | null {
   if (weight === undefined || weight === null) return null;
-  if (weight.length !== classes) throw new RangeError(`${what} has ${weight.length} elements, expected one per class (${classes})`);
+  if (weight.length !== classes) throw internalError(`${what} has ${weight.length} elements, expected one per class (${classes})`);
   return weight;
 }
 
 function ignoreIndexOf(ignoreIndex: number | undefined): number {
   if (ignoreIndex === undefined) return DEFAULT_IGNORE_INDEX;
-  if (!Number.isInteger(ignoreIndex)) throw new RangeError(`ignoreIndex must be an integer, got ${ignoreIndex}`);
+  if (!Number.isInteger(ignoreIndex)) throw internalError(`ignoreIndex must be an integer, got ${ignoreIndex}`);
   return ignoreIndex;
 }
 
 function smoothingOf(eps: number | undefined): number {
   if (eps === undefined) return 0;
-  if (!(eps >= 0 && eps <= 1)) throw new RangeError(`labelSmoothing must be in [0, 1], got ${eps}`);
+  if (!(eps >= 0 && eps <= 1)) throw internalError(`labelSmoothing must be in [0, 1], got ${eps}`);
   return eps;
 }
 
@@ -138,7 +139,7 @@ function checkTargets(target: ArrayLike<number>, count: number, classes: number,
     const t = target[s];
     if (t === ignoreIndex) continue;
     if (!Number.isInteger(t) || t < 0 || t >= classes) {
-      throw new RangeError(`target[${s}] = ${t} is not a class index in [0, ${classes}) nor ignoreIndex (${ignoreIndex})`);
+      throw internalError(`target[${s}] = ${t} is not a class index in [0, ${classes}) nor ignoreIndex (${ignoreIndex})`);
     }
   }
 }
@@ -326,7 +327,7 @@ function classIndexDenominator(target: ArrayLike<number>, count: number, weight:
  * Returns how many non-ignored rows have argmax(logits row) (first maximum) == t.
  * float64 arithmetic with mathdet exp/log, no allocation, deterministic: each row depends only on
  * its own logits and target, so any split of the rows gives the same bits. gradOut may be null.
- * Throws RangeError for a target outside [0, classes) that is not ignoreIndex (before writing anything).
+ * Throws E_INTERNAL for a target outside [0, classes) that is not ignoreIndex (before writing anything).
  */
 export function softmaxCrossEntropyRows(
   logits: Float32Array | Float64Array, n: number, classes: number, targets: ArrayLike<number>,
@@ -630,7 +631,7 @@ export function binaryCrossEntropyWithLogits(
   const posWeight = weightOf(options.posWeight, classes, 'posWeight');
   const weight = options.weight ?? null;
   if (weight !== null && weight.length !== count && weight.length !== classes) {
-    throw new RangeError(`weight has ${weight.length} elements, expected ${count} (elementwise) or ${classes} (per class)`);
+    throw internalError(`weight has ${weight.length} elements, expected ${count} (elementwise) or ${classes} (per class)`);
   }
   checkOutputs(out, reduction, count, count);
   const dx = out.dInput ?? null;
@@ -674,7 +675,7 @@ const BCE_EPSILON = Math.fround(1e-12);
  *   l = ((y - 1) * max(log1p(-x), -100) - y * max(log(x), -100)) * w
  * so inputs of exactly 0 or 1 give finite losses. 'mean' divides by N*C. Gradient (PyTorch's,
  * which ignores the clamp): dx = (x - y) / max((1 - x) * x, eps) * w, times the upstream
- * gradient, with eps = float32(1e-12) as in ATen. No target gradient (out.dTarget throws). Throws RangeError for an input or target
+ * gradient, with eps = float32(1e-12) as in ATen. No target gradient (out.dTarget throws). Throws E_INTERNAL for an input or target
  * outside [0, 1] (PyTorch: "all elements of input should be between 0 and 1").
  * Writes out.loss and out.dInput (both (N, C)) when given. Returns the reduced loss.
  */
@@ -689,13 +690,13 @@ export function binaryCrossEntropy(
   const reduction = reductionOf(options.reduction);
   const weight = options.weight ?? null;
   if (weight !== null && weight.length !== count && weight.length !== classes) {
-    throw new RangeError(`weight has ${weight.length} elements, expected ${count} (elementwise) or ${classes} (per class)`);
+    throw internalError(`weight has ${weight.length} elements, expected ${count} (elementwise) or ${classes} (per class)`);
   }
   if (out.dTarget !== undefined && out.dTarget !== null) throw new TypeError('binaryCrossEntropy computes no target gradient (out.dTarget)');
   checkOutputs(out, reduction, count, count);
   for (let k = 0; k < count; k++) {
-    if (!(input[k] >= 0 && input[k] <= 1)) throw new RangeError(`input[${k}] = ${input[k]} is not a probability in [0, 1]`);
-    if (!(target[k] >= 0 && target[k] <= 1)) throw new RangeError(`target[${k}] = ${target[k]} is not in [0, 1]`);
+    if (!(input[k] >= 0 && input[k] <= 1)) throw internalError(`input[${k}] = ${input[k]} is not a probability in [0, 1]`);
+    if (!(target[k] >= 0 && target[k] <= 1)) throw internalError(`target[${k}] = ${target[k]} is not in [0, 1]`);
   }
   const dx = out.dInput ?? null;
   const lossOut = out.loss ?? null;

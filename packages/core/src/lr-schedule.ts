@@ -29,6 +29,7 @@
  * and remembers them (O(k) the first time, O(1) after).
  */
 import { cos } from './mathdet.js';
+import { internalError } from './errors.js';
 
 export type LrScheduleKind = 'constant' | 'step' | 'cosine';
 
@@ -79,15 +80,15 @@ export function isConstantLr(o: LrScheduleOptions): boolean {
   return (o.lrSchedule ?? 'constant') === 'constant' && (o.warmupSteps ?? 0) === 0;
 }
 
-/** Throws RangeError naming the flag of the first invalid option. */
+/** Throws E_INTERNAL naming the flag of the first invalid option. */
 export function validateLrSchedule(options: LrScheduleOptions): void {
   const o = resolveLrSchedule(options);
-  if (!LR_SCHEDULE_KINDS.includes(o.lrSchedule)) throw new RangeError(`--lr-schedule must be constant, step or cosine, got "${String(o.lrSchedule)}"`);
-  if (!Number.isInteger(o.lrStepSize) || o.lrStepSize < 1) throw new RangeError(`--lr-step-size must be an integer >= 1, got ${o.lrStepSize}`);
-  if (!Number.isFinite(o.lrGamma) || o.lrGamma < 0) throw new RangeError(`--lr-gamma must be a finite number >= 0, got ${o.lrGamma}`);
-  if (!Number.isFinite(o.lrMin) || o.lrMin < 0) throw new RangeError(`--lr-min must be a finite number >= 0, got ${o.lrMin}`);
-  if (!Number.isInteger(o.warmupSteps) || o.warmupSteps < 0) throw new RangeError(`--warmup-steps must be an integer >= 0, got ${o.warmupSteps}`);
-  if (!(o.warmupStartFactor > 0 && o.warmupStartFactor <= 1)) throw new RangeError(`--warmup-start-factor must be in (0, 1], got ${o.warmupStartFactor}`);
+  if (!LR_SCHEDULE_KINDS.includes(o.lrSchedule)) throw internalError(`--lr-schedule must be constant, step or cosine, got "${String(o.lrSchedule)}"`);
+  if (!Number.isInteger(o.lrStepSize) || o.lrStepSize < 1) throw internalError(`--lr-step-size must be an integer >= 1, got ${o.lrStepSize}`);
+  if (!Number.isFinite(o.lrGamma) || o.lrGamma < 0) throw internalError(`--lr-gamma must be a finite number >= 0, got ${o.lrGamma}`);
+  if (!Number.isFinite(o.lrMin) || o.lrMin < 0) throw internalError(`--lr-min must be a finite number >= 0, got ${o.lrMin}`);
+  if (!Number.isInteger(o.warmupSteps) || o.warmupSteps < 0) throw internalError(`--warmup-steps must be an integer >= 0, got ${o.warmupSteps}`);
+  if (!(o.warmupStartFactor > 0 && o.warmupStartFactor <= 1)) throw internalError(`--warmup-start-factor must be in (0, 1], got ${o.warmupStartFactor}`);
 }
 
 /** Options of `lrSchedule`. */
@@ -100,13 +101,13 @@ export interface LrScheduleRun {
 
 /**
  * The lr of update k (k = 1, 2, ...; see the module comment), as a function. Validates the
- * options (RangeError). Defined for any k >= 1, also past totalSteps (PyTorch's formulas go on).
+ * options (E_INTERNAL). Defined for any k >= 1, also past totalSteps (PyTorch's formulas go on).
  */
 export function lrSchedule(options: LrScheduleOptions, run: LrScheduleRun): (k: number) => number {
   validateLrSchedule(options);
   const o = resolveLrSchedule(options);
   const { totalSteps } = run;
-  if (!Number.isInteger(totalSteps) || totalSteps < 0) throw new RangeError(`totalSteps must be an integer >= 0, got ${totalSteps}`);
+  if (!Number.isInteger(totalSteps) || totalSteps < 0) throw internalError(`totalSteps must be an integer >= 0, got ${totalSteps}`);
   if (isConstantLr(o)) {
     return (k) => {
       checkK(k);
@@ -118,7 +119,7 @@ export function lrSchedule(options: LrScheduleOptions, run: LrScheduleRun): (k: 
   const n = o.warmupSteps;
   const tMax = totalSteps - n;
   if (o.lrSchedule === 'cosine' && tMax < 0) {
-    throw new RangeError(`--warmup-steps ${n} exceeds the run's ${totalSteps} updates: the cosine schedule would have T_max ${tMax}`);
+    throw internalError(`--warmup-steps ${n} exceeds the run's ${totalSteps} updates: the cosine schedule would have T_max ${tMax}`);
   }
 
   /** The main schedule's recursive step at its epoch e >= 1, from the current lr (get_lr). */
@@ -170,7 +171,7 @@ export function lrSchedule(options: LrScheduleOptions, run: LrScheduleRun): (k: 
 }
 
 function checkK(k: number): void {
-  if (!Number.isInteger(k) || k < 1) throw new RangeError(`the update index k must be an integer >= 1, got ${k}`);
+  if (!Number.isInteger(k) || k < 1) throw internalError(`the update index k must be an integer >= 1, got ${k}`);
 }
 
 /** Python's a % m for m > 0 (the result has m's sign); NaN for m = 0 as Python would raise. */

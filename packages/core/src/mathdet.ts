@@ -20,6 +20,7 @@
  * No allocation per call; not re-entrant across threads (there are none in JavaScript: each worker
  * or Web Worker has its own module instance).
  */
+import { internalError } from './errors.js';
 
 // One double and its two 32-bit words. The word order is the platform's, detected once.
 const f64 = new Float64Array(1);
@@ -365,14 +366,14 @@ function ddSinCos(rh: number, rl: number, odd: boolean): void {
 /**
  * cos(x) rounded once from a ~100-bit double-double value: the same bits in every engine, and
  * those of a correctly rounded cosine (glibc's, so CPython's `math.cos`) for every argument the
- * schedules use. |x| must be below 2^19 * pi/2 (824,000; larger arguments throw RangeError);
+ * schedules use. |x| must be below 2^19 * pi/2 (824,000; larger arguments throw E_INTERNAL);
  * cos(NaN) = cos(+-Inf) = NaN.
  */
 export function cos(x: number): number {
   if (Number.isNaN(x) || x === Infinity || x === -Infinity) return NaN;
   if (x < 0) x = -x;
   const k = Math.floor(x * INV_PIO2 + 0.5); // nearest multiple of pi/2 (floor is exact)
-  if (k >= 524288) throw new RangeError(`cos: |x| must be below 2^19 * pi/2, got ${x}`); // 2^19
+  if (k >= 524288) throw internalError(`cos: |x| must be below 2^19 * pi/2, got ${x}`); // 2^19
   // r = x - k*pi/2 in double-double, each k * PIO2_n exact, each cancelling sum exact (two-sum).
   twoSum(x, -k * PIO2_1);
   ddAdd(ddHi, ddLo, -k * PIO2_2, 0);

@@ -6,6 +6,7 @@
  * layout and names (an nn.ModuleList called `layers`): `layers.{i}.weight` (d_{i+1}, d_i) row-major,
  * then `layers.{i}.bias` (d_{i+1}). Gradients use the same layout.
  */
+import { internalError } from './errors.js';
 
 export interface LayerLayout {
   readonly index: number;
@@ -28,9 +29,9 @@ export const DEFAULT_SIZES: readonly number[] = [3072, 2048, 2048, 10];
 
 /** Validate the sizes and lay the parameters out. Throws a RangeError naming the problem. */
 export function modelSpec(sizes: readonly number[]): ModelSpec {
-  if (sizes.length < 2) throw new RangeError(`model needs at least two sizes (input, output), got [${sizes.join(',')}]`);
+  if (sizes.length < 2) throw internalError(`model needs at least two sizes (input, output), got [${sizes.join(',')}]`);
   for (const s of sizes) {
-    if (!Number.isInteger(s) || s < 1 || s > 1 << 20) throw new RangeError(`model size ${s} is not an integer in [1, 2^20]`);
+    if (!Number.isInteger(s) || s < 1 || s > 1 << 20) throw internalError(`model size ${s} is not an integer in [1, 2^20]`);
   }
   const layers: LayerLayout[] = [];
   let off = 0;
@@ -91,7 +92,7 @@ export function streamParts(spec: ModelSpec): StreamPart[] {
 export function parseSizes(text: string): number[] {
   const parts = text.split(',').map((s) => s.trim());
   const sizes = parts.map((p) => (/^\d+$/.test(p) ? Number(p) : Number.NaN));
-  if (sizes.some((s) => !Number.isFinite(s))) throw new RangeError(`--model expects comma-separated integers like 3072,2048,2048,10, got "${text}"`);
+  if (sizes.some((s) => !Number.isFinite(s))) throw internalError(`--model expects comma-separated integers like 3072,2048,2048,10, got "${text}"`);
   return sizes;
 }
 
@@ -107,7 +108,7 @@ export function tensorEntries(spec: ModelSpec): { name: string; shape: number[];
 
 /** Named views (subarray, no copy) into a flat buffer of `spec`'s layout. */
 export function namedViews(spec: ModelSpec, flat: Float32Array): Map<string, Float32Array> {
-  if (flat.length !== spec.paramCount) throw new RangeError(`flat buffer has ${flat.length} floats, model needs ${spec.paramCount}`);
+  if (flat.length !== spec.paramCount) throw internalError(`flat buffer has ${flat.length} floats, model needs ${spec.paramCount}`);
   const m = new Map<string, Float32Array>();
   for (const t of tensorEntries(spec)) m.set(t.name, flat.subarray(t.offset, t.offset + t.length));
   return m;

@@ -7,6 +7,7 @@
  * `stream` separates uses: parameter initialisation, each epoch's shuffle, ...
  * A float in [0, 1) is built from two outputs as (a >>> 5) * 2^26 + (b >>> 6), times 2^-53.
  */
+import { internalError } from './errors.js';
 export class Rng {
   private s0 = 0;
   private s1 = 0;
@@ -14,7 +15,7 @@ export class Rng {
   private s3 = 0;
 
   constructor(seed: number, stream = 0) {
-    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`seed must be an integer in [0, 2^32), got ${seed}`);
+    if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw internalError(`seed must be an integer in [0, 2^32), got ${seed}`);
     let x = (seed ^ Math.imul(stream | 0, 0x9e3779b9)) >>> 0;
     const next = (): number => {
       // splitmix32

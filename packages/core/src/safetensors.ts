@@ -13,7 +13,7 @@
  * everything the official reader does (header inside the file, JSON, offsets tiling the data buffer
  * exactly with no gap or overlap, byte sizes matching shapes) and reads only F32.
  */
-import { ErrorCode, GradhubError } from './errors.js';
+import { ErrorCode, GradhubError, internalError } from './errors.js';
 import { namedViews, tensorEntries, type ModelSpec } from './model.js';
 
 /** A tensor to write: shape and float32 data (row-major, length = product of shape). */
@@ -51,12 +51,12 @@ export function encodeSafetensors(
   const seen = new Set<string>();
   let offset = 0;
   for (const t of tensors) {
-    if (t.name === METADATA_KEY || t.name.length === 0) throw new RangeError(`invalid safetensors tensor name "${t.name}"`);
-    if (seen.has(t.name)) throw new RangeError(`duplicate safetensors tensor name "${t.name}"`);
+    if (t.name === METADATA_KEY || t.name.length === 0) throw internalError(`invalid safetensors tensor name "${t.name}"`);
+    if (seen.has(t.name)) throw internalError(`duplicate safetensors tensor name "${t.name}"`);
     seen.add(t.name);
     const numel = shapeSize(t.shape);
-    if (numel === null) throw new RangeError(`tensor "${t.name}": shape [${t.shape.join(', ')}] is not a list of non-negative integers`);
-    if (numel !== t.data.length) throw new RangeError(`tensor "${t.name}": shape [${t.shape.join(', ')}] holds ${numel} values, data has ${t.data.length}`);
+    if (numel === null) throw internalError(`tensor "${t.name}": shape [${t.shape.join(', ')}] is not a list of non-negative integers`);
+    if (numel !== t.data.length) throw internalError(`tensor "${t.name}": shape [${t.shape.join(', ')}] holds ${numel} values, data has ${t.data.length}`);
     const end = offset + 4 * numel;
     parts.push(`${JSON.stringify(t.name)}:{"dtype":"F32","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${end}]}`);
     offset = end;

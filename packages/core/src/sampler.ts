@@ -6,6 +6,7 @@
  * (epoch, position), so a checkpoint stores two integers and resume rebuilds the rest.
  */
 import { Rng, RngStream } from './rng.js';
+import { internalError } from './errors.js';
 
 export interface SamplerState {
   /** 0-based epoch. */
@@ -46,9 +47,9 @@ export class Sampler {
   private st: SamplerState;
 
   constructor(private readonly opts: SamplerOptions, state: SamplerState = { epoch: 0, position: 0 }) {
-    if (!Number.isInteger(opts.count) || opts.count < 1) throw new RangeError(`sampler: dataset has ${opts.count} samples`);
-    if (!Number.isInteger(opts.batch) || opts.batch < 1) throw new RangeError(`sampler: batch size must be a positive integer, got ${opts.batch}`);
-    if (state.position < 0 || state.position >= opts.count) throw new RangeError(`sampler: position ${state.position} outside the epoch`);
+    if (!Number.isInteger(opts.count) || opts.count < 1) throw internalError(`sampler: dataset has ${opts.count} samples`);
+    if (!Number.isInteger(opts.batch) || opts.batch < 1) throw internalError(`sampler: batch size must be a positive integer, got ${opts.batch}`);
+    if (state.position < 0 || state.position >= opts.count) throw internalError(`sampler: position ${state.position} outside the epoch`);
     this.order = new Uint32Array(opts.count);
     this.st = { ...state };
   }

@@ -24,6 +24,7 @@
 import { sgdStep as sgdStepTs, signedDenom, type SgdOptions, type SgdState } from './sgd.js';
 import type { FlatRange } from './model.js';
 import { kernelBytes, wasmApi, wasmSimdSupported, MAX_PAGES, PAGE_BYTES } from './kernels/wasm.js';
+import { internalError } from './errors.js';
 
 export interface SgdOptimizer {
   /** 'wasm' (WebAssembly SIMD) or 'ts' (sgd.ts's loops). */
@@ -77,10 +78,10 @@ interface SgdExports {
 const BASE = 64;
 
 export async function createSgdOptimizer(paramCount: number, options: SgdOptimizerOptions = {}): Promise<SgdOptimizer> {
-  if (!Number.isInteger(paramCount) || paramCount < 0) throw new RangeError(`createSgdOptimizer: paramCount must be an integer >= 0, got ${paramCount}`);
+  if (!Number.isInteger(paramCount) || paramCount < 0) throw internalError(`createSgdOptimizer: paramCount must be an integer >= 0, got ${paramCount}`);
   const n = paramCount;
   const check = (name: string, a: Float32Array | null | undefined): void => {
-    if (a && a.length !== n) throw new RangeError(`createSgdOptimizer: ${name} has ${a.length} floats, paramCount ${n}`);
+    if (a && a.length !== n) throw internalError(`createSgdOptimizer: ${name} has ${a.length} floats, paramCount ${n}`);
   };
   check('params', options.params);
   check('momentumBuffer', options.momentumBuffer);
@@ -92,7 +93,7 @@ export async function createSgdOptimizer(paramCount: number, options: SgdOptimiz
     const state: SgdState = { momentumBuffer: options.momentumBuffer ? options.momentumBuffer.slice() : null };
     const beginStep = (denom: number, o: SgdOptions): SgdPartialStep => {
       const buf = state.momentumBuffer;
-      if (buf !== null && buf.length !== n) throw new RangeError(`sgdStep: momentum buffer has ${buf.length} floats, parameters ${n}`);
+      if (buf !== null && buf.length !== n) throw internalError(`sgdStep: momentum buffer has ${buf.length} floats, parameters ${n}`);
       // PyTorch's first step with momentum sets buf = g: slices fill a new buffer, kept at end().
       const firstBuf = o.momentum !== 0 && buf === null ? new Float32Array(n) : null;
       return {
@@ -116,7 +117,7 @@ export async function createSgdOptimizer(paramCount: number, options: SgdOptimiz
   const region = Math.ceil(n / 4) * 16; // bytes a buffer, 16-byte aligned
   const bytes = BASE + 3 * region;
   const pages = Math.max(1, Math.ceil(bytes / PAGE_BYTES));
-  if (pages > MAX_PAGES) throw new RangeError(`createSgdOptimizer: ${n} parameters need ${bytes} bytes, more than WebAssembly's 4 GiB`);
+  if (pages > MAX_PAGES) throw internalError(`createSgdOptimizer: ${n} parameters need ${bytes} bytes, more than WebAssembly's 4 GiB`);
   const memory = new api.Memory({ initial: pages, maximum: pages });
   const { instance } = await api.instantiate(kernelBytes(), { env: { memory } });
   const k = instance.exports as SgdExports;
@@ -135,7 +136,7 @@ export async function createSgdOptimizer(paramCount: number, options: SgdOptimiz
   const f = Math.fround;
   const beginStep = (denom: number, o: SgdOptions): SgdPartialStep => {
     const buf = state.momentumBuffer;
-    if (buf !== null && buf.length !== n) throw new RangeError(`sgdStep: momentum buffer has ${buf.length} floats, parameters ${n}`);
+    if (buf !== null && buf.length !== n) throw internalError(`sgdStep: momentum buffer has ${buf.length} floats, parameters ${n}`);
     const useMomentum = o.momentum !== 0;
     const first = useMomentum && buf === null;
     let adopted = false;
@@ -164,7 +165,7 @@ export async function createSgdOptimizer(paramCount: number, options: SgdOptimiz
 /** `step` of an optimizer of n parameters: its part-by-part step over the one part [0, n). */
 function wholeStep(n: number, beginStep: SgdOptimizer['beginStep']): SgdOptimizer['step'] {
   return (gsum, denom, o) => {
-    if (gsum.length !== n) throw new RangeError(`sgdStep: gradient has ${gsum.length} floats, parameters ${n}`);
+    if (gsum.length !== n) throw internalError(`sgdStep: gradient has ${gsum.length} floats, parameters ${n}`);
     const st = beginStep(denom, o);
     if (!st.part({ offset: 0, length: n }, gsum)) return false;
     st.end();
@@ -176,9 +177,9 @@ function wholeStep(n: number, beginStep: SgdOptimizer['beginStep']): SgdOptimize
 function checkPart(range: FlatRange, gsum: Float32Array, n: number): void {
   const { offset, length } = range;
   if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > n) {
-    throw new RangeError(`sgdStep: slice [${offset}, +${length}) outside ${n} parameters`);
+    throw internalError(`sgdStep: slice [${offset}, +${length}) outside ${n} parameters`);
   }
-  if (gsum.length !== length) throw new RangeError(`sgdStep: gradient slice has ${gsum.length} floats, the range ${length}`);
+  if (gsum.length !== length) throw internalError(`sgdStep: gradient slice has ${gsum.length} floats, the range ${length}`);
 }
 
 /** True when every element is finite (v - v is +0 only for finite v; no branch per value). */

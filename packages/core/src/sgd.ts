@@ -17,6 +17,7 @@
  * The momentum buffer does not exist before the first step (PyTorch sets buf = g then, ignoring
  * dampening): `state.momentumBuffer` is null until then, and a checkpoint keeps that distinction.
  */
+import { internalError } from './errors.js';
 export interface SgdOptions {
   readonly lr: number;
   readonly momentum: number;
@@ -38,7 +39,7 @@ export interface SgdState {
 
 export function validateSgd(o: SgdOptions): void {
   const finite = (v: number, name: string): void => {
-    if (!Number.isFinite(v) || v < 0) throw new RangeError(`--${name} must be a finite number >= 0, got ${v}`);
+    if (!Number.isFinite(v) || v < 0) throw internalError(`--${name} must be a finite number >= 0, got ${v}`);
   };
   finite(o.lr, 'lr');
   finite(o.momentum, 'momentum');
@@ -46,7 +47,7 @@ export function validateSgd(o: SgdOptions): void {
   finite(o.weightDecay, 'weight-decay');
   if (o.maximize !== undefined && typeof o.maximize !== 'boolean') throw new TypeError(`maximize must be a boolean, got ${String(o.maximize)}`);
   // torch.optim.SGD: "Nesterov momentum requires a momentum and zero dampening"
-  if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) throw new RangeError('--nesterov requires --momentum > 0 and --dampening 0 (as torch.optim.SGD)');
+  if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) throw internalError('--nesterov requires --momentum > 0 and --dampening 0 (as torch.optim.SGD)');
 }
 
 /**
@@ -60,7 +61,7 @@ export function validateSgd(o: SgdOptions): void {
  */
 export function sgdStep(params: Float32Array, gsum: Float32Array, denom: number, o: SgdOptions, state: SgdState): void {
   const n = params.length;
-  if (gsum.length !== n) throw new RangeError(`sgdStep: gradient has ${gsum.length} floats, parameters ${n}`);
+  if (gsum.length !== n) throw internalError(`sgdStep: gradient has ${gsum.length} floats, parameters ${n}`);
   const f = Math.fround;
   const lr = f(o.lr);
   const wd = f(o.weightDecay);
@@ -84,7 +85,7 @@ export function sgdStep(params: Float32Array, gsum: Float32Array, denom: number,
     else first(params, gsum, b, n, d, lr);
     return;
   }
-  if (buf.length !== n) throw new RangeError(`sgdStep: momentum buffer has ${buf.length} floats, parameters ${n}`);
+  if (buf.length !== n) throw internalError(`sgdStep: momentum buffer has ${buf.length} floats, parameters ${n}`);
   if (o.nesterov) {
     if (decay) nesterovDecay(params, gsum, buf, n, d, lr, wd, mom, damp1);
     else nesterov(params, gsum, buf, n, d, lr, mom, damp1);

@@ -10,6 +10,7 @@
  *
  * Everything here is pure and allocation-light; the reducer and the kernels follow these orders.
  */
+import { internalError } from './errors.js';
 
 /** A node of the tree: the chunk indices [lo, hi), hi > lo. */
 export interface TreeNode {
@@ -25,7 +26,7 @@ export function chunkCount(batch: number, chunk: number): number {
 /** The split point of node [lo, hi), hi - lo > 1: lo + the largest power of two below hi - lo. */
 export function treeMid(lo: number, hi: number): number {
   const n = hi - lo;
-  if (n < 2) throw new RangeError(`tree node [${lo},${hi}) has no children`);
+  if (n < 2) throw internalError(`tree node [${lo},${hi}) has no children`);
   let p = 1;
   while (p * 2 < n) p *= 2;
   return lo + p;
@@ -57,7 +58,7 @@ export function parentOf(node: TreeNode, nChunks: number): TreeNode | null {
     parent = cur;
     cur = node.lo < kids[0].hi ? kids[0] : kids[1];
   }
-  throw new RangeError(`[${node.lo},${node.hi}) is not a node of the tree over ${nChunks} chunks`);
+  throw internalError(`[${node.lo},${node.hi}) is not a node of the tree over ${nChunks} chunks`);
 }
 
 /** True when [lo, hi) is a node of the tree over nChunks chunks. */
@@ -132,6 +133,6 @@ export function treeSum32(values: ArrayLike<number>, n: number, chunk: number): 
 /** dst[i] = a[i] + b[i] in float32 (a the left sibling, b the right): how the reducer combines. */
 export function addSiblings(dst: Float32Array, a: Float32Array, b: Float32Array): void {
   const n = dst.length;
-  if (a.length !== n || b.length !== n) throw new RangeError('addSiblings: length mismatch');
+  if (a.length !== n || b.length !== n) throw internalError('addSiblings: length mismatch');
   for (let i = 0; i < n; i++) dst[i] = a[i] + b[i];
 }

@@ -12,6 +12,7 @@ import { chunkCount, treeFold, treeMid, treeSum32 } from '../src/tree.js';
 import {
   ROW_BLOCK_SHAPES, compareAll, compareRowBlocks, expectRowRangeChecked, expectSameBits, f, fill, interesting, oracle, put, rng, type Shape,
 } from './kernels.testutil.js';
+import { INTERNAL } from '../../../test/support/errors.js';
 
 const TWO24 = 2 ** 24;
 
@@ -298,8 +299,8 @@ describe.runIf(wasmSimdSupported())('wasm backend storage', () => {
     expect(b.byteOffset - a.byteOffset).toBe(32); // 5 floats rounded up to 8
     expect(Array.from(a)).toEqual([0, 0, 0, 0, 0]);
     wasm.allocF32(52); // 8 + 4 + 0 + 52 = 64
-    expect(() => wasm.allocF32(1)).toThrow(RangeError);
-    expect(() => wasm.allocF32(-1)).toThrow(RangeError);
+    expect(() => wasm.allocF32(1)).toThrow(INTERNAL);
+    expect(() => wasm.allocF32(-1)).toThrow(INTERNAL);
   });
 
   it('works in place on subarray views, rejects foreign arrays', async () => {
@@ -319,7 +320,7 @@ describe.runIf(wasmSimdSupported())('wasm backend storage', () => {
     expect(() => wasm.linearForward(x, w, bias, buf.subarray(12, 16), 2, 3, 2, false)).toThrow(/overlaps w/);
   });
 
-  it('weight gradient: a batch larger than the scratch allows is a RangeError', async () => {
+  it('weight gradient: a batch larger than the scratch allows is an E_INTERNAL error', async () => {
     const wasm = await createWasmBackend({ capacityFloats: 4096, scratchFloats: MIN_SCRATCH_FLOATS }); // 256 samples at most
     const dy = wasm.allocF32(257);
     const x = wasm.allocF32(257);
@@ -328,7 +329,7 @@ describe.runIf(wasmSimdSupported())('wasm backend storage', () => {
   });
 
   it('rejects bad options', async () => {
-    await expect(createWasmBackend({ capacityFloats: -1 })).rejects.toThrow(RangeError);
-    await expect(createWasmBackend({ capacityFloats: 8, scratchFloats: MIN_SCRATCH_FLOATS - 1 })).rejects.toThrow(RangeError);
+    await expect(createWasmBackend({ capacityFloats: -1 })).rejects.toThrow(INTERNAL);
+    await expect(createWasmBackend({ capacityFloats: 8, scratchFloats: MIN_SCRATCH_FLOATS - 1 })).rejects.toThrow(INTERNAL);
   });
 });

@@ -8,6 +8,7 @@ import {
   softmaxCrossEntropyRows, type CrossEntropyOptions, type FloatArray,
 } from '../src/losses.js';
 import { expectClose, loadRef } from './losses.testutil.js';
+import { INTERNAL } from '../../../test/support/errors.js';
 
 interface RefCase {
   name: string;
@@ -131,22 +132,22 @@ describe('softmaxCrossEntropyRows (distributed sum form)', () => {
     expect(softmaxCrossEntropyRows(logits, 2, 4, [2, 0], lossOut, denomOut, null)).toBe(1);
   });
 
-  it('throws RangeError for a target outside [0, classes) before writing anything', () => {
+  it('throws E_INTERNAL for a target outside [0, classes) before writing anything', () => {
     const logits = new Float64Array(6);
     const lossOut = new Float64Array(2).fill(7);
     const denomOut = new Float64Array(2).fill(7);
     const gradOut = new Float32Array(6).fill(7);
     for (const bad of [3, -1, 1.5, Number.NaN]) {
-      expect(() => softmaxCrossEntropyRows(logits, 2, 3, [0, bad], lossOut, denomOut, gradOut)).toThrow(RangeError);
+      expect(() => softmaxCrossEntropyRows(logits, 2, 3, [0, bad], lossOut, denomOut, gradOut)).toThrow(INTERNAL);
     }
-    expect(() => softmaxCrossEntropyRows(logits, 2, 3, [0, -100], lossOut, denomOut, gradOut, { ignoreIndex: 2 })).toThrow(RangeError);
+    expect(() => softmaxCrossEntropyRows(logits, 2, 3, [0, -100], lossOut, denomOut, gradOut, { ignoreIndex: 2 })).toThrow(INTERNAL);
     expect(Array.from(lossOut)).toEqual([7, 7]);
     expect(Array.from(denomOut)).toEqual([7, 7]);
     expect(Array.from(gradOut)).toEqual([7, 7, 7, 7, 7, 7]);
     // Option and size errors.
-    expect(() => softmaxCrossEntropyRows(logits, 2, 3, [0, 1], lossOut, denomOut, gradOut, { weight: [1, 2] })).toThrow(RangeError);
-    expect(() => softmaxCrossEntropyRows(logits, 2, 3, [0, 1], lossOut, denomOut, gradOut, { labelSmoothing: 1.5 })).toThrow(RangeError);
-    expect(() => softmaxCrossEntropyRows(logits, 3, 3, [0, 1, 2], lossOut, denomOut, gradOut)).toThrow(RangeError);
+    expect(() => softmaxCrossEntropyRows(logits, 2, 3, [0, 1], lossOut, denomOut, gradOut, { weight: [1, 2] })).toThrow(INTERNAL);
+    expect(() => softmaxCrossEntropyRows(logits, 2, 3, [0, 1], lossOut, denomOut, gradOut, { labelSmoothing: 1.5 })).toThrow(INTERNAL);
+    expect(() => softmaxCrossEntropyRows(logits, 3, 3, [0, 1, 2], lossOut, denomOut, gradOut)).toThrow(INTERNAL);
   });
 
   it('every target ignored: denominator 0, so the mean is NaN as in PyTorch', () => {
@@ -481,15 +482,15 @@ describe('stability and argument checks', () => {
     expect(() => crossEntropy(x, [0, 1], 2, 3, 1, { reduction: 'none' })).toThrow(TypeError);
     expect(() => crossEntropy(x, [0, 1], 2, 3, 1, { reduction: 'none' }, { loss: new Float64Array(2), dInput: new Float64Array(6), gradOutput: 1 })).toThrow(TypeError);
     expect(() => crossEntropy(x, [0, 1], 2, 3, 1, {}, { dInput: new Float64Array(6), gradOutput: [1, 1] })).toThrow(TypeError);
-    expect(() => crossEntropy(x, [0, 3], 2, 3)).toThrow(RangeError);
-    expect(() => crossEntropy(x, [0, 1], 2, 4)).toThrow(RangeError);
-    expect(() => crossEntropy(x, [0, 1], 2, 3, 1, { ignoreIndex: 0.5 })).toThrow(RangeError);
-    expect(() => crossEntropy(x, [0, 1], 2, 3, 1, { labelSmoothing: -0.1 })).toThrow(RangeError);
-    expect(() => crossEntropy(x, [0, 1], -1, 3)).toThrow(RangeError);
-    expect(() => nllLoss(x, [0, 1], 2, 3, 1, { weight: [1] })).toThrow(RangeError);
-    expect(() => binaryCrossEntropyWithLogits(x, x, 2, 3, { weight: [1, 2] })).toThrow(RangeError);
-    expect(() => binaryCrossEntropyWithLogits(x, x, 2, 3, { posWeight: [1, 2] })).toThrow(RangeError);
-    expect(() => multilabelSoftMarginLoss(x, x, 2, 3, { weight: [1] })).toThrow(RangeError);
-    expect(() => softmax(x, new Float64Array(5), 2, 3)).toThrow(RangeError);
+    expect(() => crossEntropy(x, [0, 3], 2, 3)).toThrow(INTERNAL);
+    expect(() => crossEntropy(x, [0, 1], 2, 4)).toThrow(INTERNAL);
+    expect(() => crossEntropy(x, [0, 1], 2, 3, 1, { ignoreIndex: 0.5 })).toThrow(INTERNAL);
+    expect(() => crossEntropy(x, [0, 1], 2, 3, 1, { labelSmoothing: -0.1 })).toThrow(INTERNAL);
+    expect(() => crossEntropy(x, [0, 1], -1, 3)).toThrow(INTERNAL);
+    expect(() => nllLoss(x, [0, 1], 2, 3, 1, { weight: [1] })).toThrow(INTERNAL);
+    expect(() => binaryCrossEntropyWithLogits(x, x, 2, 3, { weight: [1, 2] })).toThrow(INTERNAL);
+    expect(() => binaryCrossEntropyWithLogits(x, x, 2, 3, { posWeight: [1, 2] })).toThrow(INTERNAL);
+    expect(() => multilabelSoftMarginLoss(x, x, 2, 3, { weight: [1] })).toThrow(INTERNAL);
+    expect(() => softmax(x, new Float64Array(5), 2, 3)).toThrow(INTERNAL);
   });
 });

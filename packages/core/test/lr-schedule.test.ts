@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { lrSchedule, validateLrSchedule, LR_SCHEDULE_DEFAULTS, type LrScheduleKind, type LrScheduleOptions } from '../src/lr-schedule.js';
 import { cos } from '../src/mathdet.js';
+import { INTERNAL } from '../../../test/support/errors.js';
 
 interface RefCase {
   name: string;
@@ -104,6 +105,6 @@ describe('lrSchedule', () => {
     expect(() => validateLrSchedule({ ...base, warmupSteps: 1.5 })).toThrow(/--warmup-steps/);
     expect(() => validateLrSchedule({ ...base, warmupStartFactor: 0 })).toThrow(/--warmup-start-factor/);
     expect(() => lrSchedule({ ...base, lrSchedule: 'cosine', warmupSteps: 11 }, { totalSteps: 10 })).toThrow(/exceeds/);
-    expect(() => lrSchedule(base, { totalSteps: 10 })(0)).toThrow(RangeError);
+    expect(() => lrSchedule(base, { totalSteps: 10 })(0)).toThrow(INTERNAL);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { Rng } from '../src/rng.js';
 import { Sampler, epochOrder, batchesPerEpoch } from '../src/sampler.js';
+import { INTERNAL } from '../../../test/support/errors.js';
 
 describe('generator', () => {
   it('is reproducible per (seed, stream) and streams differ', () => {
@@ -30,8 +31,8 @@ describe('generator', () => {
   });
 
   it('rejects seeds outside [0, 2^32)', () => {
-    expect(() => new Rng(-1)).toThrow(RangeError);
-    expect(() => new Rng(1.5)).toThrow(RangeError);
+    expect(() => new Rng(-1)).toThrow(INTERNAL);
+    expect(() => new Rng(1.5)).toThrow(INTERNAL);
   });
 });
 

@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { treeMid, coverRange, parentOf, isTreeNode, children, treeFold, treeSum32, treeSum64, chunkCount, nodeSamples, addSiblings } from '../src/tree.js';
+import { INTERNAL } from '../../../test/support/errors.js';
 
 describe('canonical chunk tree', () => {
   it('splits at lo + the largest power of two below the width (the contract)', () => {
@@ -10,7 +11,7 @@ describe('canonical chunk tree', () => {
     expect(treeMid(0, 16)).toBe(8);
     expect(treeMid(0, 17)).toBe(16);
     expect(treeMid(4, 7)).toBe(6);
-    expect(() => treeMid(3, 4)).toThrow(RangeError);
+    expect(() => treeMid(3, 4)).toThrow(INTERNAL);
   });
 
   it('chunks cover the batch with a short last chunk', () => {
@@ -37,7 +38,7 @@ describe('canonical chunk tree', () => {
       expect(parentOf({ lo: 0, hi: n }, n)).toBeNull();
     }
     expect(isTreeNode({ lo: 1, hi: 3 }, 4)).toBe(false);
-    expect(() => parentOf({ lo: 1, hi: 3 }, 4)).toThrow(RangeError);
+    expect(() => parentOf({ lo: 1, hi: 3 }, 4)).toThrow(INTERNAL);
     expect(parentOf({ lo: 4, hi: 5 }, 5)).toEqual({ lo: 0, hi: 5 });
   });
 

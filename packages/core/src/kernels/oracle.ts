@@ -13,24 +13,25 @@
  */
 import { treeSum32 } from '../tree.js';
 import type { Backend } from './types.js';
+import { internalError } from '../errors.js';
 
 const f = Math.fround;
 
-/** Throw a RangeError unless `v` is an integer in [min, 2^31). */
+/** Throw E_INTERNAL unless `v` is an integer in [min, 2^31). */
 function checkInt(kernel: string, name: string, v: number, min: number): void {
-  if (!Number.isInteger(v) || v < min || v >= 2 ** 31) throw new RangeError(`${kernel}: ${name} must be an integer >= ${min}, got ${v}`);
+  if (!Number.isInteger(v) || v < min || v >= 2 ** 31) throw internalError(`${kernel}: ${name} must be an integer >= ${min}, got ${v}`);
 }
 
-/** Throw a RangeError unless `a` holds at least `need` floats. */
+/** Throw E_INTERNAL unless `a` holds at least `need` floats. */
 function checkLength(kernel: string, name: string, a: Float32Array, need: number): void {
-  if (a.length < need) throw new RangeError(`${kernel}: ${name} has ${a.length} floats, needs ${need}`);
+  if (a.length < need) throw internalError(`${kernel}: ${name} has ${a.length} floats, needs ${need}`);
 }
 
 /** Throw when the first `needOut` floats of `out` and the first `needIn` of `a` share bytes. */
 function checkApart(kernel: string, outName: string, out: Float32Array, needOut: number, name: string, a: Float32Array, needIn: number): void {
   if (out.buffer !== a.buffer || needOut === 0 || needIn === 0) return;
   if (out.byteOffset < a.byteOffset + 4 * needIn && a.byteOffset < out.byteOffset + 4 * needOut) {
-    throw new RangeError(`${kernel}: output ${outName} overlaps ${name}`);
+    throw internalError(`${kernel}: output ${outName} overlaps ${name}`);
   }
 }
 
@@ -45,7 +46,7 @@ function checkShape(kernel: string, n: number, inF: number, outF: number): void 
  * Argument checks shared by every backend: integer shapes, every array long enough for its shape
  * (longer is fine: the kernels use the leading part), and no output overlapping an input or the
  * other output (the result would then depend on an implementation's order of reads and writes).
- * They throw RangeError and allocate nothing.
+ * They throw E_INTERNAL and allocate nothing.
  */
 
 /** Check the arguments of `linearForward`. */
@@ -88,8 +89,8 @@ export function checkBackwardWeightArgs(
   const k = 'linearBackwardWeight';
   checkShape(k, n, inF, outF);
   checkInt(k, 'chunk', chunk, 1);
-  if (!Number.isInteger(oBegin) || oBegin < 0 || oBegin > outF) throw new RangeError(`${k}: oBegin must be an integer in 0..outF (${outF}), got ${oBegin}`);
-  if (!Number.isInteger(oEnd) || oEnd < oBegin || oEnd > outF) throw new RangeError(`${k}: oEnd must be an integer in oBegin..outF (${oBegin}..${outF}), got ${oEnd}`);
+  if (!Number.isInteger(oBegin) || oBegin < 0 || oBegin > outF) throw internalError(`${k}: oBegin must be an integer in 0..outF (${outF}), got ${oBegin}`);
+  if (!Number.isInteger(oEnd) || oEnd < oBegin || oEnd > outF) throw internalError(`${k}: oEnd must be an integer in oBegin..outF (${oBegin}..${outF}), got ${oEnd}`);
   checkLength(k, 'dy', dy, n * outF);
   checkLength(k, 'x', x, n * inF);
   checkLength(k, 'dw', dw, outF * inF);

@@ -37,7 +37,7 @@ export interface Kernels {
    * Only rows [oBegin, oEnd) of dw and db are computed (default: all of them, [0, outF)); the other
    * rows are left as they are. dy, x, dw and db keep the whole layer's shapes and strides. Each row
    * is independent, so rows computed over several calls have the same bits as in one call. The
-   * range must satisfy 0 <= oBegin <= oEnd <= outF (integers), else RangeError.
+   * range must satisfy 0 <= oBegin <= oEnd <= outF (integers), else E_INTERNAL.
    */
   linearBackwardWeight(
     dy: Float32Array, x: Float32Array, dw: Float32Array, db: Float32Array,

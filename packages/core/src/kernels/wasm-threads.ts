@@ -79,6 +79,7 @@
  * threads from holding the process alive (Node: `unref()`). A helper that dies without answering
  * (killed from outside) leaves the caller waiting: spawners run nothing else on their threads.
  */
+import { internalError } from '../errors.js';
 import { checkBackwardInputArgs, checkBackwardWeightArgs, checkForwardArgs } from './oracle.js';
 import type { AsyncKernels, Backend } from './types.js';
 import {
@@ -216,7 +217,7 @@ export function runKernelHelper(init: KernelThreadInit): void {
     const api = wasmApi();
     if (!api) throw new Error('kernel thread: no WebAssembly here');
     k = new api.Instance(init.module, { env: { memory: init.memory } }).exports as KernelExports;
-    if (k.init(init.scratchOffset, init.scratchFloats) <= 0) throw new RangeError(`kernel thread: scratchFloats ${init.scratchFloats} is too small`);
+    if (k.init(init.scratchOffset, init.scratchFloats) <= 0) throw internalError(`kernel thread: scratchFloats ${init.scratchFloats} is too small`);
   } catch (err) {
     Atomics.store(ctrl, STATE, FAILED);
     Atomics.notify(ctrl, STATE);
@@ -259,7 +260,7 @@ function sliceEnd(t: number, parts: number, units: number, align: number, total:
 
 function checkInteger(name: string, v: number, min: number, max = Infinity): void {
   if (!Number.isInteger(v) || v < min || v > max) {
-    throw new RangeError(`createThreadedWasmBackend: ${name} must be an integer in ${min}..${max}, got ${v}`);
+    throw internalError(`createThreadedWasmBackend: ${name} must be an integer in ${min}..${max}, got ${v}`);
   }
 }
 
@@ -286,7 +287,7 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
   checkInteger('threads', threads, 1, MAX_KERNEL_THREADS);
   checkInteger('capacityFloats', capacity, 0);
   checkInteger('scratchFloats', scratchFloats, MIN_SCRATCH_FLOATS);
-  if (!(minWork >= 0)) throw new RangeError(`createThreadedWasmBackend: minWorkPerThread must be >= 0, got ${minWork}`);
+  if (!(minWork >= 0)) throw internalError(`createThreadedWasmBackend: minWorkPerThread must be >= 0, got ${minWork}`);
   if (typeof offload !== 'boolean') throw new TypeError(`createThreadedWasmBackend: offload must be a boolean, got ${String(offload)}`);
   if (threads === 1 && !offload) return createWasmBackend({ capacityFloats: capacity, scratchFloats });
   const spawn = options.spawn;
@@ -308,7 +309,7 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
   const bytes = heap + Math.ceil(capacity / 4) * 16;
   const pages = Math.max(1, Math.ceil(bytes / PAGE_BYTES));
   if (pages > MAX_PAGES) {
-    throw new RangeError(`createThreadedWasmBackend: ${bytes} bytes exceed WebAssembly's 4 GiB (capacityFloats ${capacity}, ${threads} x scratchFloats ${scratchFloats})`);
+    throw internalError(`createThreadedWasmBackend: ${bytes} bytes exceed WebAssembly's 4 GiB (capacityFloats ${capacity}, ${threads} x scratchFloats ${scratchFloats})`);
   }
   const memory = new api.Memory({ initial: pages, maximum: pages, shared: true });
   const buffer = memory.buffer as SharedArrayBuffer;
@@ -318,7 +319,7 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
   // it computes nothing and only reports the packing size (init writes no memory, and it runs
   // before helper 1, whose region that is, starts).
   const packFloats = k.init(scratchBase, scratchFloats);
-  if (packFloats <= 0) throw new RangeError(`createThreadedWasmBackend: scratchFloats ${scratchFloats} is too small`);
+  if (packFloats <= 0) throw internalError(`createThreadedWasmBackend: scratchFloats ${scratchFloats} is too small`);
   const maxWeightSamples = Math.floor(packFloats / 16);
   const ctrl = new Int32Array(buffer, CTRL_BASE, slots * SLOT_INTS);
 
@@ -393,7 +394,7 @@ export async function createThreadedWasmBackend(options: ThreadedWasmBackendOpti
     checkBackwardWeightArgs(dy, x, dw, db, n, inF, outF, chunk, oBegin, oEnd);
     const kn = 'linearBackwardWeight';
     if (n > maxWeightSamples) {
-      throw new RangeError(`${kn}: n = ${n} samples exceeds this backend's scratch (at most ${maxWeightSamples}); create it with a larger scratchFloats`);
+      throw internalError(`${kn}: n = ${n} samples exceeds this backend's scratch (at most ${maxWeightSamples}); create it with a larger scratchFloats`);
     }
     args[0] = ptr(kn, 'dy', dy); args[1] = ptr(kn, 'x', x); args[2] = ptr(kn, 'dw', dw); args[3] = ptr(kn, 'db', db);
     args[4] = n; args[5] = inF; args[6] = outF; args[7] = chunk;

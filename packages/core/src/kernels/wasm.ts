@@ -19,7 +19,7 @@
  *   (336 for IN = 3072); a smaller P means more sample blocks, i.e. w is read more often;
  * - backward-input: blocks of 256 outputs x min(128, P / 256) inputs;
  * - weight gradient: blocks of n x 16 floats at least, so it needs n <= P / 16 (65,499 samples a
- *   call by default; 256 at the minimum scratch), else a RangeError.
+ *   call by default; 256 at the minimum scratch), else an E_INTERNAL error.
  *
  * The kernels accept only views of this backend's memory (allocF32's arrays and their subarrays)
  * and pass their byte offsets to the module as pointers: in place, no copies.
@@ -30,6 +30,7 @@
 import { checkBackwardInputArgs, checkBackwardWeightArgs, checkForwardArgs } from './oracle.js';
 import type { Backend } from './types.js';
 import { KERNEL_WASM_BASE64, KERNEL_WASM_SHARED_BASE64 } from './wasm-bytes.js';
+import { internalError } from '../errors.js';
 
 /** Default kernel scratch, in floats (8 MiB). */
 export const DEFAULT_SCRATCH_FLOATS = 1 << 21;
@@ -153,7 +154,7 @@ export function wasmSimdSupported(): boolean {
 }
 
 function checkInteger(name: string, v: number, min: number): void {
-  if (!Number.isInteger(v) || v < min) throw new RangeError(`createWasmBackend: ${name} must be an integer >= ${min}, got ${v}`);
+  if (!Number.isInteger(v) || v < min) throw internalError(`createWasmBackend: ${name} must be an integer >= ${min}, got ${v}`);
 }
 
 /**
@@ -168,10 +169,10 @@ export function wasmArena(buffer: ArrayBuffer | SharedArrayBuffer, heap: number,
   let used = 0; // floats handed out
   return {
     allocF32(length: number): Float32Array {
-      if (!Number.isInteger(length) || length < 0) throw new RangeError(`allocF32: length must be an integer >= 0, got ${length}`);
+      if (!Number.isInteger(length) || length < 0) throw internalError(`allocF32: length must be an integer >= 0, got ${length}`);
       const rounded = Math.ceil(length / 4) * 4;
       if (used + rounded > capacity) {
-        throw new RangeError(`allocF32(${length}): wasm backend capacity exceeded (${used} of ${capacity} floats in use); create it with a larger capacityFloats`);
+        throw internalError(`allocF32(${length}): wasm backend capacity exceeded (${used} of ${capacity} floats in use); create it with a larger capacityFloats`);
       }
       const view = new Float32Array(buffer, heap + used * 4, length);
       used += rounded;
@@ -199,13 +200,13 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Ba
   const bytes = heap + Math.ceil(capacity / 4) * 16;
   const pages = Math.max(1, Math.ceil(bytes / PAGE_BYTES));
   if (pages > MAX_PAGES) {
-    throw new RangeError(`createWasmBackend: ${bytes} bytes exceed WebAssembly's 4 GiB (capacityFloats ${capacity}, scratchFloats ${scratchFloats})`);
+    throw internalError(`createWasmBackend: ${bytes} bytes exceed WebAssembly's 4 GiB (capacityFloats ${capacity}, scratchFloats ${scratchFloats})`);
   }
   const memory = new api.Memory({ initial: pages, maximum: pages });
   const { instance } = await api.instantiate(kernelBytes(), { env: { memory } });
   const k = instance.exports as KernelExports;
   const packFloats = k.init(SCRATCH_BASE, scratchFloats);
-  if (packFloats <= 0) throw new RangeError(`createWasmBackend: scratchFloats ${scratchFloats} is too small`);
+  if (packFloats <= 0) throw internalError(`createWasmBackend: scratchFloats ${scratchFloats} is too small`);
   const maxWeightSamples = Math.floor(packFloats / 16);
   const { allocF32, ptr } = wasmArena(memory.buffer, heap, capacity);
 
@@ -229,7 +230,7 @@ export async function createWasmBackend(options: WasmBackendOptions): Promise<Ba
       checkBackwardWeightArgs(dy, x, dw, db, n, inF, outF, chunk, oBegin, oEnd);
       const kn = 'linearBackwardWeight';
       if (n > maxWeightSamples) {
-        throw new RangeError(`${kn}: n = ${n} samples exceeds this backend's scratch (at most ${maxWeightSamples}); create it with a larger scratchFloats`);
+        throw internalError(`${kn}: n = ${n} samples exceeds this backend's scratch (at most ${maxWeightSamples}); create it with a larger scratchFloats`);
       }
       k.linearBackwardWeight(ptr(kn, 'dy', dy), ptr(kn, 'x', x), ptr(kn, 'dw', dw), ptr(kn, 'db', db), n, inF, outF, chunk, oBegin, oEnd);
     },
