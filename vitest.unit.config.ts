@@ -29,6 +29,7 @@ export const UNIT_TESTS = [
   'packages/cli/test/export-command.test.ts',
   'packages/cli/test/join-lines.test.ts',
   'packages/cli/test/log-format.test.ts',
+  'packages/cli/test/options.test.ts',
   'packages/cli/test/progress.test.ts',
   'packages/cli/test/run-dir.test.ts',
   'packages/cli/test/signals.test.ts',

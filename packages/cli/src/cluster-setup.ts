@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { xxh64Hex } from '@gradhub/core';
 import { startCluster, startHttpServer, createHttpRoutes, createVolunteerRoutes, bitSettings, type Cluster, type HttpServer, type RunStatus } from '@gradhub/coordinator';
 import { BROWSER_ASSETS_DIR } from '@gradhub/worker';
-import type { ParsedOptions } from './options.js';
+import type { RunOptions } from './options.js';
 import { readTls, type PreparedRun } from './run-setup.js';
 
 export interface CoordinatorCluster {
@@ -32,13 +32,13 @@ export function runIdOf(run: PreparedRun): string {
 }
 
 export async function startCoordinatorCluster(
-  o: ParsedOptions, run: PreparedRun, status: RunStatus, logger: Logger, defaultPort: number, socketPath?: string,
+  o: RunOptions, run: PreparedRun, status: RunStatus, logger: Logger, defaultPort: number, socketPath?: string,
 ): Promise<CoordinatorCluster> {
-  const token = (o['token'] as string | undefined) ?? randomBytes(12).toString('hex');
-  const tls = readTls(o['tls-cert'] as string | undefined, o['tls-key'] as string | undefined);
+  const token = o['token'] ?? randomBytes(12).toString('hex');
+  const tls = readTls(o['tls-cert'], o['tls-key']);
   const cluster = await startCluster({
-    host: o['host'] as string,
-    port: (o['port'] as number | undefined) ?? defaultPort,
+    host: o['host'],
+    port: o['port'] ?? defaultPort,
     token,
     sizes: run.settings.sizes,
     chunk: run.settings.chunk,
@@ -46,7 +46,7 @@ export async function startCoordinatorCluster(
     maxBatch: run.settings.batch,
     logger,
     runId: runIdOf(run),
-    heartbeatTimeoutMs: o['heartbeat-ms'] as number,
+    heartbeatTimeoutMs: o['heartbeat-ms'],
     status,
     tls,
     // Measured step times decide how many workers a step uses (fewer when moving the model costs
@@ -62,8 +62,8 @@ export async function startCoordinatorCluster(
 }
 
 /** The dashboard, /api and /metrics of the run's status on `server` (ended when the server closes). */
-function mountStatusRoutes(server: HttpServer, o: ParsedOptions, status: RunStatus, logger: Logger): void {
-  const routes = createHttpRoutes({ status, adminToken: o['admin-token'] as string | undefined, logger });
+function mountStatusRoutes(server: HttpServer, o: RunOptions, status: RunStatus, logger: Logger): void {
+  const routes = createHttpRoutes({ status, adminToken: o['admin-token'], logger });
   server.use(routes);
   server.onClose(() => routes.close());
 }
@@ -72,11 +72,11 @@ function mountStatusRoutes(server: HttpServer, o: ParsedOptions, status: RunStat
  * The pages of a run that computes in this process (`train --workers 0`): the dashboard, /api and
  * /metrics on --host and --port (default: any free port), with no worker endpoint.
  */
-export async function startStatusServer(o: ParsedOptions, status: RunStatus, logger: Logger): Promise<HttpServer> {
+export async function startStatusServer(o: RunOptions, status: RunStatus, logger: Logger): Promise<HttpServer> {
   const server = await startHttpServer({
-    host: o['host'] as string,
-    port: (o['port'] as number | undefined) ?? 0,
-    tls: readTls(o['tls-cert'] as string | undefined, o['tls-key'] as string | undefined),
+    host: o['host'],
+    port: o['port'] ?? 0,
+    tls: readTls(o['tls-cert'], o['tls-key']),
     logger,
   });
   mountStatusRoutes(server, o, status, logger);

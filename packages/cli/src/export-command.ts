@@ -20,10 +20,10 @@ import { formatOptions, parseOptions, type OptionSpec } from './options.js';
 export const EXPORT_FORMATS = ['onnx', 'safetensors'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
-export const EXPORT_OPTIONS: readonly OptionSpec[] = [
+export const EXPORT_OPTIONS = [
   { name: 'format', kind: 'string', arg: 'FORMAT', help: 'onnx (for ONNX Runtime) or safetensors (for PyTorch); default: from OUT\'s extension' },
   { name: 'force', kind: 'boolean', default: false, help: 'replace OUT when it exists (without it: an error, OUT untouched)' },
-];
+] as const satisfies readonly OptionSpec[];
 
 /** `gradhub export --help`. */
 export const EXPORT_HELP = `gradhub export [--format onnx|safetensors] [--force] CHECKPOINT OUT
@@ -71,8 +71,8 @@ export async function exportCommand(argv: string[], logger: Logger, io: ExportIo
     );
   }
   const [source, out] = positionals;
-  const format = chooseFormat(o['format'] as string | undefined, out);
-  if (!(o['force'] as boolean) && fs.existsSync(out)) {
+  const format = chooseFormat(o['format'], out);
+  if (!o['force'] && fs.existsSync(out)) {
     throw new GradhubError(ErrorCode.E_USAGE, `OUT ${out} exists: pass --force to replace it, or choose another file`);
   }
   const log = logger.child({ module: 'export' });
@@ -91,7 +91,7 @@ export async function exportCommand(argv: string[], logger: Logger, io: ExportIo
 
 /** Options (with their values) apart from positional arguments. */
 function splitArgs(argv: readonly string[]): { flags: string[]; positionals: string[] } {
-  const byName = new Map(EXPORT_OPTIONS.map((s) => [s.name, s]));
+  const byName = new Map<string, OptionSpec>(EXPORT_OPTIONS.map((s) => [s.name, s]));
   const flags: string[] = [];
   const positionals: string[] = [];
   for (let i = 0; i < argv.length; i++) {

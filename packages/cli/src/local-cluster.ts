@@ -20,7 +20,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { Executor, RunStatus } from '@gradhub/coordinator';
-import type { ParsedOptions } from './options.js';
+import type { TrainOptions } from './options.js';
 import type { PreparedRun } from './run-setup.js';
 import type { Progress } from './progress.js';
 import { startCoordinatorCluster } from './cluster-setup.js';
@@ -39,9 +39,9 @@ const RESTARTS_PER_SLOT = 3;
  * 2 minutes). When `signal` aborts meanwhile, it stops waiting and the run starts no step.
  */
 export async function startLocalCluster(
-  o: ParsedOptions, run: PreparedRun, status: RunStatus, logger: Logger, progress: Progress, signal?: AbortSignal,
+  o: TrainOptions, run: PreparedRun, status: RunStatus, logger: Logger, progress: Progress, signal?: AbortSignal,
 ): Promise<LocalCluster> {
-  const n = o['workers'] as number;
+  const n = o['workers'];
   const log = logger.child({ module: 'launcher' });
   const socketDir = privateSocketDir();
   const removeSocketDir = (): void => {
@@ -61,9 +61,9 @@ export async function startLocalCluster(
   const launch = (slot: number, restarts: number): void => {
     const child = spawn(process.execPath, [
       ...NODE_FLAGS, process.argv[1], 'worker', '--url', workerUrl, '--token', cc.token,
-      '--backend', o['backend'] as string, '--threads', String(o['threads'] ?? 1), '--log-level', (o['log-level'] as string | undefined) ?? 'warn',
-      ...(o['log-format'] ? ['--log-format', o['log-format'] as string] : []),
-      ...(o['tls-cert'] ? ['--ca', o['tls-cert'] as string] : []),
+      '--backend', o['backend'], '--threads', String(o['threads'] ?? 1), '--log-level', o['log-level'] ?? 'warn',
+      ...(o['log-format'] ? ['--log-format', o['log-format']] : []),
+      ...(o['tls-cert'] ? ['--ca', o['tls-cert']] : []),
       '--exit-with-parent',
     ], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, GRADHUB_TOKEN: '' } });
     // The channel is only there to close when this process dies; it must not keep this one alive.

@@ -16,7 +16,7 @@ export function defaultLogFormat(stderrIsTTY: boolean = process.stderr.isTTY ===
 
 /** `before` runs before each text line (see textLogStream). */
 export function createLogger(level: string, name: string, format: LogFormat = defaultLogFormat(), before?: () => void): Logger {
-  if (!LOG_LEVELS.includes(level)) throw new GradhubError('E_USAGE', `--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw new GradhubError('E_USAGE', `--log-level must be one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
   if (format !== 'text' && format !== 'json') throw new GradhubError('E_USAGE', `--log-format must be text or json, got "${format as string}"`);
   return pino({ name, level }, format === 'json' ? pino.destination(2) : textLogStream(process.stderr, before));
 }

@@ -6,31 +6,31 @@
  */
 import { GradhubError, LR_SCHEDULE_KINDS, validateLrSchedule, type LrScheduleKind, type LrScheduleOptions } from '@gradhub/core';
 import { LR_SETTING_KEYS } from '@gradhub/coordinator';
-import type { ParsedOptions } from './options.js';
+import type { RunOptions } from './options.js';
 
 /** The schedule settings of the parsed flags (lr not included: --lr is SGD's). */
-export function lrScheduleFrom(o: ParsedOptions): Omit<LrScheduleOptions, 'lr'> {
-  const name = o['lr-schedule'] as string;
+export function lrScheduleFrom(o: RunOptions): Omit<LrScheduleOptions, 'lr'> {
+  const name = o['lr-schedule'];
   if (!(LR_SCHEDULE_KINDS as readonly string[]).includes(name)) {
     throw new GradhubError('E_USAGE', `--lr-schedule must be one of ${LR_SCHEDULE_KINDS.join(', ')}, got "${name}"`);
   }
   const kind = name as LrScheduleKind;
-  const only = (flag: string, needs: LrScheduleKind): void => {
+  const only = (flag: 'lr-step-size' | 'lr-gamma' | 'lr-min', needs: LrScheduleKind): void => {
     if (o[flag] !== undefined && kind !== needs) throw new GradhubError('E_USAGE', `--${flag} needs --lr-schedule ${needs} (the schedule is ${kind})`);
   };
   only('lr-step-size', 'step');
   only('lr-gamma', 'step');
   only('lr-min', 'cosine');
   if (kind === 'step' && o['lr-step-size'] === undefined) throw new GradhubError('E_USAGE', '--lr-schedule step needs --lr-step-size N (updates between two multiplications by --lr-gamma)');
-  const warmupSteps = o['warmup-steps'] as number;
+  const warmupSteps = o['warmup-steps'];
   if (o['warmup-start-factor'] !== undefined && warmupSteps === 0) throw new GradhubError('E_USAGE', '--warmup-start-factor needs --warmup-steps N > 0');
   const out = {
     lrSchedule: kind,
-    lrStepSize: o['lr-step-size'] as number | undefined,
-    lrGamma: o['lr-gamma'] as number | undefined,
-    lrMin: o['lr-min'] as number | undefined,
+    lrStepSize: o['lr-step-size'],
+    lrGamma: o['lr-gamma'],
+    lrMin: o['lr-min'],
     warmupSteps,
-    warmupStartFactor: o['warmup-start-factor'] as number | undefined,
+    warmupStartFactor: o['warmup-start-factor'],
   };
   try {
     validateLrSchedule({ lr: 0, ...out });
@@ -44,8 +44,8 @@ export function lrScheduleFrom(o: ParsedOptions): Omit<LrScheduleOptions, 'lr'> 
  * The checkpoint settings keys a resume may change (--allow-changed, comma-separated groups;
  * "lr": LR_SETTING_KEYS). Without --resume the flag is a usage error.
  */
-export function allowedChangesFrom(o: ParsedOptions): string[] {
-  const raw = o['allow-changed'] as string | undefined;
+export function allowedChangesFrom(o: RunOptions): string[] {
+  const raw = o['allow-changed'];
   if (raw === undefined) return [];
   if (!o['resume']) throw new GradhubError('E_USAGE', '--allow-changed only applies with --resume');
   const keys: string[] = [];

@@ -5,9 +5,7 @@
  * for usage errors, 1 for others); a run stopped by SIGINT or SIGTERM exits 130 or 143 (signals.ts).
  */
 import { GradhubError, isGradhubError } from '@gradhub/core';
-import {
-  TRAINING_OPTIONS, CLUSTER_OPTIONS, WORKER_OPTIONS, THREADS_OPTION, parseOptions, formatOptions, type OptionSpec, type ParsedOptions,
-} from './options.js';
+import { TRAIN_SPECS, COORDINATOR_SPECS, WORKER_OPTIONS, parseOptions, formatOptions } from './options.js';
 import { createLogger, defaultLogFormat, type LogFormat } from './logger.js';
 import { createProgress } from './progress.js';
 import { trainCommand, coordinatorCommand, type TrainOutcome } from './train-command.js';
@@ -16,15 +14,6 @@ import { exportCommand, EXPORT_HELP } from './export-command.js';
 import { installStopSignals, type StopSignals } from './signals.js';
 import { didYouMean } from './suggest.js';
 import { GRADHUB_VERSION } from './version.js';
-
-const TRAIN_SPECS: readonly OptionSpec[] = [
-  { name: 'workers', kind: 'int', arg: 'N', default: 0, min: 0, help: '0: compute in this process; N: start a coordinator and N local worker processes' },
-  { ...THREADS_OPTION, help: 'threads computing each kernel call: of this process (--workers 0), of each local worker (--workers N); same bits for any N' },
-  ...TRAINING_OPTIONS,
-  ...CLUSTER_OPTIONS.filter((s) => s.name !== 'min-workers' && s.name !== 'token')
-    .map((s) => (s.name === 'host' ? { ...s, default: '127.0.0.1' } : s)),
-];
-const COORDINATOR_SPECS: readonly OptionSpec[] = [...TRAINING_OPTIONS, ...CLUSTER_OPTIONS];
 
 const COMMANDS = ['train', 'coordinator', 'worker', 'export', 'help', 'version'];
 
@@ -72,10 +61,9 @@ function help(command: string): string {
 }
 
 /** The logger of a training command: text lines clear the progress bar first. */
-function logFormatOf(o: ParsedOptions): LogFormat {
-  // The resolved format is passed on (the local launcher gives it to its workers).
-  o['log-format'] ??= defaultLogFormat();
-  return o['log-format'] as LogFormat;
+/** The options with --log-format resolved (the local launcher passes it on to its workers). */
+function withLogFormat<O extends { readonly 'log-format': LogFormat | undefined }>(o: O): O & { readonly 'log-format': LogFormat } {
+  return { ...o, 'log-format': o['log-format'] ?? defaultLogFormat() };
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -105,19 +93,23 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'train':
     case 'coordinator': {
-      const specs = command === 'train' ? TRAIN_SPECS : COORDINATOR_SPECS;
-      const o = parseOptions(rest, specs, process.env);
       const progress = createProgress();
-      const logger = createLogger((o['log-level'] as string | undefined) ?? (command === 'train' ? 'warn' : 'info'),
-        command === 'train' ? 'gradhub' : 'gradhub-coordinator', logFormatOf(o), () => progress.clear());
       stop = installStopSignals();
-      const ctx = { logger, progress, stop, invocation: { command, argv: rest, specs, env: process.env } } as const;
-      return stoppedCode(await (command === 'train' ? trainCommand(o, ctx) : coordinatorCommand(o, ctx)));
+      if (command === 'train') {
+        const o = withLogFormat(parseOptions(rest, TRAIN_SPECS, process.env));
+        const logger = createLogger(o['log-level'] ?? 'warn', 'gradhub', o['log-format'], () => progress.clear());
+        const ctx = { logger, progress, stop, invocation: { command, argv: rest, specs: TRAIN_SPECS, env: process.env } } as const;
+        return stoppedCode(await trainCommand(o, ctx));
+      }
+      const o = withLogFormat(parseOptions(rest, COORDINATOR_SPECS, process.env));
+      const logger = createLogger(o['log-level'] ?? 'info', 'gradhub-coordinator', o['log-format'], () => progress.clear());
+      const ctx = { logger, progress, stop, invocation: { command, argv: rest, specs: COORDINATOR_SPECS, env: process.env } } as const;
+      return stoppedCode(await coordinatorCommand(o, ctx));
     }
     case 'worker': {
-      const o = parseOptions(rest, WORKER_OPTIONS, process.env);
-      const logger = createLogger(o['log-level'] as string, 'gradhub-worker', logFormatOf(o));
-      stop = installStopSignals({ ignoreInterrupt: o['exit-with-parent'] === true });
+      const o = withLogFormat(parseOptions(rest, WORKER_OPTIONS, process.env));
+      const logger = createLogger(o['log-level'], 'gradhub-worker', o['log-format']);
+      stop = installStopSignals({ ignoreInterrupt: o['exit-with-parent'] });
       await workerCommand(o, logger, stop);
       return stop.exitCode() ?? 0;
     }

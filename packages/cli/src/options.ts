@@ -25,15 +25,15 @@ export interface OptionSpec {
 }
 
 /** pino's levels, for --log-level. */
-export const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** How logs are written to stderr (log-format.ts): short lines for people, or pino's JSON lines. */
-export const LOG_FORMAT_OPTION: OptionSpec = {
+export const LOG_FORMAT_OPTION = {
   name: 'log-format', kind: 'string', arg: 'FORMAT', choices: ['text', 'json'],
   help: 'logs on stderr as short text lines or as JSON lines (default: text when stderr is a terminal, json otherwise)',
-};
+} as const satisfies OptionSpec;
 
-export const TRAINING_OPTIONS: readonly OptionSpec[] = [
+export const TRAINING_OPTIONS = [
   { name: 'data', kind: 'string', arg: 'DIR', default: './data', help: 'folder holding the CIFAR-10 binary files (or its parent); downloaded there when absent' },
   { name: 'no-download', kind: 'boolean', default: false, help: 'never download CIFAR-10; fail with a message when the files are absent' },
   { name: 'model', kind: 'sizes', arg: 'SIZES', default: '3072,2048,2048,10', help: 'MLP layer sizes, input first, logits last (ReLU between layers)' },
@@ -43,7 +43,7 @@ export const TRAINING_OPTIONS: readonly OptionSpec[] = [
   { name: 'weight-decay', kind: 'number', arg: 'X', default: 0, min: 0, help: 'SGD weight decay (L2), added to the gradient' },
   { name: 'dampening', kind: 'number', arg: 'X', default: 0, min: 0, help: 'SGD momentum dampening' },
   { name: 'nesterov', kind: 'boolean', default: false, help: 'Nesterov momentum (needs --momentum > 0 and --dampening 0)' },
-  { name: 'lr-schedule', kind: 'string', arg: 'NAME', default: 'constant', help: 'lr per update: constant, step (StepLR) or cosine (CosineAnnealingLR over the run, T_max = its updates - warm-up); PyTorch 1.13\'s values' },
+  { name: 'lr-schedule', kind: 'string', arg: 'NAME', default: 'constant', choices: ['constant', 'step', 'cosine'], help: 'lr per update: constant, step (StepLR) or cosine (CosineAnnealingLR over the run, T_max = its updates - warm-up); PyTorch 1.13\'s values' },
   { name: 'lr-step-size', kind: 'int', arg: 'N', min: 1, help: 'StepLR step_size: multiply the lr by --lr-gamma every N updates (required by --lr-schedule step, only with it)' },
   { name: 'lr-gamma', kind: 'number', arg: 'X', min: 0, help: 'StepLR gamma (--lr-schedule step only; default 0.1)' },
   { name: 'lr-min', kind: 'number', arg: 'X', min: 0, help: 'CosineAnnealingLR eta_min, the final lr (--lr-schedule cosine only; default 0)' },
@@ -70,9 +70,9 @@ export const TRAINING_OPTIONS: readonly OptionSpec[] = [
   { name: 'log-level', kind: 'string', arg: 'LEVEL', choices: LOG_LEVELS, help: 'pino log level (default: warn for train, info otherwise); logs go to stderr' },
   LOG_FORMAT_OPTION,
   { name: 'stop-grace-ms', kind: 'int', arg: 'MS', default: 5000, min: 0, hidden: true, help: 'after Ctrl-C or SIGTERM, how long the step in flight may take before it is abandoned' },
-];
+] as const satisfies readonly OptionSpec[];
 
-export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
+export const CLUSTER_OPTIONS = [
   { name: 'port', kind: 'int', arg: 'P', min: 0, help: 'port of the coordinator and its dashboard (0: any free port); default 8080 for `coordinator`, 0 for `train`' },
   { name: 'host', kind: 'string', arg: 'ADDR', default: '0.0.0.0', help: 'address the coordinator listens on' },
   { name: 'token', kind: 'string', arg: 'T', help: 'join token workers must present (default: a random one, printed at start)' },
@@ -81,7 +81,7 @@ export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
   { name: 'tls-key', kind: 'string', arg: 'FILE', help: 'PEM private key of --tls-cert' },
   { name: 'admin-token', kind: 'string', arg: 'T', help: 'protect /dashboard, /api and /metrics with this token (default: open)' },
   { name: 'heartbeat-ms', kind: 'int', arg: 'MS', default: 10000, min: 100, help: 'a worker silent this long is dropped and its work reassigned' },
-];
+] as const satisfies readonly OptionSpec[];
 
 /**
  * Threads per worker (`gradhub worker`; `gradhub train` for its in-process compute and its local
@@ -89,12 +89,12 @@ export const CLUSTER_OPTIONS: readonly OptionSpec[] = [
  * helpers, while the main thread only moves data (a worker streams gradients during the backward
  * pass). Any N gives the same bits.
  */
-export const THREADS_OPTION: OptionSpec = {
+export const THREADS_OPTION = {
   name: 'threads', kind: 'int', arg: 'N', default: 1, min: 1,
   help: 'threads computing each kernel call (wasm backend; helper threads, the main one moves data); same bits for any N',
-};
+} as const satisfies OptionSpec;
 
-export const WORKER_OPTIONS: readonly OptionSpec[] = [
+export const WORKER_OPTIONS = [
   { name: 'url', kind: 'string', arg: 'URL', help: 'coordinator address, e.g. ws://HOST:8080 (required)' },
   { name: 'token', kind: 'string', arg: 'T', help: 'join token printed by the coordinator (required)' },
   { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', choices: ['wasm', 'ts'], help: 'compute kernels: wasm or ts (same bits)' },
@@ -105,7 +105,45 @@ export const WORKER_OPTIONS: readonly OptionSpec[] = [
   LOG_FORMAT_OPTION,
   { name: 'exit-with-parent', kind: 'boolean', default: false, hidden: true, help: 'started by the local launcher over an IPC channel: exit when it closes (the launcher is gone), leave Ctrl-C to the launcher' },
   { name: 'slowdown-ms', kind: 'int', arg: 'MS', default: 0, min: 0, hidden: true, help: 'test hook: sleep this long per tree node (simulates a slow machine)' },
-];
+] as const satisfies readonly OptionSpec[];
+
+/** `gradhub train`'s own options: the local workers, and the threads of whoever computes. */
+const TRAIN_ONLY_OPTIONS = [
+  { name: 'workers', kind: 'int', arg: 'N', default: 0, min: 0, help: '0: compute in this process; N: start a coordinator and N local worker processes' },
+  { ...THREADS_OPTION, help: 'threads computing each kernel call: of this process (--workers 0), of each local worker (--workers N); same bits for any N' },
+] as const satisfies readonly OptionSpec[];
+
+/** The cluster options `train` takes: no --min-workers or --token (its workers are its own), loopback by default. */
+const TRAIN_CLUSTER_OPTIONS = CLUSTER_OPTIONS
+  .filter((s) => s.name !== 'min-workers' && s.name !== 'token')
+  .map((s) => (s.name === 'host' ? { ...s, default: '127.0.0.1' } : s)) as readonly Exclude<(typeof CLUSTER_OPTIONS)[number], { name: 'min-workers' | 'token' }>[];
+
+/** Every option of `gradhub train`, and of `gradhub coordinator`, in --help order. */
+export const TRAIN_SPECS = [...TRAIN_ONLY_OPTIONS, ...TRAINING_OPTIONS, ...TRAIN_CLUSTER_OPTIONS] as const;
+export const COORDINATOR_SPECS = [...TRAINING_OPTIONS, ...CLUSTER_OPTIONS] as const;
+
+/** The value type of one option: numbers, booleans, sizes, a choice, or text. */
+type ValueOf<S> = S extends { kind: 'int' | 'number' } ? number
+  : S extends { kind: 'boolean' } ? boolean
+  : S extends { kind: 'sizes' } ? number[]
+  : S extends { choices: readonly (infer C)[] } ? C
+  : string;
+
+/**
+ * The typed settings of a command, derived from its option table: one property per flag (its name
+ * as written, e.g. `o['batch-size']`), present whenever the flag has a default, else possibly
+ * undefined. parseOptions builds it once at the entry point; everything below reads it typed.
+ */
+export type OptionsOf<Specs extends readonly OptionSpec[]> = {
+  readonly [S in Specs[number] as S['name']]: S extends { default: string | number | boolean } ? ValueOf<S> : ValueOf<S> | undefined;
+};
+
+export type TrainOptions = OptionsOf<typeof TRAIN_SPECS>;
+export type CoordinatorOptions = OptionsOf<typeof COORDINATOR_SPECS>;
+export type WorkerCommandOptions = OptionsOf<typeof WORKER_OPTIONS>;
+/** What `train` and `coordinator` share (run-setup, the cluster's setup): either one's settings. */
+export type RunOptions = OptionsOf<typeof TRAINING_OPTIONS> & OptionsOf<typeof TRAIN_CLUSTER_OPTIONS>
+  & Partial<Pick<TrainOptions, 'workers' | 'threads'>> & Partial<Pick<CoordinatorOptions, 'min-workers' | 'token'>>;
 
 export type ParsedOptions = Record<string, string | number | boolean | number[] | undefined>;
 
@@ -122,7 +160,7 @@ export function envName(flag: string): string {
  * Parse `--name value` / `--name=value` / boolean `--flag` against `specs`, after defaults and the
  * GRADHUB_* environment variables (see envName).
  */
-export function parseOptions(argv: readonly string[], specs: readonly OptionSpec[], env: NodeJS.ProcessEnv = {}): ParsedOptions {
+export function parseOptions<Specs extends readonly OptionSpec[]>(argv: readonly string[], specs: Specs, env: NodeJS.ProcessEnv = {}): OptionsOf<Specs> {
   const byName = new Map(specs.map((s) => [s.name, s]));
   const out: ParsedOptions = {};
   for (const s of specs) if (s.default !== undefined) out[s.name] = convert(s, String(s.default), `--${s.name}`);
@@ -153,7 +191,8 @@ export function parseOptions(argv: readonly string[], specs: readonly OptionSpec
     if (value === undefined) throw new GradhubError('E_USAGE', `--${name} needs a value (${spec.arg ?? 'VALUE'})`);
     out[name] = convert(spec, value, `--${name}`);
   }
-  return out;
+  // The one place the table's types meet the parsed values: convert() gave each its kind.
+  return out as OptionsOf<Specs>;
 }
 
 /**

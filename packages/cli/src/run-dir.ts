@@ -171,6 +171,20 @@ export function readRunRecord(dir: string): RunRecord {
 }
 
 /**
+ * A value run.json recorded for option `s`, checked against the table as the parser would have
+ * made it (so the typed options of a resumed run hold what their types say): E_USAGE otherwise.
+ */
+function recordedValue(s: OptionSpec, v: unknown): ParsedOptions[string] {
+  const ok = v === undefined || v === null
+    || (s.kind === 'boolean' ? typeof v === 'boolean'
+      : s.kind === 'sizes' ? Array.isArray(v) && v.every((x) => Number.isInteger(x) && x > 0)
+      : s.kind === 'string' ? typeof v === 'string' && (s.choices === undefined || s.choices.includes(v))
+      : typeof v === 'number' && Number.isFinite(v) && (s.kind === 'number' || Number.isInteger(v)) && (s.min === undefined || v >= s.min));
+  if (!ok) throw new GradhubError('E_USAGE', `run.json records --${s.name} as ${JSON.stringify(v)}, which is not a valid value: give --${s.name} again, or fix run.json`);
+  return v === null ? undefined : (v as ParsedOptions[string]);
+}
+
+/**
  * The options of a resumed run: `explicit` (given again on the command line or in the environment)
  * win; the others come from run.json (paths made relative to here from the run's folder), then the
  * defaults in `parsed`.
@@ -182,7 +196,7 @@ export function resumedOptions(
   for (const s of specs) {
     const name = s.name;
     if (NOT_RECORDED.has(name) || NOT_RESTORED.has(name) || explicit[name] !== undefined || !(name in record.options)) continue;
-    let v = record.options[name] as ParsedOptions[string];
+    let v = recordedValue(s, record.options[name]);
     if (typeof v === 'string' && PATH_OPTIONS.has(name) && !path.isAbsolute(v)) v = path.relative(cwd, path.resolve(record.cwd, v)) || '.';
     out[name] = v;
   }

@@ -18,7 +18,7 @@ import {
   loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, runSettings, openMetricsFile, modelToSafetensors, writeFileAtomic,
   type TrainSettings, type TrainStart, type MetricsLine, type MetricsSink, type Samples,
 } from '@gradhub/coordinator';
-import { TRAINING_OPTIONS, envName, explicitOptions, type OptionSpec, type ParsedOptions } from './options.js';
+import { TRAINING_OPTIONS, envName, explicitOptions, type OptionSpec, type ParsedOptions, type RunOptions } from './options.js';
 import type { Progress } from './progress.js';
 import {
   planRunDir, resumedOptions, runPaths, createRunDir, writeRunRecord, newRunRecord, withResume, type RunDirPlan, type RunPaths,
@@ -26,22 +26,22 @@ import {
 import { GRADHUB_VERSION } from './version.js';
 import { allowedChangesFrom, lrScheduleFrom } from './lr-options.js';
 
-export function settingsFrom(o: ParsedOptions): TrainSettings {
+export function settingsFrom(o: RunOptions): TrainSettings {
   const s: TrainSettings = {
-    sizes: o['model'] as number[],
-    batch: o['batch-size'] as number,
-    chunk: o['chunk'] as number,
-    seed: o['seed'] as number,
-    shuffle: !(o['no-shuffle'] as boolean),
-    normalize: o['normalize'] as boolean,
-    lr: o['lr'] as number,
-    momentum: o['momentum'] as number,
-    dampening: o['dampening'] as number,
-    weightDecay: o['weight-decay'] as number,
-    nesterov: o['nesterov'] as boolean,
+    sizes: o['model'],
+    batch: o['batch-size'],
+    chunk: o['chunk'],
+    seed: o['seed'],
+    shuffle: !o['no-shuffle'],
+    normalize: o['normalize'],
+    lr: o['lr'],
+    momentum: o['momentum'],
+    dampening: o['dampening'],
+    weightDecay: o['weight-decay'],
+    nesterov: o['nesterov'],
     ...lrScheduleFrom(o),
-    epochs: o['epochs'] as number,
-    steps: (o['steps'] as number | undefined) ?? null,
+    epochs: o['epochs'],
+    steps: o['steps'] ?? null,
   };
   try {
     validateSgd(s);
@@ -69,9 +69,9 @@ export interface Invocation {
  * A run checked from end to end before any data is read: every usage error, then --data, then
  * --init-from and the checkpoint to resume from. Nothing is created or downloaded to get it.
  */
-export interface RunPlan {
+export interface RunPlan<O extends RunOptions = RunOptions> {
   /** The options the run uses (a resumed run's come from its run.json unless given again). */
-  readonly o: ParsedOptions;
+  readonly o: O;
   readonly invocation: Invocation;
   readonly settings: TrainSettings;
   readonly spec: ModelSpec;
@@ -87,27 +87,28 @@ export interface RunPlan {
 /** Default of --data: the one folder CIFAR-10 is downloaded into when it does not exist yet. */
 const DEFAULT_DATA = TRAINING_OPTIONS.find((s) => s.name === 'data')?.default as string;
 
-export function planRun(parsed: ParsedOptions, invocation: Invocation, logger: Logger): RunPlan {
-  const runDir = planRunDir(parsed['run-dir'] as string | undefined, parsed['resume'] as boolean, parsed['checkpoint-dir'] as string | undefined);
+export function planRun<O extends RunOptions>(parsed: O, invocation: Invocation, logger: Logger): RunPlan<O> {
+  const runDir = planRunDir(parsed['run-dir'], parsed['resume'], parsed['checkpoint-dir']);
   const o = runDir.kind === 'resume'
-    ? resumedOptions(parsed, explicitOptions(invocation.argv, invocation.specs, invocation.env), runDir.record, invocation.specs)
+    // run.json recorded options parsed by this same table (resumedOptions checks each against its spec).
+    ? resumedOptions(parsed, explicitOptions(invocation.argv, invocation.specs, invocation.env), runDir.record, invocation.specs) as O
     : parsed;
   const settings = settingsFrom(o);
   const spec = modelSpec(settings.sizes);
-  checkBackend(o['backend'] as string, (o['threads'] as number | undefined) ?? 1);
-  if (invocation.command === 'coordinator' || (o['workers'] as number) > 0) readTls(o['tls-cert'] as string | undefined, o['tls-key'] as string | undefined);
+  checkThreads(o['backend'], o['threads'] ?? 1);
+  if (invocation.command === 'coordinator' || (o['workers'] ?? 0) > 0) readTls(o['tls-cert'], o['tls-key']);
   checkExportTarget(o);
-  checkDataDir(o['data'] as string, optionLabel('data', invocation));
+  checkDataDir(o['data'], optionLabel('data', invocation));
 
   let start: TrainStart | null = null;
   let startNote: string | null = null;
-  const initFrom = o['init-from'] as string | undefined;
+  const initFrom = o['init-from'];
   if (initFrom) {
     const params = new Float32Array(spec.paramCount);
     params.set(safetensorsToParams(spec, decodeSafetensors(readFileOrThrow(initFrom, 'E_INIT_FROM'), initFrom), initFrom));
     start = { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null };
   }
-  const checkpointDir = o['checkpoint-dir'] as string | undefined;
+  const checkpointDir = o['checkpoint-dir'];
   if (o['resume']) {
     const dir = checkpointDir ?? (runDir.kind === 'new' ? undefined : runPaths(runDir.dir).checkpoints);
     const ck = dir !== undefined && fs.existsSync(dir) ? readLatestCheckpoint(dir, logger) : null;
@@ -151,7 +152,7 @@ function checkDataDir(dir: string, label: string): void {
   throw new GradhubError('E_DATA_MISSING', `${label} ${dir}: no such folder (nothing was created or downloaded). Give the folder holding the CIFAR-10 binary files (data_batch_*.bin, test_batch.bin), or leave ${label} out to download CIFAR-10 into ${DEFAULT_DATA}`);
 }
 
-export interface PreparedRun {
+export interface PreparedRun<O extends RunOptions = RunOptions> {
   readonly settings: TrainSettings;
   readonly spec: ModelSpec;
   readonly train: Samples;
@@ -165,15 +166,15 @@ export interface PreparedRun {
   readonly paths: RunPaths;
   readonly files: { readonly metrics: string; readonly checkpoints: string; readonly model: string; readonly report: string };
   /** The options the run uses (see RunPlan.o). */
-  readonly o: ParsedOptions;
+  readonly o: O;
 }
 
 /** Load the data, then make the run folder (run.json), the checkpoint folder and the metrics file. */
-export async function prepareRun(plan: RunPlan, logger: Logger, progress: Progress): Promise<PreparedRun> {
+export async function prepareRun<O extends RunOptions>(plan: RunPlan<O>, logger: Logger, progress: Progress): Promise<PreparedRun<O>> {
   const { o, settings, spec } = plan;
   let lastPct = -1;
-  const data = await loadCifar10(o['data'] as string, {
-    download: !(o['no-download'] as boolean),
+  const data = await loadCifar10(o['data'], {
+    download: !o['no-download'],
     logger,
     progress: (received: number, total: number) => {
       const pct = total > 0 ? Math.floor((100 * received) / total) : -1;
@@ -188,12 +189,12 @@ export async function prepareRun(plan: RunPlan, logger: Logger, progress: Progre
     ? withResume(plan.runDir.record, inv.argv, now)
     : newRunRecord({ gradhubVersion: GRADHUB_VERSION, command: inv.command, argv: inv.argv, started: now, options: o, settings }));
   const files = {
-    metrics: (o['metrics'] as string | undefined) ?? paths.metrics,
+    metrics: o['metrics'] ?? paths.metrics,
     checkpoints: plan.checkpointDir ?? paths.checkpoints,
-    model: (o['export'] as string | undefined) ?? paths.model,
-    report: (o['report'] as string | undefined) ?? paths.report,
+    model: o['export'] ?? paths.model,
+    report: o['report'] ?? paths.report,
   };
-  const checkpoint = { dir: files.checkpoints, every: o['checkpoint-every'] as number, keep: o['checkpoint-keep'] as number };
+  const checkpoint = { dir: files.checkpoints, every: o['checkpoint-every'], keep: o['checkpoint-keep'] };
   fs.mkdirSync(checkpoint.dir, { recursive: true });
   if (plan.startNote) progress.message(plan.startNote);
   let start = plan.start;
@@ -202,16 +203,18 @@ export async function prepareRun(plan: RunPlan, logger: Logger, progress: Progre
     initParams(spec, settings.seed, params);
     start = { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null };
   }
-  const file = openMetricsFile(files.metrics, { resume: o['resume'] as boolean, run: { ...runSettings(settings), version: GRADHUB_VERSION }, startStep: start.step });
+  const file = openMetricsFile(files.metrics, { resume: o['resume'], run: { ...runSettings(settings), version: GRADHUB_VERSION }, startStep: start.step });
   return {
     settings, spec, train: data.train, test: data.test, start, metrics: file, pastMetrics: file.past, checkpoint, paths, files, o,
   };
 }
 
-/** Throws E_USAGE for a backend and thread count that cannot run (before anything is loaded). */
-export function checkBackend(name: string, threads: number): void {
-  if (name !== 'ts' && name !== 'wasm') throw new GradhubError('E_USAGE', `--backend must be wasm or ts, got "${name}"`);
-  if (threads > 1 && name !== 'wasm') throw new GradhubError('E_USAGE', `--threads ${threads} needs --backend wasm (the ts oracle runs on one thread)`);
+/**
+ * Throws E_USAGE for threads the backend cannot use (before anything is loaded); the backend's name
+ * itself is one of the option table's choices, checked when it was parsed.
+ */
+export function checkThreads(backend: 'wasm' | 'ts', threads: number): void {
+  if (threads > 1 && backend !== 'wasm') throw new GradhubError('E_USAGE', `--threads ${threads} needs --backend wasm (the ts oracle runs on one thread)`);
 }
 
 /** The TLS certificate and key, read (E_USAGE when only one is given or one cannot be read). */
@@ -232,18 +235,18 @@ export function readTls(cert: string | undefined, key: string | undefined): { ce
  * A compute backend sized for `spec` at `maxBatch` samples, its kernels on `threads` threads
  * (wasm only; worker_threads helpers, unref'd). Close it (`backend.close?.()`) when done.
  */
-export async function makeBackend(name: string, spec: ModelSpec, maxBatch: number, threads = 1): Promise<Backend> {
-  checkBackend(name, threads);
-  return createNodeBackend(name as 'wasm' | 'ts', engineFloats(spec, maxBatch), threads);
+export async function makeBackend(name: 'wasm' | 'ts', spec: ModelSpec, maxBatch: number, threads = 1): Promise<Backend> {
+  checkThreads(name, threads);
+  return createNodeBackend(name, engineFloats(spec, maxBatch), threads);
 }
 
 /**
  * Refuse to start a run whose --export file exists, unless --force: the check is made before
  * training, so a trained model is never lost at the end.
  */
-export function checkExportTarget(o: ParsedOptions): void {
-  const file = o['export'] as string | undefined;
-  if (file !== undefined && !(o['force'] as boolean) && fs.existsSync(file)) {
+export function checkExportTarget(o: RunOptions): void {
+  const file = o['export'];
+  if (file !== undefined && !o['force'] && fs.existsSync(file)) {
     throw new GradhubError('E_USAGE', `--export ${file} exists: pass --force to replace it, or choose another file`);
   }
 }

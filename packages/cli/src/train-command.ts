@@ -16,7 +16,7 @@ import {
   runTraining, createInProcessExecutor, totalSteps, writeReport, type Executor, type RunStatus, type TrainResult,
 } from '@gradhub/coordinator';
 import { planRun, prepareRun, makeBackend, exportWeights, type Invocation, type PreparedRun } from './run-setup.js';
-import type { ParsedOptions } from './options.js';
+import type { CoordinatorOptions, TrainOptions } from './options.js';
 import type { Progress } from './progress.js';
 import type { StopSignals, StopSignalName } from './signals.js';
 import { startLocalCluster } from './local-cluster.js';
@@ -36,7 +36,7 @@ export interface CommandContext {
 /** How a training command ended: all its steps, or stopped by a signal. */
 export type TrainOutcome = 'done' | 'stopped';
 
-export async function trainCommand(parsed: ParsedOptions, ctx: CommandContext): Promise<TrainOutcome> {
+export async function trainCommand(parsed: TrainOptions, ctx: CommandContext): Promise<TrainOutcome> {
   const plan = planRun(parsed, ctx.invocation, ctx.logger);
   const run = await prepareRun(plan, ctx.logger, ctx.progress);
   const o = run.o;
@@ -44,12 +44,12 @@ export async function trainCommand(parsed: ParsedOptions, ctx: CommandContext): 
   const status = createRunStatus(run, 'gradhub train');
   const report = reportWriter(run, status, ctx);
   return report.around(async () => {
-    const workers = o['workers'] as number;
+    const workers = o['workers'];
     if (workers === 0) {
       const web = await startStatusServer(o, status, ctx.logger);
       ctx.progress.message(`dashboard: ${web.httpUrl}/dashboard`);
       try {
-        const backend = await makeBackend(o['backend'] as string, run.spec, run.settings.batch, o['threads'] as number);
+        const backend = await makeBackend(o['backend'], run.spec, run.settings.batch, o['threads']);
         const executor = createInProcessExecutor({ spec: run.spec, backend, maxBatch: run.settings.batch, chunk: run.settings.chunk, normalize: run.settings.normalize });
         return await trainWith(run, executor, status, ctx, report, async () => {
           await executor.close();
@@ -64,7 +64,7 @@ export async function trainCommand(parsed: ParsedOptions, ctx: CommandContext): 
   });
 }
 
-export async function coordinatorCommand(parsed: ParsedOptions, ctx: CommandContext): Promise<TrainOutcome> {
+export async function coordinatorCommand(parsed: CoordinatorOptions, ctx: CommandContext): Promise<TrainOutcome> {
   const { progress } = ctx;
   const plan = planRun(parsed, ctx.invocation, ctx.logger);
   const run = await prepareRun(plan, ctx.logger, progress);
@@ -74,12 +74,12 @@ export async function coordinatorCommand(parsed: ParsedOptions, ctx: CommandCont
   const report = reportWriter(run, status, ctx);
   return report.around(async () => {
     const cc = await startCoordinatorCluster(o, run, status, ctx.logger, 8080);
-    const host = o['host'] as string;
+    const host = o['host'];
     progress.message(joinLines({
       listenHost: host, port: cc.cluster.server.port, tls: cc.wsUrl.startsWith('wss:'), token: cc.token, hosts: reachableHosts(host),
     }).join('\n'));
     progress.message(`run folder: ${run.paths.dir}`);
-    const min = o['min-workers'] as number;
+    const min = o['min-workers'];
     if (cc.cluster.executor.workerCount() < min) progress.message(`waiting for ${min} worker${min > 1 ? 's' : ''}...`);
     const signal = ctx.stop.signal;
     const joined = cc.cluster.executor.waitForWorkers(min);
@@ -154,7 +154,7 @@ async function trainWith(
     if (!stop.signal.aborted) {
       result = await runTraining({
         settings: run.settings, train: run.train, test: run.test, executor, logger, start: run.start,
-        metrics: run.metrics, checkpoint: run.checkpoint, signal: stop.signal, abandonAfterMs: o['stop-grace-ms'] as number,
+        metrics: run.metrics, checkpoint: run.checkpoint, signal: stop.signal, abandonAfterMs: o['stop-grace-ms'],
         onStep: (r) => {
           progress.step({ ...r, epochs });
           reportStep(status, r);

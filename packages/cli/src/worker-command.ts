@@ -3,23 +3,22 @@ import * as fs from 'node:fs';
 import type { Logger } from 'pino';
 import { GradhubError } from '@gradhub/core';
 import { startNodeWorker } from '@gradhub/worker';
-import type { ParsedOptions } from './options.js';
+import type { WorkerCommandOptions } from './options.js';
 import type { StopSignals } from './signals.js';
 
 /** Exit code of a worker whose launcher went away (--exit-with-parent). */
 export const EXIT_PARENT_GONE = 1;
 
-export async function workerCommand(o: ParsedOptions, logger: Logger, stop: StopSignals): Promise<void> {
-  const url = o['url'] as string | undefined;
-  const token = o['token'] as string | undefined;
+export async function workerCommand(o: WorkerCommandOptions, logger: Logger, stop: StopSignals): Promise<void> {
+  const url = o['url'];
+  const token = o['token'];
   if (!url) throw new GradhubError('E_USAGE', 'gradhub worker needs --url ws://HOST:PORT (the coordinator prints it)');
   if (!token) throw new GradhubError('E_USAGE', 'gradhub worker needs --token T (the coordinator prints it)');
   // ws+unix://PATH:/ws: a coordinator on this machine listening on a Unix socket too (the local launcher's).
   if (!/^(wss?|ws\+unix):\/\//.test(url)) throw new GradhubError('E_USAGE', `--url must start with ws:// or wss:// (or ws+unix:// for a local socket), got "${url}"`);
-  const backend = o['backend'] as string;
-  if (backend !== 'wasm' && backend !== 'ts') throw new GradhubError('E_USAGE', `--backend must be wasm or ts, got "${backend}"`);
+  const backend = o['backend'];
   if (o['exit-with-parent']) exitWithParent(logger);
-  const caFile = o['ca'] as string | undefined;
+  const caFile = o['ca'];
   let ca: Buffer | undefined;
   if (caFile) {
     try {
@@ -29,7 +28,7 @@ export async function workerCommand(o: ParsedOptions, logger: Logger, stop: Stop
     }
   }
   const handle = startNodeWorker({
-    url, token, logger, backend, threads: o['threads'] as number, graceMs: o['grace-ms'] as number, slowdownMs: o['slowdown-ms'] as number, ca,
+    url, token, logger, backend, threads: o['threads'], graceMs: o['grace-ms'], slowdownMs: o['slowdown-ms'], ca,
   });
   // First signal: leave politely (Bye); a second one ends the process at once (signals.ts).
   stop.graceful((name) => void process.stderr.write(`gradhub: ${name}: leaving the coordinator (again: quit at once)\n`));

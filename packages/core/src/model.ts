@@ -27,7 +27,7 @@ export interface ModelSpec {
 
 export const DEFAULT_SIZES: readonly number[] = [3072, 2048, 2048, 10];
 
-/** Validate the sizes and lay the parameters out. Throws a RangeError naming the problem. */
+/** Validate the sizes and lay the parameters out. Throws E_INTERNAL naming the problem. */
 export function modelSpec(sizes: readonly number[]): ModelSpec {
   if (sizes.length < 2) throw internalError(`model needs at least two sizes (input, output), got [${sizes.join(',')}]`);
   for (const s of sizes) {
