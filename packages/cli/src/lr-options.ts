@@ -1,20 +1,16 @@
 /**
  * The learning-rate flags (--lr-schedule, --lr-step-size, --lr-gamma, --lr-min, --warmup-steps,
  * --warmup-start-factor) and --allow-changed, turned into settings. A flag that only one schedule
- * uses is a usage error with any other (E_USAGE), as is an unknown schedule name; the values are
+ * uses is a usage error with any other (E_USAGE; the schedule's name is one of the option table's choices); the values are
  * then checked by core's validateLrSchedule (flag names in its messages).
  */
-import { GradhubError, LR_SCHEDULE_KINDS, validateLrSchedule, type LrScheduleKind, type LrScheduleOptions } from '@gradhub/core';
+import { GradhubError, validateLrSchedule, type LrScheduleKind, type LrScheduleOptions } from '@gradhub/core';
 import { LR_SETTING_KEYS } from '@gradhub/coordinator';
 import type { RunOptions } from './options.js';
 
 /** The schedule settings of the parsed flags (lr not included: --lr is SGD's). */
 export function lrScheduleFrom(o: RunOptions): Omit<LrScheduleOptions, 'lr'> {
-  const name = o['lr-schedule'];
-  if (!(LR_SCHEDULE_KINDS as readonly string[]).includes(name)) {
-    throw new GradhubError('E_USAGE', `--lr-schedule must be one of ${LR_SCHEDULE_KINDS.join(', ')}, got "${name}"`);
-  }
-  const kind = name as LrScheduleKind;
+  const kind: LrScheduleKind = o['lr-schedule']; // one of the table's choices (core's LR_SCHEDULE_KINDS)
   const only = (flag: 'lr-step-size' | 'lr-gamma' | 'lr-min', needs: LrScheduleKind): void => {
     if (o[flag] !== undefined && kind !== needs) throw new GradhubError('E_USAGE', `--${flag} needs --lr-schedule ${needs} (the schedule is ${kind})`);
   };

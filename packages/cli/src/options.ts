@@ -3,7 +3,7 @@
  * `--help` all read this table, so a flag cannot be documented one way and parsed another.
  * Contradictions (e.g. --nesterov without momentum) throw a GradhubError with code E_USAGE.
  */
-import { GradhubError } from '@gradhub/core';
+import { GradhubError, LR_SCHEDULE_KINDS } from '@gradhub/core';
 import { didYouMean } from './suggest.js';
 
 export type OptionKind = 'string' | 'int' | 'number' | 'boolean' | 'sizes';
@@ -43,7 +43,7 @@ export const TRAINING_OPTIONS = [
   { name: 'weight-decay', kind: 'number', arg: 'X', default: 0, min: 0, help: 'SGD weight decay (L2), added to the gradient' },
   { name: 'dampening', kind: 'number', arg: 'X', default: 0, min: 0, help: 'SGD momentum dampening' },
   { name: 'nesterov', kind: 'boolean', default: false, help: 'Nesterov momentum (needs --momentum > 0 and --dampening 0)' },
-  { name: 'lr-schedule', kind: 'string', arg: 'NAME', default: 'constant', choices: ['constant', 'step', 'cosine'], help: 'lr per update: constant, step (StepLR) or cosine (CosineAnnealingLR over the run, T_max = its updates - warm-up); PyTorch 1.13\'s values' },
+  { name: 'lr-schedule', kind: 'string', arg: 'NAME', default: 'constant', choices: LR_SCHEDULE_KINDS, help: 'lr per update: constant, step (StepLR) or cosine (CosineAnnealingLR over the run, T_max = its updates - warm-up); PyTorch 1.13\'s values' },
   { name: 'lr-step-size', kind: 'int', arg: 'N', min: 1, help: 'StepLR step_size: multiply the lr by --lr-gamma every N updates (required by --lr-schedule step, only with it)' },
   { name: 'lr-gamma', kind: 'number', arg: 'X', min: 0, help: 'StepLR gamma (--lr-schedule step only; default 0.1)' },
   { name: 'lr-min', kind: 'number', arg: 'X', min: 0, help: 'CosineAnnealingLR eta_min, the final lr (--lr-schedule cosine only; default 0)' },
