@@ -70,24 +70,14 @@
  */
 import { gradhub } from '@gradhub/proto';
 import { Assignments, nodeKey } from './assignments.js';
-import type { BodyOf } from './protocol.js';
+import type { BodyOf, WorkHeader } from './protocol.js';
 import { chunkCount, createGradPool, parentOf, treeMid, type FlatRange, type GradPool, type NodeSums, type TreeNode, internalError } from '@gradhub/core';
 
 type WireCode = gradhub.ErrorCode;
 const W = gradhub.ErrorCode;
 
-export interface RequestSpec {
-  /** Request number, increasing within an incarnation (Work.seq). */
-  readonly seq: number;
-  /** Trainer step (for logs). */
-  readonly step: number;
-  /** Parameter version the results must be computed against. */
-  readonly version: number;
-  readonly mode: 'train' | 'eval';
-  /** Samples in the batch, and per chunk. */
-  readonly batch: number;
-  readonly chunk: number;
-}
+/** The request a reducer sums (the header of its Work frames): seq, step, version, mode, batch, chunk. */
+export type RequestSpec = WorkHeader;
 
 /** A worker's result, as decoded from the wire (absent messages are null). */
 export interface ResultIn {

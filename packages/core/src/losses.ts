@@ -611,6 +611,25 @@ function logSigmoid(x: number): number {
 }
 
 /**
+ * The checks both binary cross-entropies start with: input and target of (N, C), the reduction,
+ * and a weight that is elementwise (N*C) or per class (C).
+ */
+function binaryInputs(
+  input: FloatArray, target: FloatArray, n: number, classes: number, options: { reduction?: Reduction; weight?: ArrayLike<number> | null },
+): { count: number; reduction: Reduction; weight: ArrayLike<number> | null } {
+  checkShape(n, classes, 1);
+  const count = n * classes;
+  checkLength(input, count, 'input');
+  checkLength(target, count, 'target');
+  const reduction = reductionOf(options.reduction);
+  const weight = options.weight ?? null;
+  if (weight !== null && weight.length !== count && weight.length !== classes) {
+    throw internalError(`weight has ${weight.length} elements, expected ${count} (elementwise) or ${classes} (per class)`);
+  }
+  return { count, reduction, weight };
+}
+
+/**
  * F.binary_cross_entropy_with_logits over input (N, C) logits and target (N, C) probabilities
  * (any shape, flattened so that C is the last dimension). PyTorch's formula with m = max(-x, 0):
  *   l = (1 - y) * x + lw * (log(exp(-m) + exp(-x - m)) + m),  lw = (pos_weight[c] - 1) * y + 1
@@ -623,16 +642,8 @@ export function binaryCrossEntropyWithLogits(
   input: FloatArray, target: FloatArray, n: number, classes: number,
   options: BceWithLogitsOptions = {}, out: LossOutputs = {},
 ): number {
-  checkShape(n, classes, 1);
-  const count = n * classes;
-  checkLength(input, count, 'input');
-  checkLength(target, count, 'target');
-  const reduction = reductionOf(options.reduction);
+  const { count, reduction, weight } = binaryInputs(input, target, n, classes, options);
   const posWeight = weightOf(options.posWeight, classes, 'posWeight');
-  const weight = options.weight ?? null;
-  if (weight !== null && weight.length !== count && weight.length !== classes) {
-    throw internalError(`weight has ${weight.length} elements, expected ${count} (elementwise) or ${classes} (per class)`);
-  }
   checkOutputs(out, reduction, count, count);
   const dx = out.dInput ?? null;
   const dy = out.dTarget ?? null;
@@ -683,15 +694,7 @@ export function binaryCrossEntropy(
   input: FloatArray, target: FloatArray, n: number, classes: number,
   options: BceOptions = {}, out: LossOutputs = {},
 ): number {
-  checkShape(n, classes, 1);
-  const count = n * classes;
-  checkLength(input, count, 'input');
-  checkLength(target, count, 'target');
-  const reduction = reductionOf(options.reduction);
-  const weight = options.weight ?? null;
-  if (weight !== null && weight.length !== count && weight.length !== classes) {
-    throw internalError(`weight has ${weight.length} elements, expected ${count} (elementwise) or ${classes} (per class)`);
-  }
+  const { count, reduction, weight } = binaryInputs(input, target, n, classes, options);
   if (out.dTarget !== undefined && out.dTarget !== null) throw new TypeError('binaryCrossEntropy computes no target gradient (out.dTarget)');
   checkOutputs(out, reduction, count, count);
   for (let k = 0; k < count; k++) {

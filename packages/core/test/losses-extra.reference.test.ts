@@ -1,16 +1,14 @@
 // test/fixtures/reference/losses_extra.json (scripts/reference/losses_extra.py, PyTorch 1.13):
 // BCELoss, ignored rows with non-finite inputs, and torch.optim.SGD with maximize, case by case;
 // BCELoss also by finite differences.
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { binaryCrossEntropy, crossEntropy, nllLoss, type FloatArray, type LossOutputs, type Reduction } from '../src/losses.js';
 import { sgdStep, type SgdOptions, type SgdState } from '../src/sgd.js';
 import { createSgdOptimizer } from '../src/sgd-wasm.js';
 import { wasmSimdSupported } from '../src/kernels/wasm.js';
 import { INTERNAL } from '../../../test/support/errors.js';
+import { flat, loadRef, refNumber as num, type Nested } from './losses.testutil.js';
 
-type Num = number | string; // non-finite numbers are the strings "NaN", "Infinity", "-Infinity"
-type Nested = Num | Nested[];
 interface LossCase {
   name: string;
   fn: string;
@@ -26,24 +24,8 @@ interface SgdCase {
   p0: number[];
   steps: { gsum: number[]; denom: number; params: number[]; momentum_buffer: number[] | null }[];
 }
-const ref = JSON.parse(readFileSync(new URL('../../../test/fixtures/reference/losses_extra.json', import.meta.url), 'utf8')) as { cases: LossCase[]; sgd: SgdCase[] };
+const ref = loadRef<{ cases: LossCase[]; sgd: SgdCase[] }>('losses_extra.json');
 
-const num = (v: Num): number => (typeof v === 'number' ? v : v === 'NaN' ? Number.NaN : v === 'Infinity' ? Infinity : v === '-Infinity' ? -Infinity : Number.NaN);
-function flat(v: Nested): { data: number[]; shape: number[] } {
-  const shape: number[] = [];
-  let cur: Nested = v;
-  while (Array.isArray(cur)) {
-    shape.push(cur.length);
-    cur = cur[0];
-  }
-  const data: number[] = [];
-  const walk = (x: Nested): void => {
-    if (Array.isArray(x)) x.forEach(walk);
-    else data.push(num(x));
-  };
-  walk(v);
-  return { data, shape };
-}
 
 /** Close elementwise (1e-12 relative, 1e-15 absolute, the float64 tolerance of the other references); NaN exactly where PyTorch has NaN. */
 function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {

@@ -5,9 +5,8 @@ import {
   binaryCrossEntropyWithLogits, crossEntropy, crossEntropyProbs, logSoftmax, logSoftmaxBackward,
   multilabelSoftMarginLoss, nllLoss, softmax, softmaxBackward, type LossOutputs, type Reduction,
 } from '../src/losses.js';
-import { expectClose, loadRef } from './losses.testutil.js';
+import { expectClose, flat, loadRef, type Nested } from './losses.testutil.js';
 
-type Nested = number | Nested[];
 interface RefCase {
   name: string;
   fn: string;
@@ -21,22 +20,6 @@ interface RefCase {
 
 const ref = loadRef<{ cases: RefCase[] }>('functional_losses.json');
 
-/** Flatten a nested list row-major, with its shape. */
-function flat(v: Nested): { data: number[]; shape: number[] } {
-  const shape: number[] = [];
-  let cur: Nested = v;
-  while (Array.isArray(cur)) {
-    shape.push(cur.length);
-    cur = cur[0];
-  }
-  const data: number[] = [];
-  const walk = (x: Nested): void => {
-    if (Array.isArray(x)) x.forEach(walk);
-    else data.push(x);
-  };
-  walk(v);
-  return { data, shape };
-}
 
 interface Result {
   output: number[];
