@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Keeps each package's public surface deliberate (run by `npm run build`):
+// Keeps each package's public surface deliberate (`npm run lint`, the first step of `npm test`):
 // - no `export *` in a package's sources: an index lists by name what it offers, so an internal
 //   class never becomes API by accident;
 // - no file outside a package reaches into its src/ by a relative path: other packages, tests and
