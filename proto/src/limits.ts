@@ -31,10 +31,14 @@ export interface FrameLimits {
   readonly fromCoordinator: number;
 }
 
-/** Limits for a model of `paramCount` floats and batches of at most `maxBatch` samples. */
-export function frameLimits(paramCount: number, maxBatch: number): FrameLimits {
+/**
+ * Limits for a model of `paramCount` floats and Work frames of at most `maxWorkSamples` samples
+ * (a batch; or a round's inner batches, Welcome.max_work_samples).
+ */
+export function frameLimits(paramCount: number, maxWorkSamples: number): FrameLimits {
   const grad = 4 * paramCount;
-  const work = maxBatch * (CIFAR_PIXELS + 1) + maxBatch * 16; // pixels + labels + a node per sample at worst
+  // pixels + labels + a node and an inner batch size per sample at worst
+  const work = maxWorkSamples * (CIFAR_PIXELS + 1) + maxWorkSamples * 24;
   return {
     fromWorker: grad + FRAME_SLACK_BYTES,
     fromCoordinator: Math.max(grad, work) + FRAME_SLACK_BYTES,

@@ -44,6 +44,7 @@ export async function startCoordinatorCluster(
     chunk: run.settings.chunk,
     normalize: run.settings.normalize,
     maxBatch: run.settings.batch,
+    maxWorkSamples: run.settings.batch * (run.settings.rounds ? run.settings.rounds.localSteps * run.settings.rounds.replicas : 1),
     logger,
     runId: runIdOf(run),
     heartbeatTimeoutMs: o['heartbeat-ms'],

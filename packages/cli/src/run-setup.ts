@@ -16,7 +16,7 @@ import {
 import { createNodeBackend } from '@gradhub/worker';
 import {
   loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, runSettings, openMetricsFile, modelToSafetensors, writeFileAtomic,
-  type TrainSettings, type TrainStart, type MetricsLine, type MetricsSink, type Samples,
+  type RoundSettings, type TrainSettings, type TrainStart, type MetricsLine, type MetricsSink, type Samples,
 } from '@gradhub/coordinator';
 import { TRAINING_OPTIONS, envName, explicitOptions, type OptionSpec, type ParsedOptions, type RunOptions } from './options.js';
 import type { Progress } from './progress.js';
@@ -42,6 +42,8 @@ export function settingsFrom(o: RunOptions): TrainSettings {
     ...lrScheduleFrom(o),
     epochs: o['epochs'],
     steps: o['steps'] ?? null,
+    rounds: roundsFrom(o),
+    evalEvery: o['eval-every'],
   };
   try {
     validateSgd(s);
@@ -54,6 +56,30 @@ export function settingsFrom(o: RunOptions): TrainSettings {
   if (o['resume'] && o['init-from']) throw new GradhubError('E_USAGE', '--resume and --init-from contradict each other: a resumed run takes its weights from the checkpoint');
   allowedChangesFrom(o);
   return s;
+}
+
+/**
+ * Rounds mode's settings (docs/design.md "Rounds"): on when --local-steps or --replicas is given
+ * (H defaults to 1, M to 2); the outer flags without it are contradictions.
+ */
+export function roundsFrom(o: RunOptions): RoundSettings | null {
+  const H = o['local-steps'];
+  const M = o['replicas'];
+  if (H === undefined && M === undefined) {
+    for (const flag of ['outer-lr', 'outer-momentum'] as const) {
+      if (o[flag] !== undefined) throw new GradhubError('E_USAGE', `--${flag} applies to rounds mode only: add --local-steps H (and --replicas M)`);
+    }
+    if (o['no-outer-nesterov']) throw new GradhubError('E_USAGE', '--no-outer-nesterov applies to rounds mode only: add --local-steps H (and --replicas M)');
+    return null;
+  }
+  const outerMomentum = o['outer-momentum'] ?? 0.9;
+  return {
+    localSteps: H ?? 1,
+    replicas: M ?? 2,
+    outerLr: o['outer-lr'] ?? 0.7,
+    outerMomentum,
+    outerNesterov: outerMomentum > 0 && !o['no-outer-nesterov'],
+  };
 }
 
 /** How a command was started: what run.json records and a resumed run re-reads. */

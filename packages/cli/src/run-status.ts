@@ -7,11 +7,16 @@ export function createRunStatus(run: PreparedRun, name: string): RunStatus {
   const { step, sampler } = run.start;
   // Samples already trained on: whole epochs plus the position in the current one (the sampler's
   // state); the curves up to the checkpoint from the metrics file (later lines are replayed).
-  const past = run.pastMetrics.filter((l) => l.step <= step);
+  const stepOf = (l: (typeof run.pastMetrics)[number]): number => (l.kind === 'round' ? l.round : l.step);
+  const past = run.pastMetrics.filter((l) => stepOf(l) <= step);
   const resumed = step > 0 ? {
     step, epoch: sampler.epoch + (sampler.position > 0 ? 1 : 0), samples: sampler.epoch * run.train.count + sampler.position,
-    steps: past.flatMap((l) => (l.kind === 'step' ? [{ step: l.step, epoch: l.epoch, loss: l.loss, accuracy: l.accuracy, samplesPerS: l.samples_per_s }] : [])),
-    evals: past.flatMap((l) => (l.kind === 'epoch' ? [{ epoch: l.epoch, step: l.step, testLoss: l.test_loss, testAccuracy: l.test_accuracy }] : [])),
+    steps: past.flatMap((l) => (l.kind === 'step' || l.kind === 'round' ? [{ step: stepOf(l), epoch: l.epoch, loss: l.loss, accuracy: l.accuracy, samplesPerS: l.samples_per_s }] : [])),
+    evals: past.flatMap((l) => {
+      if (l.kind === 'epoch') return [{ epoch: l.epoch, step: l.step, testLoss: l.test_loss, testAccuracy: l.test_accuracy }];
+      if (l.kind === 'eval') return [{ epoch: l.samples / run.train.count, step: l.step, testLoss: l.test_loss, testAccuracy: l.test_accuracy }];
+      return [];
+    }),
   } : undefined;
   return new RunStatus({
     runId: runIdOf(run), name, resumed,

@@ -16,7 +16,7 @@
  * owed by each worker it went to until that worker's answer ends its part in it, even after
  * another worker completed it) and the samples they hold ("queued").
  */
-import { chunkCount, isTreeNode, nodeSamples, type TreeNode, internalError } from '@gradhub/core';
+import { isTreeNode, leafCount, leafSamples, type TreeNode, internalError } from '@gradhub/core';
 
 /** The key of the chunk range [lo, hi) of a tree over nChunks chunks (0 <= lo < hi <= nChunks): the one node key. */
 export function nodeKey(lo: number, hi: number, nChunks: number): number {
@@ -48,10 +48,14 @@ export class Assignments {
   private readonly recs = new Map<number, NodeRec>();
   private readonly workers = new Map<number, WorkerRec>();
 
-  /** The record of a request of `batch` samples in chunks of `chunk`. */
-  constructor(readonly batch: number, readonly chunk: number) {
+  /**
+   * The record of a request of `batch` samples in chunks of `chunk`, or in the leaves `offsets`
+   * gives (a round: one leaf per replica; core LeafShape).
+   */
+  constructor(readonly batch: number, readonly chunk: number, readonly offsets: ArrayLike<number> | null = null) {
     if (!Number.isInteger(batch) || batch < 1 || !Number.isInteger(chunk) || chunk < 1) throw internalError(`Assignments: bad batch ${batch} / chunk ${chunk}`);
-    this.nChunks = chunkCount(batch, chunk);
+    if (offsets && (offsets.length < 2 || offsets[0] !== 0 || offsets[offsets.length - 1] !== batch)) throw internalError(`Assignments: leaf offsets do not span the batch of ${batch}`);
+    this.nChunks = leafCount({ batch, chunk, offsets });
   }
 
   /**
@@ -113,7 +117,7 @@ export class Assignments {
 
   /** Samples of a node of this request. */
   samplesOf(node: TreeNode): number {
-    const { start, end } = nodeSamples(node, this.batch, this.chunk);
+    const { start, end } = leafSamples(node, this);
     return end - start;
   }
 

@@ -36,7 +36,7 @@ import { gradhub } from '@gradhub/proto';
 import { ErrorCode, GradhubError, streamParts, type FlatRange, type ModelSpec } from '@gradhub/core';
 import { Assignments } from './assignments.js';
 import type { ClusterExecutor, ClusterExecutorOptions, ClusterStats } from './cluster-executor-api.js';
-import { checkStepInput, type StepHooks, type StepInput, type StepSums, type StepTiming } from './executor.js';
+import { carriesTensor, checkStepInput, type StepHooks, type StepInput, type StepSums, type StepTiming } from './executor.js';
 import { workersToRead } from './flow-control.js';
 import type { Membership, WorkerConn } from './membership.js';
 import { ParamDistribution } from './param-distribution.js';
@@ -139,8 +139,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
       if (this.closed) throw new GradhubError(ErrorCode.E_CLOSED, 'the cluster executor is closed');
     }
     const seq = ++this.seq;
-    const spec: RequestSpec = { seq, step: input.step, version: input.version, mode: input.mode, batch: input.batch, chunk: this.chunk };
-    const record = this.reducer.begin(spec, new Assignments(input.batch, this.chunk));
+    const spec: RequestSpec = { seq, step: input.step, version: input.version, mode: input.mode, batch: input.batch, chunk: this.chunk, round: input.round };
+    const record = this.reducer.begin(spec, new Assignments(input.batch, this.chunk, input.round?.offsets ?? null));
     this.estimates.newRequest();
     const log = this.log.child({ step: input.step, seq });
     return new Promise<StepSums>((resolve, reject) => {
@@ -233,7 +233,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
       if (v.kind === 'accepted' && v.nodeDone) a.computeMs.set(w.id, (a.computeMs.get(w.id) ?? 0) + (m.computeMs ?? 0));
       this.account(a, w.id, r, grad, v.kind === 'accepted', nodeOver, m.computeMs ?? 0);
     }
-    if (v.kind === 'accepted' && v.rootParts.length > 0 && a?.hooks?.onRootPart && a.spec.mode === 'train') {
+    if (v.kind === 'accepted' && v.rootParts.length > 0 && a?.hooks?.onRootPart && carriesTensor(a.spec.mode)) {
       const sums = this.reducer.rootSums()!;
       for (const i of v.rootParts) {
         try {
@@ -311,7 +311,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     // Parts the caller took through onRootPart are not joined into one gradient again. With the
     // hook, every part went to it: each part's root is reported once (reducer), and a hook that
     // throws fails the run, so it never gets here.
-    const taken = a.spec.mode === 'train' && Boolean(a.hooks?.onRootPart);
+    const taken = carriesTensor(a.spec.mode) && Boolean(a.hooks?.onRootPart);
     const sums = taken ? { ...this.reducer.rootSums()!, grad: null } : this.reducer.result();
     this.settle();
     this.counters.requests++;
@@ -320,7 +320,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const broadcastMs = a.broadcastMs ?? total;
     const computeMs = Math.max(0, ...a.computeMs.values());
     const timing: StepTiming = { broadcastMs, computeMs, uploadMs: Math.max(0, total - broadcastMs - computeMs), reduceMs: a.reduceMs };
-    a.resolve({ grad: a.spec.mode === 'train' ? sums.grad : null, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, timing });
+    a.resolve({ grad: carriesTensor(a.spec.mode) ? sums.grad : null, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, timing });
   }
 
   private fail(err: Error): void {

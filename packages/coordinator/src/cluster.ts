@@ -27,6 +27,8 @@ export interface ClusterOptions extends MembershipPassThrough {
   readonly normalize: boolean;
   /** The run's batch size (largest batch `run` gets). */
   readonly maxBatch: number;
+  /** Most samples one Work frame may carry (a round: maxBatch x local steps x replicas). Default maxBatch. */
+  readonly maxWorkSamples?: number;
   readonly logger: Logger;
   readonly memoryBudgetBytes?: number;
   readonly speculateAfterMs?: number | null;
@@ -57,7 +59,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const spec = modelSpec(opts.sizes);
   const limits = frameLimits(spec.paramCount, opts.maxBatch);
   const membership = new Membership({
-    logger: opts.logger, token: opts.token, spec, chunk: opts.chunk, normalize: opts.normalize, maxBatch: opts.maxBatch,
+    logger: opts.logger, token: opts.token, spec, chunk: opts.chunk, normalize: opts.normalize, maxBatch: opts.maxBatch, maxWorkSamples: opts.maxWorkSamples,
     maxFrameBytes: limits.fromWorker, runId: opts.runId, incarnation: opts.incarnation,
     heartbeatIntervalMs: opts.heartbeatIntervalMs, heartbeatTimeoutMs: opts.heartbeatTimeoutMs,
     helloTimeoutMs: opts.helloTimeoutMs, maxWorkers: opts.maxWorkers, status: opts.status,

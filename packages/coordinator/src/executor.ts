@@ -8,11 +8,38 @@
  * executor runs the core on the root node; the cluster executor hands tree nodes to workers and
  * reduces their results. Both must return the same bits for the same input.
  */
-import { CIFAR_PIXELS, ErrorCode, GradhubError, type FlatRange, type NodeSums } from '@gradhub/core';
+import { CIFAR_PIXELS, ErrorCode, GradhubError, type FlatRange, type NodeSums, type SgdOptions } from '@gradhub/core';
+
+/** What a request computes: a step's gradient, an evaluation's sums, or a round's pseudo-gradient. */
+export type RequestMode = 'train' | 'eval' | 'round';
+
+/** Whether results of `mode` carry a tensor (the gradient, or a round's pseudo-gradient). */
+export const carriesTensor = (mode: RequestMode): boolean => mode !== 'eval';
+
+/**
+ * A round's shape (docs/design.md "Rounds"): M replicas of H inner steps each. The request's
+ * samples are the round's M x H inner batches in stream order (replica-major); its tree's leaves
+ * are the replicas, leaf m holding samples [offsets[m], offsets[m + 1]).
+ */
+export interface RoundInput {
+  /** H: inner steps per replica. */
+  readonly localSteps: number;
+  /** M: replicas (the leaves of the round's tree). */
+  readonly replicas: number;
+  /** The inner optimizer's options, `lr` this round's. */
+  readonly sgd: SgdOptions;
+  /** The M x H inner batch sizes, in order. */
+  readonly innerBatches: Uint32Array;
+  /** M + 1 sample offsets of the replicas. */
+  readonly offsets: Uint32Array;
+}
 
 export interface StepInput {
-  /** 'train': gradient and sums; 'eval': sums only (test-set evaluation). */
-  readonly mode: 'train' | 'eval';
+  /**
+   * 'train': gradient and sums; 'eval': sums only (test-set evaluation); 'round': the
+   * pseudo-gradient sum S(0, M) over the replicas of a round (`round`) and their inner sums.
+   */
+  readonly mode: RequestMode;
   /** Update number this gradient is for (1-based); for 'eval' the step after which it runs. */
   readonly step: number;
   /** Parameter version the sums must be computed against (the number of updates applied). */
@@ -23,8 +50,10 @@ export interface StepInput {
   readonly pixels: Uint8Array;
   /** Global batch labels: (B) class indices. */
   readonly labels: Uint8Array;
-  /** B, the number of samples in this batch (the last batch of an epoch may be short). */
+  /** B, the number of samples in this batch (the last batch of an epoch may be short; a round: all its samples). */
   readonly batch: number;
+  /** 'round' only. */
+  readonly round?: RoundInput;
 }
 
 /**
@@ -96,11 +125,32 @@ export function checkStepInput(input: StepInput, limits: { readonly maxBatch: nu
     throw new GradhubError(ErrorCode.E_INTERNAL, `${who}: ${msg}`);
   };
   const { maxBatch, paramCount, fromVersion } = limits;
-  if (input.mode !== 'train' && input.mode !== 'eval') bad(`mode ${String(input.mode)}`);
-  if (!Number.isInteger(input.batch) || input.batch < 1 || input.batch > maxBatch) bad(`batch ${input.batch} outside 1..${maxBatch}`);
+  if (input.mode !== 'train' && input.mode !== 'eval' && input.mode !== 'round') bad(`mode ${String(input.mode)}`);
+  const r = input.round;
+  if ((input.mode === 'round') !== Boolean(r)) bad(`mode ${input.mode} ${r ? 'with' : 'without'} a round`);
+  const most = r ? maxBatch * r.localSteps * r.replicas : maxBatch;
+  if (!Number.isInteger(input.batch) || input.batch < 1 || input.batch > most) bad(`batch ${input.batch} outside 1..${most}`);
+  if (r) checkRound(r, input.batch, maxBatch, bad);
   if (input.pixels.length < input.batch * CIFAR_PIXELS || input.labels.length < input.batch) bad(`batch of ${input.batch} needs ${input.batch * CIFAR_PIXELS} pixel bytes and ${input.batch} labels`);
   if (input.params.length !== paramCount) bad(`params hold ${input.params.length} floats, the model ${paramCount}`);
   if (!Number.isInteger(input.version) || input.version < 0 || input.version > 0xffffffff) bad(`version ${input.version}`);
   if (fromVersion !== null && input.version < fromVersion) bad(`version ${input.version} after ${fromVersion}: versions never go back within one executor`);
   if (!Number.isInteger(input.step) || input.step < 0 || input.step > 0xffffffff) bad(`step ${input.step}`);
+}
+
+/** A round's shape: H, M >= 1; M x H inner batches of 1..maxBatch samples; offsets at replica boundaries, ending at `batch`. */
+function checkRound(r: RoundInput, batch: number, maxBatch: number, bad: (msg: string) => never): void {
+  const { localSteps: H, replicas: M } = r;
+  if (!Number.isInteger(H) || H < 1 || !Number.isInteger(M) || M < 1) bad(`round of ${M} replicas x ${H} local steps`);
+  if (r.innerBatches.length !== M * H || r.offsets.length !== M + 1) bad(`round with ${r.innerBatches.length} inner batches and ${r.offsets.length} offsets for ${M} x ${H}`);
+  let at = 0;
+  for (let m = 0; m < M; m++) {
+    if (r.offsets[m] !== at) bad(`replica ${m} starts at ${r.offsets[m]}, its batches at ${at}`);
+    for (let h = 0; h < H; h++) {
+      const b = r.innerBatches[m * H + h];
+      if (b < 1 || b > maxBatch) bad(`inner batch of ${b} samples outside 1..${maxBatch}`);
+      at += b;
+    }
+  }
+  if (r.offsets[M] !== at || at !== batch) bad(`round of ${batch} samples, its inner batches hold ${at}`);
 }

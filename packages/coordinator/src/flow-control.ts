@@ -7,9 +7,10 @@
  * frontier's owners (the leftmost incomplete node's). The others are paused: their results wait
  * in their sockets. So results arrive in tree order, and held and in-flight gradients together
  * stay within the budget plus the tree depth, whatever the number of workers. Workers that owe
- * nothing are always read, and everyone outside a 'train' request.
+ * nothing are always read, and everyone in an 'eval' request (no tensors) or outside a request.
  */
 import type { Assignments } from './assignments.js';
+import { carriesTensor, type RequestMode } from './executor.js';
 
 /** What flow control needs of the reducer. */
 export interface Budget {
@@ -19,8 +20,8 @@ export interface Budget {
 }
 
 /** Of `workers` (ids), the ones to read now; null: all of them. */
-export function workersToRead(record: Assignments | null, mode: 'train' | 'eval' | null, budget: Budget, workers: readonly number[]): Set<number> | null {
-  if (!record || mode !== 'train') return null;
+export function workersToRead(record: Assignments | null, mode: RequestMode | null, budget: Budget, workers: readonly number[]): Set<number> | null {
+  if (!record || mode === null || !carriesTensor(mode)) return null;
   const owing = workers.filter((id) => record.owing(id) > 0);
   const room = budget.overBudget ? 0 : Math.max(1, budget.maxHeld - budget.held);
   if (owing.length <= room) return null;

@@ -3,7 +3,7 @@
 export { type Executor } from './executor.js';
 export { createInProcessExecutor } from './in-process-executor.js';
 export { nullMetrics, openMetricsFile, type MetricsLine, type MetricsSink } from './metrics.js';
-export { LR_SETTING_KEYS, bitSettings, runSettings, type TrainSettings } from './settings.js';
+export { LR_SETTING_KEYS, bitSettings, outerSgd, runSettings, type RoundSettings, type TrainSettings } from './settings.js';
 export {
   runTraining,
   totalSteps,

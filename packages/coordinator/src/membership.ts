@@ -54,6 +54,8 @@ export interface MembershipOptions {
   readonly normalize: boolean;
   /** Largest global batch of the run (workers size their engines with it). */
   readonly maxBatch: number;
+  /** Most samples one Work frame carries (Welcome.max_work_samples; a round's inner batches). Default maxBatch. */
+  readonly maxWorkSamples?: number;
   /** Largest frame accepted from a worker, bytes (frameLimits(...).fromWorker). */
   readonly maxFrameBytes: number;
   /** Identifies the run (stable across restarts). Default: a random UUID. */
@@ -414,6 +416,7 @@ export class Membership {
         chunk: this.opts.chunk,
         normalize: this.opts.normalize,
         maxBatch: this.opts.maxBatch,
+        maxWorkSamples: Math.max(this.opts.maxBatch, this.opts.maxWorkSamples ?? 0),
         heartbeatIntervalMs: this.interval,
         heartbeatTimeoutMs: this.timeout,
       },

@@ -4,7 +4,9 @@
  *   {"kind":"run",<settings>,"version":"0.1.0","time":t}      first line of a new file
  *   {"kind":"resume","step":k,"time":t}                        a resumed run starts at step k
  *   {"kind":"step","step":k,"epoch":e,"loss":...,"accuracy":...,"samples_per_s":...,"lr":...,"time":t}
- *   {"kind":"epoch","epoch":e,"step":k,"test_loss":...,"test_accuracy":...,"time":t}
+ *   {"kind":"round","round":r,"epoch":e,"samples":n,"loss":...,"accuracy":...,"samples_per_s":...,"lr":...,"time":t}   (rounds mode, instead of step lines)
+ *   {"kind":"epoch","epoch":e,"step":k,"test_loss":...,"test_accuracy":...,"samples":n,"eval_ms":...,"time":t}
+ *   {"kind":"eval","step":k,"samples":n,"test_loss":...,"test_accuracy":...,"eval_ms":...,"time":t}   (--eval-every)
  *
  * `<settings>` are the run's bitSettings plus `epochs` and `steps` (null: no limit), in that
  * order; `time` is the Unix time in milliseconds when the line was written, always the last key
@@ -29,16 +31,47 @@ export interface StepLine {
   lr?: number;
 }
 
+/** One round of rounds mode (docs/design.md "Rounds"): its loss = the round's loss sums over its denominators. */
+export interface RoundLine {
+  kind: 'round';
+  /** Rounds (outer updates) counted from 1. */
+  round: number;
+  /** The epoch the round's last inner batch belongs to, from 1. */
+  epoch: number;
+  /** Samples the round trained on (all replicas' inner batches). */
+  samples: number;
+  loss: number;
+  accuracy: number;
+  samples_per_s: number;
+  /** The inner learning rate of the round. */
+  lr: number;
+}
+
+/** An evaluation at the end of an epoch. */
 export interface EpochLine {
   kind: 'epoch';
   epoch: number;
   step: number;
   test_loss: number;
   test_accuracy: number;
+  /** Training samples seen so far (absent in files written before it). */
+  samples?: number;
+  /** Wall time the evaluation took, ms (not part of any step's time). */
+  eval_ms?: number;
+}
+
+/** An evaluation every --eval-every samples, between epoch ends. */
+export interface EvalLine {
+  kind: 'eval';
+  step: number;
+  samples: number;
+  test_loss: number;
+  test_accuracy: number;
+  eval_ms: number;
 }
 
 /** The lines the trainer writes (the sink adds `time`). */
-export type MetricsLine = StepLine | EpochLine;
+export type MetricsLine = StepLine | RoundLine | EpochLine | EvalLine;
 
 /** The first line of a metrics file: what the run is. */
 export interface RunLine {
@@ -88,7 +121,7 @@ export function parseMetricsLine(raw: string): MetricsLine | null {
   }
   if (typeof l !== 'object' || l === null) return null;
   const kind = (l as { kind?: unknown }).kind;
-  return kind === 'step' || kind === 'epoch' ? (l as MetricsLine) : null;
+  return kind === 'step' || kind === 'round' || kind === 'epoch' || kind === 'eval' ? (l as MetricsLine) : null;
 }
 
 /**
@@ -110,6 +143,7 @@ export function openMetricsFile(file: string, o: MetricsFileOptions): MetricsFil
       const l = raw ? parseMetricsLine(raw) : null;
       if (!l) continue;
       if (l.kind === 'step') lastStep = Math.max(lastStep, l.step);
+      else if (l.kind === 'round') lastStep = Math.max(lastStep, l.round);
       else lastEvalStep = Math.max(lastEvalStep, l.step);
       past.push(l);
     }
@@ -126,7 +160,8 @@ export function openMetricsFile(file: string, o: MetricsFileOptions): MetricsFil
     past,
     write(line: MetricsLine): void {
       if (line.kind === 'step' && line.step <= lastStep) return;
-      if (line.kind === 'epoch' && line.step <= lastEvalStep) return;
+      if (line.kind === 'round' && line.round <= lastStep) return;
+      if ((line.kind === 'epoch' || line.kind === 'eval') && line.step <= lastEvalStep) return;
       append(line);
     },
     close(): void {

@@ -23,7 +23,8 @@ import {
   decodeFrame as decodeFrameAs, decodeMessage as decodeMessageAs, encode, fragments, gradhub, paramsHeader,
   type BodyKind, type Decoded, type DecodedMessage,
 } from '@gradhub/proto';
-import { CIFAR_PIXELS, nodeSamples, xxh64, type FlatRange, type TreeNode, internalError } from '@gradhub/core';
+import { CIFAR_PIXELS, leafSamples, xxh64, type FlatRange, type LeafShape, type TreeNode, internalError } from '@gradhub/core';
+import type { RequestMode, RoundInput } from './executor.js';
 
 export {
   FRAGMENT_BYTES, FRAME_SLACK_BYTES, FROM_WORKER, PROTOCOL_VERSION, ProtocolError, SMALL_FRAME_BYTES, WireCode,
@@ -178,11 +179,20 @@ export interface WorkHeader {
   readonly seq: number;
   readonly step: number;
   readonly version: number;
-  readonly mode: 'train' | 'eval';
+  readonly mode: RequestMode;
   /** Samples in the batch, and per chunk. */
   readonly batch: number;
   readonly chunk: number;
+  /** 'round' only: the round's shape (its leaves are replicas). */
+  readonly round?: RoundInput;
 }
+
+/** The leaves of a request's tree: chunks of its batch, or a round's replicas. */
+export function leafShapeOf(h: WorkHeader): LeafShape {
+  return { batch: h.batch, chunk: h.chunk, offsets: h.round?.offsets ?? null };
+}
+
+const MODES = { train: gradhub.Mode.TRAIN, eval: gradhub.Mode.EVAL, round: gradhub.Mode.ROUND } as const;
 
 /**
  * One Work frame with `nodes` (sorted left to right) and their samples' pixels and labels (uint8,
@@ -195,8 +205,12 @@ export function encodeWork(h: WorkHeader, nodes: readonly TreeNode[], pixels: Ui
   const pix: Uint8Array[] = [];
   const lab: Uint8Array[] = [];
   let total = 0;
+  const shape = leafShapeOf(h);
+  const r = h.round;
+  const inner: number[] = [];
   for (const n of sorted) {
-    const { start, end } = nodeSamples(n, h.batch, h.chunk);
+    const { start, end } = leafSamples(n, shape);
+    if (r) for (let i = n.lo * r.localSteps; i < n.hi * r.localSteps; i++) inner.push(r.innerBatches[i]);
     wire.push({ lo: n.lo, hi: n.hi, sampleStart: start, sampleCount: end - start });
     const last = pix.length - 1;
     const prev = last >= 0 ? wire[wire.length - 2] : null;
@@ -214,11 +228,15 @@ export function encodeWork(h: WorkHeader, nodes: readonly TreeNode[], pixels: Ui
   const frame = encode({
     work: {
       seq: h.seq, step: h.step, version: h.version,
-      mode: h.mode === 'train' ? gradhub.Mode.TRAIN : gradhub.Mode.EVAL,
+      mode: MODES[h.mode],
       nodes: wire,
       pixels: pix.length === 1 ? pix[0] : Buffer.concat(pix),
       labels: lab.length === 1 ? lab[0] : Buffer.concat(lab),
       batch: h.batch,
+      round: r ? {
+        localSteps: r.localSteps, lr: r.sgd.lr, momentum: r.sgd.momentum, dampening: r.sgd.dampening, weightDecay: r.sgd.weightDecay,
+        nesterov: r.sgd.nesterov, maximize: r.sgd.maximize ?? false, innerBatches: inner,
+      } : null,
     },
   });
   return { frame, nodes: sorted, samples: total };

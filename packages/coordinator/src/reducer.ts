@@ -70,8 +70,9 @@
  */
 import { gradhub } from '@gradhub/proto';
 import { Assignments, nodeKey } from './assignments.js';
-import type { BodyOf, WorkHeader } from './protocol.js';
-import { chunkCount, createGradPool, parentOf, treeMid, type FlatRange, type GradPool, type NodeSums, type TreeNode, internalError } from '@gradhub/core';
+import { leafShapeOf, type BodyOf, type WorkHeader } from './protocol.js';
+import { carriesTensor } from './executor.js';
+import { createGradPool, leafCount, parentOf, treeMid, type FlatRange, type GradPool, type NodeSums, type TreeNode, internalError } from '@gradhub/core';
 
 type WireCode = gradhub.ErrorCode;
 const W = gradhub.ErrorCode;
@@ -295,10 +296,11 @@ export class Reducer {
     this.rootsIn = 0;
     this.req = spec;
     this.lastSeq = spec.seq;
-    this.nChunks = chunkCount(spec.batch, spec.chunk);
-    this.nParts = spec.mode === 'train' ? this.trees.length : 0;
-    if (record && (record.batch !== spec.batch || record.chunk !== spec.chunk)) throw internalError('Reducer.begin: the assignment record is for another batch');
-    this.record = record ?? new Assignments(spec.batch, spec.chunk);
+    const shape = leafShapeOf(spec);
+    this.nChunks = leafCount(shape);
+    this.nParts = carriesTensor(spec.mode) ? this.trees.length : 0;
+    if (record && (record.batch !== spec.batch || record.chunk !== spec.chunk || record.nChunks !== this.nChunks)) throw internalError('Reducer.begin: the assignment record is for another batch');
+    this.record = record ?? new Assignments(spec.batch, spec.chunk, shape.offsets);
     return this.record;
   }
 
@@ -352,7 +354,7 @@ export class Reducer {
     if (!validPart || gradBytes !== 4 * partLength) {
       const want = req.mode === 'eval'
         ? 'eval results carry 0 bytes (part [0, +0))'
-        : `train results carry the whole gradient (part [0, +${this.paramCount})) or one stream part (${this.trees.map((t) => `[${t.offset}, +${t.length})`).join(', ')}), 4 bytes a float`;
+        : `${req.mode} results carry the whole gradient (part [0, +${this.paramCount})) or one stream part (${this.trees.map((t) => `[${t.offset}, +${t.length})`).join(', ')}), 4 bytes a float`;
       return this.reject(W.BAD_GRADIENT_LENGTH, `part [${partOffset}, +${partLength}) with ${gradBytes} gradient bytes; ${want}`);
     }
     const samples = record.samplesOf(given);

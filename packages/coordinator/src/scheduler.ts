@@ -31,7 +31,7 @@
  * - The scheduler only decides *who*; the tree fixes *what* is summed and in which order, so any
  *   decision here gives the same bits.
  */
-import { children, coverRange, nodeSamples, treeMid, type TreeNode, internalError } from '@gradhub/core';
+import { children, coverRange, leafSamples, treeMid, type LeafShape, type TreeNode, internalError } from '@gradhub/core';
 import type { Assignments } from './assignments.js';
 
 export interface WorkerSpeed {
@@ -69,13 +69,8 @@ export interface Assignment {
   readonly estimateS: number;
 }
 
-/** Batch geometry. */
-export interface BatchShape {
-  /** Samples in the batch. */
-  readonly batch: number;
-  /** Samples per chunk. */
-  readonly chunk: number;
-}
+/** Batch geometry: samples in the batch, per chunk, or per leaf (a round's replicas: core LeafShape). */
+export type BatchShape = LeafShape;
 
 const positive = (x: number | null | undefined): x is number => x !== null && x !== undefined && Number.isFinite(x) && x > 0;
 
@@ -125,9 +120,15 @@ export function proportionalCounts(weights: readonly number[], total: number): n
   return counts;
 }
 
+/** Samples of the leaves [a, b) of `shape`. */
+function samplesIn(a: number, b: number, shape: BatchShape): number {
+  const { start, end } = leafSamples({ lo: a, hi: b }, shape);
+  return end - start;
+}
+
 /** Split `node` into children until each piece holds at most `maxSamples` samples (or is one chunk). */
 export function fitNode(node: TreeNode, shape: BatchShape, maxSamples: number, out: TreeNode[] = []): TreeNode[] {
-  const { start, end } = nodeSamples(node, shape.batch, shape.chunk);
+  const { start, end } = leafSamples(node, shape);
   const kids = children(node);
   if (maxSamples <= 0 || end - start <= maxSamples || kids === null) {
     out.push(node);
@@ -140,7 +141,7 @@ export function fitNode(node: TreeNode, shape: BatchShape, maxSamples: number, o
 
 /** How many pieces `fitNode` makes of [lo, hi) (no allocation). */
 function fitCount(lo: number, hi: number, shape: BatchShape, maxSamples: number): number {
-  if (maxSamples <= 0 || hi - lo < 2 || Math.min(hi * shape.chunk, shape.batch) - lo * shape.chunk <= maxSamples) return 1;
+  if (maxSamples <= 0 || hi - lo < 2 || samplesIn(lo, hi, shape) <= maxSamples) return 1;
   const mid = treeMid(lo, hi);
   return fitCount(lo, mid, shape, maxSamples) + fitCount(mid, hi, shape, maxSamples);
 }
@@ -182,14 +183,13 @@ export function assignChunks(nChunks: number, workers: readonly WorkerSpeed[], s
   const fixed = chosen.map((w) => (w.needsParams ? paramsBytes / bws.get(w.id)! : 0));
   const perSample = chosen.map((w) => 1 / speeds.get(w.id)! + sampleBytes / bws.get(w.id)!);
   const perNode = chosen.map((w) => resultBytes / bws.get(w.id)!);
-  const samplesIn = (a: number, b: number): number => Math.min(b * shape.chunk, shape.batch) - a * shape.chunk;
   const nodesOf = (i: number, a: number, b: number): number => nodeCount(a, b, nChunks, shape, chosen[i].maxSamples ?? 0);
   const memo = new Map<number, number>();
   const costOf = (i: number, a: number, b: number): number => {
     const key = (i * (nChunks + 1) + a) * (nChunks + 1) + b;
     let c = memo.get(key);
     if (c === undefined) {
-      c = fixed[i] + samplesIn(a, b) * perSample[i] + (perNode[i] > 0 ? nodesOf(i, a, b) * perNode[i] : 0);
+      c = fixed[i] + samplesIn(a, b, shape) * perSample[i] + (perNode[i] > 0 ? nodesOf(i, a, b) * perNode[i] : 0);
       memo.set(key, c);
     }
     return c;
@@ -260,7 +260,7 @@ export function assignChunks(nChunks: number, workers: readonly WorkerSpeed[], s
     const hi = cuts[i + 1];
     const nodes: TreeNode[] = [];
     for (const n of coverRange(lo, hi, nChunks)) fitNode(n, shape, w.maxSamples ?? 0, nodes);
-    return { workerId: w.id, lo, hi, nodes, estimateS: fixed[i] + samplesIn(lo, hi) * perSample[i] + nodes.length * perNode[i] };
+    return { workerId: w.id, lo, hi, nodes, estimateS: fixed[i] + samplesIn(lo, hi, shape) * perSample[i] + nodes.length * perNode[i] };
   });
 }
 
@@ -289,7 +289,7 @@ export function assignedBytes(plan: readonly Assignment[], workers: readonly Wor
   let nodes = 0;
   for (const a of plan) {
     if (needs.get(a.workerId)) paramsBytes += cost.paramsBytes;
-    workBytes += (Math.min(a.hi * shape.chunk, shape.batch) - a.lo * shape.chunk) * cost.sampleBytes;
+    workBytes += samplesIn(a.lo, a.hi, shape) * cost.sampleBytes;
     resultBytes += a.nodes.length * cost.resultBytes;
     nodes += a.nodes.length;
   }

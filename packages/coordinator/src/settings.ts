@@ -14,8 +14,29 @@ export interface TrainSettings extends SgdOptions, LrScheduleOptions {
   readonly shuffle: boolean;
   readonly normalize: boolean;
   readonly epochs: number;
-  /** Stop after this many updates (null: run all epochs). Whichever ends first. */
+  /** Stop after this many updates (null: run all epochs). Whichever ends first. Rounds mode: rounds. */
   readonly steps: number | null;
+  /** Rounds mode (docs/design.md "Rounds": local SGD with an outer optimizer); null: synchronous SGD. */
+  readonly rounds?: RoundSettings | null;
+  /** Evaluate the test set every this many training samples as well as at epoch ends (0: only there). */
+  readonly evalEvery?: number;
+}
+
+/** The round settings: M replicas of H inner steps, and the outer torch.optim.SGD. */
+export interface RoundSettings {
+  /** H: inner steps per replica and round. */
+  readonly localSteps: number;
+  /** M: replicas (a setting of the run, never the worker count). */
+  readonly replicas: number;
+  readonly outerLr: number;
+  readonly outerMomentum: number;
+  /** Nesterov outer momentum (default: whenever outerMomentum > 0). */
+  readonly outerNesterov: boolean;
+}
+
+/** The outer optimizer's options (torch.optim.SGD(lr=outer_lr, momentum=outer_momentum, nesterov=...)). */
+export function outerSgd(r: RoundSettings): SgdOptions {
+  return { lr: r.outerLr, momentum: r.outerMomentum, dampening: 0, weightDecay: 0, nesterov: r.outerNesterov, maximize: false };
 }
 
 /** The settings that fix the bits, as stored in a checkpoint (plain JSON-able values). */
@@ -33,7 +54,14 @@ export function bitSettings(s: TrainSettings): Record<string, unknown> {
     weight_decay: s.weightDecay,
     nesterov: s.nesterov,
     ...lrBitSettings(s),
+    ...roundBitSettings(s.rounds ?? null),
   };
+}
+
+/** The round keys, only in rounds mode (so synchronous checkpoints and run lines read as before). */
+function roundBitSettings(r: RoundSettings | null): Record<string, unknown> {
+  if (!r) return {};
+  return { local_steps: r.localSteps, replicas: r.replicas, outer_lr: r.outerLr, outer_momentum: r.outerMomentum, outer_nesterov: r.outerNesterov };
 }
 
 /**

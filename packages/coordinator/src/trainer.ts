@@ -10,6 +10,13 @@
  * taken every N steps and at the end; a resumed run continues from (params, optimizer state,
  * sampler state, step) exactly.
  *
+ * Rounds mode (settings.rounds; docs/design.md "Rounds"): an update is a round. Its M x H inner
+ * batches are drawn from the same sampler in order (replica-major), the executor returns the
+ * pseudo-gradient sum S(0, M) over the replicas (core rounds.ts runs each replica's H inner steps
+ * of the run's SGD at the schedule's lr for the round), and the trainer divides it by M once and
+ * takes one step of the outer torch.optim.SGD (outer lr, momentum, Nesterov) on the master copy,
+ * part by part as for a step. The optimizer state kept (and checkpointed) is the outer momentum.
+ *
  * The executor is the only thing that differs between `--workers 0` and a cluster; everything that
  * decides bits (sampler, batch gather, SGD) is here, once.
  */
@@ -18,10 +25,10 @@ import {
   GradhubError, Sampler, createSgdOptimizer, batchesPerEpoch, modelSpec, streamParts, CIFAR10_IMAGE_BYTES,
   type FlatRange, type NodeSums, type SamplerState, type SgdPartialStep,
 } from '@gradhub/core';
-import type { Executor } from './executor.js';
+import type { Executor, StepInput } from './executor.js';
 import type { MetricsSink } from './metrics.js';
 import type { TrainSettings } from './settings.js';
-import { bitSettings } from './settings.js';
+import { bitSettings, outerSgd } from './settings.js';
 import { writeCheckpoint } from './checkpoint.js';
 import { lrOfRun } from './lr-of-run.js';
 import { unlessAbandoned } from './abandon.js';
@@ -58,6 +65,7 @@ export interface StepReport {
 }
 
 export interface EvalReport {
+  /** Epochs completed (an --eval-every evaluation between epoch ends: the fraction of epochs seen). */
   readonly epoch: number;
   readonly step: number;
   readonly testLoss: number;
@@ -97,9 +105,14 @@ export interface TrainResult {
   readonly consistent: boolean;
 }
 
-/** Total updates of a run: epochs x batches per epoch, or --steps when that ends first. */
+/**
+ * Total updates of a run: epochs x batches per epoch, or --steps when that ends first. Rounds mode:
+ * ceil(epochs x batches per epoch / (M x H)) rounds (the last may read into the next epoch).
+ */
 export function totalSteps(s: TrainSettings, trainCount: number): number {
-  const all = s.epochs * batchesPerEpoch(trainCount, s.batch);
+  const batches = s.epochs * batchesPerEpoch(trainCount, s.batch);
+  const r = s.rounds;
+  const all = r ? Math.ceil(batches / (r.replicas * r.localSteps)) : batches;
   return s.steps === null ? all : Math.min(all, s.steps);
 }
 
@@ -116,8 +129,16 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const total = totalSteps(s, train.count);
   const lrOf = lrOfRun(s, total);
   const ranges = streamParts(modelSpec(s.sizes));
-  const pixels = new Uint8Array(s.batch * CIFAR10_IMAGE_BYTES);
-  const labels = new Uint8Array(s.batch);
+  const rounds = s.rounds ?? null;
+  // Batches an update draws: one, or a round's M x H inner batches (replica-major, in stream order).
+  const perUpdate = rounds ? rounds.replicas * rounds.localSteps : 1;
+  const pixels = new Uint8Array(perUpdate * s.batch * CIFAR10_IMAGE_BYTES);
+  const labels = new Uint8Array(perUpdate * s.batch);
+  const innerBatches = new Uint32Array(perUpdate);
+  const offsets = new Uint32Array(rounds ? rounds.replicas + 1 : 0);
+  const outer = rounds ? outerSgd(rounds) : null;
+  const evalEvery = s.evalEvery ?? 0;
+  const samplesSeen = (st: SamplerState): number => st.epoch * train.count + st.position;
   let step = o.start.step;
   let evaluatedAt = -1;
   let abandoned = false;
@@ -140,18 +161,24 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     log.debug({ step }, 'checkpoint written');
   };
 
-  const evaluate = async (epoch: number): Promise<void> => {
+  /** Evaluate the test set: at an epoch end (`epoch`: epochs completed), or an --eval-every point (epoch null). */
+  const evaluate = async (epoch: number | null): Promise<void> => {
     evaluatedAt = step;
     if (!o.test) return;
+    const t = performance.now();
     const r = await unlessAbandoned(evaluateSet(executor, o.test, params, step, s.batch), o.signal, o.abandonAfterMs);
     if (r === null) {
       abandoned = true;
       log.warn({ step }, 'evaluation abandoned after the stop');
       return;
     }
-    const line = { kind: 'epoch' as const, epoch, step, test_loss: r.loss, test_accuracy: r.accuracy };
+    const evalMs = performance.now() - t;
+    const samples = samplesSeen(samplerAtStep ?? sampler.state);
+    const line = epoch === null
+      ? { kind: 'eval' as const, step, samples, test_loss: r.loss, test_accuracy: r.accuracy, eval_ms: evalMs }
+      : { kind: 'epoch' as const, epoch, step, test_loss: r.loss, test_accuracy: r.accuracy, samples, eval_ms: evalMs };
     metrics.write(line);
-    o.onEval?.({ epoch, step, testLoss: r.loss, testAccuracy: r.accuracy });
+    o.onEval?.({ epoch: epoch ?? samples / train.count, step, testLoss: r.loss, testAccuracy: r.accuracy });
     log.info(line, 'evaluation');
   };
 
@@ -162,14 +189,30 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     if (step >= total || o.signal?.aborted) break;
     const t0 = performance.now();
     const before = sampler.state;
-    const { epoch, indices } = sampler.next();
-    const n = gather(train, indices, pixels, labels);
+    let n = 0;
+    let epoch = before.epoch;
+    for (let i = 0; i < perUpdate; i++) {
+      if (rounds && i % rounds.localSteps === 0) offsets[i / rounds.localSteps] = n;
+      const b = sampler.next();
+      epoch = b.epoch;
+      innerBatches[i] = gather(train, b.indices, pixels, labels, n);
+      n += innerBatches[i];
+    }
+    if (rounds) offsets[rounds.replicas] = n;
     // SGD goes part by part: the cluster executor hands each part's root gradient over as soon as
     // it is complete (onRootPart), the part is updated and published to the workers while the
     // other parts are still in flight; parts not handed over are updated once `run` resolves.
+    // A round's root is the pseudo-gradient sum: divided by M, then the outer optimizer's step.
     const version = step;
     const lr = lrOf(step + 1);
-    const sgdOptions = { ...s, lr };
+    const sgdOptions = outer ?? { ...s, lr };
+    const denomOf = (sums: NodeSums): number => (rounds ? rounds.replicas : sums.denomSum);
+    const input: StepInput = rounds
+      ? {
+        mode: 'round', step: step + 1, version, params, pixels, labels, batch: n,
+        round: { localSteps: rounds.localSteps, replicas: rounds.replicas, sgd: { ...s, lr }, innerBatches, offsets },
+      }
+      : { mode: 'train', step: step + 1, version, params, pixels, labels, batch: n };
     const taken = ranges.map(() => false);
     let update: SgdPartialStep | null = null;
     let failed = false;
@@ -181,7 +224,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
         failed = true;
         return;
       }
-      update ??= opt.beginStep(root.denomSum, sgdOptions);
+      update ??= opt.beginStep(denomOf(root), sgdOptions);
       // The optimizer checks the slice is finite first and changes nothing when it is not.
       if (!update.part(range, grad)) {
         failed = true;
@@ -191,7 +234,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       sgdMs += performance.now() - t;
       executor.publish?.(version + 1, params, i);
     };
-    const sums = await unlessAbandoned(executor.run({ mode: 'train', step: step + 1, version, params, pixels, labels, batch: n }, { onRootPart }), o.signal, o.abandonAfterMs);
+    const sums = await unlessAbandoned(executor.run(input, { onRootPart }), o.signal, o.abandonAfterMs);
     if (sums === null) {
       // Given up after the stop: parts already updated (streamed SGD) leave no step's parameters.
       abandoned = true;
@@ -201,14 +244,15 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       log.warn({ step: step + 1, consistent }, 'step abandoned after the stop');
       break;
     }
-    if (sums.denomSum === 0) throw new GradhubError('E_DIVERGED', `step ${step + 1}: every target of the batch is ignored, the loss is NaN (as PyTorch)`);
+    const what = rounds ? 'round' : 'step';
+    if (sums.denomSum === 0) throw new GradhubError('E_DIVERGED', `${what} ${step + 1}: every target of the batch is ignored, the loss is NaN (as PyTorch)`);
     const loss = sums.lossSum / sums.denomSum;
-    const diverged = (): GradhubError => new GradhubError('E_DIVERGED', `step ${step + 1}: the loss or gradient is not finite (loss ${loss}); the model diverged. Lower --lr or check the data.`);
+    const diverged = (): GradhubError => new GradhubError('E_DIVERGED', `${what} ${step + 1}: the loss or gradient is not finite (loss ${loss}); the model diverged. Lower --lr${rounds ? ' or --outer-lr' : ''} or check the data.`);
     if (!Number.isFinite(loss) || failed) throw diverged();
     const tSgd = performance.now();
     const rest = ranges.filter((_, i) => !taken[i]);
     if (rest.length > 0 && !sums.grad) throw new GradhubError('E_INTERNAL', 'executor returned no gradient for a training step');
-    update ??= opt.beginStep(sums.denomSum, sgdOptions);
+    update ??= opt.beginStep(denomOf(sums), sgdOptions);
     for (const r of rest) {
       if (!update.part(r, sums.grad!.subarray(r.offset, r.offset + r.length))) throw diverged();
     }
@@ -219,10 +263,13 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     const split = { compute: t?.computeMs ?? 0, upload: t?.uploadMs ?? 0, reduce: t?.reduceMs ?? 0, sgd: sgdMs, broadcast: t?.broadcastMs ?? 0 };
     const samplesPerS = n / ((performance.now() - t0) / 1000);
     const accuracy = sums.correct / n;
-    metrics.write({ kind: 'step', step, epoch: epoch + 1, loss, accuracy, samples_per_s: samplesPerS, lr });
+    metrics.write(rounds
+      ? { kind: 'round', round: step, epoch: epoch + 1, samples: n, loss, accuracy, samples_per_s: samplesPerS, lr }
+      : { kind: 'step', step, epoch: epoch + 1, loss, accuracy, samples_per_s: samplesPerS, lr });
     o.onStep?.({ step, totalSteps: total, epoch: epoch + 1, epochs: s.epochs, samples: n, lr, loss, accuracy, samplesPerS, split });
     if (o.checkpoint && o.checkpoint.every > 0 && step % o.checkpoint.every === 0) saveCheckpoint();
-    if (sampler.state.epoch > epoch) await evaluate(epoch + 1);
+    if (sampler.state.epoch > before.epoch) await evaluate(sampler.state.epoch);
+    else if (evalEvery > 0 && Math.floor(samplesSeen(sampler.state) / evalEvery) > Math.floor(samplesSeen(before) / evalEvery)) await evaluate(null);
   }
   const stopped = step < total;
   if (!stopped && !abandoned && evaluatedAt !== step) await evaluate(sampler.state.epoch + 1);
@@ -231,12 +278,12 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   return { params: o.start.params, step, stopped, abandoned, consistent };
 }
 
-/** Copy the samples at `indices` into the batch buffers; returns the batch size. */
-function gather(set: Samples, indices: Uint32Array, pixels: Uint8Array, labels: Uint8Array): number {
+/** Copy the samples at `indices` into the batch buffers from sample `at` on; returns their count. */
+function gather(set: Samples, indices: Uint32Array, pixels: Uint8Array, labels: Uint8Array, at: number): number {
   for (let b = 0; b < indices.length; b++) {
     const i = indices[b];
-    pixels.set(set.pixels.subarray(i * CIFAR10_IMAGE_BYTES, (i + 1) * CIFAR10_IMAGE_BYTES), b * CIFAR10_IMAGE_BYTES);
-    labels[b] = set.labels[i];
+    pixels.set(set.pixels.subarray(i * CIFAR10_IMAGE_BYTES, (i + 1) * CIFAR10_IMAGE_BYTES), (at + b) * CIFAR10_IMAGE_BYTES);
+    labels[at + b] = set.labels[i];
   }
   return indices.length;
 }

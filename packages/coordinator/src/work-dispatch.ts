@@ -6,10 +6,10 @@
 import type { Logger } from 'pino';
 import { CIFAR_PIXELS, ErrorCode, GradhubError, type TreeNode } from '@gradhub/core';
 import type { Assignments } from './assignments.js';
-import type { StepInput } from './executor.js';
+import { carriesTensor, type StepInput } from './executor.js';
 import type { Membership, WorkerConn } from './membership.js';
 import type { ParamDistribution } from './param-distribution.js';
-import { RESULT_OVERHEAD_BYTES, encodeWork } from './protocol.js';
+import { RESULT_OVERHEAD_BYTES, encodeWork, leafShapeOf } from './protocol.js';
 import type { RequestSpec } from './reducer.js';
 import { assignChunks, assignedBytes, placeOrphans, type AssignedBytes, type Assignment, type CrewChooser, type TransferCost } from './scheduler.js';
 import { speculativeCopies } from './speculation.js';
@@ -45,14 +45,14 @@ export class WorkDispatch {
   plan(a: RequestContext, workers: readonly WorkerConn[], paramCount: number, crew: CrewChooser | null): { assignments: Assignment[]; assigned: AssignedBytes } {
     const { input, spec } = a;
     const nChunks = a.record.nChunks;
-    const shape = { batch: input.batch, chunk: spec.chunk };
+    const shape = leafShapeOf(spec);
     const cost: TransferCost = {
-      resultBytes: (input.mode === 'train' ? 4 * paramCount : 0) + RESULT_OVERHEAD_BYTES,
+      resultBytes: (carriesTensor(input.mode) ? 4 * paramCount : 0) + RESULT_OVERHEAD_BYTES,
       paramsBytes: this.params.versionBytes,
       sampleBytes: CIFAR_PIXELS + 1,
     };
     let speeds = workers.map((w) => ({
-      id: w.id, speed: this.estimates.speed(w.id), bandwidth: this.estimates.bandwidth(w.id), maxSamples: w.capabilities.maxBatch, needsParams: w.paramsVersion !== input.version,
+      id: w.id, speed: this.estimates.speed(w.id), bandwidth: this.estimates.bandwidth(w.id), maxSamples: input.mode === 'round' ? 0 : w.capabilities.maxBatch, needsParams: w.paramsVersion !== input.version,
     }));
     if (crew) speeds = crew.choose(speeds, nChunks, input.batch, a.startedAt);
     const assignments = assignChunks(nChunks, speeds, shape, cost);

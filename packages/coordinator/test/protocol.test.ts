@@ -35,7 +35,7 @@ describe('protocol', () => {
     expect(d.msg.lossSum).toBe(1.25);
     expect([...d.msg.grad!]).toEqual([...grad]);
     expect(d.msg.grad!.buffer).toBe(frame.buffer);
-    expect(PROTOCOL_VERSION).toBe(2);
+    expect(PROTOCOL_VERSION).toBe(3);
   });
 
   it('refuses oversize frames before parsing them, and small kinds past 64 KiB', () => {

@@ -5,10 +5,13 @@ export {
   chunkCount,
   coverRange,
   isTreeNode,
+  leafCount,
+  leafSamples,
   nodeSamples,
   parentOf,
   treeFold,
   treeMid,
+  type LeafShape,
   type TreeNode,
 } from './tree.js';
 export { modelSpec, streamParts, tensorEntries, type FlatRange, type ModelSpec } from './model.js';
@@ -16,6 +19,7 @@ export { Rng } from './rng.js';
 export { initParams } from './init.js';
 export { Sampler, batchesPerEpoch, type SamplerState } from './sampler.js';
 export { validateSgd, type SgdOptions } from './sgd.js';
+export { checkReplicaRoundWork, createReplicaRunner, type ReplicaRoundHooks, type ReplicaRoundWork, type ReplicaRunner } from './rounds.js';
 export { createSgdOptimizer, type SgdPartialStep } from './sgd-wasm.js';
 export {
   LR_SCHEDULE_KINDS,

@@ -37,6 +37,28 @@ export function nodeSamples(node: TreeNode, batch: number, chunk: number): { sta
   return { start: node.lo * chunk, end: Math.min(node.hi * chunk, batch) };
 }
 
+/**
+ * How a request's samples fall into its tree's leaves: chunks of `chunk` samples over `batch`
+ * (a training step, an evaluation), or, with `offsets` (length leaves + 1, increasing, from 0 to
+ * batch), leaf j holding samples [offsets[j], offsets[j + 1]) (a round: one leaf per replica).
+ */
+export interface LeafShape {
+  readonly batch: number;
+  readonly chunk: number;
+  readonly offsets?: ArrayLike<number> | null;
+}
+
+/** Leaves of the tree of `shape`. */
+export function leafCount(shape: LeafShape): number {
+  return shape.offsets ? shape.offsets.length - 1 : chunkCount(shape.batch, shape.chunk);
+}
+
+/** Sample range [start, end) covered by the leaf range [lo, hi) of `shape`. */
+export function leafSamples(node: TreeNode, shape: LeafShape): { start: number; end: number } {
+  const o = shape.offsets;
+  return o ? { start: o[node.lo], end: o[node.hi] } : nodeSamples(node, shape.batch, shape.chunk);
+}
+
 /** The node's two children, or null for a leaf (one chunk). */
 export function children(node: TreeNode): [TreeNode, TreeNode] | null {
   if (node.hi - node.lo < 2) return null;

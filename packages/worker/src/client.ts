@@ -38,7 +38,7 @@
  *   its samples, sums and the engine's compute time, which the browser shows), end.
  */
 import { gradhub } from '@gradhub/proto';
-import { CIFAR_PIXELS, bytesEqual, xxh64, type Engine, type NodeSums } from '@gradhub/core';
+import { CIFAR_PIXELS, bytesEqual, createReplicaRunner, xxh64, type Engine, type NodeSums, type ReplicaRunner } from '@gradhub/core';
 import {
   ProtocolError, SMALL_FRAME_BYTES, WireCode, closeCodeFor, decodeMessage, encode, frameLimits, paramCountOf, resultHeader, wireCodeName,
   type BodyOf, type DecodedMessage,
@@ -73,6 +73,8 @@ export interface WelcomeInfo {
   readonly chunk: number;
   readonly normalize: boolean;
   readonly maxBatch: number;
+  /** Most samples a Work frame carries (a ROUND node's inner batches; at least maxBatch). */
+  readonly maxWorkSamples: number;
   readonly heartbeatIntervalMs: number;
   readonly heartbeatTimeoutMs: number;
 }
@@ -163,6 +165,17 @@ function unref(t: unknown): void {
 }
 
 const copySums = (s: NodeSums): NodeSums => ({ lossSum: s.lossSum, denomSum: s.denomSum, correct: s.correct });
+
+/** One replica-round runner per engine (an engine outlives sessions; so does its runner). */
+const runners = new WeakMap<Engine, Promise<ReplicaRunner>>();
+function runnerOf(e: Engine): Promise<ReplicaRunner> {
+  let r = runners.get(e);
+  if (!r) {
+    r = createReplicaRunner(e);
+    runners.set(e, r);
+  }
+  return r;
+}
 
 export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
   const { socket, memory } = opts;
@@ -272,6 +285,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       chunk: m.chunk ?? 0,
       normalize: m.normalize ?? false,
       maxBatch: m.maxBatch ?? 0,
+      maxWorkSamples: Math.max(m.maxBatch ?? 0, m.maxWorkSamples ?? 0),
       heartbeatIntervalMs: m.heartbeatIntervalMs || 5000,
       heartbeatTimeoutMs: m.heartbeatTimeoutMs || 30000,
     };
@@ -285,7 +299,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       memory.version = -1;
       memory.parts = null;
     }
-    maxFrame = frameLimits(paramCountOf(info.sizes), info.maxBatch).fromCoordinator;
+    maxFrame = frameLimits(paramCountOf(info.sizes), info.maxWorkSamples).fromCoordinator;
     log.info({ runId: info.runId, incarnation: info.incarnation, sizes: info.sizes, chunk: info.chunk, batch: info.maxBatch }, 'joined');
     enginePromise = Promise.resolve(opts.getEngine(info)).then((e) => {
       const ok = e.spec.sizes.length === info.sizes.length && e.spec.sizes.every((s, i) => s === info.sizes[i]);
@@ -377,13 +391,16 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     const pixels = m.pixels ?? new Uint8Array(0);
     const labels = m.labels ?? new Uint8Array(0);
     const mode = m.mode ?? 0;
-    if (mode !== gradhub.Mode.TRAIN && mode !== gradhub.Mode.EVAL) throw new ProtocolError(WireCode.MALFORMED_FRAME, `Work with mode ${mode}`);
+    if (mode !== gradhub.Mode.TRAIN && mode !== gradhub.Mode.EVAL && mode !== gradhub.Mode.ROUND) throw new ProtocolError(WireCode.MALFORMED_FRAME, `Work with mode ${mode}`);
+    const round = mode === gradhub.Mode.ROUND ? roundOf(m) : null;
+    const most = round ? welcome!.maxWorkSamples : welcome!.maxBatch;
     let total = 0;
     for (const n of nodes) {
       const count = n.sampleCount ?? 0;
-      if ((n.hi ?? 0) <= (n.lo ?? 0) || count < 1 || count > welcome!.maxBatch) throw new ProtocolError(WireCode.MALFORMED_FRAME, `Work node [${n.lo},${n.hi}) with ${count} samples`);
+      if ((n.hi ?? 0) <= (n.lo ?? 0) || count < 1 || count > most) throw new ProtocolError(WireCode.MALFORMED_FRAME, `Work node [${n.lo},${n.hi}) with ${count} samples`);
       total += count;
     }
+    if (round) checkInnerBatches(nodes, round);
     if (nodes.length === 0 || pixels.byteLength !== total * CIFAR_PIXELS || labels.byteLength !== total) {
       throw new ProtocolError(WireCode.MALFORMED_FRAME, `Work with ${nodes.length} nodes of ${total} samples, ${pixels.byteLength} pixel bytes and ${labels.byteLength} labels`);
     }
@@ -398,6 +415,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     emit({ type: 'work', seq, step, nodes: nodes.map((n) => ({ lo: n.lo ?? 0, hi: n.hi ?? 0 })) });
     const slog = log.child({ step, seq });
     let off = 0;
+    let inner = 0;
     for (const n of nodes) {
       const count = n.sampleCount ?? 0;
       const node = { lo: n.lo ?? 0, hi: n.hi ?? 0 };
@@ -409,11 +427,51 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       const lb = labels.subarray(off, off + count);
       off += count;
       const head = { seq, step, version, node };
-      const done = train ? await trainNode(e, head, px, lb, count, t0) : await evalNode(e, head, px, lb, count, t0);
+      let done: Delivered | null;
+      if (round) {
+        const k = (node.hi - node.lo) * round.localSteps;
+        done = await roundNode(e, head, { ...round, pixels: px, labels: lb, innerBatches: round.innerBatches.subarray(inner, inner + k) }, t0);
+        inner += k;
+      } else {
+        done = train ? await trainNode(e, head, px, lb, count, t0) : await evalNode(e, head, px, lb, count, t0);
+      }
       if (!done) return;
       slog.debug({ node: `[${node.lo},${node.hi})`, samples: count, ms: busyUntil - t0 }, 'node done');
-      emit({ type: 'result', seq, step, node, samples: count, train, sums: done.sums, computeMs: done.computeMs });
+      emit({ type: 'result', seq, step, node, samples: count, train: train || round !== null, sums: done.sums, computeMs: done.computeMs });
     }
+  }
+
+  /** Work.round, checked: the inner loop's settings and inner batch sizes. */
+  function roundOf(m: BodyOf<'work'>): RoundSpec {
+    const r = m.round;
+    const H = r?.localSteps ?? 0;
+    const sgd = {
+      lr: r?.lr ?? NaN, momentum: r?.momentum ?? 0, dampening: r?.dampening ?? 0, weightDecay: r?.weightDecay ?? 0, nesterov: r?.nesterov ?? false, maximize: r?.maximize ?? false,
+    };
+    const finite = [sgd.lr, sgd.momentum, sgd.dampening, sgd.weightDecay].every((v) => Number.isFinite(v) && v >= 0);
+    if (!r || H < 1 || !finite || (sgd.nesterov && (sgd.momentum <= 0 || sgd.dampening !== 0))) {
+      throw new ProtocolError(WireCode.MALFORMED_FRAME, `ROUND Work with local steps ${H} and inner SGD ${JSON.stringify(sgd)}`);
+    }
+    return { localSteps: H, sgd, innerBatches: Uint32Array.from(r.innerBatches ?? []) };
+  }
+
+  /** Each node's replicas have localSteps inner batches of 1..maxBatch samples adding up to its sample count. */
+  function checkInnerBatches(nodes: readonly gradhub.IWorkNode[], round: RoundSpec): void {
+    let at = 0;
+    for (const n of nodes) {
+      const k = ((n.hi ?? 0) - (n.lo ?? 0)) * round.localSteps;
+      let sum = 0;
+      for (let i = at; i < at + k && i < round.innerBatches.length; i++) {
+        const b = round.innerBatches[i];
+        if (b < 1 || b > welcome!.maxBatch) throw new ProtocolError(WireCode.MALFORMED_FRAME, `ROUND Work with an inner batch of ${b} samples (1..${welcome!.maxBatch})`);
+        sum += b;
+      }
+      at += k;
+      if (at > round.innerBatches.length || sum !== (n.sampleCount ?? 0)) {
+        throw new ProtocolError(WireCode.MALFORMED_FRAME, `ROUND Work node [${n.lo},${n.hi}): its inner batches do not add up to its ${n.sampleCount} samples`);
+      }
+    }
+    if (at !== round.innerBatches.length) throw new ProtocolError(WireCode.MALFORMED_FRAME, `ROUND Work with ${round.innerBatches.length} inner batches, its nodes need ${at}`);
   }
 
   interface ResultHead {
@@ -421,6 +479,13 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     readonly step: number;
     readonly version: number;
     readonly node: { lo: number; hi: number };
+  }
+
+  /** A checked Work.round. */
+  interface RoundSpec {
+    readonly localSteps: number;
+    readonly sgd: { lr: number; momentum: number; dampening: number; weightDecay: number; nesterov: boolean; maximize: boolean };
+    readonly innerBatches: Uint32Array;
   }
 
   /** A node computed and sent: its sums and the engine's time on it (the 'result' event). */
@@ -469,6 +534,29 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     busyUntil = Date.now();
     const results = await Promise.all(sends);
     return results.every(Boolean) ? { sums: copySums(total), computeMs } : null;
+  }
+
+  /**
+   * A ROUND node: its replicas' H inner steps each (core rounds.ts, between which the event loop
+   * runs: heartbeats, newer Work), then one Result per stream part of the pseudo-gradient sum.
+   * Null when the session ended, a newer request made it moot, or a send failed.
+   */
+  async function roundNode(e: Engine, head: ResultHead, work: Parameters<ReplicaRunner['run']>[1], t0: number): Promise<Delivered | null> {
+    const runner = await runnerOf(e);
+    const c0 = performance.now();
+    const sums = await runner.run(head.node, work, {
+      between: () => sleep(0),
+      cancelled: () => ended || head.seq < latestSeq,
+    });
+    const computeMs = performance.now() - c0;
+    busyUntil = Date.now();
+    if (sums === null) return null;
+    const sends = e.parts.map(({ offset, length }) => {
+      const delta = runner.delta.subarray(offset, offset + length);
+      const header = resultHeader({ ...head, part: { offset, length }, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, computeMs: busyUntil - t0 }, delta.byteLength);
+      return send([header, new Uint8Array(delta.buffer, delta.byteOffset, delta.byteLength)]);
+    });
+    return (await Promise.all(sends)).every(Boolean) ? { sums: copySums(sums), computeMs } : null;
   }
 
   return {
