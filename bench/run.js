@@ -1,8 +1,12 @@
 /**
  * `npm run bench`: prints the project's performance figures as a table and writes them as JSON to
  * bench/results/latest.json. Benchmarks measure; they never pass or fail.
- *   node bench/run.js [--quick] [--only NAME[,NAME]] [--data DIR]     NAME: train-step, kernels, cluster, transport
- * The cluster section trains on the CIFAR-10 binary files in DIR (default: the repository's test/fixtures/cifar10).
+ *   node bench/run.js [--quick] [--only NAME[,NAME]] [--data DIR] [--target 0.3] [--h 16,64] [--cap-s 240]
+ *   NAME: train-step, kernels, cluster, transport, wan
+ * The cluster and wan sections train on the CIFAR-10 binary files in DIR (default: the repository's
+ * test/fixtures/cifar10; the wan figures mean most with 1,000 test images, e.g. the official set or a
+ * 5,000-image sample of it). wan: time to --target test accuracy per row, --h the rounds rows' H,
+ * --cap-s the longest a row trains; it writes bench/results/wan.json and wan.svg.
  * Each section runs in a fresh Node process (this script again, with --only NAME --child-out F, and
  * the Node flags of gradhub's own processes), so that one section's heap and WebAssembly memories
  * never weigh on the next one's figures (a coordinator is measured as the process it is in real use).
@@ -16,7 +20,7 @@ import { benchTrainStep } from './train-step.js';
 import { spawnNodeKernelThread } from '@gradhub/worker';
 import { NODE_FLAGS } from '@gradhub/cli';
 
-const SECTIONS = ['train-step', 'kernels', 'cluster', 'transport'];
+const SECTIONS = ['train-step', 'kernels', 'cluster', 'transport', 'wan'];
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const onlyArg = args.indexOf('--only');
@@ -25,6 +29,9 @@ const childArg = args.indexOf('--child-out');
 const childOut = childArg >= 0 ? args[childArg + 1] : null;
 const dataArg = args.indexOf('--data');
 const data = dataArg >= 0 ? args[dataArg + 1] : undefined;
+const argOf = (name, dflt) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : dflt);
+/** The flags a section child gets again. */
+const passOn = ['--data', '--target', '--h', '--cap-s', '--eval-every'].flatMap((f) => (args.indexOf(f) >= 0 ? [f, args[args.indexOf(f) + 1]] : []));
 const want = (name) => !only || only.includes(name);
 /** The middle element of xs by key (the upper one of an even count). */
 const median = (xs, key = (x) => x) => [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)];
@@ -36,7 +43,7 @@ if (childOut === null) {
   for (const name of SECTIONS.filter(want)) {
     const out = path.join(dir, `${name}.json`);
     // With the Node flags gradhub's own processes run with (packages/cli/bin/gradhub.js).
-    const r = spawnSync(process.execPath, [...NODE_FLAGS, fileURLToPath(import.meta.url), '--only', name, '--child-out', out, ...(quick ? ['--quick'] : []), ...(data === undefined ? [] : ['--data', data])], { stdio: 'inherit' });
+    const r = spawnSync(process.execPath, [...NODE_FLAGS, fileURLToPath(import.meta.url), '--only', name, '--child-out', out, ...(quick ? ['--quick'] : []), ...passOn], { stdio: 'inherit' });
     if (r.status !== 0 || !fs.existsSync(out)) {
       console.log(`\n(${name}: the bench process ended with ${r.status ?? r.signal})`);
       continue;
@@ -197,6 +204,42 @@ if (want('transport')) {
   results.benches.transport = t;
   table('Transport: gradient round trip on loopback (2 x model bytes / round-trip time)', t.roundTrip);
   table('Coordinator memory vs workers (small model)', t.memory);
+}
+
+if (want('wan')) {
+  const { runRow, wanRows, plotSvg } = await import('./wan.js');
+  const { CIFAR10_DIR } = await import('../test/fixtures/index.js');
+  const target = Number(argOf('--target', '0.3'));
+  const hs = argOf('--h', quick ? '16' : '16,64').split(',').map(Number);
+  const capMs = Number(argOf('--cap-s', quick ? '60' : '240')) * 1000;
+  const evalEvery = Number(argOf('--eval-every', '2000'));
+  const rows = [];
+  for (const r of wanRows({ quick, hs })) {
+    process.stdout.write(`wan: ${r.name} ... `);
+    const out = await runRow({ ...r, data: data ?? CIFAR10_DIR, target, capMs, evalEvery, log: (m) => console.log(m) });
+    console.log(out.reached ? `${out.seconds_to_target.toFixed(1)} s` : `not reached in ${capMs / 1000} s (best ${(out.best_accuracy * 100).toFixed(1)}%)`);
+    rows.push(out);
+  }
+  const base = rows[0].seconds_to_target;
+  const syncB64 = Object.fromEntries(rows.filter((r) => r.name.startsWith('sync b64')).map((r) => [r.link, r.wire_bytes_per_sample]));
+  const table_ = rows.map((r) => ({
+    row: r.name,
+    link: r.link,
+    [`s to ${(target * 100).toFixed(0)}%`]: r.seconds_to_target,
+    'x baseline': base && r.seconds_to_target ? r.seconds_to_target / base : null,
+    'samples to target': r.samples_to_target,
+    'best acc %': r.best_accuracy * 100,
+    'samples/s': r.samples_per_s,
+    'wire KB/sample': r.wire_bytes_per_sample === null ? null : r.wire_bytes_per_sample / 1024,
+    'sync b64 / this (bytes)': r.wire_bytes_per_sample && syncB64[r.link] ? syncB64[r.link] / r.wire_bytes_per_sample : null,
+    'CPU share': Object.entries(r.cpu_share).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', '),
+  }));
+  results.benches.wan = { target, eval_every: evalEvery, cap_s: capMs / 1000, rows, table: table_ };
+  table(`Time to ${(target * 100).toFixed(0)}% test accuracy across an emulated network (2 workers of 1 thread, each behind its link, the coordinator's line 1 Gbit/s; evaluations every ${evalEvery} samples, off the clock; inner settings batch 64, lr 0.01 unless the row says; rounds: outer lr 0.7, Nesterov momentum 0.9, untuned)`, table_);
+  fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  fs.writeFileSync(new URL('./results/wan.json', import.meta.url), JSON.stringify(results.benches.wan, null, 2) + '\n');
+  fs.writeFileSync(new URL('./results/wan.svg', import.meta.url), plotSvg(rows, target));
+  console.log('written: bench/results/wan.json, bench/results/wan.svg');
 }
 
 fs.writeFileSync(childOut, JSON.stringify(results.benches));
