@@ -131,10 +131,14 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI)('the browser worker in Chromi
    * and 2 tabs (`tabQueries[i]` appended to tab i's join link); `during` runs once the 4 workers
    * are in and training has started. Resolves with the final parameters.
    */
-  async function mixedRun(tabQueries: [string, string], during: (tabs: Page[], cluster: Cluster) => Promise<void>): Promise<{ params: Buffer; tabs: Page[]; cluster: Cluster }> {
+  async function mixedRun(
+    tabQueries: [string, string], during: (tabs: Page[], cluster: Cluster) => Promise<void>, settings: TrainSettings = SETTINGS,
+  ): Promise<{ params: Buffer; tabs: Page[]; cluster: Cluster }> {
+    const r = settings.rounds;
     const cluster = await startCluster({
-      host: '127.0.0.1', port: 0, token: TOKEN, sizes: SETTINGS.sizes, chunk: SETTINGS.chunk, normalize: false,
-      maxBatch: SETTINGS.batch, logger, heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 20_000, speculateAfterMs: null,
+      host: '127.0.0.1', port: 0, token: TOKEN, sizes: settings.sizes, chunk: settings.chunk, normalize: false,
+      maxBatch: settings.batch, maxWorkSamples: settings.batch * (r ? r.localSteps * r.replicas : 1),
+      logger, heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 20_000, speculateAfterMs: null,
     });
     cluster.server.use(createVolunteerRoutes({ assetsDir: BROWSER_ASSETS_DIR, runName: RUN_NAME, token: TOKEN, logger }));
     const base = `http://127.0.0.1:${cluster.server.port}`;
@@ -147,16 +151,16 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI)('the browser worker in Chromi
         expect(await tab.locator('#state').textContent()).toBe('Connected');
         expect(await tab.evaluate(() => crossOriginIsolated)).toBe(true);
       }
-      const spec = modelSpec(SETTINGS.sizes);
+      const spec = modelSpec(settings.sizes);
       const params = new Float32Array(spec.paramCount);
-      initParams(spec, SETTINGS.seed, params);
+      initParams(spec, settings.seed, params);
       const training = runTraining({
-        settings: SETTINGS, train, test, executor: cluster.executor, logger, metrics: nullMetrics,
+        settings, train, test, executor: cluster.executor, logger, metrics: nullMetrics,
         start: { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null },
       });
       await during(tabs, cluster);
       const result = await training;
-      expect(result.step).toBe(STEPS);
+      expect(result.step).toBe(settings.steps);
       return { params: Buffer.from(result.params.buffer, result.params.byteOffset, result.params.byteLength), tabs, cluster };
     } finally {
       await cluster.close('done');
@@ -194,6 +198,25 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI)('the browser worker in Chromi
     // The coordinator said training is over: the tabs say so and stop.
     for (const tab of tabs) await tab.waitForFunction(() => document.body.dataset.state === 'done', undefined, { timeout: 10_000 });
     expect(await tabs[1].locator('#pause').isDisabled()).toBe(true);
+    expect(problems).toEqual([]);
+    await Promise.all(tabs.map((t) => t.close()));
+  }, 180_000);
+
+  it('rounds mode: 2 Node workers and 2 tabs run whole replica-rounds (M = 3, H = 2) to weights byte-identical to --workers 0', async () => {
+    problems.length = 0;
+    const rounds = { localSteps: 2, replicas: 3, outerLr: 0.7, outerMomentum: 0.9, outerNesterov: true };
+    const steps = 3;
+    const dir = tempDir('browser-rounds-ref');
+    const r = await runCli(['train', '--workers', '0', ...FLAGS.slice(0, -2), '--steps', String(steps), '--local-steps', '2', '--replicas', '3', '--export', path.join(dir, 'w.st')]);
+    expect(r.code, r.stderr).toBe(0);
+    const spec = modelSpec(SETTINGS.sizes);
+    const want = safetensorsToParams(spec, decodeSafetensors(fs.readFileSync(path.join(dir, 'w.st')), 'rounds reference'), 'rounds reference');
+    const { params, tabs } = await mixedRun(['', '&threads=2'], async (tabs) => {
+      for (const tab of tabs) {
+        await tab.waitForFunction(() => Number(document.body.dataset.contributed) > 0, undefined, { timeout: 60_000, polling: 20 });
+      }
+    }, { ...SETTINGS, steps, rounds });
+    expect(params.equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(true);
     expect(problems).toEqual([]);
     await Promise.all(tabs.map((t) => t.close()));
   }, 180_000);
