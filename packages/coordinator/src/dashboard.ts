@@ -16,7 +16,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { GradhubError } from '@gradhub/core';
 import { escapeHtml, etagOf, type Asset } from './http-util.js';
-import type { StatusSnapshot } from './status.js';
+import { roundShape, wireBytesPerSample, type StatusSnapshot } from './status.js';
 
 /** Path under which each asset is served -> where it is read from. */
 function assetSources(): Record<string, { file: string; contentType: string }> {
@@ -54,12 +54,21 @@ export const DASHBOARD_CSP =
 
 
 /** A setting's value as shown: strings as they are, anything else as JSON. */
+/** Bytes for people: 1.2 MB, 34 KB, 512 B; a dash for none. */
+export function bytesText(b: number | null): string {
+  if (b === null || !Number.isFinite(b)) return '–';
+  if (b >= 1e6) return `${(b / 1e6).toFixed(1)} MB`;
+  if (b >= 1e3) return `${(b / 1e3).toFixed(1)} KB`;
+  return `${Math.round(b)} B`;
+}
+
 function settingText(v: unknown): string {
   return typeof v === 'string' ? v : JSON.stringify(v) ?? String(v);
 }
 
 /** The dashboard page for the run as it is now. */
 export function renderDashboard(s: StatusSnapshot): string {
+  const rounds = roundShape(s.settings);
   const title = s.name ? `gradhub: ${s.name}` : 'gradhub';
   const settings = Object.entries(s.settings)
     .map(([k, v]) => `        <tr><th scope="row">${escapeHtml(k)}</th><td>${escapeHtml(settingText(v))}</td></tr>`)
@@ -83,8 +92,9 @@ export function renderDashboard(s: StatusSnapshot): string {
     <h1>gradhub <span id="run-name">${escapeHtml(s.name)}</span></h1>
     <div class="facts">
       <span id="run-state" class="state state-${escapeHtml(s.state)}">${escapeHtml(s.state)}</span>
-      <span>step <b id="step">${escapeHtml(s.step)}</b> / <span id="total-steps">${escapeHtml(s.totalSteps)}</span></span>
-      <span>epoch <b id="epoch">${escapeHtml(s.epoch)}</b></span>
+      <span>${rounds ? 'round' : 'step'} <b id="step">${escapeHtml(s.step)}</b> / <span id="total-steps">${escapeHtml(s.totalSteps)}</span></span>
+${rounds ? `      <span id="round-shape">${escapeHtml(rounds.replicas)} replicas × ${escapeHtml(rounds.localSteps)} inner steps a round</span>\n` : ''}      <span>epoch <b id="epoch">${escapeHtml(s.epoch)}</b></span>
+      <span>wire <b id="wire">${escapeHtml(bytesText(wireBytesPerSample(s)))}</b> a sample</span>
       <span>elapsed <b id="elapsed">–</b></span>
       <span id="connection" class="connection">connecting…</span>
     </div>
@@ -113,7 +123,7 @@ export function renderDashboard(s: StatusSnapshot): string {
     </section>
     <section class="row">
       <div class="card">
-        <h2>Last step <span class="hint" id="split-step"></span></h2>
+        <h2>Last ${rounds ? 'round' : 'step'} <span class="hint" id="split-step"></span></h2>
         <div id="split">
           <div class="bar" id="split-bar"></div>
           <ul class="legend">

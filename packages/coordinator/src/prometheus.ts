@@ -18,13 +18,16 @@
  *   gradhub_workers{runtime}                 the same by runtime: node, browser
  *   gradhub_step_phase_seconds{phase}        histogram of every step's time by phase: compute, upload, reduce, sgd, broadcast
  *   gradhub_bytes_total{direction}           counters `bytes_in` / `bytes_out`
+ *   gradhub_wire_bytes_per_sample            (bytes in + out) / training samples so far
+ *   gradhub_round_replicas, gradhub_round_local_steps   rounds mode's M and H (0 for synchronous SGD)
+ *   gradhub_inner_steps_total                inner SGD steps of the rounds applied (rounds x M x H; 0 for synchronous SGD)
  *   gradhub_rejected_messages_total{code}    counters `rejected.<CODE>`
  *   gradhub_late_results_total               counter `late_results`
  *   gradhub_build_info{version,node}         always 1: gradhub's and Node's versions
  *   process_*, nodejs_*                      prom-client's default metrics of this process (CPU, memory, event loop, GC)
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { RunStatus, StatusSnapshot, StepSplit } from './status.js';
+import { roundShape, wireBytesPerSample, type RunStatus, type StatusSnapshot, type StepSplit } from './status.js';
 import { GRADHUB_VERSION } from './version.js';
 
 export interface PrometheusMetrics {
@@ -65,6 +68,26 @@ export function createPrometheusMetrics(status: RunStatus): PrometheusMetrics {
   new Counter({
     name: 'gradhub_samples_total', help: 'Training samples of the updates applied.', registers,
     collect() { this.reset(); this.inc(counter(snap(), 'samples')); },
+  });
+  new Gauge({
+    name: 'gradhub_wire_bytes_per_sample', help: "Bytes on the coordinator's sockets (both ways) per training sample so far (NaN before the first).", registers,
+    collect() { this.set(wireBytesPerSample(snap()) ?? NaN); },
+  });
+  new Gauge({
+    name: 'gradhub_round_replicas', help: 'Rounds mode: replicas per round, M (0: synchronous SGD).', registers,
+    collect() { this.set(roundShape(snap().settings)?.replicas ?? 0); },
+  });
+  new Gauge({
+    name: 'gradhub_round_local_steps', help: 'Rounds mode: inner steps per replica and round, H (0: synchronous SGD).', registers,
+    collect() { this.set(roundShape(snap().settings)?.localSteps ?? 0); },
+  });
+  new Counter({
+    name: 'gradhub_inner_steps_total', help: 'Rounds mode: inner SGD steps of the rounds applied, rounds x M x H (0: synchronous SGD).', registers,
+    collect() {
+      const r = roundShape(snap().settings);
+      this.reset();
+      this.inc(r ? snap().step * r.replicas * r.localSteps : 0);
+    },
   });
   new Gauge({
     name: 'gradhub_epoch', help: 'Epoch of the last step, counted from 1 (0 before the first step).', registers,

@@ -71,10 +71,23 @@ export interface StatusSnapshot {
 }
 
 export type StatusEvent =
-  | { type: 'step'; point: StepPoint; split: StepSplit | null }
+  | { type: 'step'; point: StepPoint; split: StepSplit | null; wireBytesPerSample: number | null }
   | { type: 'eval'; point: EvalPoint }
   | { type: 'workers'; workers: WorkerRow[] }
   | { type: 'state'; state: StatusSnapshot['state']; step: number };
+
+/** Bytes on the coordinator's sockets (both ways) per training sample so far; null before the first sample. */
+export function wireBytesPerSample(s: Pick<StatusSnapshot, 'counters'>): number | null {
+  const samples = s.counters.samples ?? 0;
+  return samples > 0 ? ((s.counters.bytes_in ?? 0) + (s.counters.bytes_out ?? 0)) / samples : null;
+}
+
+/** Rounds mode's shape from the run's settings (bitSettings keys), or null for synchronous SGD. */
+export function roundShape(settings: Record<string, unknown>): { replicas: number; localSteps: number } | null {
+  const M = settings.replicas;
+  const H = settings.local_steps;
+  return typeof M === 'number' && typeof H === 'number' ? { replicas: M, localSteps: H } : null;
+}
 
 export class RunStatus {
   private readonly snap: StatusSnapshot;
@@ -151,7 +164,7 @@ export class RunStatus {
     this.snap.step = point.step;
     this.snap.epoch = point.epoch;
     if (this.snap.state === 'waiting') this.setState('training');
-    this.emit({ type: 'step', point, split: this.snap.split });
+    this.emit({ type: 'step', point, split: this.snap.split, wireBytesPerSample: wireBytesPerSample(this.snap) });
   }
 
   addEval(point: EvalPoint): void {

@@ -79,6 +79,14 @@
     return fmtDuration(ms) + ' ago';
   }
 
+  /** Bytes for people, as the page's first render (dashboard.ts bytesText). */
+  function bytesText(b) {
+    if (b === null || b === undefined || !isFinite(b)) return '–';
+    if (b >= 1e6) return (b / 1e6).toFixed(1) + ' MB';
+    if (b >= 1e3) return (b / 1e3).toFixed(1) + ' KB';
+    return Math.round(b) + ' B';
+  }
+
   function fmtMs(ms) {
     if (typeof ms !== 'number' || !isFinite(ms)) return '–';
     return ms < 10 ? ms.toFixed(2) + ' ms' : ms < 1000 ? ms.toFixed(1) + ' ms' : (ms / 1000).toFixed(2) + ' s';
@@ -289,7 +297,7 @@
       document.querySelector('#split .phase-' + p + ' .ms').textContent = s ? fmtMs(ms) : '–';
     });
     $('split-total').textContent = s ? fmtMs(total) : '–';
-    $('split-step').textContent = s ? 'step ' + run.splitStep : '';
+    $('split-step').textContent = s ? (run.rounds ? 'round ' : 'step ') + run.splitStep : '';
   }
 
   function renderFacts() {
@@ -299,6 +307,7 @@
     $('step').textContent = String(run.step);
     $('total-steps').textContent = String(run.totalSteps);
     $('epoch').textContent = String(run.epoch);
+    $('wire').textContent = bytesText(run.wireBytesPerSample);
     renderElapsed();
   }
 
@@ -352,6 +361,9 @@
       run.epoch = s.epoch;
       run.totalSteps = s.totalSteps;
       run.startedAt = s.startedAt;
+      run.rounds = typeof s.settings.local_steps === 'number';
+      var samples = s.counters.samples || 0;
+      run.wireBytesPerSample = samples > 0 ? ((s.counters.bytes_in || 0) + (s.counters.bytes_out || 0)) / samples : null;
       endedAt = s.state === 'waiting' || s.state === 'training' ? 0 : s.now;
       invalidate(['charts', 'workers', 'split', 'facts']);
     },
@@ -360,6 +372,7 @@
       thin();
       run.step = e.point.step;
       run.epoch = e.point.epoch;
+      run.wireBytesPerSample = e.wireBytesPerSample;
       if (e.split) {
         run.split = e.split;
         run.splitStep = e.point.step;

@@ -439,6 +439,35 @@ describe('GET /metrics', () => {
   });
 });
 
+describe('rounds mode on /metrics and the dashboard', () => {
+  it('shows M, H, the inner steps and the bytes on the wire per sample; the page says rounds', async () => {
+    const rounds = new RunStatus({ runId: 'r', name: 'rounds', settings: { ...bitSettings({ ...settings, rounds: { localSteps: 4, replicas: 2, outerLr: 0.7, outerMomentum: 0.9, outerNesterov: true } }) }, totalSteps: 5 });
+    const s = await serve({ status: rounds, logger });
+    try {
+      const sync = parsePrometheus((await request(`${served.url}/metrics`)).body).samples;
+      expect(sync.get('gradhub_round_replicas')![0].value).toBe(0);
+      expect(sync.get('gradhub_inner_steps_total')![0].value).toBe(0);
+      rounds.count('samples', 2 * 4 * BATCH);
+      rounds.count('bytes_out', 1000);
+      rounds.count('bytes_in', 600);
+      rounds.addStep({ step: 1, epoch: 1, loss: 2.5, accuracy: 0.25, samplesPerS: 10 });
+      rounds.count('samples', 2 * 4 * BATCH);
+      rounds.addStep({ step: 2, epoch: 1, loss: 2.4, accuracy: 0.25, samplesPerS: 10 });
+      const m = parsePrometheus((await request(`${s.url}/metrics`)).body).samples;
+      expect(m.get('gradhub_round_replicas')![0].value).toBe(2);
+      expect(m.get('gradhub_round_local_steps')![0].value).toBe(4);
+      expect(m.get('gradhub_inner_steps_total')![0].value).toBe(2 * 2 * 4);
+      expect(m.get('gradhub_wire_bytes_per_sample')![0].value).toBe(1600 / (2 * 2 * 4 * BATCH));
+      const page = (await request(`${s.url}/dashboard`)).body;
+      expect(page).toContain('round <b id="step">2</b>');
+      expect(page).toContain('2 replicas × 4 inner steps a round');
+      expect(page).toContain('<b id="wire">5 B</b> a sample');
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('GET /dashboard', () => {
   it('serves the page with its hooks, every value escaped, and a strict CSP', async () => {
     const r = await request(`${served.url}/dashboard`);
