@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
-import { createEngine, createOracleBackend, initParams, streamParts, modelSpec, xxh64, type Engine } from '@gradhub/core';
+import { createEngine, createOracleBackend, createReplicaRunner, initParams, streamParts, modelSpec, xxh64, type Engine } from '@gradhub/core';
 import { frameLimits, paramCountOf } from '../src/wire.js';
 import { CIFAR10_DIR } from '../../../test/fixtures/index.js';
 import { createWorkerClient, type ClientEvent, type ClientMemory, type SessionEnd, type WelcomeInfo, type WorkerClient, type WorkerLogger } from '../src/client.js';
@@ -383,6 +383,63 @@ describe('worker client', () => {
       h.client.receive(frame({ params: { checksum: new Uint8Array(8), ...params } }));
       expect(await h.client.ended).toMatchObject({ kind: 'error', codeName: 'MODEL_MISMATCH' });
       expect(h.memory.version).toBe(-1);
+    }
+  });
+});
+
+describe('worker client in rounds mode', () => {
+  const H = 2;
+  const SGD = { lr: 0.05, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, maximize: false };
+  /** ROUND work: one node of replicas [lo, hi), H inner batches of `sizes` each. */
+  function roundWork(seq: number, version: number, lo: number, hi: number, sizes: number[], over: Partial<gradhub.IRoundWork> = {}): { frame: Uint8Array; pixels: Uint8Array; labels: Uint8Array } {
+    const total = sizes.reduce((a, b) => a + b, 0);
+    const { pixels, labels } = samples(0, total);
+    return {
+      pixels, labels,
+      frame: frame({
+        work: {
+          seq, step: seq, version, mode: gradhub.Mode.ROUND, nodes: [{ lo, hi, sampleStart: 0, sampleCount: total }], pixels, labels, batch: total,
+          round: { localSteps: H, ...SGD, innerBatches: sizes, ...over },
+        },
+      }),
+    };
+  }
+
+  it("runs a node's replicas in turn (core's replica runner) and sends its pseudo-gradient sum by stream part", async () => {
+    const h = harness();
+    h.client.start();
+    h.client.receive(welcome({ maxWorkSamples: 4 * BATCH }));
+    await h.until(() => h.events.some((e) => e.type === 'welcome'));
+    h.client.receive(paramsFrame(2));
+    const sizes = [BATCH, 9, BATCH, BATCH];
+    const w = roundWork(1, 2, 0, 2, sizes);
+    h.client.receive(w.frame);
+    await h.until(() => h.events.some((e) => e.type === 'result'));
+    // The same module by hand, on an engine holding the same parameters.
+    const e = createEngine({ spec: SPEC, backend: createOracleBackend(), maxBatch: BATCH, chunk: CHUNK, normalize: false });
+    e.params.set(paramsOf(2));
+    const runner = await createReplicaRunner(e);
+    const sums = (await runner.run({ lo: 0, hi: 2 }, { localSteps: H, sgd: SGD, pixels: w.pixels, labels: w.labels, innerBatches: sizes }))!;
+    const results = h.of('result').map((x) => x.result!);
+    expect(results).toHaveLength(streamParts(SPEC).length);
+    for (const r of results) {
+      expect(r).toMatchObject({ seq: 1, version: 2, node: { lo: 0, hi: 2 }, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct });
+      const got = new Float32Array(new Uint8Array(r.grad!).buffer);
+      expect(Buffer.from(got.buffer).equals(Buffer.from(runner.delta.slice(r.part!.offset!, r.part!.offset! + r.part!.length!).buffer))).toBe(true);
+    }
+    // The engine still holds the version it was sent (theta), for the next request.
+    expect(Buffer.from(h.engines[0].params.buffer, h.engines[0].params.byteOffset, h.engines[0].params.byteLength).equals(Buffer.from(paramsOf(2).buffer))).toBe(true);
+  });
+
+  it('refuses ROUND work whose inner batches do not fit its nodes, or without its inner settings', async () => {
+    for (const bad of [{ innerBatches: [BATCH, BATCH, BATCH] }, { innerBatches: [BATCH, BATCH + 1, BATCH, BATCH - 1] }, { localSteps: 0 }, { lr: Number.NaN }]) {
+      const h = harness();
+      h.client.start();
+      h.client.receive(welcome({ maxWorkSamples: 4 * BATCH }));
+      await h.until(() => h.events.some((e) => e.type === 'welcome'));
+      h.client.receive(paramsFrame(2));
+      h.client.receive(roundWork(1, 2, 0, 2, [BATCH, BATCH, BATCH, BATCH], bad).frame);
+      expect(await h.client.ended, JSON.stringify(bad)).toMatchObject({ kind: 'error', code: gradhub.ErrorCode.MALFORMED_FRAME });
     }
   });
 });
