@@ -8,16 +8,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-// @ts-expect-error: plain JavaScript of the benches, no type declarations
-import { createSharedLink, startLinkProxy } from '../bench/link/proxy.js';
+import { createSharedLink, startLinkProxy, type LinkProxy } from '../bench/link/proxy.js';
 import { runCli, startCli, sha256, tempDir, SMALL_RUN } from './helpers.js';
 import { startCoordinator } from './cluster-helpers.js';
 
-interface Proxy {
-  port: number;
-  stats(): { queued: number; peak: number; upBytes: number; downBytes: number; limitUp: number; limitDown: number };
-  close(): Promise<void>;
-}
+type Proxy = LinkProxy;
 
 const closers: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -40,8 +35,8 @@ async function server(mode: 'echo' | 'sink'): Promise<{ port: number; received: 
   return { port: (s.address() as net.AddressInfo).port, received: () => received };
 }
 
-async function proxy(o: Record<string, unknown>): Promise<Proxy> {
-  const p = (await startLinkProxy(o)) as Proxy;
+async function proxy(o: Parameters<typeof startLinkProxy>[0]): Promise<Proxy> {
+  const p = await startLinkProxy(o);
   closers.push(() => p.close());
   return p;
 }
