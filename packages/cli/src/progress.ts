@@ -64,7 +64,8 @@ export class ProgressMeter {
   private lastEval: EvalReport | null = null;
 
   /** `epochs`: the epochs the run will reach (see ProgressFigures); `startMs`: training starts. */
-  constructor(private readonly startMs: number, private readonly epochs?: number) {}
+  /** `unit`: what an update is called, 'round' in rounds mode. */
+  constructor(private readonly startMs: number, private readonly epochs?: number, private readonly unit: 'step' | 'round' = 'step') {}
 
   step(r: StepReport): void {
     this.last = r;
@@ -107,7 +108,7 @@ export class ProgressMeter {
     const time = `[${formatDuration(f.elapsedMs)}<${f.etaMs === null ? '?' : formatDuration(f.etaMs)}]`;
     const figures = `loss ${f.loss.toFixed(4)} acc ${(100 * f.accuracy).toFixed(1)}% ${formatCount(f.meanSamplesPerS)} samples/s`;
     const epoch = `epoch ${f.epoch}/${f.epochs}`;
-    if (!bar) return `${epoch} step ${f.step}/${f.totalSteps} ${pctText.trim()} ${time} ${figures}`;
+    if (!bar) return `${epoch} ${this.unit} ${f.step}/${f.totalSteps} ${pctText.trim()} ${time} ${figures}`;
     return `${epoch} ${pctText}|${drawBar(pct, BAR_WIDTH)}| ${f.step}/${f.totalSteps} ${time} ${figures}`;
   }
 }
@@ -135,8 +136,8 @@ export function formatCount(x: number): string {
 }
 
 export interface Progress {
-  /** Training starts now; `epochs`: the epochs it will really reach. */
-  start(epochs: number): void;
+  /** Training starts now; `epochs`: the epochs it will really reach; `unit`: 'round' in rounds mode. */
+  start(epochs: number, unit?: 'step' | 'round'): void;
   step(r: StepReport): void;
   evaluation(r: EvalReport): void;
   /** A line on stdout (the bar, if drawn, is cleared first and redrawn at the next step). */
@@ -157,13 +158,15 @@ export function createProgress(out: NodeJS.WriteStream = process.stdout, err: No
   let lastPlain = 0;
   let lastDrawn = 0;
   let drawn = false;
+  let unit: 'step' | 'round' = 'step';
   const clear = (): void => {
     if (tty && drawn) out.write('\r\x1b[2K');
     drawn = false;
   };
   return {
-    start(epochs) {
-      meter = new ProgressMeter(now(), epochs);
+    start(epochs, u = 'step') {
+      unit = u;
+      meter = new ProgressMeter(now(), epochs, u);
     },
     step(r) {
       meter ??= new ProgressMeter(now());
@@ -188,7 +191,7 @@ export function createProgress(out: NodeJS.WriteStream = process.stdout, err: No
     evaluation(r) {
       meter?.evaluation(r);
       clear();
-      out.write(`epoch ${r.epoch} (step ${r.step}): test loss ${r.testLoss.toFixed(4)}, test accuracy ${(100 * r.testAccuracy).toFixed(2)}%\n`);
+      out.write(`${Number.isInteger(r.epoch) ? `epoch ${r.epoch}` : `epoch ${r.epoch.toFixed(2)}`} (${unit} ${r.step}): test loss ${r.testLoss.toFixed(4)}, test accuracy ${(100 * r.testAccuracy).toFixed(2)}%\n`);
     },
     message(text) {
       clear();

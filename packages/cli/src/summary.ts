@@ -21,6 +21,8 @@ export interface RunSummary {
   readonly saved: boolean;
   /** The command that continues the run. */
   readonly resumeCommand: string;
+  /** What an update is called: 'round' in rounds mode. Default 'step'. */
+  readonly unit?: 'step' | 'round';
 }
 
 /** Wall time for people: 0.6 s, 42 s, 3m 05s, 1h 02m. */
@@ -38,14 +40,15 @@ export function formatSummary(s: RunSummary): string[] {
   const n = f?.sessionSteps ?? 0;
   const rate = f && n > 0 ? `, ${formatCount(f.meanSamplesPerS)} samples/s` : '';
   const wall = f ? formatWallTime(f.elapsedMs) : '0 s';
+  const u = s.unit ?? 'step';
   // Steps of this session: all of them, or (a resumed run) the part after the checkpoint.
-  const ran = n === 0 ? 'no step run in this session'
-    : n === s.step ? `${n} step${n === 1 ? '' : 's'} in ${wall}${rate}` : `${n} of them in this session, in ${wall}${rate}`;
+  const ran = n === 0 ? `no ${u} run in this session`
+    : n === s.step ? `${n} ${u}${n === 1 ? '' : 's'} in ${wall}${rate}` : `${n} of them in this session, in ${wall}${rate}`;
   const head = s.outcome === 'done'
-    ? (n === s.step ? `done: ${ran}` : `done: ${s.step} steps (${ran})`)
-    : `stopped at step ${s.step} of ${s.totalSteps} (${n === s.step || n === 0 ? ran : ran.replace('of them ', 'steps ')})`;
+    ? (n === s.step ? `done: ${ran}` : `done: ${s.step} ${u}s (${ran})`)
+    : `stopped at ${u} ${s.step} of ${s.totalSteps} (${n === s.step || n === 0 ? ran : ran.replace('of them ', `${u}s `)})`;
   const test = s.lastEval
-    ? `test loss ${s.lastEval.testLoss.toFixed(4)}, test accuracy ${(100 * s.lastEval.testAccuracy).toFixed(2)}%${s.lastEval.step !== s.step ? ` (at step ${s.lastEval.step})` : ''}`
+    ? `test loss ${s.lastEval.testLoss.toFixed(4)}, test accuracy ${(100 * s.lastEval.testAccuracy).toFixed(2)}%${s.lastEval.step !== s.step ? ` (at ${u} ${s.lastEval.step})` : ''}`
     : 'no test evaluation yet';
   const lines = [`${head}; ${test}`];
   const width = Math.max(...s.files.map(([label]) => label.length), 'run folder'.length) + 2;

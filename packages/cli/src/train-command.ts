@@ -137,7 +137,9 @@ function stopNotice(progress: Progress): (name: StopSignalName) => void {
 
 /** The epochs a run will reach: fewer than --epochs when --steps ends it first. */
 export function epochsReached(run: PreparedRun): number {
-  return Math.ceil(totalSteps(run.settings, run.train.count) / batchesPerEpoch(run.train.count, run.settings.batch));
+  const r = run.settings.rounds;
+  const batchesPerUpdate = r ? r.replicas * r.localSteps : 1;
+  return Math.ceil((totalSteps(run.settings, run.train.count) * batchesPerUpdate) / batchesPerEpoch(run.train.count, run.settings.batch));
 }
 
 async function trainWith(
@@ -150,7 +152,7 @@ async function trainWith(
   let result: TrainResult | null = null;
   let stopped = true;
   try {
-    progress.start(epochs);
+    progress.start(epochs, run.settings.rounds ? 'round' : 'step');
     if (!stop.signal.aborted) {
       result = await runTraining({
         settings: run.settings, train: run.train, test: run.test, executor, logger, start: run.start,
@@ -190,6 +192,7 @@ async function trainWith(
       ],
       saved,
       resumeCommand: `gradhub ${command} --resume --run-dir ${run.paths.dir}`,
+      unit: run.settings.rounds ? 'round' : 'step',
     }).join('\n'));
   } catch (err) {
     status.setState('failed');
