@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { Logger } from 'pino';
 import {
   GradhubError, modelSpec, initParams, validateSgd, engineFloats,
-  decodeSafetensors, safetensorsToParams,
+  decodeSafetensors, safetensorsToParams, tensorEntries,
   type Backend, type ModelSpec, type ErrorCode,
 } from '@gradhub/core';
 import { createNodeBackend } from '@gradhub/worker';
@@ -21,9 +21,10 @@ import {
 import { TRAINING_OPTIONS, envName, explicitOptions, type OptionSpec, type ParsedOptions, type RunOptions } from './options.js';
 import type { Progress } from './progress.js';
 import {
-  planRunDir, resumedOptions, runPaths, createRunDir, writeRunRecord, newRunRecord, withResume, type RunDirPlan, type RunPaths,
+  planRunDir, resumedOptions, runPaths, RUNS_DIR, createRunDir, writeRunRecord, newRunRecord, withResume, type RunDirPlan, type RunPaths,
 } from './run-dir.js';
 import { GRADHUB_VERSION } from './version.js';
+import { checkWritable } from './output-checks.js';
 import { allowedChangesFrom, lrScheduleFrom } from './lr-options.js';
 
 export function settingsFrom(o: RunOptions): TrainSettings {
@@ -49,11 +50,32 @@ export function settingsFrom(o: RunOptions): TrainSettings {
   } catch (e) {
     throw new GradhubError('E_USAGE', (e as Error).message);
   }
+  checkKernelMemory(s.sizes, s.batch);
   if (s.sizes[0] !== 3072) throw new GradhubError('E_USAGE', `--model must start with 3072 (CIFAR-10's 3x32x32 inputs), got ${s.sizes[0]}`);
   if (s.sizes[s.sizes.length - 1] !== 10) throw new GradhubError('E_USAGE', `--model must end with 10 (CIFAR-10's classes), got ${s.sizes[s.sizes.length - 1]}`);
   if (o['resume'] && o['init-from']) throw new GradhubError('E_USAGE', '--resume and --init-from contradict each other: a resumed run takes its weights from the checkpoint');
   allowedChangesFrom(o);
   return s;
+}
+
+/** One WebAssembly memory: the most bytes the kernels' buffers (and the optimizer's) can take. */
+const WASM_MEMORY_BYTES = 4 * 1024 ** 3;
+/** What a kernel memory needs besides the engine's buffers (its scratch space, with headroom). */
+const KERNEL_SCRATCH_BYTES = 64 * 1024 ** 2;
+
+/**
+ * E_USAGE when `sizes` at `batch` samples cannot be computed: the engine's buffers (parameters,
+ * gradients, the batch's activations and their gradients) or the optimizer's (parameters, gradient,
+ * momentum) must fit one WebAssembly memory.
+ */
+export function checkKernelMemory(sizes: readonly number[], batch: number): void {
+  const spec = modelSpec(sizes);
+  const engine = engineFloats(spec, batch) * 4 + KERNEL_SCRATCH_BYTES;
+  const optimizer = 3 * spec.paramCount * 4 + KERNEL_SCRATCH_BYTES;
+  const need = Math.max(engine, optimizer);
+  if (need <= WASM_MEMORY_BYTES) return;
+  const gib = (b: number): string => (b / 1024 ** 3).toFixed(1);
+  throw new GradhubError('E_USAGE', `--model ${sizes.join(',')} with --batch-size ${batch} needs ${gib(need)} GiB for its ${engine >= optimizer ? "parameters, gradients and the batch's activations" : 'parameters, gradients and momentum'}, more than one WebAssembly memory holds (4 GiB): lower ${engine >= optimizer ? '--batch-size or ' : ''}the layer sizes`);
 }
 
 /** How a command was started: what run.json records and a resumed run re-reads. */
@@ -95,8 +117,13 @@ export function planRun<O extends RunOptions>(parsed: O, invocation: Invocation,
     : parsed;
   const settings = settingsFrom(o);
   const spec = modelSpec(settings.sizes);
+  // A chunk above the batch only means one chunk; asked for on purpose it is a mistake (the default adapts to small batches).
+  if (settings.chunk > settings.batch && explicitOptions(invocation.argv, invocation.specs, invocation.env)['chunk'] !== undefined) {
+    throw new GradhubError('E_USAGE', `--chunk ${settings.chunk} is above --batch-size ${settings.batch}: a chunk is a part of the batch; give --chunk ${settings.batch} or less`);
+  }
   checkThreads(o['backend'], o['threads'] ?? 1);
   if (invocation.command === 'coordinator' || (o['workers'] ?? 0) > 0) readTls(o['tls-cert'], o['tls-key']);
+  checkOutputs(o, runDir, invocation);
   checkExportTarget(o);
   checkDataDir(o['data'], optionLabel('data', invocation));
 
@@ -106,6 +133,7 @@ export function planRun<O extends RunOptions>(parsed: O, invocation: Invocation,
   if (initFrom) {
     const params = new Float32Array(spec.paramCount);
     params.set(safetensorsToParams(spec, decodeSafetensors(readFileOrThrow(initFrom, 'E_INIT_FROM'), initFrom), initFrom));
+    checkFinite(spec, params, optionLabel('init-from', invocation), initFrom);
     start = { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null };
   }
   const checkpointDir = o['checkpoint-dir'];
@@ -127,6 +155,24 @@ export function planRun<O extends RunOptions>(parsed: O, invocation: Invocation,
     }
   }
   return { o, invocation, settings, spec, runDir, start, startNote, checkpointDir };
+}
+
+/**
+ * Every folder and file the run will write can be written (output-checks.ts): the run folder (or
+ * runs/ for a default one), --checkpoint-dir, and --export, --metrics, --report or their places in
+ * the run folder. E_OUTPUT_UNWRITABLE otherwise, before any data is read.
+ */
+function checkOutputs(o: RunOptions, runDir: RunDirPlan, inv: Invocation): void {
+  if (runDir.dir === null) checkWritable(RUNS_DIR, 'folder', 'the folder of default run folders');
+  else checkWritable(runDir.dir, 'folder', optionLabel('run-dir', inv));
+  const checkpointDir = o['checkpoint-dir'];
+  if (checkpointDir !== undefined) checkWritable(checkpointDir, 'folder', optionLabel('checkpoint-dir', inv));
+  const inRun = runDir.dir === null ? null : runPaths(runDir.dir);
+  for (const [name, fallback] of [['export', inRun?.model], ['metrics', inRun?.metrics], ['report', inRun?.report]] as const) {
+    const file = o[name];
+    if (file !== undefined) checkWritable(file, 'file', optionLabel(name, inv));
+    else if (fallback !== undefined) checkWritable(fallback, 'file', `the run's ${name} file`);
+  }
 }
 
 /** "--data", or the environment variable it came from. */
@@ -203,6 +249,7 @@ export async function prepareRun<O extends RunOptions>(plan: RunPlan<O>, logger:
     initParams(spec, settings.seed, params);
     start = { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null };
   }
+  fs.mkdirSync(path.dirname(path.resolve(files.metrics)), { recursive: true });
   const file = openMetricsFile(files.metrics, { resume: o['resume'], run: { ...runSettings(settings), version: GRADHUB_VERSION }, startStep: start.step });
   return {
     settings, spec, train: data.train, test: data.test, start, metrics: file, pastMetrics: file.past, checkpoint, paths, files, o,
@@ -254,6 +301,21 @@ export function checkExportTarget(o: RunOptions): void {
 /** Write the weights as safetensors (atomically), with metadata that is the same for equal runs. */
 export function exportWeights(file: string, spec: ModelSpec, params: Float32Array, normalize: boolean): void {
   writeFileAtomic(file, modelToSafetensors(spec, params, { normalize }));
+}
+
+/**
+ * E_INIT_NOT_FINITE when a starting weight is NaN or infinite (the first step would fail with
+ * E_DIVERGED): names the tensor and the first bad element's index in its shape.
+ */
+export function checkFinite(spec: ModelSpec, params: Float32Array, label: string, file: string): void {
+  for (const t of tensorEntries(spec)) {
+    for (let k = 0; k < t.length; k++) {
+      const v = params[t.offset + k];
+      if (Number.isFinite(v)) continue;
+      const index = t.shape.length === 2 ? `[${Math.floor(k / t.shape[1])}, ${k % t.shape[1]}]` : `[${k}]`;
+      throw new GradhubError('E_INIT_NOT_FINITE', `${label} ${file}: tensor "${t.name}" holds ${v} at ${index} (the first non-finite value); every starting weight must be a finite number: give a file saved from a model that did not diverge`);
+    }
+  }
 }
 
 function readFileOrThrow(file: string, code: ErrorCode): Uint8Array {
