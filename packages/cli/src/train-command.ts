@@ -11,7 +11,7 @@
  * ends, however it ends (done, stopped, failed), once its status exists.
  */
 import type { Logger } from 'pino';
-import { batchesPerEpoch } from '@gradhub/core';
+import { batchesPerEpoch, GradhubError } from '@gradhub/core';
 import {
   runTraining, createInProcessExecutor, totalSteps, writeReport, type Executor, type RunStatus, type TrainResult,
 } from '@gradhub/coordinator';
@@ -21,7 +21,7 @@ import type { Progress } from './progress.js';
 import type { StopSignals, StopSignalName } from './signals.js';
 import { startLocalCluster } from './local-cluster.js';
 import { startCoordinatorCluster, startStatusServer } from './cluster-setup.js';
-import { createRunStatus, reportStep, reportEval } from './run-status.js';
+import { createRunStatus, reportStep, reportEval, checkpointLog, guardMetrics } from './run-status.js';
 import { formatSummary } from './summary.js';
 import { joinLines, reachableHosts } from './join-lines.js';
 
@@ -149,12 +149,15 @@ async function trainWith(
   const epochs = epochsReached(run);
   let result: TrainResult | null = null;
   let stopped = true;
+  // Failed checkpoint and metrics writes are counted and reported; they never end the run.
+  const checkpoints = checkpointLog(status);
+  const metrics = guardMetrics(run.metrics, status, logger, run.files.metrics);
   try {
     progress.start(epochs);
     if (!stop.signal.aborted) {
       result = await runTraining({
         settings: run.settings, train: run.train, test: run.test, executor, logger, start: run.start,
-        metrics: run.metrics, checkpoint: run.checkpoint, signal: stop.signal, abandonAfterMs: o['stop-grace-ms'],
+        metrics, checkpoint: run.checkpoint, signal: stop.signal, abandonAfterMs: o['stop-grace-ms'], onCheckpoint: checkpoints.onCheckpoint,
         onStep: (r) => {
           progress.step({ ...r, epochs });
           reportStep(status, r);
@@ -169,7 +172,24 @@ async function trainWith(
     status.setState(stopped ? 'stopped' : 'done');
     progress.done();
     const saved = result !== null && result.consistent;
-    if (saved) exportWeights(run.files.model, run.spec, result!.params, run.settings.normalize);
+    let exportFailure: GradhubError | null = null;
+    if (saved) {
+      try {
+        exportWeights(run.files.model, run.spec, result!.params, run.settings.normalize);
+      } catch (err) {
+        // Checked writable at the start; a full disk can still refuse it. The checkpoint holds the weights.
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        const from = checkpoints.last()?.ok ? ` (export them from the checkpoint: gradhub export ${run.files.checkpoints} OUT)` : '';
+        exportFailure = new GradhubError('E_OUTPUT_UNWRITABLE', `the weights could not be written to ${run.files.model} (${code})${from}`);
+      }
+    }
+    const warnings: string[] = [];
+    const lastCheckpoint = checkpoints.last();
+    if (lastCheckpoint && !lastCheckpoint.ok) {
+      const older = checkpoints.lastSaved();
+      warnings.push(`the checkpoint of step ${lastCheckpoint.step} could not be written (${lastCheckpoint.code}, also on a retry): ${older === null ? 'this session saved no checkpoint' : `the newest checkpoint is of step ${older}`}${saved && !exportFailure ? '; the weights are exported' : ''}`);
+    }
+    if (exportFailure) warnings.push(exportFailure.message);
     const pastEval = [...run.pastMetrics].reverse().find((l) => l.kind === 'epoch');
     const lastEval = progress.figures()?.lastEval
       ?? (pastEval?.kind === 'epoch' ? { testLoss: pastEval.test_loss, testAccuracy: pastEval.test_accuracy, step: pastEval.step } : null);
@@ -185,17 +205,19 @@ async function trainWith(
       files: [
         ['metrics', run.files.metrics],
         ['checkpoints', run.files.checkpoints],
-        ['weights', saved ? run.files.model : null],
+        ['weights', saved && !exportFailure ? run.files.model : null],
         ['report', run.files.report],
       ],
       saved,
       resumeCommand: `gradhub ${command} --resume --run-dir ${run.paths.dir}`,
+      warnings,
     }).join('\n'));
+    if (exportFailure) throw exportFailure;
   } catch (err) {
     status.setState('failed');
     throw err;
   } finally {
-    run.metrics.close();
+    metrics.close();
     // Before closing: the workers table still shows the workers as they were at the end.
     report.write();
     await close(stopped);
