@@ -5,6 +5,8 @@
  *   checkpoint's name) is logged with its code, counted in /metrics
  *   (gradhub_checkpoint_failures_total{code}), tried again at the next checkpoint point, leaves no
  *   temp file, and the run ends with the same weights, byte for byte, as a run without the failure.
+ * - A full disk at the end: metrics lines are counted and said once, the final export fails with
+ *   E_OUTPUT_UNWRITABLE after the summary (the run itself trained to its end).
  * - SIGTERM stops a coordinator whose step waits for a worker that never answers (stopped with
  *   SIGSTOP, or gone) within the stop grace: exit 143 with a checkpoint of the last completed step.
  */
@@ -86,6 +88,27 @@ describe('a checkpoint that cannot be written does not end the run', () => {
     }
     expect(child.output().code, child.output().stderr).toBe(130);
   }, 180_000);
+});
+
+describe('a full disk at the end of a run (ulimit -f 4: 4 KiB a file)', () => {
+  it('metrics lines past the limit are counted and said once; the export fails after the summary with E_OUTPUT_UNWRITABLE; no temp file', async () => {
+    const dir = tempDir('efbig-all');
+    const run = path.join(dir, 'run');
+    const r = await runCliThroughBash(`ulimit -f 4; exec "${process.execPath}" "${CLI}" "$@"`,
+      ['train', ...SMALL_RUN, '--steps', '40', '--checkpoint-every', '100', '--run-dir', run, '--log-format', 'json']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr.split('\n')).toContain(`gradhub: E_OUTPUT_UNWRITABLE: the weights could not be written to ${path.join(run, 'model.safetensors')} (EFBIG)`);
+    expect(r.stdout).toMatch(/^done: 40 steps/m);
+    expect(r.stdout).toMatch(/warning: the checkpoint of step 40 could not be written \(EFBIG, also on a retry\)/);
+    expect(r.stdout).toMatch(/warning: \d+ metrics lines? could not be written to /);
+    expect(r.stdout).not.toMatch(/weights: /);
+    const metricsWarnings = r.stderr.split('\n').filter((l) => l.includes('the metrics file could not be written'));
+    expect(metricsWarnings).toHaveLength(1);
+    expect(JSON.parse(metricsWarnings[0])).toMatchObject({ code: 'EFBIG' });
+    expect(fs.statSync(path.join(run, 'metrics.jsonl')).size).toBe(4096);
+    expect(tempFiles(run)).toEqual([]);
+    expect(tempFiles(path.join(run, 'checkpoints'))).toEqual([]);
+  }, 120_000);
 });
 
 /** `bash -c SCRIPT gradhub ARGS...` to the end (the script execs node with "$@"), in the tests' temp folder as runCli. */

@@ -80,3 +80,10 @@ export function guardMetrics(sink: MetricsSink, status: RunStatus, logger: Logge
     close: () => guard('closed', () => sink.close()),
   };
 }
+
+/** Metrics-file writes that failed so far (every code). */
+export function metricsFailures(status: RunStatus): number {
+  return Object.entries(status.snapshot().counters)
+    .filter(([k]) => k.startsWith(METRICS_WRITE_FAILURES_PREFIX))
+    .reduce((n, [, v]) => n + v, 0);
+}

@@ -21,7 +21,7 @@ import type { Progress } from './progress.js';
 import type { StopSignals, StopSignalName } from './signals.js';
 import { startLocalCluster } from './local-cluster.js';
 import { startCoordinatorCluster, startStatusServer } from './cluster-setup.js';
-import { createRunStatus, reportStep, reportEval, checkpointLog, guardMetrics } from './run-status.js';
+import { createRunStatus, reportStep, reportEval, checkpointLog, guardMetrics, metricsFailures } from './run-status.js';
 import { formatSummary } from './summary.js';
 import { joinLines, reachableHosts } from './join-lines.js';
 
@@ -190,6 +190,8 @@ async function trainWith(
       warnings.push(`the checkpoint of step ${lastCheckpoint.step} could not be written (${lastCheckpoint.code}, also on a retry): ${older === null ? 'this session saved no checkpoint' : `the newest checkpoint is of step ${older}`}${saved && !exportFailure ? '; the weights are exported' : ''}`);
     }
     if (exportFailure) warnings.push(exportFailure.message);
+    const lost = metricsFailures(status);
+    if (lost) warnings.push(`${lost} metrics line${lost === 1 ? '' : 's'} could not be written to ${run.files.metrics}`);
     const pastEval = [...run.pastMetrics].reverse().find((l) => l.kind === 'epoch');
     const lastEval = progress.figures()?.lastEval
       ?? (pastEval?.kind === 'epoch' ? { testLoss: pastEval.test_loss, testAccuracy: pastEval.test_accuracy, step: pastEval.step } : null);
