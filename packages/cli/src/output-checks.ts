@@ -17,8 +17,12 @@ import { GradhubError } from '@gradhub/core';
 /** What a target should be. */
 export type OutputKind = 'file' | 'folder';
 
-/** Throws E_OUTPUT_UNWRITABLE unless `target` (named `label` in messages, e.g. "--export") can be written as a `kind`. */
-export function checkWritable(target: string, kind: OutputKind, label: string): void {
+/**
+ * Throws E_OUTPUT_UNWRITABLE unless `target` (named `label` in messages, e.g. "--export") can be
+ * written as a `kind`. A file written atomically (`replaced`: a temp file renamed over it) must be a
+ * regular file, never a device such as /dev/null; one appended to (the metrics file) may be one.
+ */
+export function checkWritable(target: string, kind: OutputKind, label: string, replaced = true): void {
   const fail = (what: string, todo: string): never => {
     throw new GradhubError('E_OUTPUT_UNWRITABLE', `${label} ${target}: ${what}; ${todo} (nothing was written)`);
   };
@@ -26,8 +30,9 @@ export function checkWritable(target: string, kind: OutputKind, label: string): 
   if (st) {
     if (kind === 'file' && st.isDirectory()) fail('is a folder, not a file', `give a file name, e.g. ${path.join(target, 'model.safetensors')}`);
     if (kind === 'folder' && !st.isDirectory()) fail('is a file, not a folder', 'give a folder (it is created when missing)');
-    if (kind === 'file' && !st.isFile()) fail('is not a regular file', 'give a regular file name');
+    if (kind === 'file' && replaced && !st.isFile()) fail('is not a regular file (it would be replaced by one)', 'give a regular file name');
   }
+  if (st && kind === 'file' && !replaced) return checkFileWritable(target, fail);
   // The folder the target goes in (or, for a folder, itself): its nearest existing ancestor must be a writable folder.
   const start = kind === 'folder' ? path.resolve(target) : path.dirname(path.resolve(target));
   let dir = start;
@@ -43,12 +48,15 @@ export function checkWritable(target: string, kind: OutputKind, label: string): 
   }
   const problem = probeWrite(dir);
   if (problem) fail(`cannot write in ${dir} (${problem})`, 'choose a folder you can write to, or fix its permissions');
-  if (st && kind === 'file') {
-    try {
-      fs.accessSync(target, fs.constants.W_OK);
-    } catch (e) {
-      fail(`cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'choose another file, or fix its permissions');
-    }
+  if (st && kind === 'file') checkFileWritable(target, fail);
+}
+
+/** An existing file we may write (its folder aside). */
+function checkFileWritable(file: string, fail: (what: string, todo: string) => never): void {
+  try {
+    fs.accessSync(file, fs.constants.W_OK);
+  } catch (e) {
+    fail(`cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'choose another file, or fix its permissions');
   }
 }
 

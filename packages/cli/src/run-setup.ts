@@ -170,8 +170,9 @@ function checkOutputs(o: RunOptions, runDir: RunDirPlan, inv: Invocation): void 
   const inRun = runDir.dir === null ? null : runPaths(runDir.dir);
   for (const [name, fallback] of [['export', inRun?.model], ['metrics', inRun?.metrics], ['report', inRun?.report]] as const) {
     const file = o[name];
-    if (file !== undefined) checkWritable(file, 'file', optionLabel(name, inv));
-    else if (fallback !== undefined) checkWritable(fallback, 'file', `the run's ${name} file`);
+    // The metrics file is appended to (it may be a device, e.g. /dev/stdout); the others are replaced atomically.
+    if (file !== undefined) checkWritable(file, 'file', optionLabel(name, inv), name !== 'metrics');
+    else if (fallback !== undefined) checkWritable(fallback, 'file', `the run's ${name} file`, name !== 'metrics');
   }
 }
 

@@ -29,6 +29,7 @@ describe('outputs that cannot be written end the run at its start', () => {
     ['--export / (the temp file would go to /)', () => ['--export', '/'], /--export \/: is a folder, not a file/],
     ['--export under a file', (p) => ['--export', path.join(p.afile, 'model.safetensors')], /--export .*afile is a file, so no folder can be made under it/],
     ['--metrics in a folder nobody can write in', () => ['--metrics', '/proc/gradhub-metrics.jsonl'], /--metrics \/proc\/gradhub-metrics.jsonl: cannot write in \/proc \(E[A-Z]+\)/],
+    ['--export names a device (an atomic write would replace it)', () => ['--export', '/dev/null', '--force'], /--export \/dev\/null: is not a regular file/],
     ['--report names a folder', (p) => ['--report', p.adir], /--report .*adir: is a folder, not a file/],
     ['--checkpoint-dir names a file', (p) => ['--checkpoint-dir', p.afile], /--checkpoint-dir .*afile: is a file, not a folder/],
     ['--checkpoint-dir under a file', (p) => ['--checkpoint-dir', path.join(p.afile, 'ck')], /afile is a file, so no folder can be made under it/],
@@ -60,6 +61,13 @@ describe('outputs that cannot be written end the run at its start', () => {
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/^gradhub: E_DATA_MISSING: /);
     expect(tree(p.dir)).toEqual(['adir', 'afile']);
+  });
+
+  it('--metrics may be a device it appends to (/dev/null): the check passes (here the data is checked next)', async () => {
+    const p = place();
+    const r = await runCli(['train', '--data', p.missing, '--no-download', '--run-dir', p.run, '--metrics', '/dev/null']);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/^gradhub: E_DATA_MISSING: /);
   });
 });
 
