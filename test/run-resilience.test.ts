@@ -111,6 +111,16 @@ describe('a full disk at the end of a run (ulimit -f 4: 4 KiB a file)', () => {
   }, 120_000);
 });
 
+describe('a full disk at the start (ulimit -f 1: run.json does not fit)', () => {
+  it('is E_OUTPUT_UNWRITABLE naming the file, not an unexpected error', async () => {
+    const run = path.join(tempDir('efbig-start'), 'run');
+    const r = await runCliThroughBash(`ulimit -f 1; exec "${process.execPath}" "${CLI}" "$@"`, ['train', ...SMALL_RUN, '--steps', '2', '--run-dir', run]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/^gradhub: E_OUTPUT_UNWRITABLE: the run record .*run\.json could not be written \(EFBIG: file too large, write\)/);
+    expect(tempFiles(run)).toEqual([]);
+  }, 60_000);
+});
+
 /** `bash -c SCRIPT gradhub ARGS...` to the end (the script execs node with "$@"), in the tests' temp folder as runCli. */
 function runCliThroughBash(script: string, args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -230,11 +230,11 @@ export async function prepareRun<O extends RunOptions>(plan: RunPlan<O>, logger:
     },
   });
   const now = new Date();
-  const paths = runPaths(createRunDir(plan.runDir.dir, now));
+  const paths = runPaths(startWrite('the run folder', plan.runDir.dir ?? 'runs/', () => createRunDir(plan.runDir.dir, now)));
   const inv = plan.invocation;
-  writeRunRecord(paths.dir, plan.runDir.kind === 'resume'
+  startWrite('the run record', paths.runJson, () => writeRunRecord(paths.dir, plan.runDir.kind === 'resume'
     ? withResume(plan.runDir.record, inv.argv, now)
-    : newRunRecord({ gradhubVersion: GRADHUB_VERSION, command: inv.command, argv: inv.argv, started: now, options: o, settings }));
+    : newRunRecord({ gradhubVersion: GRADHUB_VERSION, command: inv.command, argv: inv.argv, started: now, options: o, settings })));
   const files = {
     metrics: o['metrics'] ?? paths.metrics,
     checkpoints: plan.checkpointDir ?? paths.checkpoints,
@@ -242,7 +242,7 @@ export async function prepareRun<O extends RunOptions>(plan: RunPlan<O>, logger:
     report: o['report'] ?? paths.report,
   };
   const checkpoint = { dir: files.checkpoints, every: o['checkpoint-every'], keep: o['checkpoint-keep'] };
-  fs.mkdirSync(checkpoint.dir, { recursive: true });
+  startWrite('the checkpoint folder', checkpoint.dir, () => fs.mkdirSync(checkpoint.dir, { recursive: true }));
   if (plan.startNote) progress.message(plan.startNote);
   let start = plan.start;
   if (!start) {
@@ -250,11 +250,27 @@ export async function prepareRun<O extends RunOptions>(plan: RunPlan<O>, logger:
     initParams(spec, settings.seed, params);
     start = { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null };
   }
-  fs.mkdirSync(path.dirname(path.resolve(files.metrics)), { recursive: true });
-  const file = openMetricsFile(files.metrics, { resume: o['resume'], run: { ...runSettings(settings), version: GRADHUB_VERSION }, startStep: start.step });
+  const file = startWrite('the metrics file', files.metrics, () => {
+    fs.mkdirSync(path.dirname(path.resolve(files.metrics)), { recursive: true });
+    return openMetricsFile(files.metrics, { resume: o['resume'], run: { ...runSettings(settings), version: GRADHUB_VERSION }, startStep: start.step });
+  });
   return {
     settings, spec, train: data.train, test: data.test, start, metrics: file, pastMetrics: file.past, checkpoint, paths, files, o,
   };
+}
+
+/**
+ * `write()`, with a file system error (a full disk or quota, which the start's probe cannot see)
+ * as E_OUTPUT_UNWRITABLE naming `what`: the run has not started, nothing is lost.
+ */
+function startWrite<T>(what: string, where: string, write: () => T): T {
+  try {
+    return write();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === undefined) throw err;
+    throw new GradhubError('E_OUTPUT_UNWRITABLE', `${what} ${where} could not be written (${(err as Error).message}); free space or choose another place, then start again`, { cause: err });
+  }
 }
 
 /**
