@@ -11,17 +11,18 @@
  * ends, however it ends (done, stopped, failed), once its status exists.
  */
 import type { Logger } from 'pino';
-import { batchesPerEpoch, GradhubError } from '@gradhub/core';
+import { batchesPerEpoch } from '@gradhub/core';
 import {
   runTraining, createInProcessExecutor, totalSteps, writeReport, type Executor, type RunStatus, type TrainResult,
 } from '@gradhub/coordinator';
-import { planRun, prepareRun, makeBackend, exportWeights, type Invocation, type PreparedRun } from './run-setup.js';
+import { planRun, prepareRun, makeBackend, type Invocation, type PreparedRun } from './run-setup.js';
 import type { CoordinatorOptions, TrainOptions } from './options.js';
 import type { Progress } from './progress.js';
 import type { StopSignals, StopSignalName } from './signals.js';
 import { startLocalCluster } from './local-cluster.js';
 import { startCoordinatorCluster, startStatusServer } from './cluster-setup.js';
-import { createRunStatus, reportStep, reportEval, checkpointLog, guardMetrics, metricsFailures } from './run-status.js';
+import { createRunStatus, reportStep, reportEval, checkpointLog, guardMetrics } from './run-status.js';
+import { exportFinalWeights, endWarnings } from './run-end.js';
 import { formatSummary } from './summary.js';
 import { joinLines, reachableHosts } from './join-lines.js';
 
@@ -172,26 +173,8 @@ async function trainWith(
     status.setState(stopped ? 'stopped' : 'done');
     progress.done();
     const saved = result !== null && result.consistent;
-    let exportFailure: GradhubError | null = null;
-    if (saved) {
-      try {
-        exportWeights(run.files.model, run.spec, result!.params, run.settings.normalize);
-      } catch (err) {
-        // Checked writable at the start; a full disk can still refuse it. The checkpoint holds the weights.
-        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-        const from = checkpoints.last()?.ok ? ` (export them from the checkpoint: gradhub export ${run.files.checkpoints} OUT)` : '';
-        exportFailure = new GradhubError('E_OUTPUT_UNWRITABLE', `the weights could not be written to ${run.files.model} (${code})${from}`);
-      }
-    }
-    const warnings: string[] = [];
-    const lastCheckpoint = checkpoints.last();
-    if (lastCheckpoint && !lastCheckpoint.ok) {
-      const older = checkpoints.lastSaved();
-      warnings.push(`the checkpoint of step ${lastCheckpoint.step} could not be written (${lastCheckpoint.code}, also on a retry): ${older === null ? 'this session saved no checkpoint' : `the newest checkpoint is of step ${older}`}${saved && !exportFailure ? '; the weights are exported' : ''}`);
-    }
-    if (exportFailure) warnings.push(exportFailure.message);
-    const lost = metricsFailures(status);
-    if (lost) warnings.push(`${lost} metrics line${lost === 1 ? '' : 's'} could not be written to ${run.files.metrics}`);
+    const exportFailure = saved ? exportFinalWeights(run, result!.params, checkpoints) : null;
+    const warnings = endWarnings(run, status, checkpoints, saved && !exportFailure, exportFailure);
     const pastEval = [...run.pastMetrics].reverse().find((l) => l.kind === 'epoch');
     const lastEval = progress.figures()?.lastEval
       ?? (pastEval?.kind === 'epoch' ? { testLoss: pastEval.test_loss, testAccuracy: pastEval.test_accuracy, step: pastEval.step } : null);
