@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { ErrorCode, GradhubError, modelSpec, type ModelSpec } from '@gradhub/core';
 import { modelToOnnx, modelToSafetensors, writeFileAtomic, readCheckpoint, readLatestCheckpoint, type CheckpointState } from '@gradhub/coordinator';
+import { checkWritable } from './output-checks.js';
 import { formatOptions, parseOptions, type OptionSpec } from './options.js';
 
 export const EXPORT_FORMATS = ['onnx', 'safetensors'] as const;
@@ -56,7 +57,8 @@ export interface ExportIo {
 
 /**
  * Run `gradhub export` with the arguments after the command name. Throws GradhubError: E_USAGE (bad
- * arguments), E_NO_CHECKPOINT (no such file, or a folder without checkpoints), E_CHECKPOINT_CORRUPT.
+ * arguments), E_OUTPUT_UNWRITABLE (OUT is a folder, or cannot be written), E_NO_CHECKPOINT (no such
+ * file, or a folder without checkpoints), E_CHECKPOINT_CORRUPT.
  */
 export async function exportCommand(argv: string[], logger: Logger, io: ExportIo = {}): Promise<ExportResult> {
   const env = io.env ?? process.env;
@@ -72,6 +74,7 @@ export async function exportCommand(argv: string[], logger: Logger, io: ExportIo
   }
   const [source, out] = positionals;
   const format = chooseFormat(o['format'], out);
+  checkWritable(out, 'file', 'OUT');
   if (!o['force'] && fs.existsSync(out)) {
     throw new GradhubError(ErrorCode.E_USAGE, `OUT ${out} exists: pass --force to replace it, or choose another file`);
   }

@@ -18,11 +18,26 @@ export interface OptionSpec {
   readonly arg?: string;
   /** Lower bound for int/number. */
   readonly min?: number;
+  /** Upper bound for int/number (shown in --help): beyond it the run could not hold its buffers, or the value means nothing. */
+  readonly max?: number;
   /** Not listed in --help (test hooks). */
   readonly hidden?: boolean;
   /** The values a string option accepts (checked when parsed, listed in --help). */
   readonly choices?: readonly string[];
 }
+
+/**
+ * The largest global batch: its pixels alone take 3 KiB a sample (192 MiB at 65536), and with the
+ * model's activations it must fit one WebAssembly memory (4 GiB; planRun checks model and batch
+ * together). Also the most chunks a batch has, so the most workers a step can use.
+ */
+export const MAX_BATCH = 65536;
+/** The longest delay a Node timer takes (2^31 - 1 ms, about 24.8 days); longer ones fire at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Local worker processes `train --workers N` may start (each a Node process with its own buffers). */
+export const MAX_LOCAL_WORKERS = 256;
+/** Kernel helper threads per process (each a worker_thread with its own stack and buffers). */
+export const MAX_THREADS = 256;
 
 /** pino's levels, for --log-level. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -37,7 +52,7 @@ export const TRAINING_OPTIONS = [
   { name: 'data', kind: 'string', arg: 'DIR', default: './data', help: 'folder holding the CIFAR-10 binary files (or its parent); downloaded there when absent' },
   { name: 'no-download', kind: 'boolean', default: false, help: 'never download CIFAR-10; fail with a message when the files are absent' },
   { name: 'model', kind: 'sizes', arg: 'SIZES', default: '3072,2048,2048,10', help: 'MLP layer sizes, input first, logits last (ReLU between layers)' },
-  { name: 'batch-size', kind: 'int', arg: 'N', default: 64, min: 1, help: 'global batch size in samples (the last batch of an epoch may be short)' },
+  { name: 'batch-size', kind: 'int', arg: 'N', default: 64, min: 1, max: MAX_BATCH, help: "global batch size in samples (the last batch of an epoch may be short); with the model's activations it must fit WebAssembly's 4 GiB" },
   { name: 'lr', kind: 'number', arg: 'X', default: 0.01, min: 0, help: 'SGD learning rate' },
   { name: 'momentum', kind: 'number', arg: 'X', default: 0, min: 0, help: 'SGD momentum (torch.optim.SGD semantics)' },
   { name: 'weight-decay', kind: 'number', arg: 'X', default: 0, min: 0, help: 'SGD weight decay (L2), added to the gradient' },
@@ -51,7 +66,7 @@ export const TRAINING_OPTIONS = [
   { name: 'warmup-start-factor', kind: 'number', arg: 'X', help: 'LinearLR start_factor in (0, 1]: the first update uses lr * X (needs --warmup-steps > 0; default 1/3)' },
   { name: 'epochs', kind: 'int', arg: 'N', default: 20, min: 1, help: 'number of epochs (see --steps; whichever ends first)' },
   { name: 'steps', kind: 'int', arg: 'N', min: 1, help: 'stop after N updates (default: no limit)' },
-  { name: 'seed', kind: 'int', arg: 'N', default: 0, min: 0, help: "seed of gradhub's generator: initialisation and epoch shuffles" },
+  { name: 'seed', kind: 'int', arg: 'N', default: 0, min: 0, max: 0xffffffff, help: "seed of gradhub's generator: initialisation and epoch shuffles" },
   { name: 'no-shuffle', kind: 'boolean', default: false, help: 'visit the training set in file order every epoch' },
   { name: 'local-steps', kind: 'int', arg: 'H', min: 1, help: 'rounds mode (local SGD with an outer optimizer, DiLoCo): each replica runs H inner SGD steps per round (default 1 when --replicas is given); --steps then counts rounds' },
   { name: 'replicas', kind: 'int', arg: 'M', min: 1, help: 'rounds mode: M replicas per round, each on its own inner batches, whatever the worker count (default 2 when --local-steps is given)' },
@@ -59,7 +74,7 @@ export const TRAINING_OPTIONS = [
   { name: 'outer-momentum', kind: 'number', arg: 'X', min: 0, help: "rounds mode: the outer SGD's momentum (default 0.9; Nesterov whenever it is above 0)" },
   { name: 'no-outer-nesterov', kind: 'boolean', default: false, help: 'rounds mode: plain (not Nesterov) outer momentum' },
   { name: 'eval-every', kind: 'int', arg: 'N', default: 0, min: 0, help: 'also evaluate the test set every N training samples, between epoch ends (0: only at epoch ends); the time it takes is kept apart' },
-  { name: 'chunk', kind: 'int', arg: 'N', default: 16, min: 1, help: 'samples per chunk of the reduction tree (fixes the bits; any worker count gives the same result)' },
+  { name: 'chunk', kind: 'int', arg: 'N', default: 16, min: 1, max: MAX_BATCH, help: 'samples per chunk of the reduction tree (fixes the bits; any worker count gives the same result); at most --batch-size' },
   { name: 'normalize', kind: 'boolean', default: false, help: 'normalise inputs with the CIFAR-10 per-channel mean and std' },
   { name: 'init-from', kind: 'string', arg: 'FILE', help: 'start from weights in a safetensors file (layers.{i}.weight / layers.{i}.bias, e.g. saved by PyTorch)' },
   { name: 'export', kind: 'string', arg: 'FILE', help: 'write the final weights as safetensors, loadable by PyTorch; --normalize is recorded in its metadata (default: RUN_DIR/model.safetensors)' },
@@ -75,18 +90,18 @@ export const TRAINING_OPTIONS = [
   { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', choices: ['wasm', 'ts'], help: 'compute kernels: wasm (WebAssembly SIMD) or ts (the TypeScript oracle; same bits, slower)' },
   { name: 'log-level', kind: 'string', arg: 'LEVEL', choices: LOG_LEVELS, help: 'pino log level (default: warn for train, info otherwise); logs go to stderr' },
   LOG_FORMAT_OPTION,
-  { name: 'stop-grace-ms', kind: 'int', arg: 'MS', default: 5000, min: 0, hidden: true, help: 'after Ctrl-C or SIGTERM, how long the step in flight may take before it is abandoned' },
+  { name: 'stop-grace-ms', kind: 'int', arg: 'MS', default: 5000, min: 0, hidden: true, max: MAX_TIMER_MS, help: 'after Ctrl-C or SIGTERM, how long the step in flight may take before it is abandoned' },
 ] as const satisfies readonly OptionSpec[];
 
 export const CLUSTER_OPTIONS = [
-  { name: 'port', kind: 'int', arg: 'P', min: 0, help: 'port of the coordinator and its dashboard (0: any free port); default 8080 for `coordinator`, 0 for `train`' },
+  { name: 'port', kind: 'int', arg: 'P', min: 0, max: 65535, help: 'port of the coordinator and its dashboard (0: any free port); default 8080 for `coordinator`, 0 for `train`' },
   { name: 'host', kind: 'string', arg: 'ADDR', default: '0.0.0.0', help: 'address the coordinator listens on' },
   { name: 'token', kind: 'string', arg: 'T', help: 'join token workers must present (default: a random one, printed at start)' },
-  { name: 'min-workers', kind: 'int', arg: 'N', default: 1, min: 1, help: 'workers to wait for before the first step' },
+  { name: 'min-workers', kind: 'int', arg: 'N', default: 1, min: 1, max: MAX_BATCH, help: 'workers to wait for before the first step' },
   { name: 'tls-cert', kind: 'string', arg: 'FILE', help: 'serve https:// and wss:// with this PEM certificate (chain); needs --tls-key' },
   { name: 'tls-key', kind: 'string', arg: 'FILE', help: 'PEM private key of --tls-cert' },
   { name: 'admin-token', kind: 'string', arg: 'T', help: 'protect /dashboard, /api and /metrics with this token (default: open)' },
-  { name: 'heartbeat-ms', kind: 'int', arg: 'MS', default: 10000, min: 100, help: 'a worker silent this long is dropped and its work reassigned' },
+  { name: 'heartbeat-ms', kind: 'int', arg: 'MS', default: 10000, min: 100, max: MAX_TIMER_MS, help: 'a worker silent this long is dropped and its work reassigned' },
 ] as const satisfies readonly OptionSpec[];
 
 /**
@@ -96,7 +111,7 @@ export const CLUSTER_OPTIONS = [
  * pass). Any N gives the same bits.
  */
 export const THREADS_OPTION = {
-  name: 'threads', kind: 'int', arg: 'N', default: 1, min: 1,
+  name: 'threads', kind: 'int', arg: 'N', default: 1, min: 1, max: MAX_THREADS,
   help: 'threads computing each kernel call (wasm backend; helper threads, the main one moves data); same bits for any N',
 } as const satisfies OptionSpec;
 
@@ -106,16 +121,16 @@ export const WORKER_OPTIONS = [
   { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', choices: ['wasm', 'ts'], help: 'compute kernels: wasm or ts (same bits)' },
   THREADS_OPTION,
   { name: 'ca', kind: 'string', arg: 'FILE', help: "trust this PEM certificate for wss:// (e.g. the coordinator's self-signed one)" },
-  { name: 'grace-ms', kind: 'int', arg: 'MS', default: 60000, min: 0, help: 'exit when the coordinator stays unreachable this long' },
+  { name: 'grace-ms', kind: 'int', arg: 'MS', default: 60000, min: 0, max: MAX_TIMER_MS, help: 'exit when the coordinator stays unreachable this long' },
   { name: 'log-level', kind: 'string', arg: 'LEVEL', default: 'info', choices: LOG_LEVELS, help: 'pino log level; logs go to stderr' },
   LOG_FORMAT_OPTION,
   { name: 'exit-with-parent', kind: 'boolean', default: false, hidden: true, help: 'started by the local launcher over an IPC channel: exit when it closes (the launcher is gone), leave Ctrl-C to the launcher' },
-  { name: 'slowdown-ms', kind: 'int', arg: 'MS', default: 0, min: 0, hidden: true, help: 'test hook: sleep this long per tree node (simulates a slow machine)' },
+  { name: 'slowdown-ms', kind: 'int', arg: 'MS', default: 0, min: 0, hidden: true, max: MAX_TIMER_MS, help: 'test hook: sleep this long per tree node (simulates a slow machine)' },
 ] as const satisfies readonly OptionSpec[];
 
 /** `gradhub train`'s own options: the local workers, and the threads of whoever computes. */
 const TRAIN_ONLY_OPTIONS = [
-  { name: 'workers', kind: 'int', arg: 'N', default: 0, min: 0, help: '0: compute in this process; N: start a coordinator and N local worker processes' },
+  { name: 'workers', kind: 'int', arg: 'N', default: 0, min: 0, max: MAX_LOCAL_WORKERS, help: '0: compute in this process; N: start a coordinator and N local worker processes' },
   { ...THREADS_OPTION, help: 'threads computing each kernel call: of this process (--workers 0), of each local worker (--workers N); same bits for any N' },
 ] as const satisfies readonly OptionSpec[];
 
@@ -234,6 +249,7 @@ function convert(spec: OptionSpec, raw: string, label: string): string | number 
         throw new GradhubError('E_USAGE', `${label} expects ${spec.kind === 'int' ? 'an integer' : 'a number'}, got "${raw}"`);
       }
       if (spec.min !== undefined && v < spec.min) throw new GradhubError('E_USAGE', `${label} must be >= ${spec.min}, got ${v}`);
+      if (spec.max !== undefined && v > spec.max) throw new GradhubError('E_USAGE', `${label} must be <= ${spec.max}, got ${v}`);
       return v;
     }
   }
@@ -243,9 +259,12 @@ function convert(spec: OptionSpec, raw: string, label: string): string | number 
 export function formatOptions(specs: readonly OptionSpec[]): string {
   const rows = specs.filter((s) => !s.hidden).map((s) => {
     const left = `  --${s.name}${s.kind === 'boolean' ? '' : ` ${s.arg ?? 'VALUE'}`}`;
-    const def = s.default !== undefined && s.kind !== 'boolean' ? ` (default: ${s.default})` : '';
+    const def = [
+      ...(s.default !== undefined && s.kind !== 'boolean' ? [`default: ${s.default}`] : []),
+      ...(s.max !== undefined ? [`at most ${s.max}`] : []),
+    ];
     const choices = s.choices ? ` [${s.choices.join('|')}]` : '';
-    return [left, s.help + choices + def] as const;
+    return [left, s.help + choices + (def.length > 0 ? ` (${def.join('; ')})` : '')] as const;
   });
   const w = Math.max(...rows.map(([l]) => l.length)) + 2;
   return rows.map(([l, r]) => l.padEnd(w) + r).join('\n');
@@ -260,7 +279,8 @@ export function envTable(specs: readonly OptionSpec[]): string {
   const rows = specs.filter((s) => !s.hidden).map((s) => {
     const value = s.kind === 'boolean' ? 'true / false' : s.choices ? s.choices.join(' / ') : (s.arg ?? 'VALUE');
     const def = s.default === undefined ? '' : `\`${String(s.default)}\``;
-    return `| \`--${s.name}\` | \`${envName(s.name)}\` | ${value} | ${def} | ${cell(s.help)} |`;
+    const help = s.max === undefined ? s.help : `${s.help} (at most ${s.max})`;
+    return `| \`--${s.name}\` | \`${envName(s.name)}\` | ${value} | ${def} | ${cell(help)} |`;
   });
   return ['| flag | variable | value | default | meaning |', '| --- | --- | --- | --- | --- |', ...rows].join('\n');
 }

@@ -179,7 +179,7 @@ function recordedValue(s: OptionSpec, v: unknown): ParsedOptions[string] {
     || (s.kind === 'boolean' ? typeof v === 'boolean'
       : s.kind === 'sizes' ? Array.isArray(v) && v.every((x) => Number.isInteger(x) && x > 0)
       : s.kind === 'string' ? typeof v === 'string' && (s.choices === undefined || s.choices.includes(v))
-      : typeof v === 'number' && Number.isFinite(v) && (s.kind === 'number' || Number.isInteger(v)) && (s.min === undefined || v >= s.min));
+      : typeof v === 'number' && Number.isFinite(v) && (s.kind === 'number' || Number.isInteger(v)) && (s.min === undefined || v >= s.min) && (s.max === undefined || v <= s.max));
   if (!ok) throw new GradhubError('E_USAGE', `run.json records --${s.name} as ${JSON.stringify(v)}, which is not a valid value: give --${s.name} again, or fix run.json`);
   return v === null ? undefined : (v as ParsedOptions[string]);
 }

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { Logger } from 'pino';
 import {
   GradhubError, modelSpec, initParams, validateSgd, engineFloats,
-  decodeSafetensors, safetensorsToParams,
+  decodeSafetensors, safetensorsToParams, tensorEntries,
   type Backend, type ModelSpec, type ErrorCode,
 } from '@gradhub/core';
 import { createNodeBackend } from '@gradhub/worker';
@@ -21,9 +21,10 @@ import {
 import { TRAINING_OPTIONS, envName, explicitOptions, type OptionSpec, type ParsedOptions, type RunOptions } from './options.js';
 import type { Progress } from './progress.js';
 import {
-  planRunDir, resumedOptions, runPaths, createRunDir, writeRunRecord, newRunRecord, withResume, type RunDirPlan, type RunPaths,
+  planRunDir, resumedOptions, runPaths, RUNS_DIR, createRunDir, writeRunRecord, newRunRecord, withResume, type RunDirPlan, type RunPaths,
 } from './run-dir.js';
 import { GRADHUB_VERSION } from './version.js';
+import { checkWritable } from './output-checks.js';
 import { allowedChangesFrom, lrScheduleFrom } from './lr-options.js';
 
 export function settingsFrom(o: RunOptions): TrainSettings {
@@ -51,12 +52,16 @@ export function settingsFrom(o: RunOptions): TrainSettings {
   } catch (e) {
     throw new GradhubError('E_USAGE', (e as Error).message);
   }
+  checkKernelMemory(s.sizes, s.batch);
   if (s.sizes[0] !== 3072) throw new GradhubError('E_USAGE', `--model must start with 3072 (CIFAR-10's 3x32x32 inputs), got ${s.sizes[0]}`);
   if (s.sizes[s.sizes.length - 1] !== 10) throw new GradhubError('E_USAGE', `--model must end with 10 (CIFAR-10's classes), got ${s.sizes[s.sizes.length - 1]}`);
   if (o['resume'] && o['init-from']) throw new GradhubError('E_USAGE', '--resume and --init-from contradict each other: a resumed run takes its weights from the checkpoint');
   allowedChangesFrom(o);
   return s;
 }
+
+/** Most samples one round may hold (its images are held by the coordinator and sent in its Work frames). */
+export const MAX_ROUND_SAMPLES = 1 << 17;
 
 /**
  * Rounds mode's settings (docs/design.md "Rounds"): on when --local-steps or --replicas is given
@@ -73,6 +78,10 @@ export function roundsFrom(o: RunOptions): RoundSettings | null {
     return null;
   }
   const outerMomentum = o['outer-momentum'] ?? 0.9;
+  const samples = o['batch-size'] * (H ?? 1) * (M ?? 2);
+  if (samples > MAX_ROUND_SAMPLES) {
+    throw new GradhubError('E_USAGE', `a round of --batch-size ${o['batch-size']} x --local-steps ${H ?? 1} x --replicas ${M ?? 2} = ${samples} samples is more than ${MAX_ROUND_SAMPLES} (${Math.round((MAX_ROUND_SAMPLES * 3073) / 1024 ** 2)} MiB of images held and sent at once): lower --local-steps or --replicas`);
+  }
   return {
     localSteps: H ?? 1,
     replicas: M ?? 2,
@@ -80,6 +89,26 @@ export function roundsFrom(o: RunOptions): RoundSettings | null {
     outerMomentum,
     outerNesterov: outerMomentum > 0 && !o['no-outer-nesterov'],
   };
+}
+
+/** One WebAssembly memory: the most bytes the kernels' buffers (and the optimizer's) can take. */
+const WASM_MEMORY_BYTES = 4 * 1024 ** 3;
+/** What a kernel memory needs besides the engine's buffers (its scratch space, with headroom). */
+const KERNEL_SCRATCH_BYTES = 64 * 1024 ** 2;
+
+/**
+ * E_USAGE when `sizes` at `batch` samples cannot be computed: the engine's buffers (parameters,
+ * gradients, the batch's activations and their gradients) or the optimizer's (parameters, gradient,
+ * momentum) must fit one WebAssembly memory.
+ */
+export function checkKernelMemory(sizes: readonly number[], batch: number): void {
+  const spec = modelSpec(sizes);
+  const engine = engineFloats(spec, batch) * 4 + KERNEL_SCRATCH_BYTES;
+  const optimizer = 3 * spec.paramCount * 4 + KERNEL_SCRATCH_BYTES;
+  const need = Math.max(engine, optimizer);
+  if (need <= WASM_MEMORY_BYTES) return;
+  const gib = (b: number): string => (b / 1024 ** 3).toFixed(1);
+  throw new GradhubError('E_USAGE', `--model ${sizes.join(',')} with --batch-size ${batch} needs ${gib(need)} GiB for its ${engine >= optimizer ? "parameters, gradients and the batch's activations" : 'parameters, gradients and momentum'}, more than one WebAssembly memory holds (4 GiB): lower ${engine >= optimizer ? '--batch-size or ' : ''}the layer sizes`);
 }
 
 /** How a command was started: what run.json records and a resumed run re-reads. */
@@ -121,8 +150,13 @@ export function planRun<O extends RunOptions>(parsed: O, invocation: Invocation,
     : parsed;
   const settings = settingsFrom(o);
   const spec = modelSpec(settings.sizes);
+  // A chunk above the batch only means one chunk; asked for on purpose it is a mistake (the default adapts to small batches).
+  if (settings.chunk > settings.batch && explicitOptions(invocation.argv, invocation.specs, invocation.env)['chunk'] !== undefined) {
+    throw new GradhubError('E_USAGE', `--chunk ${settings.chunk} is above --batch-size ${settings.batch}: a chunk is a part of the batch; give --chunk ${settings.batch} or less`);
+  }
   checkThreads(o['backend'], o['threads'] ?? 1);
   if (invocation.command === 'coordinator' || (o['workers'] ?? 0) > 0) readTls(o['tls-cert'], o['tls-key']);
+  checkOutputs(o, runDir, invocation);
   checkExportTarget(o);
   checkDataDir(o['data'], optionLabel('data', invocation));
 
@@ -132,6 +166,7 @@ export function planRun<O extends RunOptions>(parsed: O, invocation: Invocation,
   if (initFrom) {
     const params = new Float32Array(spec.paramCount);
     params.set(safetensorsToParams(spec, decodeSafetensors(readFileOrThrow(initFrom, 'E_INIT_FROM'), initFrom), initFrom));
+    checkFinite(spec, params, optionLabel('init-from', invocation), initFrom);
     start = { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null };
   }
   const checkpointDir = o['checkpoint-dir'];
@@ -153,6 +188,25 @@ export function planRun<O extends RunOptions>(parsed: O, invocation: Invocation,
     }
   }
   return { o, invocation, settings, spec, runDir, start, startNote, checkpointDir };
+}
+
+/**
+ * Every folder and file the run will write can be written (output-checks.ts): the run folder (or
+ * runs/ for a default one), --checkpoint-dir, and --export, --metrics, --report or their places in
+ * the run folder. E_OUTPUT_UNWRITABLE otherwise, before any data is read.
+ */
+function checkOutputs(o: RunOptions, runDir: RunDirPlan, inv: Invocation): void {
+  if (runDir.dir === null) checkWritable(RUNS_DIR, 'folder', 'the folder of default run folders');
+  else checkWritable(runDir.dir, 'folder', optionLabel('run-dir', inv));
+  const checkpointDir = o['checkpoint-dir'];
+  if (checkpointDir !== undefined) checkWritable(checkpointDir, 'folder', optionLabel('checkpoint-dir', inv));
+  const inRun = runDir.dir === null ? null : runPaths(runDir.dir);
+  for (const [name, fallback] of [['export', inRun?.model], ['metrics', inRun?.metrics], ['report', inRun?.report]] as const) {
+    const file = o[name];
+    // The metrics file is appended to (it may be a device, e.g. /dev/stdout); the others are replaced atomically.
+    if (file !== undefined) checkWritable(file, 'file', optionLabel(name, inv), name !== 'metrics');
+    else if (fallback !== undefined) checkWritable(fallback, 'file', `the run's ${name} file`, name !== 'metrics');
+  }
 }
 
 /** "--data", or the environment variable it came from. */
@@ -209,11 +263,11 @@ export async function prepareRun<O extends RunOptions>(plan: RunPlan<O>, logger:
     },
   });
   const now = new Date();
-  const paths = runPaths(createRunDir(plan.runDir.dir, now));
+  const paths = runPaths(startWrite('the run folder', plan.runDir.dir ?? 'runs/', () => createRunDir(plan.runDir.dir, now)));
   const inv = plan.invocation;
-  writeRunRecord(paths.dir, plan.runDir.kind === 'resume'
+  startWrite('the run record', paths.runJson, () => writeRunRecord(paths.dir, plan.runDir.kind === 'resume'
     ? withResume(plan.runDir.record, inv.argv, now)
-    : newRunRecord({ gradhubVersion: GRADHUB_VERSION, command: inv.command, argv: inv.argv, started: now, options: o, settings }));
+    : newRunRecord({ gradhubVersion: GRADHUB_VERSION, command: inv.command, argv: inv.argv, started: now, options: o, settings })));
   const files = {
     metrics: o['metrics'] ?? paths.metrics,
     checkpoints: plan.checkpointDir ?? paths.checkpoints,
@@ -221,7 +275,7 @@ export async function prepareRun<O extends RunOptions>(plan: RunPlan<O>, logger:
     report: o['report'] ?? paths.report,
   };
   const checkpoint = { dir: files.checkpoints, every: o['checkpoint-every'], keep: o['checkpoint-keep'] };
-  fs.mkdirSync(checkpoint.dir, { recursive: true });
+  startWrite('the checkpoint folder', checkpoint.dir, () => fs.mkdirSync(checkpoint.dir, { recursive: true }));
   if (plan.startNote) progress.message(plan.startNote);
   let start = plan.start;
   if (!start) {
@@ -229,10 +283,27 @@ export async function prepareRun<O extends RunOptions>(plan: RunPlan<O>, logger:
     initParams(spec, settings.seed, params);
     start = { params, step: 0, sampler: { epoch: 0, position: 0 }, momentumBuffer: null };
   }
-  const file = openMetricsFile(files.metrics, { resume: o['resume'], run: { ...runSettings(settings), version: GRADHUB_VERSION }, startStep: start.step });
+  const file = startWrite('the metrics file', files.metrics, () => {
+    fs.mkdirSync(path.dirname(path.resolve(files.metrics)), { recursive: true });
+    return openMetricsFile(files.metrics, { resume: o['resume'], run: { ...runSettings(settings), version: GRADHUB_VERSION }, startStep: start.step });
+  });
   return {
     settings, spec, train: data.train, test: data.test, start, metrics: file, pastMetrics: file.past, checkpoint, paths, files, o,
   };
+}
+
+/**
+ * `write()`, with a file system error (a full disk or quota, which the start's probe cannot see)
+ * as E_OUTPUT_UNWRITABLE naming `what`: the run has not started, nothing is lost.
+ */
+function startWrite<T>(what: string, where: string, write: () => T): T {
+  try {
+    return write();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === undefined) throw err;
+    throw new GradhubError('E_OUTPUT_UNWRITABLE', `${what} ${where} could not be written (${(err as Error).message}); free space or choose another place, then start again`, { cause: err });
+  }
 }
 
 /**
@@ -280,6 +351,21 @@ export function checkExportTarget(o: RunOptions): void {
 /** Write the weights as safetensors (atomically), with metadata that is the same for equal runs. */
 export function exportWeights(file: string, spec: ModelSpec, params: Float32Array, normalize: boolean): void {
   writeFileAtomic(file, modelToSafetensors(spec, params, { normalize }));
+}
+
+/**
+ * E_INIT_NOT_FINITE when a starting weight is NaN or infinite (the first step would fail with
+ * E_DIVERGED): names the tensor and the first bad element's index in its shape.
+ */
+export function checkFinite(spec: ModelSpec, params: Float32Array, label: string, file: string): void {
+  for (const t of tensorEntries(spec)) {
+    for (let k = 0; k < t.length; k++) {
+      const v = params[t.offset + k];
+      if (Number.isFinite(v)) continue;
+      const index = t.shape.length === 2 ? `[${Math.floor(k / t.shape[1])}, ${k % t.shape[1]}]` : `[${k}]`;
+      throw new GradhubError('E_INIT_NOT_FINITE', `${label} ${file}: tensor "${t.name}" holds ${v} at ${index} (the first non-finite value); every starting weight must be a finite number: give a file saved from a model that did not diverge`);
+    }
+  }
 }
 
 function readFileOrThrow(file: string, code: ErrorCode): Uint8Array {

@@ -23,6 +23,8 @@ export interface RunSummary {
   readonly resumeCommand: string;
   /** What an update is called: 'round' in rounds mode. Default 'step'. */
   readonly unit?: 'step' | 'round';
+  /** What went wrong on the way without ending the run (a checkpoint or the export not written), one line each. */
+  readonly warnings?: readonly string[];
 }
 
 /** Wall time for people: 0.6 s, 42 s, 3m 05s, 1h 02m. */
@@ -59,6 +61,7 @@ export function formatSummary(s: RunSummary): string[] {
       ? `  the step in flight did not finish in time and was abandoned; step ${s.step} is saved`
       : `  the step in flight was abandoned part-way through its update: nothing was saved; the last periodic checkpoint holds the run`);
   }
+  for (const w of s.warnings ?? []) lines.push(`  warning: ${w}`);
   if (s.outcome !== 'done') lines.push(`  continue with: ${s.resumeCommand}`);
   return lines;
 }

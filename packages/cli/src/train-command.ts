@@ -15,13 +15,14 @@ import { batchesPerEpoch } from '@gradhub/core';
 import {
   runTraining, createInProcessExecutor, totalSteps, writeReport, type Executor, type RunStatus, type TrainResult,
 } from '@gradhub/coordinator';
-import { planRun, prepareRun, makeBackend, exportWeights, type Invocation, type PreparedRun } from './run-setup.js';
+import { planRun, prepareRun, makeBackend, type Invocation, type PreparedRun } from './run-setup.js';
 import type { CoordinatorOptions, TrainOptions } from './options.js';
 import type { Progress } from './progress.js';
 import type { StopSignals, StopSignalName } from './signals.js';
 import { startLocalCluster } from './local-cluster.js';
 import { startCoordinatorCluster, startStatusServer } from './cluster-setup.js';
-import { createRunStatus, reportStep, reportEval } from './run-status.js';
+import { createRunStatus, reportStep, reportEval, checkpointLog, guardMetrics } from './run-status.js';
+import { exportFinalWeights, endWarnings } from './run-end.js';
 import { formatSummary } from './summary.js';
 import { joinLines, reachableHosts } from './join-lines.js';
 
@@ -151,12 +152,15 @@ async function trainWith(
   const epochs = epochsReached(run);
   let result: TrainResult | null = null;
   let stopped = true;
+  // Failed checkpoint and metrics writes are counted and reported; they never end the run.
+  const checkpoints = checkpointLog(status);
+  const metrics = guardMetrics(run.metrics, status, logger, run.files.metrics);
   try {
     progress.start(epochs, run.settings.rounds ? 'round' : 'step');
     if (!stop.signal.aborted) {
       result = await runTraining({
         settings: run.settings, train: run.train, test: run.test, executor, logger, start: run.start,
-        metrics: run.metrics, checkpoint: run.checkpoint, signal: stop.signal, abandonAfterMs: o['stop-grace-ms'],
+        metrics, checkpoint: run.checkpoint, signal: stop.signal, abandonAfterMs: o['stop-grace-ms'], onCheckpoint: checkpoints.onCheckpoint,
         onStep: (r) => {
           progress.step({ ...r, epochs });
           reportStep(status, r);
@@ -171,7 +175,8 @@ async function trainWith(
     status.setState(stopped ? 'stopped' : 'done');
     progress.done();
     const saved = result !== null && result.consistent;
-    if (saved) exportWeights(run.files.model, run.spec, result!.params, run.settings.normalize);
+    const exportFailure = saved ? exportFinalWeights(run, result!.params, checkpoints) : null;
+    const warnings = endWarnings(run, status, checkpoints, saved && !exportFailure, exportFailure);
     const pastEval = [...run.pastMetrics].reverse().find((l) => l.kind === 'epoch');
     const lastEval = progress.figures()?.lastEval
       ?? (pastEval?.kind === 'epoch' ? { testLoss: pastEval.test_loss, testAccuracy: pastEval.test_accuracy, step: pastEval.step } : null);
@@ -187,18 +192,20 @@ async function trainWith(
       files: [
         ['metrics', run.files.metrics],
         ['checkpoints', run.files.checkpoints],
-        ['weights', saved ? run.files.model : null],
+        ['weights', saved && !exportFailure ? run.files.model : null],
         ['report', run.files.report],
       ],
       saved,
       resumeCommand: `gradhub ${command} --resume --run-dir ${run.paths.dir}`,
       unit: run.settings.rounds ? 'round' : 'step',
+      warnings,
     }).join('\n'));
+    if (exportFailure) throw exportFailure;
   } catch (err) {
     status.setState('failed');
     throw err;
   } finally {
-    run.metrics.close();
+    metrics.close();
     // Before closing: the workers table still shows the workers as they were at the end.
     report.write();
     await close(stopped);

@@ -142,4 +142,23 @@ describe('gradhub export', () => {
     expect(await codeOf(exportCommand([bad, out], logger, quiet))).toBe('E_CHECKPOINT_CORRUPT');
     expect(fs.existsSync(out)).toBe(false);
   });
+
+  it('refuses an OUT it cannot write before reading the checkpoint: a folder, a path under a file, a folder nobody writes in', async () => {
+    const dir = tempDir();
+    const folder = path.join(dir, 'w.safetensors');
+    fs.mkdirSync(folder);
+    fs.writeFileSync(path.join(dir, 'afile'), 'x');
+    const missing = path.join(dir, 'no-checkpoint-here');
+    for (const [out, message] of [
+      [folder, /is a folder, not a file/],
+      [path.join(dir, 'afile', 'w.safetensors'), /afile is a file, so no folder can be made under it/],
+      ['/proc/w.onnx', /cannot write in \/proc \(E[A-Z]+\)/],
+    ] as const) {
+      const err = await exportCommand(['--force', missing, out], logger, quiet).then(() => null, (e: unknown) => e);
+      expect(isGradhubError(err, 'E_OUTPUT_UNWRITABLE'), String(err)).toBe(true);
+      expect((err as Error).message).toMatch(message);
+    }
+    expect(fs.readdirSync(dir).sort()).toEqual(['afile', 'w.safetensors']);
+    expect(fs.readdirSync(folder)).toEqual([]);
+  });
 });

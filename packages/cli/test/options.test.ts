@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { isGradhubError } from '@gradhub/core';
 import {
-  COORDINATOR_SPECS, TRAIN_SPECS, WORKER_OPTIONS, envName, parseOptions, type OptionSpec,
+  COORDINATOR_SPECS, TRAIN_SPECS, WORKER_OPTIONS, envName, formatOptions, parseOptions, type OptionSpec,
 } from '../src/options.js';
 import { EXPORT_OPTIONS } from '../src/export-command.js';
 
@@ -99,6 +99,19 @@ describe('parseOptions: every error message', () => {
     expect(usageError(['--batch-size', '0'])).toBe('--batch-size must be >= 1, got 0');
     expect(usageError(['--lr', '-1'])).toBe('--lr must be >= 0, got -1');
     expect(usageError(['--lr', 'Infinity'])).toBe('--lr expects a number, got "Infinity"');
+  });
+
+  it('numbers above their bound (one Node timer, one WebAssembly memory, a 32-bit seed, a port)', () => {
+    expect(usageError(['--batch-size', '65537'])).toBe('--batch-size must be <= 65536, got 65537');
+    expect(usageError(['--workers', '257'])).toBe('--workers must be <= 256, got 257');
+    expect(usageError(['--seed', '4294967296'])).toBe('--seed must be <= 4294967295, got 4294967296');
+    expect(usageError(['--port', '65536'])).toBe('--port must be <= 65535, got 65536');
+    expect(usageError(['--heartbeat-ms', '2147483648'], COORDINATOR_SPECS)).toBe('--heartbeat-ms must be <= 2147483647, got 2147483648');
+    expect(usageError(['--grace-ms', '1e12'], WORKER_OPTIONS)).toBe('--grace-ms must be <= 2147483647, got 1000000000000');
+    expect(usageError([], TRAIN_SPECS, { GRADHUB_THREADS: '1000' })).toBe('GRADHUB_THREADS must be <= 256, got 1000');
+    // The bound itself is fine, and --help states it.
+    expect(parseOptions(['--batch-size', '65536', '--seed', '4294967295'], TRAIN_SPECS)['batch-size']).toBe(65536);
+    expect(formatOptions(TRAIN_SPECS)).toMatch(/--chunk N .*\(default: 16; at most 65536\)/);
   });
 
   it('choices, with the nearest one', () => {

@@ -282,8 +282,14 @@ function prune(dir: string, step: number, keepLast: number, logger?: Logger): vo
   ].map((c) => c.file);
   for (const name of fs.readdirSync(dir)) if (TEMP_RE.test(name)) remove.push(path.join(dir, name));
   for (const file of remove) {
-    fs.rmSync(file, { force: true });
-    logger?.debug({ file }, 'old checkpoint removed');
+    try {
+      fs.rmSync(file, { force: true });
+      logger?.debug({ file }, 'old checkpoint removed');
+    } catch (err) {
+      // The new checkpoint is written: an old file that cannot be removed (a folder by that name,
+      // a file system error) is left and said, never a reason to call the write failed.
+      logger?.warn({ file, code: (err as NodeJS.ErrnoException).code, err: (err as Error).message }, 'old checkpoint not removed');
+    }
   }
 }
 

@@ -21,7 +21,9 @@ export {
   writeCheckpoint,
   type CheckpointState,
 } from './checkpoint.js';
+export { saveCheckpoint, type CheckpointOutcome, type CheckpointRetry } from './checkpoint-saver.js';
 export { RunStatus, type WorkerRow } from './status.js';
+export { CHECKPOINT_FAILURES_PREFIX, METRICS_WRITE_FAILURES_PREFIX } from './prometheus.js';
 export { modelToOnnx } from './onnx-export.js';
 export { createHttpRoutes, type HttpRoutes } from './http-routes.js';
 export { startHttpServer, type HttpServer } from './server.js';

@@ -23,6 +23,8 @@
  *   gradhub_inner_steps_total                inner SGD steps of the rounds applied (rounds x M x H; 0 for synchronous SGD)
  *   gradhub_rejected_messages_total{code}    counters `rejected.<CODE>`
  *   gradhub_late_results_total               counter `late_results`
+ *   gradhub_checkpoint_failures_total{code}  counters `checkpoint_failures.<errno code>`: checkpoint writes that failed (after a retry)
+ *   gradhub_metrics_write_failures_total{code} counters `metrics_write_failures.<errno code>`: metrics-file lines not written
  *   gradhub_build_info{version,node}         always 1: gradhub's and Node's versions
  *   process_*, nodejs_*                      prom-client's default metrics of this process (CPU, memory, event loop, GC)
  */
@@ -42,6 +44,9 @@ export interface PrometheusMetrics {
 
 const PHASES: readonly (keyof StepSplit)[] = ['compute', 'upload', 'reduce', 'sgd', 'broadcast'];
 const REJECTED_PREFIX = 'rejected.';
+/** The status counters of failed checkpoint writes and metrics-file lines, by errno code. */
+export const CHECKPOINT_FAILURES_PREFIX = 'checkpoint_failures.';
+export const METRICS_WRITE_FAILURES_PREFIX = 'metrics_write_failures.';
 const RUNTIMES = ['node', 'browser'] as const;
 /** Step phases run from well under a millisecond (SGD of a small model) to seconds (a big cluster step). */
 const PHASE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -147,6 +152,18 @@ export function createPrometheusMetrics(status: RunStatus): PrometheusMetrics {
       }
     },
   });
+  const byCode = (name: string, help: string, prefix: string): void => {
+    new Counter({
+      name, help, labelNames: ['code'], registers,
+      collect() {
+        const s = snap();
+        this.reset();
+        for (const [key, n] of Object.entries(s.counters)) if (key.startsWith(prefix)) this.inc({ code: key.slice(prefix.length) }, n);
+      },
+    });
+  };
+  byCode('gradhub_checkpoint_failures_total', 'Checkpoint writes that failed after a retry (the run went on), by error code.', CHECKPOINT_FAILURES_PREFIX);
+  byCode('gradhub_metrics_write_failures_total', 'Metrics-file lines that could not be written (the run went on), by error code.', METRICS_WRITE_FAILURES_PREFIX);
   new Counter({
     name: 'gradhub_late_results_total', help: 'Late or duplicate results dropped (honest stragglers).', registers,
     collect() { this.reset(); this.inc(counter(snap(), 'late_results')); },

@@ -29,7 +29,7 @@ import type { Executor, StepInput } from './executor.js';
 import type { MetricsSink } from './metrics.js';
 import type { TrainSettings } from './settings.js';
 import { bitSettings, outerSgd } from './settings.js';
-import { writeCheckpoint } from './checkpoint.js';
+import { saveCheckpoint as saveCheckpointRetrying, type CheckpointOutcome } from './checkpoint-saver.js';
 import { lrOfRun } from './lr-of-run.js';
 import { unlessAbandoned } from './abandon.js';
 
@@ -83,6 +83,8 @@ export interface TrainOptions {
   readonly checkpoint?: { readonly dir: string; readonly every: number; readonly keep: number } | null;
   readonly onStep?: (r: StepReport) => void;
   readonly onEval?: (r: EvalReport) => void;
+  /** After each checkpoint point: the file written, or the failure (after a retry; the run goes on). */
+  readonly onCheckpoint?: (r: CheckpointOutcome) => void;
   /** Stop after the current step (a checkpoint is still written). */
   readonly signal?: AbortSignal;
   /**
@@ -99,7 +101,7 @@ export interface TrainResult {
   /** A step or evaluation in flight was given up (abandonAfterMs). */
   readonly abandoned: boolean;
   /**
-   * `params` are the parameters after `step` updates, and the final checkpoint (if any) was written.
+   * `params` are the parameters after `step` updates, and the final checkpoint (if any) was tried (onCheckpoint says how it went).
    * False only when an abandoned step had already updated part of them: nothing is saved then.
    */
   readonly consistent: boolean;
@@ -146,9 +148,9 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   /** The sampler's state after `step` updates, when the sampler is ahead (an abandoned step drew its batch). */
   let samplerAtStep: SamplerState | null = null;
 
-  const saveCheckpoint = (): void => {
+  const saveCheckpoint = async (): Promise<void> => {
     if (!o.checkpoint) return;
-    writeCheckpoint(o.checkpoint.dir, {
+    const outcome = await saveCheckpointRetrying(o.checkpoint.dir, {
       format_version: 1,
       settings: bitSettings(s),
       step,
@@ -157,8 +159,9 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       params,
       optimizer: { momentum_buffer: sgd.momentumBuffer },
       metrics: [],
-    }, o.checkpoint.keep);
-    log.debug({ step }, 'checkpoint written');
+    }, o.checkpoint.keep, log);
+    if (outcome.ok) log.debug({ step }, 'checkpoint written');
+    o.onCheckpoint?.(outcome);
   };
 
   /** Evaluate the test set: at an epoch end (`epoch`: epochs completed), or an --eval-every point (epoch null). */
@@ -267,13 +270,13 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       ? { kind: 'round', round: step, epoch: epoch + 1, samples: n, loss, accuracy, samples_per_s: samplesPerS, lr }
       : { kind: 'step', step, epoch: epoch + 1, loss, accuracy, samples_per_s: samplesPerS, lr });
     o.onStep?.({ step, totalSteps: total, epoch: epoch + 1, epochs: s.epochs, samples: n, lr, loss, accuracy, samplesPerS, split });
-    if (o.checkpoint && o.checkpoint.every > 0 && step % o.checkpoint.every === 0) saveCheckpoint();
+    if (o.checkpoint && o.checkpoint.every > 0 && step % o.checkpoint.every === 0) await saveCheckpoint();
     if (sampler.state.epoch > before.epoch) await evaluate(sampler.state.epoch);
     else if (evalEvery > 0 && Math.floor(samplesSeen(sampler.state) / evalEvery) > Math.floor(samplesSeen(before) / evalEvery)) await evaluate(null);
   }
   const stopped = step < total;
   if (!stopped && !abandoned && evaluatedAt !== step) await evaluate(sampler.state.epoch + 1);
-  if (consistent) saveCheckpoint();
+  if (consistent) await saveCheckpoint();
   o.start.params.set(params);
   return { params: o.start.params, step, stopped, abandoned, consistent };
 }

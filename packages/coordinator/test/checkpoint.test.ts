@@ -11,6 +11,7 @@ import {
   checkSettingsMatch, checkpointFileName, listCheckpoints, readCheckpoint, readLatestCheckpoint, writeCheckpoint,
   type CheckpointState,
 } from '../src/checkpoint.js';
+import { saveCheckpoint } from '../src/checkpoint-saver.js';
 
 const temps: string[] = [];
 function tempDir(): string {
@@ -296,5 +297,63 @@ describe('checkSettingsMatch', () => {
     expect(err.message).toContain('label_smoothing (checkpoint (absent), now 0.1)');
     expect(err.message).toContain('steps (checkpoint 100, now (absent))');
     expect(() => checkSettingsMatch({ ...SETTINGS, steps: 100 }, { ...SETTINGS, steps: 200 }, { ignore: ['steps'] })).not.toThrow();
+  });
+});
+
+describe('saveCheckpoint: a failed write never ends the run', () => {
+  /** A folder holding a checkpoint's name: the rename onto it fails (EISDIR), as a full disk would fail the write. */
+  const block = (dir: string, step: number): string => {
+    const p = path.join(dir, checkpointFileName(step));
+    fs.mkdirSync(path.join(p, 'x'), { recursive: true });
+    return p;
+  };
+
+  it('reports the failure after one retry, with its code and one warn line; older checkpoints and no temp file are left', async () => {
+    const dir = tempDir();
+    writeCheckpoint(dir, makeState(5), 3);
+    const before = fs.readFileSync(path.join(dir, checkpointFileName(5)));
+    block(dir, 10);
+    const lines: Record<string, unknown>[] = [];
+    const outcome = await saveCheckpoint(dir, makeState(10), 3, captureLogger(lines), { backoffMs: 1 });
+    expect(outcome).toMatchObject({ step: 10, ok: false, code: 'EISDIR' });
+    const warns = lines.filter((l) => l.level === 40);
+    expect(warns).toHaveLength(1);
+    expect(warns[0]).toMatchObject({ step: 10, code: 'EISDIR', msg: expect.stringMatching(/checkpoint of step 10 not written \(EISDIR\)/) });
+    expect(fs.readFileSync(path.join(dir, checkpointFileName(5)))).toEqual(before);
+    expect(fs.readdirSync(dir).sort()).toEqual([checkpointFileName(5), checkpointFileName(10)]);
+    // The next checkpoint point writes, and keeps the older one.
+    const next = await saveCheckpoint(dir, makeState(15), 3, captureLogger([]), { backoffMs: 1 });
+    expect(next).toEqual({ step: 15, ok: true, file: path.join(dir, checkpointFileName(15)) });
+    expect(readLatestCheckpoint(dir)!.step).toBe(15);
+  });
+
+  it('a retry after the backoff writes when the obstacle is gone', async () => {
+    const dir = tempDir();
+    const obstacle = block(dir, 7);
+    const lines: Record<string, unknown>[] = [];
+    // The first try runs before saveCheckpoint returns its promise; the retry waits for the backoff.
+    const pending = saveCheckpoint(dir, makeState(7), 3, captureLogger(lines), { backoffMs: 50 });
+    fs.rmSync(obstacle, { recursive: true });
+    expect(await pending).toEqual({ step: 7, ok: true, file: path.join(dir, checkpointFileName(7)) });
+    expect(lines.filter((l) => l.level === 40)).toEqual([]);
+    expect(lines.some((l) => l.msg === 'checkpoint written on a retry')).toBe(true);
+    expect(readCheckpoint(path.join(dir, checkpointFileName(7))).step).toBe(7);
+  });
+
+  it('a folder replaced by a file: ENOTDIR or EEXIST, reported, not thrown', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'ck');
+    fs.writeFileSync(file, 'not a folder');
+    const outcome = await saveCheckpoint(file, makeState(3), 3, captureLogger([]), { backoffMs: 1 });
+    expect(outcome.ok).toBe(false);
+    expect(['ENOTDIR', 'EEXIST']).toContain(!outcome.ok && outcome.code);
+    expect(fs.readFileSync(file, 'utf8')).toBe('not a folder');
+    expect(fs.readdirSync(dir)).toEqual(['ck']);
+  });
+
+  it('an inconsistent state is still a bug: E_INTERNAL is thrown', async () => {
+    const dir = tempDir();
+    const bad = { ...makeState(2), params: new Float32Array(3) };
+    await expect(saveCheckpoint(dir, bad, 3, captureLogger([]))).rejects.toMatchObject({ code: 'E_INTERNAL' });
   });
 });

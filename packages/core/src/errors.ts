@@ -35,6 +35,14 @@ export const ErrorCode = {
   E_USAGE: 'E_USAGE',
   /** --init-from names a file that cannot be read. */
   E_INIT_FROM: 'E_INIT_FROM',
+  /** --init-from holds a NaN or an infinity: the message names the tensor and the first bad index. */
+  E_INIT_NOT_FINITE: 'E_INIT_NOT_FINITE',
+  /**
+   * A file or folder the run writes (--export, --metrics, --report, --checkpoint-dir, --run-dir)
+   * cannot be written: a folder where a file is expected or the reverse, no permission, a read-only
+   * file system. Checked at the start, before any data is read; also the final export failing.
+   */
+  E_OUTPUT_UNWRITABLE: 'E_OUTPUT_UNWRITABLE',
   /** The loss or reduced gradient is not finite (twice for the same node) or every target is ignored: the run stops. */
   E_DIVERGED: 'E_DIVERGED',
   /** A broken promise between gradhub's own modules (a bug): please report it. */
