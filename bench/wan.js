@@ -30,6 +30,8 @@ const CLI = fileURLToPath(new URL('../packages/cli/dist/main.js', import.meta.ur
 export const LINKS = {
   '1G': { label: '1 Gbit/s + 1 ms', bps: 1e9, latencyMs: 1 },
   '100M': { label: '100 Mbit/s + 20 ms', bps: 100e6, latencyMs: 20 },
+  /** A home line: 20 Mbit/s up (worker to coordinator), 100 down. */
+  home: { label: 'home: 20 up / 100 down Mbit/s + 15 ms', bps: 100e6, upBps: 20e6, latencyMs: 15 },
 };
 const COORDINATOR_BPS = 1e9;
 
@@ -124,7 +126,7 @@ export async function runRow({ name, mode, link, flags, data, target, capMs, eva
     main = start(['coordinator', '--host', '127.0.0.1', '--port', String(port), '--token', token, '--min-workers', String(workers), ...common]);
     const shared = createSharedLink({ upBps: COORDINATOR_BPS, downBps: COORDINATOR_BPS });
     for (let i = 0; i < workers; i++) {
-      const p = await startLinkProxy({ target: { host: '127.0.0.1', port }, upBps: link.bps, downBps: link.bps, latencyMs: link.latencyMs, shared });
+      const p = await startLinkProxy({ target: { host: '127.0.0.1', port }, upBps: link.upBps ?? link.bps, downBps: link.bps, latencyMs: link.latencyMs, shared });
       proxies.push(p);
       start(['worker', '--url', p.url(), '--token', token, '--threads', '1', '--log-level', 'warn', '--grace-ms', '5000']);
     }
@@ -243,5 +245,7 @@ export function wanRows({ quick, hs }) {
     rows.push({ name: `sync b256 lr0.04 @${key}`, mode: 'cluster', link, flags: ['--batch-size', '256', '--lr', '0.04'] });
     for (const h of hs) rows.push({ name: `rounds H${h} M2 @${key}`, mode: 'cluster', link, flags: [...inner, '--local-steps', String(h), '--replicas', '2'] });
   }
+  // Home lines: a synchronous step moves 84 MB through each 20 Mbit/s uplink (34 s a step): only rounds rows.
+  if (!quick) for (const h of hs.slice(-1)) rows.push({ name: `rounds H${h} M2 @home`, mode: 'cluster', link: LINKS.home, flags: [...inner, '--local-steps', String(h), '--replicas', '2'] });
   return rows;
 }
