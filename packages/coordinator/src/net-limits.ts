@@ -7,7 +7,10 @@
  * Classes of sockets (docs/design.md "Limits under a flood"):
  * - `http`: every TCP connection (or Unix socket connection) until it becomes a WebSocket: raw
  *   sockets that have not sent a whole request, dashboard and API requests, event streams.
- *   Capped overall (`maxHttp`) and per remote address (`maxHttpPerAddress`).
+ *   Capped overall (`maxHttp`) and per remote address (`maxHttpPerAddress`). When the overall cap
+ *   is reached, a newcomer from an address holding fewer sockets than the heaviest one takes a
+ *   socket of the heaviest (`evictionFor`): a flood from a few addresses cannot keep anyone else
+ *   out, only share the cap with them.
  * - `trusted`: WebSockets opened with the trusted token (workers the operator runs). Capped
  *   overall (`maxTrusted`), never per address: these slots are reserved for them, so volunteers
  *   cannot lock them out.
@@ -53,7 +56,7 @@ export function fdReserve(fdLimit: number): number {
 /** Why a socket was refused: the `reason` label of gradhub_refused_total. */
 export type RefusalReason =
   | 'sockets' | 'sockets_per_address' | 'trusted_full' | 'volunteers_full' | 'volunteers_per_address'
-  | 'bad_token' | 'origin' | 'not_found' | 'timeout' | 'bad_request' | 'oversize_frame';
+  | 'evicted' | 'bad_token' | 'origin' | 'not_found' | 'timeout' | 'bad_request' | 'oversize_frame';
 
 /**
  * The limits to use: `requested` (defaults for what is absent), scaled down together (each at
@@ -99,8 +102,8 @@ export class ConnectionLedger {
     const here = this.byAddress.get(key) ?? 0;
     switch (cls) {
       case 'http':
-        if (this.total.http >= this.limits.maxHttp) return 'sockets';
         if (here >= this.limits.maxHttpPerAddress) return 'sockets_per_address';
+        if (this.total.http >= this.limits.maxHttp) return 'sockets';
         break;
       case 'trusted':
         if (this.total.trusted >= this.limits.maxTrusted) return 'trusted_full';
@@ -122,6 +125,24 @@ export class ConnectionLedger {
     this.total[cls]--;
     if (here === 1) this.byAddress.delete(key);
     else this.byAddress.set(key, here - 1);
+  }
+
+  /**
+   * The overall http cap is reached and a socket from `address` wants in: the address whose
+   * oldest http socket should make room (the one holding the most, when it holds at least two
+   * more than `address` does), or null (nobody holds more than their share: refuse the newcomer).
+   */
+  evictionFor(address: string): string | null {
+    const mine = this.count('http', address);
+    let heaviest: string | null = null;
+    let most = mine + 1;
+    for (const [key, n] of this.byAddress) {
+      if (n > most && key.startsWith('http ')) {
+        most = n;
+        heaviest = key.slice(5);
+      }
+    }
+    return heaviest;
   }
 
   /** Open sockets of a class (overall, or from one address). */

@@ -161,6 +161,10 @@ function refuse(socket: Duplex, status: number, text: string, reason: string): v
 interface Slot {
   cls: SocketClass;
   readonly address: string;
+  /** The TCP (or Unix) socket itself. */
+  readonly socket: Socket;
+  /** Counted out already (evicted: before its close event). */
+  released: boolean;
 }
 const kSlot = Symbol('gradhub.slot');
 type Counted = Duplex & { [kSlot]?: Slot; _parent?: Counted };
@@ -277,18 +281,44 @@ async function listenOn(opts: HttpServerOptions & Partial<ServerOptions>, websoc
     return true;
   });
 
+  /** The http-class sockets of each address, oldest first (to evict from the heaviest). */
+  const httpSlots = new Map<string, Set<Slot>>();
+  const release = (slot: Slot): void => {
+    if (slot.released) return;
+    slot.released = true;
+    ledger.give(slot.cls, slot.address);
+    if (slot.cls === 'http') leaveHttp(slot);
+  };
+  const leaveHttp = (slot: Slot): void => {
+    const set = httpSlots.get(slot.address);
+    set?.delete(slot);
+    if (set?.size === 0) httpSlots.delete(slot.address);
+  };
+
   /** Every connection, before HTTP or TLS sees it: counted as `http`, or destroyed when over a cap. */
   const onSocket = (sock: Socket): void => {
     const address = sock.remoteAddress ?? 'unix';
-    const why = ledger.take('http', address);
+    let why = ledger.take('http', address);
+    const heavy = why === 'sockets' ? ledger.evictionFor(address) : null;
+    const victim = heavy === null ? undefined : httpSlots.get(heavy)?.values().next().value;
+    if (victim) {
+      // The cap is full and one address holds more than its share: its oldest socket makes room.
+      refused('evicted', { remote: victim.address, for: address });
+      release(victim);
+      victim.socket.destroy();
+      why = ledger.take('http', address);
+    }
     if (why) {
       refused(why, { remote: address });
       sock.destroy();
       return;
     }
-    const slot: Slot = { cls: 'http', address };
+    const slot: Slot = { cls: 'http', address, socket: sock, released: false };
     (sock as unknown as Counted)[kSlot] = slot;
-    sock.once('close', () => ledger.give(slot.cls, slot.address));
+    let set = httpSlots.get(address);
+    if (!set) httpSlots.set(address, (set = new Set()));
+    set.add(slot);
+    sock.once('close', () => release(slot));
   };
 
   /** Bad requests and timeouts (headers or request too slow): answered, counted, closed. */
@@ -323,7 +353,7 @@ async function listenOn(opts: HttpServerOptions & Partial<ServerOptions>, websoc
       refused('bad_token', { remote });
       return refuse(socket, 401, 'Unauthorized', 'bad_token');
     }
-    if (slot) {
+    if (slot && !slot.released) {
       const cls: SocketClass = trusted ? 'trusted' : 'volunteer';
       const why = ledger.take(cls, slot.address);
       if (why) {
@@ -331,6 +361,7 @@ async function listenOn(opts: HttpServerOptions & Partial<ServerOptions>, websoc
         return refuse(socket, 503, 'Service Unavailable', why);
       }
       ledger.give('http', slot.address);
+      leaveHttp(slot);
       slot.cls = cls;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {

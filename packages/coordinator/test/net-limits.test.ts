@@ -77,6 +77,26 @@ describe('ConnectionLedger', () => {
     expect(l.count('trusted')).toBe(2);
   });
 
+  it('when the overall cap is full, names the heaviest address for a newcomer holding less, never an even share', () => {
+    const l = new ConnectionLedger({ ...limits, maxHttp: 6, maxHttpPerAddress: 4 });
+    for (let i = 0; i < 4; i++) l.take('http', 'flood');
+    l.take('http', 'b');
+    l.take('http', 'c');
+    expect(l.take('http', 'honest')).toBe('sockets');
+    expect(l.evictionFor('honest')).toBe('flood');
+    l.give('http', 'flood');
+    expect(l.take('http', 'honest')).toBeNull();
+    expect(l.evictionFor('flood')).toBeNull(); // flood holds 3: nobody holds 2 more than it does
+    expect(l.evictionFor('d')).toBe('flood');
+    l.give('http', 'flood');
+    l.give('http', 'flood');
+    l.take('http', 'd');
+    l.take('http', 'd');
+    // Everyone holds one or two: a newcomer with none takes from a holder of two.
+    expect(['flood', 'd']).toContain(l.evictionFor('e'));
+    expect(l.evictionFor('b')).toBeNull();
+  });
+
   it('ignores a give without a take and forgets addresses with nothing open', () => {
     const l = new ConnectionLedger(limits);
     l.give('http', 'nobody');
