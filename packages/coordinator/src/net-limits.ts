@@ -97,12 +97,13 @@ export class ConnectionLedger {
 
   constructor(readonly limits: NetLimits) {}
 
-  take(cls: SocketClass, address: string): RefusalReason | null {
+  /** `perAddress` false: no per-address cap (the Unix socket: only this machine's user can reach it). */
+  take(cls: SocketClass, address: string, perAddress = true): RefusalReason | null {
     const key = `${cls} ${address}`;
     const here = this.byAddress.get(key) ?? 0;
     switch (cls) {
       case 'http':
-        if (here >= this.limits.maxHttpPerAddress) return 'sockets_per_address';
+        if (perAddress && here >= this.limits.maxHttpPerAddress) return 'sockets_per_address';
         if (this.total.http >= this.limits.maxHttp) return 'sockets';
         break;
       case 'trusted':
@@ -110,7 +111,7 @@ export class ConnectionLedger {
         break;
       case 'volunteer':
         if (this.total.volunteer >= this.limits.maxVolunteers) return 'volunteers_full';
-        if (here >= this.limits.maxVolunteersPerAddress) return 'volunteers_per_address';
+        if (perAddress && here >= this.limits.maxVolunteersPerAddress) return 'volunteers_per_address';
         break;
     }
     this.total[cls]++;

@@ -167,6 +167,8 @@ interface Slot {
   released: boolean;
 }
 const kSlot = Symbol('gradhub.slot');
+/** The address of connections on the Unix socket. */
+const UNIX = 'unix';
 type Counted = Duplex & { [kSlot]?: Slot; _parent?: Counted };
 /** The slot of a socket, or of the TCP socket under a TLS one. */
 const slotOf = (s: Duplex): Slot | undefined => (s as Counted)[kSlot] ?? (s as Counted)._parent?.[kSlot];
@@ -297,8 +299,11 @@ async function listenOn(opts: HttpServerOptions & Partial<ServerOptions>, websoc
 
   /** Every connection, before HTTP or TLS sees it: counted as `http`, or destroyed when over a cap. */
   const onSocket = (sock: Socket): void => {
-    const address = sock.remoteAddress ?? 'unix';
-    let why = ledger.take('http', address);
+    // The Unix socket (no remote address) lies in a directory only this user can enter: the
+    // local launcher's workers, however many, all connect from it at once.
+    const address = sock.remoteAddress ?? UNIX;
+    const perAddress = address !== UNIX;
+    let why = ledger.take('http', address, perAddress);
     const heavy = why === 'sockets' ? ledger.evictionFor(address) : null;
     const victim = heavy === null ? undefined : httpSlots.get(heavy)?.values().next().value;
     if (victim) {
@@ -306,7 +311,7 @@ async function listenOn(opts: HttpServerOptions & Partial<ServerOptions>, websoc
       refused('evicted', { remote: victim.address, for: address });
       release(victim);
       victim.socket.destroy();
-      why = ledger.take('http', address);
+      why = ledger.take('http', address, perAddress);
     }
     if (why) {
       refused(why, { remote: address });
@@ -355,7 +360,7 @@ async function listenOn(opts: HttpServerOptions & Partial<ServerOptions>, websoc
     }
     if (slot && !slot.released) {
       const cls: SocketClass = trusted ? 'trusted' : 'volunteer';
-      const why = ledger.take(cls, slot.address);
+      const why = ledger.take(cls, slot.address, slot.address !== UNIX);
       if (why) {
         refused(why, { remote });
         return refuse(socket, 503, 'Service Unavailable', why);

@@ -97,6 +97,14 @@ describe('ConnectionLedger', () => {
     expect(l.evictionFor('b')).toBeNull();
   });
 
+  it('has no per-address cap where the caller says so (the Unix socket), only the overall one', () => {
+    const l = new ConnectionLedger(limits);
+    for (let i = 0; i < 4; i++) expect(l.take('http', 'unix', false)).toBeNull();
+    expect(l.take('http', 'unix', false)).toBe('sockets');
+    for (let i = 0; i < 3; i++) expect(l.take('volunteer', 'unix', false)).toBeNull();
+    expect(l.take('volunteer', 'unix', false)).toBe('volunteers_full');
+  });
+
   it('ignores a give without a take and forgets addresses with nothing open', () => {
     const l = new ConnectionLedger(limits);
     l.give('http', 'nobody');
