@@ -107,7 +107,7 @@ export const THREADS_OPTION = {
 
 export const WORKER_OPTIONS = [
   { name: 'url', kind: 'string', arg: 'URL', help: 'coordinator address, e.g. ws://HOST:8080 (required)' },
-  { name: 'token', kind: 'string', arg: 'T', help: 'join token printed by the coordinator (required)' },
+  { name: 'token', kind: 'string', arg: 'T', help: 'the coordinator\'s join token, or its trusted token (--trusted-token) for workers you run yourself (required)' },
   { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', choices: ['wasm', 'ts'], help: 'compute kernels: wasm or ts (same bits)' },
   THREADS_OPTION,
   { name: 'ca', kind: 'string', arg: 'FILE', help: "trust this PEM certificate for wss:// (e.g. the coordinator's self-signed one)" },
