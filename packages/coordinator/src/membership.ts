@@ -345,7 +345,9 @@ export class Membership {
       conn.lastSeen = Date.now();
     });
     ws.on('error', (err) => {
-      logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'socket error');
+      const e = { message: err.message, code: (err as { code?: string }).code };
+      if (conn.state === 'hello') this.rejects.note('socket error', { workerId: id, remote: conn.address, err: e }, Date.now());
+      else logger.warn({ err: e }, 'socket error');
     });
     ws.on('close', (code: number, reason: Buffer) => this.gone(conn, `socket closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`));
   }
@@ -483,9 +485,12 @@ export class Membership {
     return n;
   }
 
-  /** Log a fault: a rejected Hello (anyone can cause those, as often as they like) through the rate-limited log. */
+  /**
+   * Log a fault: those of connections that have not joined (anyone can cause them, as often as they
+   * like: a rejected Hello, no Hello in time) through the rate-limited log.
+   */
   private noteFault(conn: Conn, code: WireCode, message: string, as: 'reject' | 'error'): void {
-    if (as === 'reject') this.rejects.note(gradhub.ErrorCode[code] ?? String(code), { workerId: conn.id, remote: conn.address, message }, Date.now());
+    if (as === 'reject' || conn.state === 'hello') this.rejects.note(gradhub.ErrorCode[code] ?? String(code), { workerId: conn.id, remote: conn.address, message }, Date.now());
     else conn.logger.warn({ code: gradhub.ErrorCode[code], message }, 'worker dropped for a protocol fault');
   }
 
