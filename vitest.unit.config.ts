@@ -16,6 +16,7 @@ export const UNIT_TESTS = [
   'packages/coordinator/test/checkpoint.test.ts',
   'packages/coordinator/test/lr-schedule-training.test.ts',
   'packages/coordinator/test/metrics.test.ts',
+  'packages/coordinator/test/net-limits.test.ts',
   'packages/coordinator/test/report.test.ts',
   'packages/coordinator/test/safetensors-export.test.ts',
   'packages/coordinator/test/onnx-export.test.ts',

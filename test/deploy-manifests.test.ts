@@ -254,11 +254,12 @@ describe('deploy/k8s', () => {
     expect(workers.spec.replicas).toBeGreaterThanOrEqual(Number(cEnv.GRADHUB_MIN_WORKERS ?? 1));
   });
 
-  it('the join token comes from one Secret for both roles, which the README has you create and apply -k never replaces', () => {
+  it('the tokens come from one Secret, which the README has you create and apply -k never replaces; the workers are trusted', () => {
     expect(cSecrets.GRADHUB_TOKEN).toEqual({ name: 'gradhub-token', key: 'token' });
-    expect(wSecrets.GRADHUB_TOKEN).toEqual(cSecrets.GRADHUB_TOKEN);
+    expect(cSecrets.GRADHUB_TRUSTED_TOKEN).toEqual({ name: 'gradhub-token', key: 'trusted-token' });
+    expect(wSecrets.GRADHUB_TOKEN).toEqual(cSecrets.GRADHUB_TRUSTED_TOKEN);
     expect(RENDERED.filter((doc) => doc.kind === 'Secret'), 'no Secret in what apply -k applies').toEqual([]);
-    expect(read('deploy/README.md')).toMatch(/kubectl -n gradhub create secret generic gradhub-token --from-literal=token=/);
+    expect(read('deploy/README.md')).toMatch(/kubectl -n gradhub create secret generic gradhub-token --from-literal=token=.* --from-literal=trusted-token=/);
   });
 });
 
@@ -293,7 +294,9 @@ describe('deploy/compose.yaml', () => {
       const specs = new Map(COMMANDS[command].map((o) => [envName(o.name), o]));
       for (const [key, raw] of Object.entries(s.environment as Obj)) {
         for (const [variable, def] of interpolations(raw)) {
-          expect(variable, `${name}.${key} reads the variable of the same name`).toBe(key);
+          // The one exception: the worker service presents the coordinator's trusted token as its --token.
+          const expected = name === 'worker' && key === 'GRADHUB_TOKEN' ? 'GRADHUB_TRUSTED_TOKEN' : key;
+          expect(variable, `${name}.${key} reads the variable ${expected}`).toBe(expected);
           const spec = specs.get(key)!;
           if (def !== null && def !== '' && spec.default !== undefined && !deployDefaults.has(key)) {
             expect(def, `${name}.${key}: default differs from the CLI's`).toBe(String(spec.default));
@@ -317,8 +320,9 @@ describe('deploy/compose.yaml', () => {
     expect(services.worker.depends_on.coordinator.condition).toBe('service_healthy');
   });
 
-  it('gives both roles the same required token, and the published dashboard a required admin token', () => {
-    expect(services.worker.environment.GRADHUB_TOKEN).toBe(services.coordinator.environment.GRADHUB_TOKEN);
+  it('gives the workers the coordinator\'s required trusted token, volunteers a required join token, and the published dashboard a required admin token', () => {
+    expect(services.worker.environment.GRADHUB_TOKEN).toBe(services.coordinator.environment.GRADHUB_TRUSTED_TOKEN);
+    expect(interpolations(services.coordinator.environment.GRADHUB_TRUSTED_TOKEN).get('GRADHUB_TRUSTED_TOKEN')).toBeNull();
     expect(interpolations(services.coordinator.environment.GRADHUB_TOKEN).get('GRADHUB_TOKEN')).toBeNull();
     expect(interpolations(services.coordinator.environment.GRADHUB_ADMIN_TOKEN).get('GRADHUB_ADMIN_TOKEN')).toBeNull();
   });

@@ -26,11 +26,12 @@ function selfSigned(dir: string): { cert: string; key: string } {
   return { cert, key };
 }
 
-function getJson(url: string, ca: Buffer): Promise<{ status: number; body: Record<string, unknown> }> {
+function getJson(url: string, ca: Buffer): Promise<{ status: number; body: Record<string, unknown>; hsts: string | undefined }> {
   return new Promise((resolve, reject) => {
     https.get(url, { ca }, (res) => {
       let text = '';
-      res.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+      const hsts = res.headers['strict-transport-security'];
+      res.setEncoding('utf8').on('data', (d: string) => (text += d)).on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text), hsts }));
     }).on('error', reject);
   });
 }
@@ -48,6 +49,7 @@ describe.skipIf(!HAVE_CHROMIUM && !process.env.CI)('coordinator over TLS', () =>
     const base = coord.url.replace(/^wss/, 'https');
     const health = await getJson(`${base}/healthz`, fs.readFileSync(cert));
     expect(health.status).toBe(200);
+    expect(health.hsts).toMatch(/^max-age=\d+/); // with TLS, browsers are told to keep to https
 
     const worker = startCli(['worker', '--url', coord.url, '--token', coord.token, '--ca', cert, '--slowdown-ms', '30']);
     // A fresh profile; the self-signed certificate is accepted for this context only.

@@ -11,11 +11,16 @@ import { xxh64Hex } from '@gradhub/core';
 import { startCluster, startHttpServer, createHttpRoutes, createVolunteerRoutes, bitSettings, type Cluster, type HttpServer, type RunStatus } from '@gradhub/coordinator';
 import { BROWSER_ASSETS_DIR } from '@gradhub/worker';
 import type { RunOptions } from './options.js';
-import { readTls, type PreparedRun } from './run-setup.js';
+import { allowedOrigins, readTls, type PreparedRun } from './run-setup.js';
 
 export interface CoordinatorCluster {
   readonly cluster: Cluster;
+  /** The public join token of volunteers. */
   readonly token: string;
+  /** The trusted token of the operator's workers (`--trusted-token`, or a random one). */
+  readonly trustedToken: string;
+  /** Whether the trusted token was generated here (then it is printed for the operator). */
+  readonly trustedTokenGenerated: boolean;
   /** ws:// address workers use. */
   readonly wsUrl: string;
   /** ws+unix:// address of the Unix socket (when `socketPath` was given), else null. */
@@ -35,11 +40,18 @@ export async function startCoordinatorCluster(
   o: RunOptions, run: PreparedRun, status: RunStatus, logger: Logger, defaultPort: number, socketPath?: string,
 ): Promise<CoordinatorCluster> {
   const token = o['token'] ?? randomBytes(12).toString('hex');
+  const trustedTokenGenerated = o['trusted-token'] === undefined;
+  const trustedToken = o['trusted-token'] ?? randomBytes(16).toString('hex');
   const tls = readTls(o['tls-cert'], o['tls-key']);
   const cluster = await startCluster({
     host: o['host'],
     port: o['port'] ?? defaultPort,
     token,
+    trustedToken,
+    ...netOptions(o),
+    helloTimeoutMs: o['hello-timeout-ms'],
+    maxWorkers: o['max-volunteers'],
+    maxTrustedWorkers: o['max-trusted-workers'],
     sizes: run.settings.sizes,
     chunk: run.settings.chunk,
     normalize: run.settings.normalize,
@@ -59,7 +71,25 @@ export async function startCoordinatorCluster(
   cluster.server.use(createVolunteerRoutes({ assetsDir: BROWSER_ASSETS_DIR, runName: status.snapshot().name, token, logger }));
   const wsUrl = cluster.url.replace(/\/+$/, '');
   const httpUrl = wsUrl.replace(/^ws/, 'http'); // ws -> http, wss -> https
-  return { cluster, token, wsUrl, socketUrl: cluster.socketUrl, httpUrl, joinUrl: `${httpUrl}/join?token=${encodeURIComponent(token)}` };
+  return { cluster, token, trustedToken, trustedTokenGenerated, wsUrl, socketUrl: cluster.socketUrl, httpUrl, joinUrl: `${httpUrl}/join?token=${encodeURIComponent(token)}` };
+}
+
+/** The connection limits and checks of the server (server.ts, net-limits.ts) from the options. */
+function netOptions(o: RunOptions) {
+  return {
+    limits: {
+      maxHttp: o['max-http-connections'],
+      maxHttpPerAddress: o['max-http-per-address'],
+      maxTrusted: o['max-trusted-workers'],
+      maxVolunteers: o['max-volunteers'],
+      maxVolunteersPerAddress: o['max-volunteers-per-address'],
+    },
+    fdLimit: o['max-open-files'],
+    headersTimeoutMs: o['headers-timeout-ms'],
+    requestTimeoutMs: 3 * o['headers-timeout-ms'],
+    allowOrigins: allowedOrigins(o['allow-origin']),
+    serveSourceMaps: o['serve-source-maps'],
+  };
 }
 
 /** The dashboard, /api and /metrics of the run's status on `server` (ended when the server closes). */
@@ -79,6 +109,8 @@ export async function startStatusServer(o: RunOptions, status: RunStatus, logger
     port: o['port'] ?? 0,
     tls: readTls(o['tls-cert'], o['tls-key']),
     logger,
+    ...netOptions(o),
+    status,
   });
   mountStatusRoutes(server, o, status, logger);
   return server;

@@ -26,10 +26,12 @@ export function reachableHosts(host: string, interfaces: Interfaces = os.network
 
 /**
  * The lines a coordinator prints for people: where the dashboard is, the command workers run on
- * other machines (one per reachable address), the volunteers' page.
+ * other machines (one per reachable address), the volunteers' page, and a generated trusted token.
  */
 export function joinLines(o: {
   readonly listenHost: string; readonly port: number; readonly tls: boolean; readonly token: string; readonly hosts: readonly string[];
+  /** A trusted token generated at start, shown so the operator can start trusted workers (absent: not shown). */
+  readonly trustedToken?: string;
 }): string[] {
   const ws = o.tls ? 'wss' : 'ws';
   const http = o.tls ? 'https' : 'http';
@@ -41,5 +43,6 @@ export function joinLines(o: {
     `  volunteers: ${http}://${first}:${o.port}/join?token=${encodeURIComponent(o.token)}`,
     '  workers join with (run in a clone of gradhub after `npm ci && npm run build`: gradhub is not on the npm registry):',
     ...o.hosts.map((h) => `    npx gradhub worker --url ${ws}://${h}:${o.port} --token ${o.token}${o.tls ? ' --ca CERT.pem' : ''}`),
+    ...(o.trustedToken === undefined ? [] : [`  workers you run yourself get slots of their own with the trusted token instead: --token ${o.trustedToken}`]),
   ];
 }

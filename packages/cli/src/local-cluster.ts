@@ -1,6 +1,7 @@
 /**
  * The local launcher of `gradhub train --workers N`: the coordinator's server in this process and
- * N `gradhub worker` child processes connected to it over loopback. A worker process that dies
+ * N `gradhub worker` child processes connected to it over loopback, with the run's trusted token
+ * (`--trusted-token`, else a random one): they are the operator's own workers. A worker process that dies
  * is started again (at most 3 times per slot); its nodes are recomputed elsewhere meanwhile.
  *
  * The local workers connect over a Unix domain socket in a fresh private directory (0700, removed
@@ -60,7 +61,7 @@ export async function startLocalCluster(
   const children = new Set<ChildProcess>();
   const launch = (slot: number, restarts: number): void => {
     const child = spawn(process.execPath, [
-      ...NODE_FLAGS, process.argv[1], 'worker', '--url', workerUrl, '--token', cc.token,
+      ...NODE_FLAGS, process.argv[1], 'worker', '--url', workerUrl, '--token', cc.trustedToken,
       '--backend', o['backend'], '--threads', String(o['threads'] ?? 1), '--log-level', o['log-level'] ?? 'warn',
       ...(o['log-format'] ? ['--log-format', o['log-format']] : []),
       ...(o['tls-cert'] ? ['--ca', o['tls-cert']] : []),

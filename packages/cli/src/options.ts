@@ -96,12 +96,23 @@ export const TRAINING_OPTIONS = [
 export const CLUSTER_OPTIONS = [
   { name: 'port', kind: 'int', arg: 'P', min: 0, max: 65535, help: 'port of the coordinator and its dashboard (0: any free port); default 8080 for `coordinator`, 0 for `train`' },
   { name: 'host', kind: 'string', arg: 'ADDR', default: '0.0.0.0', help: 'address the coordinator listens on' },
-  { name: 'token', kind: 'string', arg: 'T', help: 'join token workers must present (default: a random one, printed at start)' },
+  { name: 'token', kind: 'string', arg: 'T', help: 'public join token of volunteers, untrusted workers (default: a random one, printed at start)' },
+  { name: 'trusted-token', kind: 'string', arg: 'T', help: 'token of the workers you run yourself: trusted, with slots of their own that volunteers cannot take (default: a random one, printed at start; `train` gives it to its local workers)' },
   { name: 'min-workers', kind: 'int', arg: 'N', default: 1, min: 1, max: MAX_BATCH, help: 'workers to wait for before the first step' },
   { name: 'tls-cert', kind: 'string', arg: 'FILE', help: 'serve https:// and wss:// with this PEM certificate (chain); needs --tls-key' },
   { name: 'tls-key', kind: 'string', arg: 'FILE', help: 'PEM private key of --tls-cert' },
   { name: 'admin-token', kind: 'string', arg: 'T', help: 'protect /dashboard, /api and /metrics with this token (default: open)' },
   { name: 'heartbeat-ms', kind: 'int', arg: 'MS', default: 10000, min: 100, max: MAX_TIMER_MS, help: 'a worker silent this long is dropped and its work reassigned' },
+  { name: 'allow-origin', kind: 'string', arg: 'ORIGINS', help: 'web origins (comma-separated, e.g. https://example.org) whose pages may open a worker WebSocket besides the coordinator\'s own (default: none)' },
+  { name: 'max-http-connections', kind: 'int', arg: 'N', default: 256, min: 1, help: 'most connections that are not worker WebSockets (raw TCP, dashboard, API, event streams); past it they are closed at once' },
+  { name: 'max-http-per-address', kind: 'int', arg: 'N', default: 32, min: 1, help: 'most such connections from one remote address' },
+  { name: 'max-trusted-workers', kind: 'int', arg: 'N', default: 256, min: 1, help: 'WebSocket slots reserved for --trusted-token workers' },
+  { name: 'max-volunteers', kind: 'int', arg: 'N', default: 1024, min: 1, help: 'most WebSockets with the join token (volunteers); past it the upgrade gets 503' },
+  { name: 'max-volunteers-per-address', kind: 'int', arg: 'N', default: 16, min: 1, help: 'most volunteer WebSockets from one remote address' },
+  { name: 'max-open-files', kind: 'int', arg: 'N', min: 16, help: 'fit the connection caps above under this many open files, minus a reserve of min(128, N/4) for checkpoints and data (default: the process\'s `ulimit -n`, else 1024)' },
+  { name: 'headers-timeout-ms', kind: 'int', arg: 'MS', default: 10000, min: 100, max: MAX_TIMER_MS, help: 'a connection must send a whole request head within this (then 408 and closed); the whole request within 3x this' },
+  { name: 'hello-timeout-ms', kind: 'int', arg: 'MS', default: 5000, min: 100, max: MAX_TIMER_MS, help: 'a worker WebSocket must say Hello within this, else it is closed' },
+  { name: 'serve-source-maps', kind: 'boolean', default: false, help: 'serve the browser worker\'s *.map files (debugging; default: 404)' },
 ] as const satisfies readonly OptionSpec[];
 
 /**
@@ -117,7 +128,7 @@ export const THREADS_OPTION = {
 
 export const WORKER_OPTIONS = [
   { name: 'url', kind: 'string', arg: 'URL', help: 'coordinator address, e.g. ws://HOST:8080 (required)' },
-  { name: 'token', kind: 'string', arg: 'T', help: 'join token printed by the coordinator (required)' },
+  { name: 'token', kind: 'string', arg: 'T', help: 'the coordinator\'s join token, or its trusted token (--trusted-token) for workers you run yourself (required)' },
   { name: 'backend', kind: 'string', arg: 'NAME', default: 'wasm', choices: ['wasm', 'ts'], help: 'compute kernels: wasm or ts (same bits)' },
   THREADS_OPTION,
   { name: 'ca', kind: 'string', arg: 'FILE', help: "trust this PEM certificate for wss:// (e.g. the coordinator's self-signed one)" },

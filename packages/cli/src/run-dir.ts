@@ -70,7 +70,7 @@ export interface RunRecord {
 }
 
 /** Options run.json leaves out: how it was started, and secrets. */
-const NOT_RECORDED = new Set(['resume', 'run-dir', 'token', 'admin-token']);
+const NOT_RECORDED = new Set(['resume', 'run-dir', 'token', 'trusted-token', 'admin-token']);
 /** Recorded options a resumed run does not take from run.json (each invocation says its own). */
 const NOT_RESTORED = new Set(['init-from', 'log-level', 'log-format', 'stop-grace-ms']);
 /** Options that are paths: relative to the run's working directory. */

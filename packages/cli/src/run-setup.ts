@@ -157,6 +157,8 @@ export function planRun<O extends RunOptions>(parsed: O, invocation: Invocation,
   checkThreads(o['backend'], o['threads'] ?? 1);
   if (invocation.command === 'coordinator' || (o['workers'] ?? 0) > 0) readTls(o['tls-cert'], o['tls-key']);
   checkOutputs(o, runDir, invocation);
+  allowedOrigins(o['allow-origin']);
+  if (o['trusted-token'] !== undefined && o['trusted-token'] === o['token']) throw new GradhubError('E_USAGE', '--trusted-token must differ from --token (the public join token)');
   checkExportTarget(o);
   checkDataDir(o['data'], optionLabel('data', invocation));
 
@@ -312,6 +314,24 @@ function startWrite<T>(what: string, where: string, write: () => T): T {
  */
 export function checkThreads(backend: 'wasm' | 'ts', threads: number): void {
   if (threads > 1 && backend !== 'wasm') throw new GradhubError('E_USAGE', `--threads ${threads} needs --backend wasm (the ts oracle runs on one thread)`);
+}
+
+/**
+ * `--allow-origin`'s comma-separated origins; E_USAGE unless each is an origin as browsers send it
+ * (scheme://host[:port], no path). run-setup checks it before anything is read.
+ */
+export function allowedOrigins(raw: string | undefined): string[] {
+  const list = (raw ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+  for (const x of list) {
+    let origin: string | null = null;
+    try {
+      origin = new URL(x).origin;
+    } catch {
+      origin = null;
+    }
+    if (origin !== x || !/^https?:/.test(x)) throw new GradhubError('E_USAGE', `--allow-origin takes origins like https://example.org (scheme, host, port; no path), got "${x}"`);
+  }
+  return list;
 }
 
 /** The TLS certificate and key, read (E_USAGE when only one is given or one cannot be read). */

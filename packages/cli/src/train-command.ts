@@ -78,6 +78,7 @@ export async function coordinatorCommand(parsed: CoordinatorOptions, ctx: Comman
     const host = o['host'];
     progress.message(joinLines({
       listenHost: host, port: cc.cluster.server.port, tls: cc.wsUrl.startsWith('wss:'), token: cc.token, hosts: reachableHosts(host),
+      trustedToken: cc.trustedTokenGenerated ? cc.trustedToken : undefined,
     }).join('\n'));
     progress.message(`run folder: ${run.paths.dir}`);
     const min = o['min-workers'];

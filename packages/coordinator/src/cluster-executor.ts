@@ -216,7 +216,9 @@ class ClusterExecutorImpl implements ClusterExecutor {
   }
 
   private onParamsRequest(w: WorkerConn, version: number): void {
-    if (!this.params.resend(w, version)) w.logger.debug({ version, current: this.params.version }, 'params requested for a version not held');
+    const verdict = this.params.resend(w, version);
+    if (verdict === 'ignored') this.rows.ignoredParamsRequest();
+    else if (verdict === 'not-held') w.logger.debug({ version, current: this.params.version }, 'params requested for a version not held');
   }
 
   private onResult(w: WorkerConn, m: BodyOf<'result'>, grad: readonly Uint8Array[]): void {

@@ -8,18 +8,20 @@ import { modelSpec } from '@gradhub/core';
 import { createClusterExecutor, type ClusterExecutor } from './cluster-executor.js';
 import { Membership, type ClusterStatusSink, type MembershipOptions } from './membership.js';
 import { frameLimits } from './protocol.js';
-import { startServer, type GradhubServer } from './server.js';
+import { startServer, type GradhubServer, type ServerOptions } from './server.js';
 
 /** Membership settings a cluster passes through unchanged (documented on MembershipOptions). */
 type MembershipPassThrough = Pick<MembershipOptions,
-  'runId' | 'incarnation' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'helloTimeoutMs' | 'maxWorkers'>;
+  'runId' | 'incarnation' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'helloTimeoutMs' | 'maxWorkers' | 'maxTrustedWorkers' | 'trustedToken'>;
+/** Server settings a cluster passes through unchanged (documented on ServerOptions). */
+type ServerPassThrough = Pick<ServerOptions, 'limits' | 'fdLimit' | 'allowOrigins' | 'serveSourceMaps' | 'headersTimeoutMs' | 'requestTimeoutMs'>;
 
-export interface ClusterOptions extends MembershipPassThrough {
+export interface ClusterOptions extends MembershipPassThrough, ServerPassThrough {
   /** Listen address. Default '0.0.0.0'. */
   readonly host?: string;
   /** TCP port. Default 8080; 0 picks a free one. */
   readonly port?: number;
-  /** Join token workers must present. Required, non-empty. */
+  /** Join token of volunteers (untrusted workers). Required, non-empty. */
   readonly token: string;
   /** Model sizes, e.g. [3072, 2048, 2048, 10]. */
   readonly sizes: readonly number[];
@@ -59,10 +61,10 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const spec = modelSpec(opts.sizes);
   const limits = frameLimits(spec.paramCount, opts.maxBatch);
   const membership = new Membership({
-    logger: opts.logger, token: opts.token, spec, chunk: opts.chunk, normalize: opts.normalize, maxBatch: opts.maxBatch, maxWorkSamples: opts.maxWorkSamples,
+    logger: opts.logger, token: opts.token, trustedToken: opts.trustedToken, spec, chunk: opts.chunk, normalize: opts.normalize, maxBatch: opts.maxBatch, maxWorkSamples: opts.maxWorkSamples,
     maxFrameBytes: limits.fromWorker, runId: opts.runId, incarnation: opts.incarnation,
     heartbeatIntervalMs: opts.heartbeatIntervalMs, heartbeatTimeoutMs: opts.heartbeatTimeoutMs,
-    helloTimeoutMs: opts.helloTimeoutMs, maxWorkers: opts.maxWorkers, status: opts.status,
+    helloTimeoutMs: opts.helloTimeoutMs, maxWorkers: opts.maxWorkers, maxTrustedWorkers: opts.maxTrustedWorkers, status: opts.status,
   });
   let executor: ClusterExecutor;
   let server: GradhubServer;
@@ -72,13 +74,16 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       memoryBudgetBytes: opts.memoryBudgetBytes, speculateAfterMs: opts.speculateAfterMs, status: opts.status, adaptiveWorkers: opts.adaptiveWorkers,
     });
     // ws's hard cap is twice the protocol limit: frames in between get a clear OVERSIZE_FRAME error.
-    server = await startServer({ host: opts.host, port: opts.port, token: opts.token, maxPayloadBytes: 2 * limits.fromWorker, logger: opts.logger, tls: opts.tls, socketPath: opts.socketPath });
+    server = await startServer({
+      host: opts.host, port: opts.port, token: opts.token, trustedToken: opts.trustedToken, maxPayloadBytes: 2 * limits.fromWorker,
+      logger: opts.logger, tls: opts.tls, socketPath: opts.socketPath, status: opts.status, limits: opts.limits, fdLimit: opts.fdLimit,
+      allowOrigins: opts.allowOrigins, serveSourceMaps: opts.serveSourceMaps, headersTimeoutMs: opts.headersTimeoutMs, requestTimeoutMs: opts.requestTimeoutMs,
+    });
   } catch (err) {
     await membership.close();
     throw err;
   }
-  server.onConnection((ws, req) => membership.attach(ws, req));
-  server.setHealth(() => ({ workers: membership.size, runId: membership.runId, incarnation: membership.incarnation, requests: executor.stats.requests }));
+  server.onConnection((ws, req, trusted) => membership.attach(ws, req, trusted));
   let closing: Promise<void> | null = null;
   return {
     executor, server, membership, url: server.url, socketUrl: server.socketUrl,

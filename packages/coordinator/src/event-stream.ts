@@ -8,6 +8,11 @@
  * serialises each event once and writes it to every stream. A comment line every `heartbeatMs`
  * keeps idle proxies from closing the stream.
  *
+ * The workers table changes with every result and every join or leave: its `workers` events are
+ * coalesced, at most `workersPerSecond` a second (the latest table wins; the first after a quiet
+ * spell goes at once), so a join/leave storm costs the streams a bounded rate, not one table per
+ * change. `step`, `eval` and `state` events go as they come (one per step at most).
+ *
  * Bounded: at most `maxClients` streams (past it: 503 with Retry-After); a stream whose unsent
  * bytes pass `maxBufferedBytes` (a client that stopped reading) is dropped. A closed connection is
  * forgotten at once (its timer and subscription go with it), and `close()` ends every stream.
@@ -29,6 +34,8 @@ export interface EventStreamOptions {
   readonly heartbeatMs: number;
   /** Drop a stream whose unsent bytes exceed this. */
   readonly maxBufferedBytes: number;
+  /** Most `workers` events a second (coalesced). Default 4. */
+  readonly workersPerSecond?: number;
 }
 
 export interface EventStream {
@@ -46,6 +53,23 @@ export function createEventStream(o: EventStreamOptions): EventStream {
   let unsubscribe: (() => void) | null = null;
   let heartbeat: NodeJS.Timeout | null = null;
   let closed = false;
+  const workersGapMs = 1000 / (o.workersPerSecond ?? 4);
+  let workersSentAt = -Infinity;
+  let pendingWorkers: StatusEvent | null = null;
+  let workersTimer: NodeJS.Timeout | null = null;
+
+  const sendWorkers = (): void => {
+    workersTimer = null;
+    const e = pendingWorkers;
+    pendingWorkers = null;
+    if (!e) return;
+    workersSentAt = performance.now();
+    try {
+      broadcast(frame(e.type, JSON.stringify(e)));
+    } catch (err) {
+      log.error({ err }, 'could not send a status event');
+    }
+  };
 
   const drop = (res: ServerResponse, why: string): void => {
     if (!clients.delete(res)) return;
@@ -68,6 +92,14 @@ export function createEventStream(o: EventStreamOptions): EventStream {
   };
 
   const onEvent = (e: StatusEvent): void => {
+    if (e.type === 'workers') {
+      pendingWorkers = e;
+      if (workersTimer) return;
+      const wait = workersSentAt + workersGapMs - performance.now();
+      if (wait <= 0) sendWorkers();
+      else workersTimer = setTimeout(sendWorkers, wait).unref();
+      return;
+    }
     // Called inside the trainer's step: never throw back into it.
     try {
       broadcast(frame(e.type, JSON.stringify(e)));
@@ -82,6 +114,9 @@ export function createEventStream(o: EventStreamOptions): EventStream {
   };
 
   function stopListening(): void {
+    if (workersTimer) clearTimeout(workersTimer);
+    workersTimer = null;
+    pendingWorkers = null;
     unsubscribe?.();
     unsubscribe = null;
     if (heartbeat) clearInterval(heartbeat);

@@ -2,9 +2,12 @@
  * Who is in the cluster: the handshake, liveness and the end of each worker connection.
  *
  * Contract:
- * - `attach(ws)` takes a socket the server accepted. Its first frame must be a Hello: protocol
- *   version, join token (constant time) and, when the worker names one, model sizes are checked;
- *   a failure is answered with Reject{code} and a close (4000 + code). A good Hello gets Welcome
+ * - `attach(ws, req, trusted)` takes a socket the server accepted. Its first frame must be a Hello:
+ *   protocol version, token (constant time: the trusted token makes a trusted worker, the join
+ *   token a volunteer; it must be the credential the upgrade presented) and, when the worker names
+ *   one, model sizes are checked; trusted workers and volunteers have their own caps
+ *   (`maxTrustedWorkers`, `maxWorkers`); a failure is answered with Reject{code} and a close
+ *   (4000 + code), logged at most once per code every 5 s with a count. A good Hello gets Welcome
  *   with the run's settings, and the worker is *ready*: the executor hears `joined`. Workers may
  *   join at any time; the executor decides when they get work (from the next request on, or
  *   sooner to take over a lost worker's nodes).
@@ -18,6 +21,9 @@
  *   counts as a sign of life. A worker silent for `heartbeatTimeoutMs` (plus the executor's
  *   estimate of its outstanding compute, `busyMs`) is dropped with Error HEARTBEAT_TIMEOUT.
  *   Paused sockets (flow control) are not timed while paused.
+ * - A frame past ws's hard cap (`maxPayload`, which closes with 1009) is first answered with
+ *   Reject/Error OVERSIZE_FRAME and counted (`rejected.OVERSIZE_FRAME`), like the frames past the
+ *   protocol's limit that decodeMessage refuses.
  * - Every end of a ready worker (close, error, timeout, kick) is reported once, as `lost`, at
  *   once (the executor reassigns its nodes); the socket is closed and cut after a short wait.
  * - `close(reason)` says Bye to everyone and closes.
@@ -35,7 +41,8 @@ import {
   FROM_WORKER, PROTOCOL_VERSION, ProtocolError, WireCode, closeCodeFor, decodeMessage, encode,
   type BodyOf, type DecodedMessage,
 } from './protocol.js';
-import { tokenMatches } from './server.js';
+import { tokenMatcher } from './http-util.js';
+import { RefusalLog } from './net-limits.js';
 import type { WorkerRow } from './status.js';
 
 /** Where the cluster reports what people watch (RunStatus fits): worker rows and counters. */
@@ -48,7 +55,10 @@ export interface ClusterStatusSink {
 
 export interface MembershipOptions {
   readonly logger: Logger;
+  /** The join token of volunteers. */
   readonly token: string;
+  /** The token of trusted workers (the operator's). Default: none. */
+  readonly trustedToken?: string;
   readonly spec: ModelSpec;
   readonly chunk: number;
   readonly normalize: boolean;
@@ -66,10 +76,12 @@ export interface MembershipOptions {
   readonly heartbeatIntervalMs?: number;
   /** A worker silent this long (plus its busy estimate) is dropped, ms. Default 30000. */
   readonly heartbeatTimeoutMs?: number;
-  /** A connection that has not said Hello within this time is closed, ms. Default 10000. */
+  /** A connection that has not said Hello within this time is closed, ms. Default 5000. */
   readonly helloTimeoutMs?: number;
-  /** Most ready workers; further Hellos get Reject FULL. Default 1024. */
+  /** Most ready volunteers (join token); further Hellos get Reject FULL. Default 1024. */
   readonly maxWorkers?: number;
+  /** Most ready trusted workers (trusted token); further Hellos get Reject FULL. Default 256. */
+  readonly maxTrustedWorkers?: number;
   /** Optional: counts bytes and rejected frames (the executor reports the worker rows). */
   readonly status?: ClusterStatusSink;
 }
@@ -115,8 +127,10 @@ export interface WorkerConn {
   readonly bytesOut: number;
   /** ms since the epoch of the last sign of life. */
   readonly lastSeen: number;
-  /** Remote address, for people. */
+  /** Remote address, for people (and per-address accounting). */
   readonly address: string;
+  /** Joined with the trusted token (a worker the operator runs), not the public join token. */
+  readonly trusted: boolean;
   /**
    * Send one message, given whole or as parts (sent as the fragments of one message, no copy: the
    * parts must stay unchanged until the promise settles); resolves true once written to the
@@ -143,6 +157,9 @@ const runtimeName = (r: gradhub.Runtime | null | undefined): Runtime => (r === g
 
 interface Conn extends WorkerConn {
   ws: WebSocket;
+  trusted: boolean;
+  /** The upgrade's credential (server.ts), undefined when there was none to check. */
+  readonly upgradeTrusted: boolean | undefined;
   state: 'hello' | 'ready' | 'gone';
   lastSeen: number;
   bytesIn: number;
@@ -168,6 +185,10 @@ export class Membership {
   private readonly timeout: number;
   private readonly helloTimeout: number;
   private readonly maxWorkers: number;
+  private readonly maxTrustedWorkers: number;
+  private readonly joinTokenMatches: (t: string | null | undefined) => boolean;
+  private readonly trustedTokenMatches: (t: string | null | undefined) => boolean;
+  private readonly rejects: RefusalLog;
 
   constructor(opts: MembershipOptions) {
     this.opts = opts;
@@ -175,13 +196,17 @@ export class Membership {
     this.incarnation = opts.incarnation ?? randomUUID();
     this.timeout = opts.heartbeatTimeoutMs ?? 30000;
     this.interval = opts.heartbeatIntervalMs ?? Math.max(1, Math.min(5000, Math.floor(this.timeout / 3)));
-    this.helloTimeout = opts.helloTimeoutMs ?? 10000;
+    this.helloTimeout = opts.helloTimeoutMs ?? 5000;
     this.maxWorkers = opts.maxWorkers ?? 1024;
-    for (const [k, v] of [['heartbeatIntervalMs', this.interval], ['heartbeatTimeoutMs', this.timeout], ['helloTimeoutMs', this.helloTimeout], ['maxWorkers', this.maxWorkers]] as const) {
+    this.maxTrustedWorkers = opts.maxTrustedWorkers ?? 256;
+    for (const [k, v] of [['heartbeatIntervalMs', this.interval], ['heartbeatTimeoutMs', this.timeout], ['helloTimeoutMs', this.helloTimeout], ['maxWorkers', this.maxWorkers], ['maxTrustedWorkers', this.maxTrustedWorkers]] as const) {
       if (!Number.isInteger(v) || v < 1) throw new GradhubError(ErrorCode.E_USAGE, `${k} must be a positive integer, got ${v}`);
     }
     if (this.timeout <= this.interval) throw new GradhubError(ErrorCode.E_USAGE, `heartbeatTimeoutMs (${this.timeout}) must exceed heartbeatIntervalMs (${this.interval})`);
     this.log = opts.logger.child({ module: 'membership' });
+    this.joinTokenMatches = tokenMatcher(opts.token);
+    this.trustedTokenMatches = opts.trustedToken === undefined ? () => false : tokenMatcher(opts.trustedToken);
+    this.rejects = new RefusalLog((code, count, fields) => this.log.warn({ ...fields, code, count }, count === 1 ? 'worker rejected' : `${count} workers rejected`));
     this.timer = setInterval(() => this.tick(), this.interval);
     this.timer.unref();
   }
@@ -229,8 +254,11 @@ export class Membership {
     });
   }
 
-  /** Take a socket the server accepted. */
-  attach(ws: WebSocket, req?: IncomingMessage): void {
+  /**
+   * Take a socket the server accepted; `trusted`: its upgrade presented the trusted token (the
+   * Hello must present the same credential). Undefined (no server in front): the Hello decides.
+   */
+  attach(ws: WebSocket, req?: IncomingMessage, trusted?: boolean): void {
     if (this.closed) {
       ws.close(1001, 'coordinator shutting down');
       return;
@@ -258,6 +286,8 @@ export class Membership {
       bytesIn: 0,
       bytesOut: 0,
       address: req === undefined ? '' : req.socket.remoteAddress ?? 'this machine (Unix socket)',
+      trusted: false,
+      upgradeTrusted: trusted,
       pausedAt: 0,
       helloTimer: null,
       send(frame: Uint8Array | readonly Uint8Array[]): Promise<boolean> {
@@ -297,6 +327,17 @@ export class Membership {
     conn.helloTimer = setTimeout(() => this.fault(conn, WireCode.UNEXPECTED_MESSAGE, `no Hello within ${this.helloTimeout} ms`, 'error'), this.helloTimeout);
     conn.helloTimer.unref();
 
+    // ws answers a frame past maxPayload with a 1009 close and nothing else; its receiver reports the
+    // error before ws closes, so this listener (first in line) can still say why and count it.
+    const receiver = (ws as unknown as { _receiver?: { prependListener?: (e: 'error', fn: (err: Error & { code?: string }) => void) => void } })._receiver;
+    receiver?.prependListener?.('error', (err) => {
+      if (err.code !== 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || conn.state === 'gone' || ws.readyState !== ws.OPEN) return;
+      this.opts.status?.count('rejected.OVERSIZE_FRAME');
+      const message = `frame larger than ${this.opts.maxFrameBytes} bytes (closed at ws's hard cap)`;
+      this.noteFault(conn, WireCode.OVERSIZE_FRAME, message, conn.state === 'hello' ? 'reject' : 'error');
+      const body = { code: WireCode.OVERSIZE_FRAME, message };
+      ws.send(conn.state === 'hello' ? encode({ reject: body }) : encode({ error: body }), { binary: true }, () => {});
+    });
     ws.binaryType = 'fragments';
     ws.on('message', (data: RawData, isBinary: boolean) => this.onFrame(conn, data, isBinary));
     ws.on('pong', () => {
@@ -306,7 +347,9 @@ export class Membership {
       conn.lastSeen = Date.now();
     });
     ws.on('error', (err) => {
-      logger.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'socket error');
+      const e = { message: err.message, code: (err as { code?: string }).code };
+      if (conn.state === 'hello') this.rejects.note('socket error', { workerId: id, remote: conn.address, err: e }, Date.now());
+      else logger.warn({ err: e }, 'socket error');
     });
     ws.on('close', (code: number, reason: Buffer) => this.gone(conn, `socket closed (${code}${reason.length ? ` ${reason.toString()}` : ''})`));
   }
@@ -385,16 +428,22 @@ export class Membership {
     const want = hello.modelSizes ?? [];
     const maxBatch = hello.capabilities?.maxBatch ?? 0;
     let problem: [WireCode, string] | null = null;
+    const trusted = this.trustedTokenMatches(hello.token);
+    const classFull = trusted
+      ? this.countReady(true) >= this.maxTrustedWorkers && `the coordinator already has ${this.maxTrustedWorkers} trusted workers`
+      : this.countReady(false) >= this.maxWorkers && `the coordinator already has ${this.maxWorkers} volunteer workers`;
     if ((hello.protocolVersion ?? 0) !== PROTOCOL_VERSION) {
       problem = [WireCode.BAD_VERSION, `worker speaks protocol ${hello.protocolVersion}, coordinator ${PROTOCOL_VERSION}`];
-    } else if (!tokenMatches(hello.token, this.opts.token)) {
+    } else if (!trusted && !this.joinTokenMatches(hello.token)) {
       problem = [WireCode.BAD_TOKEN, 'wrong join token'];
+    } else if (conn.upgradeTrusted !== undefined && conn.upgradeTrusted !== trusted) {
+      problem = [WireCode.BAD_TOKEN, 'the Hello presents another token than the connection did'];
     } else if (want.length > 0 && (want.length !== sizes.length || want.some((s, i) => s !== sizes[i]))) {
       problem = [WireCode.MODEL_MISMATCH, `worker wants model ${want.join(',')}, the run trains ${sizes.join(',')}`];
     } else if (maxBatch > 0 && maxBatch < this.opts.chunk) {
       problem = [WireCode.MODEL_MISMATCH, `worker takes at most ${maxBatch} samples, a chunk has ${this.opts.chunk}`];
-    } else if (this.ready.size >= this.maxWorkers) {
-      problem = [WireCode.FULL, `the coordinator already has ${this.maxWorkers} workers`];
+    } else if (classFull) {
+      problem = [WireCode.FULL, classFull];
     }
     if (problem) {
       this.fault(conn, problem[0], problem[1], 'reject');
@@ -402,6 +451,7 @@ export class Membership {
     }
     const caps = hello.capabilities;
     Object.assign(conn, {
+      trusted,
       name: (hello.name ?? '').slice(0, 200),
       runtime: runtimeName(hello.runtime),
       capabilities: { threads: caps?.threads ?? 1, simd: caps?.simd ?? false, maxBatch, backend: (caps?.backend ?? '').slice(0, 40) },
@@ -424,17 +474,33 @@ export class Membership {
     void conn.send(welcome);
     conn.state = 'ready';
     this.ready.set(conn.id, conn);
-    conn.logger.info({ workerName: conn.name, runtime: conn.runtime, capabilities: conn.capabilities, workers: this.ready.size }, 'worker joined');
+    conn.logger.info({ workerName: conn.name, runtime: conn.runtime, trusted, remote: conn.address, capabilities: conn.capabilities, workers: this.ready.size }, 'worker joined');
     this.notify(conn, 'joined', () => this.handlers?.joined(conn));
     for (let i = this.waiters.length - 1; i >= 0; i--) {
       if (this.ready.size >= this.waiters[i].min) this.waiters.splice(i, 1)[0].resolve();
     }
   }
 
+  /** Ready workers of one class. */
+  private countReady(trusted: boolean): number {
+    let n = 0;
+    for (const c of this.ready.values()) if (c.trusted === trusted) n++;
+    return n;
+  }
+
+  /**
+   * Log a fault: those of connections that have not joined (anyone can cause them, as often as they
+   * like: a rejected Hello, no Hello in time) through the rate-limited log.
+   */
+  private noteFault(conn: Conn, code: WireCode, message: string, as: 'reject' | 'error'): void {
+    if (as === 'reject' || conn.state === 'hello') this.rejects.note(gradhub.ErrorCode[code] ?? String(code), { workerId: conn.id, remote: conn.address, message }, Date.now());
+    else conn.logger.warn({ code: gradhub.ErrorCode[code], message }, 'worker dropped for a protocol fault');
+  }
+
   /** A peer fault: tell it (Reject before Welcome, Error after), close, report. */
   private fault(conn: Conn, code: WireCode, message: string, as: 'reject' | 'error'): void {
     if (conn.state === 'gone') return;
-    conn.logger.warn({ code: gradhub.ErrorCode[code], message }, as === 'reject' ? 'worker rejected' : 'worker dropped for a protocol fault');
+    this.noteFault(conn, code, message, as);
     if (code !== WireCode.HEARTBEAT_TIMEOUT) this.opts.status?.count(`rejected.${gradhub.ErrorCode[code]}`);
     const frame = as === 'reject' ? encode({ reject: { code, message } }) : encode({ error: { code, message } });
     if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(frame, { binary: true }, () => {});
@@ -466,6 +532,7 @@ export class Membership {
   /** Heartbeat: ping everyone, drop the silent. */
   private tick(): void {
     const now = Date.now();
+    this.rejects.flush(now);
     for (const conn of this.conns) {
       if (conn.state !== 'ready' || conn.paused) continue;
       const deadline = this.timeout + Math.max(0, this.busyMs(conn.id));
@@ -487,6 +554,7 @@ export class Membership {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
+    this.rejects.flush(Number.POSITIVE_INFINITY);
     for (const w of this.waiters.splice(0)) w.reject(new GradhubError(ErrorCode.E_CLOSED, 'the coordinator closed while waiting for workers'));
     const bye = encode({ bye: { reason, message } });
     await Promise.all([...this.conns].map(async (c) => {

@@ -7,7 +7,10 @@
  * - `publish`: a part is final (the trainer's SGD step updated it): encode it and send it now to
  *   the given workers, while the rest of the request is still being reduced.
  * - `sendVersion`: the parts of a version a worker lacks, just before its Work.
- * - `resend`: a worker asked for a version again (ParamsRequest): every part.
+ * - `resend`: a worker asked for a version again (ParamsRequest): every part, once per version and
+ *   connection (a worker whose copy failed its checksum asks once; asking again for the same
+ *   version is ignored, so a few bytes of requests cannot make the coordinator send the model
+ *   over and over).
  * - `adoptHeld`: a worker that rejoins saying it still holds a version this side still has (the
  *   current or the previous one), part for part with equal checksums, is not sent it again.
  *
@@ -23,6 +26,8 @@ export class ParamDistribution {
   private readonly encoder: ParamsEncoder;
   /** Per worker: the version whose parts it is being sent, which parts went out (1) and how many. */
   private readonly sentParts = new Map<number, { version: number; sent: Uint8Array; count: number }>();
+  /** Per worker: the versions it was resent on request (at most the last two: only two are held). */
+  private readonly resent = new Map<number, number[]>();
 
   constructor(private readonly parts: readonly FlatRange[]) {
     this.encoder = new ParamsEncoder(parts);
@@ -72,13 +77,21 @@ export class ParamDistribution {
     return { sends, bytes };
   }
 
-  /** `w` asked for `version` again: send it every part (false when that version is not held). */
-  resend(w: WorkerConn, version: number): boolean {
+  /**
+   * `w` asked for `version` again: send it every part, unless it was resent that version already
+   * ('ignored') or the version is not held ('not-held').
+   */
+  resend(w: WorkerConn, version: number): 'sent' | 'ignored' | 'not-held' {
     const frames = this.encoder.frames(version);
-    if (!frames) return false;
+    if (!frames) return 'not-held';
+    const done = this.resent.get(w.id) ?? [];
+    if (done.includes(version)) return 'ignored';
+    done.push(version);
+    if (done.length > 2) done.shift();
+    this.resent.set(w.id, done);
     this.sentParts.delete(w.id);
     for (const f of frames) this.sendPart(w, f);
-    return true;
+    return 'sent';
   }
 
   /** Take `w`'s word (Hello.held) that it holds a version this side still has; true when it does (nothing is sent). */
@@ -99,6 +112,7 @@ export class ParamDistribution {
   /** `w` is gone. */
   forget(workerId: number): void {
     this.sentParts.delete(workerId);
+    this.resent.delete(workerId);
   }
 
   /** Send `w` one part unless it was sent that part of that version already (null then). */

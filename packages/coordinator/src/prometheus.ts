@@ -25,6 +25,9 @@
  *   gradhub_late_results_total               counter `late_results`
  *   gradhub_checkpoint_failures_total{code}  counters `checkpoint_failures.<errno code>`: checkpoint writes that failed (after a retry)
  *   gradhub_metrics_write_failures_total{code} counters `metrics_write_failures.<errno code>`: metrics-file lines not written
+ *   gradhub_refused_total{reason}            counters `refused.<reason>`: connections and upgrades refused (net-limits.ts RefusalReason)
+ *   gradhub_params_requests_ignored_total    counter `params_requests_ignored`: repeated ParamsRequests not answered
+ *   gradhub_worker_sessions_total{event}     counters `workers_joined` / `workers_left` (the workers table keeps few departed rows)
  *   gradhub_build_info{version,node}         always 1: gradhub's and Node's versions
  *   process_*, nodejs_*                      prom-client's default metrics of this process (CPU, memory, event loop, GC)
  */
@@ -47,6 +50,7 @@ const REJECTED_PREFIX = 'rejected.';
 /** The status counters of failed checkpoint writes and metrics-file lines, by errno code. */
 export const CHECKPOINT_FAILURES_PREFIX = 'checkpoint_failures.';
 export const METRICS_WRITE_FAILURES_PREFIX = 'metrics_write_failures.';
+const REFUSED_PREFIX = 'refused.';
 const RUNTIMES = ['node', 'browser'] as const;
 /** Step phases run from well under a millisecond (SGD of a small model) to seconds (a big cluster step). */
 const PHASE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -164,6 +168,29 @@ export function createPrometheusMetrics(status: RunStatus): PrometheusMetrics {
   };
   byCode('gradhub_checkpoint_failures_total', 'Checkpoint writes that failed after a retry (the run went on), by error code.', CHECKPOINT_FAILURES_PREFIX);
   byCode('gradhub_metrics_write_failures_total', 'Metrics-file lines that could not be written (the run went on), by error code.', METRICS_WRITE_FAILURES_PREFIX);
+  new Counter({
+    name: 'gradhub_refused_total', help: 'Connections, requests and WebSocket upgrades refused, by reason.', labelNames: ['reason'], registers,
+    collect() {
+      const s = snap();
+      this.reset();
+      for (const [name, n] of Object.entries(s.counters)) {
+        if (name.startsWith(REFUSED_PREFIX)) this.inc({ reason: name.slice(REFUSED_PREFIX.length) }, n);
+      }
+    },
+  });
+  new Counter({
+    name: 'gradhub_params_requests_ignored_total', help: 'ParamsRequests for a version the connection was already resent: ignored.', registers,
+    collect() { this.reset(); this.inc(counter(snap(), 'params_requests_ignored')); },
+  });
+  new Counter({
+    name: 'gradhub_worker_sessions_total', help: 'Worker sessions that joined and that left.', labelNames: ['event'], registers,
+    collect() {
+      const s = snap();
+      this.reset();
+      this.inc({ event: 'joined' }, counter(s, 'workers_joined'));
+      this.inc({ event: 'left' }, counter(s, 'workers_left'));
+    },
+  });
   new Counter({
     name: 'gradhub_late_results_total', help: 'Late or duplicate results dropped (honest stragglers).', registers,
     collect() { this.reset(); this.inc(counter(snap(), 'late_results')); },

@@ -4,7 +4,10 @@
  * The trainer and the cluster executor report into it; readers take a snapshot or subscribe to
  * events. It holds only figures (never tensors): the settings, every step's loss and accuracy, every
  * evaluation, the workers table, the current step's time split and counters. Bounded: the step
- * history keeps at most `maxSteps` points (older ones are thinned, never the latest).
+ * history keeps at most `maxSteps` points (older ones are thinned, never the latest), and the
+ * workers table every live worker but only the `maxDepartedRows` most recent departed ones (the
+ * counters `workers_joined` and `workers_left` keep the totals), so a join/leave storm cannot
+ * grow /api/status or the event streams.
  */
 
 export type WorkerState = 'connected' | 'working' | 'idle' | 'paused' | 'gone';
@@ -24,6 +27,8 @@ export interface WorkerRow {
   lastSeen: number;
   state: WorkerState;
   address?: string;
+  /** Joined with the trusted token (a worker the operator runs), not the public join token. */
+  trusted?: boolean;
 }
 
 /** Milliseconds of one step, by phase (cluster; the in-process executor reports compute only). */
@@ -93,6 +98,8 @@ export class RunStatus {
   private readonly snap: StatusSnapshot;
   private readonly listeners = new Set<(e: StatusEvent) => void>();
   private readonly workerRows = new Map<string, WorkerRow>();
+  /** Ids of the departed rows still kept, oldest first. */
+  private readonly departed: string[] = [];
 
   /**
    * `resumed` seeds a run that continues from a checkpoint: the step and epoch it starts from, the
@@ -105,6 +112,7 @@ export class RunStatus {
       resumed?: { step: number; epoch: number; samples: number; steps?: readonly StepPoint[]; evals?: readonly EvalPoint[] };
     },
     private readonly maxSteps = 20_000,
+    private readonly maxDepartedRows = 64,
   ) {
     const { resumed, ...rest } = init;
     this.snap = {
@@ -178,14 +186,20 @@ export class RunStatus {
   }
 
   upsertWorker(row: WorkerRow): void {
+    const known = this.workerRows.get(row.id);
+    if (known?.state === 'gone') return; // a departed worker's id never comes back (ids are per connection)
+    if (!known) this.count('workers_joined');
     this.workerRows.set(row.id, row);
     this.emit({ type: 'workers', workers: [...this.workerRows.values()].map((w) => ({ ...w })) });
   }
 
   removeWorker(id: string): void {
     const row = this.workerRows.get(id);
-    if (!row) return;
+    if (!row || row.state === 'gone') return;
     row.state = 'gone';
+    this.count('workers_left');
+    this.departed.push(id);
+    while (this.departed.length > this.maxDepartedRows) this.workerRows.delete(this.departed.shift()!);
     this.emit({ type: 'workers', workers: [...this.workerRows.values()].map((w) => ({ ...w })) });
   }
 }

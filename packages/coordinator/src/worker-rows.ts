@@ -24,13 +24,18 @@ export class WorkerRows {
     const t = this.tally.get(w.id);
     this.sink.upsertWorker({
       id: String(w.id), runtime: w.runtime, samplesPerS: speed ?? 0, nodesDone: t?.nodes ?? 0, samplesDone: t?.samples ?? 0,
-      bytesIn: w.bytesIn, bytesOut: w.bytesOut, lastSeen: w.lastSeen, state: w.paused ? 'paused' : busy ? 'working' : 'idle', address: w.address,
+      bytesIn: w.bytesIn, bytesOut: w.bytesOut, lastSeen: w.lastSeen, state: w.paused ? 'paused' : busy ? 'working' : 'idle', address: w.address, trusted: w.trusted,
     });
   }
 
   /** A result came too late (dropped quietly): the `late_results` counter. */
   lateResult(): void {
     this.sink?.count('late_results');
+  }
+
+  /** A ParamsRequest for a version this connection was already resent: ignored, the `params_requests_ignored` counter. */
+  ignoredParamsRequest(): void {
+    this.sink?.count('params_requests_ignored');
   }
 
   /** `id` is gone: its row goes. */

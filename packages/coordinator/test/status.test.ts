@@ -49,3 +49,23 @@ describe('a resumed run keeps its curves', () => {
     expect(s.snapshot().state).toBe('training');
   });
 });
+
+describe('the workers table under a join/leave storm', () => {
+  it('keeps every live row but only the most recent departed ones, with the totals as counters', () => {
+    const status = new RunStatus({ runId: 'r', name: 'n', settings: {}, totalSteps: 1 }, 20_000, 8);
+    const row = (id: number) => ({ id: String(id), runtime: 'node' as const, samplesPerS: 0, nodesDone: 0, samplesDone: 0, bytesIn: 0, bytesOut: 0, lastSeen: 0, state: 'idle' as const, trusted: false });
+    status.upsertWorker(row(0)); // stays for the whole storm
+    for (let i = 1; i <= 3000; i++) {
+      status.upsertWorker(row(i));
+      status.upsertWorker(row(i));
+      status.removeWorker(String(i));
+      status.upsertWorker(row(i)); // a late report about a departed worker brings no row back
+    }
+    const snap = status.snapshot();
+    expect(snap.workers.map((w) => w.id)).toEqual(['0', ...Array.from({ length: 8 }, (_, k) => String(2993 + k))]);
+    expect(snap.workers.slice(1).every((w) => w.state === 'gone')).toBe(true);
+    expect(snap.counters.workers_joined).toBe(3001);
+    expect(snap.counters.workers_left).toBe(3000);
+    expect(JSON.stringify(snap).length).toBeLessThan(5000);
+  });
+});
