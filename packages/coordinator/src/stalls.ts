@@ -1,7 +1,8 @@
 /**
  * Hold deadlines: a worker that holds work past a deadline derived from its measured pace loses
  * it, and one that does so too often is dropped, whatever its heartbeats. Pure (times are passed
- * in, ms on one clock); the executor acts on the answers (docs/design.md "Stalls").
+ * in, ms on one clock); the executor acts on the answers (docs/design.md "Speeds, stalls and
+ * non-finite results").
  *
  * Contract:
  * - A worker's clock starts when work is handed to it (`restart`: each hand-out, and when its
