@@ -660,6 +660,29 @@ describe('bad clients', () => {
     expect(sink.counters.late_results).toBe(1);
   });
 
+  it('takes the work of a worker that holds it past its deadline, and drops it at its last strike whatever its heartbeats', async () => {
+    const sink = fakeStatus();
+    const c = await start({ status: sink, stall: { unmeasuredMs: 2000, slackMs: 500, strikes: 2 } });
+    const fake = rawClient();
+    await fake.join();
+    worker();
+    await c.executor.waitForWorkers(2);
+    const beat = setInterval(() => fake.send({ heartbeat: {} }), 50); // alive, but never answers
+    try {
+      await runAndCheck(c, input(1)); // the fake's nodes went to the other worker
+      expect(c.executor.stats.stalls).toBe(1);
+      expect(sink.counters.stalls).toBe(1);
+      expect(c.executor.workerCount()).toBe(2);
+      // Measured now: the fake (its speed bounded by the stall) still gets a share, and stalls again.
+      await runAndCheck(c, input(2));
+      expect((await fake.next('error')).error!.code).toBe(gradhub.ErrorCode.STALLED);
+      expect(c.executor.stats).toMatchObject({ stalls: 2, stallDrops: 1 });
+      expect(sink.counters['rejected.STALLED']).toBe(1);
+    } finally {
+      clearInterval(beat);
+    }
+  });
+
   it('drops a worker that stops answering pings', async () => {
     const c = await start({ heartbeatIntervalMs: 50, heartbeatTimeoutMs: 300 });
     const fake = new RawClient(c.url, TOKEN);
