@@ -255,7 +255,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
       // busy time the coordinator measured; the scheduler never reads it (worker-estimates.ts).
       const measured = this.estimates.elapsed(w.id, a.lastResultAt) ?? 0;
       if (v.kind === 'accepted' && v.nodeDone) a.computeMs.set(w.id, Math.min(measured, (a.computeMs.get(w.id) ?? 0) + (m.computeMs ?? 0)));
-      this.account(a, w.id, r, v.kind === 'accepted', nodeOver);
+      this.account(a, w.id, r, v.kind, nodeOver);
     }
     if (v.kind === 'accepted' && v.rootParts.length > 0 && a?.hooks?.onRootPart && a.spec.mode === 'train') {
       const sums = this.reducer.rootSums()!;
@@ -273,10 +273,11 @@ class ClusterExecutorImpl implements ClusterExecutor {
   }
 
   /** A result of this request for a node `id` owes: whether it ends its part in the node (estimates, rows). */
-  private account(a: Active, id: number, r: ResultIn, accepted: boolean, nodeOver: boolean): void {
+  private account(a: Active, id: number, r: ResultIn, verdict: Verdict['kind'], nodeOver: boolean): void {
     if (!r.node || r.seq !== a.spec.seq || !a.record.owes(id, r.node) || !nodeOver) return;
+    const accepted = verdict === 'accepted';
     const samples = a.record.answered(id, r.node);
-    this.estimates.answered(id, accepted ? samples : 0);
+    this.estimates.answered(id, samples, accepted, verdict === 'dropped');
     if (accepted) this.rows.counted(id, samples);
     if (a.record.owing(id) === 0) this.estimates.idle(id, Date.now());
   }

@@ -8,18 +8,21 @@
  * measured between two events it saw itself:
  * - A busy period runs from the moment a Work frame is handed to the socket of a worker owing
  *   nothing (`start`) to the moment its answer arrives that leaves it owing nothing (`idle`): the
- *   wall time W, with S samples accepted.
+ *   wall time W, with S samples accepted and A samples answered (accepted, or dropped quietly
+ *   because the node was taken from it or done elsewhere meanwhile).
  * - The hand-out that started it (parameters the worker lacked + the Work frame, B bytes) was
  *   taken by the socket D ms after it was handed over (`written`: the ws send callbacks).
  * - Compute speed = S / (W - D) (samples per second of the time not spent taking the hand-out:
- *   computing and sending results back); pace = S / W (samples per second of turnaround, what a
- *   hold deadline needs: stalls.ts); bandwidth = B / D (only when D >= `MIN_WRITE_MS`: a write
+ *   computing and sending results back); pace = A / W (samples per second of turnaround, what a
+ *   hold deadline needs: stalls.ts; a late answer still measures how slow the worker is); bandwidth = B / D (only when D >= `MIN_WRITE_MS`: a write
  *   the socket took at once says nothing about the link). All three are EWMAs (scheduler.ts
  *   `SpeedTable`) that the next split, the hold deadline and the heartbeat deadline read.
  * - `stalled`: a worker that held work past its deadline: its compute speed becomes no better than
- *   S' samples in the time it has held them (the truth can only be slower), so the next split
- *   gives it little, and its busy period ends (a late answer measures nothing more). Its pace is
- *   left alone: a deadline read from a pace measured on a stall would grow with each stall.
+ *   the samples it held over the time it has held them (the truth can only be slower), so the
+ *   next split gives it little. Its busy period goes on: its late answer measures its pace (so an
+ *   honest slow worker gets a deadline it can meet), but no speed. A worker that never answers is
+ *   never given a pace: its deadline stays the others' (a pace guessed at a stall would grow the
+ *   deadline with each stall).
  */
 import { SpeedTable } from './scheduler.js';
 
@@ -28,8 +31,11 @@ export const MIN_WRITE_MS = 5;
 
 interface BusyPeriod {
   readonly since: number;
-  /** Samples accepted. */
+  /** Samples accepted; samples answered (accepted or dropped quietly). */
   done: number;
+  answered: number;
+  /** It held work past its deadline in this period. */
+  stalled: boolean;
   /** Bytes of the hand-out that started the period, and how long the socket took to take them (null: not yet). */
   bytes: number;
   writeMs: number | null;
@@ -81,7 +87,7 @@ export class WorkerEstimates {
 
   /** Worker `id` (owing nothing) is handed work at `now`: a busy period starts; its token (to pass to `written`). */
   start(id: number, now: number): number {
-    this.periods.set(id, { since: now, done: 0, bytes: 0, writeMs: null });
+    this.periods.set(id, { since: now, done: 0, answered: 0, stalled: false, bytes: 0, writeMs: null });
     return now;
   }
 
@@ -96,10 +102,15 @@ export class WorkerEstimates {
     p.writeMs = Math.max(0, now - p.since);
   }
 
-  /** An answer ended worker `id`'s part in a node: `samples` accepted (0 when not). */
-  answered(id: number, samples: number): void {
+  /**
+   * An answer ended worker `id`'s part in a node of `samples` samples: `accepted`, or else
+   * `counts` (dropped quietly: the node was taken from it or done elsewhere) or not (non-finite).
+   */
+  answered(id: number, samples: number, accepted: boolean, counts = accepted): void {
     const p = this.periods.get(id);
-    if (p) p.done += samples;
+    if (!p) return;
+    if (accepted) p.done += samples;
+    if (accepted || counts) p.answered += samples;
   }
 
   /** Milliseconds since worker `id`'s busy period began, or null when none is open. */
@@ -115,16 +126,16 @@ export class WorkerEstimates {
     this.periods.delete(id);
     const wall = Math.max(1, now - p.since);
     const write = Math.min(p.writeMs ?? 0, wall - 1);
-    this.paces.observe(id, p.done, wall);
-    this.speeds.observe(id, p.done, wall - write);
+    this.paces.observe(id, p.answered, wall);
+    if (!p.stalled) this.speeds.observe(id, p.done, wall - write);
     if (p.writeMs !== null && p.writeMs >= MIN_WRITE_MS) this.bandwidths.observe(id, p.bytes, p.writeMs);
   }
 
-  /** Worker `id` held `samples` past its deadline at `now`: its speed is bounded by that, and its busy period ends. */
+  /** Worker `id` held `samples` past its deadline at `now`: its speed is bounded by that (see the module comment). */
   stalled(id: number, samples: number, now: number): void {
     const p = this.periods.get(id);
     if (!p) return;
-    this.periods.delete(id);
+    p.stalled = true;
     const wall = Math.max(1, now - p.since);
     const held = p.done + samples;
     const s = this.speeds.get(id);
