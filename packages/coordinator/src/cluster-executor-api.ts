@@ -59,6 +59,8 @@ export interface ClusterStats extends ReducerStats {
   stallDrops: number;
   /** Workers dropped for `strikes` non-finite results within the window (Error NON_FINITE_GRADIENT). */
   nonFiniteDrops: number;
+  /** Copies of nodes given to workers on probation (never measured: work-dispatch.ts `plan`). */
+  probation: number;
   /** Bytes the last request's plan moves as assigned (params + work down, results up), or null before the first. */
   assigned: AssignedBytes | null;
 }

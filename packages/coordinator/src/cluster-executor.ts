@@ -13,7 +13,8 @@
  *    lacks go to it just before its Work.
  * 2. Assignment: waits for at least one worker, then `assignChunks` (scheduler) gives each ready
  *    worker a contiguous range of chunks, as canonical nodes, cut to minimise the estimated
- *    makespan (measured speeds and bandwidths: worker-estimates.ts); with `adaptiveWorkers`, a
+ *    makespan (measured speeds and bandwidths: worker-estimates.ts; a worker never measured is on
+ *    probation: a copy of a node, no share, work-dispatch.ts `plan`); with `adaptiveWorkers`, a
  *    training step uses only the fastest few (`CrewChooser`). Who holds which node is the
  *    request's assignment record (assignments.ts), which the reducer reads too. Each worker gets
  *    one Work frame (work-dispatch.ts). The bytes the plan moves are in `stats.assigned`.
@@ -95,7 +96,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
   private readonly rules: StallRules;
   private readonly nonFiniteStrikes: Strikes;
   private holdTimer: NodeJS.Timeout | null = null;
-  private readonly counters = { requests: 0, reassigned: 0, recomputed: 0, speculated: 0, kicked: 0, stalls: 0, stallDrops: 0, nonFiniteDrops: 0 };
+  private readonly counters = { requests: 0, reassigned: 0, recomputed: 0, speculated: 0, kicked: 0, stalls: 0, stallDrops: 0, nonFiniteDrops: 0, probation: 0 };
 
   constructor(opts: ClusterExecutorOptions) {
     this.membership = opts.membership;
@@ -118,6 +119,11 @@ class ClusterExecutorImpl implements ClusterExecutor {
     this.holds = opts.stall === null ? null : new HoldWatch(this.rules);
     this.nonFiniteStrikes = new Strikes(this.rules.windowMs);
     this.work = new WorkDispatch(this.membership, this.params, this.estimates, this.rows, this.holds);
+    if (this.holds) {
+      // For the executor's life, not per request: steps shorter than the period are checked too.
+      this.holdTimer = setInterval(() => this.reclaimOverdue(), STALL_CHECK_MS);
+      this.holdTimer.unref();
+    }
     this.speculateAfterMs = opts.speculateAfterMs === undefined ? 30000 : opts.speculateAfterMs;
     if (this.speculateAfterMs !== null && !(this.speculateAfterMs > 0)) {
       throw new GradhubError(ErrorCode.E_USAGE, `speculateAfterMs must be positive or null, got ${this.speculateAfterMs}`);
@@ -173,6 +179,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
         for (const n of p.nodes) record.give(n, p.workerId);
         sends.push(this.work.send(a, byId.get(p.workerId)!, p.nodes));
       }
+      this.counters.probation += this.work.probation(a, plan.probation);
       void Promise.all(sends).then(() => {
         a.broadcastMs ??= Date.now() - a.startedAt;
       });
@@ -187,10 +194,6 @@ class ClusterExecutorImpl implements ClusterExecutor {
       if (this.speculateAfterMs !== null) {
         this.specTimer = setInterval(() => this.speculate(), speculationPeriodMs(this.speculateAfterMs));
         this.specTimer.unref();
-      }
-      if (this.holds) {
-        this.holdTimer = setInterval(() => this.reclaimOverdue(), STALL_CHECK_MS);
-        this.holdTimer.unref();
       }
     });
   }
@@ -277,6 +280,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     if (!r.node || r.seq !== a.spec.seq || !a.record.owes(id, r.node) || !nodeOver) return;
     const accepted = verdict === 'accepted';
     const samples = a.record.answered(id, r.node);
+    this.holds?.answered(id);
     this.estimates.answered(id, samples, accepted, verdict === 'dropped');
     if (accepted) this.rows.counted(id, samples);
     if (a.record.owing(id) === 0) this.estimates.idle(id, Date.now());
@@ -348,7 +352,23 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const now = Date.now();
     const live = this.membership.workers().filter((w) => !w.paused);
     const byId = new Map(live.map((w) => [w.id, w]));
-    for (const o of this.holds.overdue(a.record, live.map((w) => w.id), (id) => this.estimates.pace(id), now)) {
+    const ids = live.map((w) => w.id);
+    const pace = (id: number): number | null => this.estimates.pace(id);
+    const holding = (id: number): boolean => a.record.ownedBy(id).length > 0;
+    // Never-measured workers silent past their deadline across requests (probation: they hold
+    // nothing the step waits for, but one that never answers must go).
+    for (const o of this.holds.silent(ids, pace, now, holding)) {
+      const w = byId.get(o.id)!;
+      const strikes = this.holds.strike(o.id, now);
+      this.counters.stalls++;
+      this.rows.stalled();
+      a.log.warn({ workerId: o.id, heldMs: o.heldMs, limitMs: Math.round(o.limitMs), strikes }, 'worker on probation silent past its deadline');
+      if (strikes >= this.holds.rules.strikes) {
+        this.counters.stallDrops++;
+        w.kick(WireCode.STALLED, `no answer past its deadline ${strikes} times within ${this.holds.rules.windowMs} ms`);
+      }
+    }
+    for (const o of this.holds.overdue(a.record, ids.filter((id) => byId.get(id)!.gone === false), pace, now)) {
       const w = byId.get(o.id)!;
       if (w.gone || this.active !== a) continue;
       this.estimates.stalled(o.id, a.record.queued(o.id), now);
@@ -399,8 +419,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     this.active = null;
     if (this.specTimer) clearInterval(this.specTimer);
     this.specTimer = null;
-    if (this.holdTimer) clearInterval(this.holdTimer);
-    this.holdTimer = null;
+
     for (const w of this.membership.workers()) {
       w.resume();
       this.report(w);
@@ -410,6 +429,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
   async close(reason: 'done' | 'shutdown' = 'done'): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.holdTimer) clearInterval(this.holdTimer);
+    this.holdTimer = null;
     this.fail(new GradhubError(ErrorCode.E_CLOSED, 'the cluster executor was closed during a step'));
     await this.membership.close(reason === 'done' ? gradhub.ByeReason.TRAINING_DONE : gradhub.ByeReason.SHUTDOWN, reason === 'done' ? 'training is over' : 'coordinator shutting down');
   }

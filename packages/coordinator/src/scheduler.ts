@@ -27,6 +27,8 @@
  *   itself into a bigger share). A worker never measured gets a conservative share: its speed
  *   counts as half the slowest measured one (1 when none is: equal shares), its bandwidth as the
  *   mean of the measured ones (`defaultBandwidth` when none is); its first answer measures it.
+ *   (The executor keeps workers without a measured pace out of the split altogether while others
+ *   have one: work-dispatch.ts `plan`, probation.)
  * - `pickWorker` chooses who takes over one node (a lost worker's, or a non-finite one to be
  *   recomputed): the candidate that would finish it first given its queued samples and speed.
  * - The scheduler only decides *who*; the tree fixes *what* is summed and in which order, so any

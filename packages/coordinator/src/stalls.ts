@@ -15,6 +15,11 @@
  *   that holds nothing delays nobody). The executor takes their nodes away (revoked in the
  *   record, placed on others, first complete copy wins, so the bits do not change) and counts a
  *   stall; a worker that has no one to hand its nodes to keeps them and its clock restarts.
+ * - Across requests, each worker's oldest unanswered hand-out (`handedOut`, cleared by any answer:
+ *   `answered`): `waiting(id)` says it has not answered since, and `silent(now)` names the
+ *   never-measured workers (no pace) that have been waiting past their deadline (a worker on
+ *   probation whose copy was done elsewhere delays nobody, but one that never answers must still
+ *   go); their clock restarts at each such stall.
  * - `strike(id, now)`: one stall of `id`; the stalls within the last `windowMs`, this one
  *   included. At `strikes` the executor drops the worker (Error STALLED).
  */
@@ -60,6 +65,15 @@ export interface Overdue {
   readonly limitMs: number;
 }
 
+function slowestOf(ids: readonly number[], pace: (id: number) => number | null): number | null {
+  let slowest: number | null = null;
+  for (const id of ids) {
+    const p = pace(id);
+    if (p !== null && (slowest === null || p < slowest)) slowest = p;
+  }
+  return slowest;
+}
+
 /** Strikes per worker within a sliding window (stalls; non-finite results). */
 export class Strikes {
   private readonly times = new Map<number, number[]>();
@@ -81,6 +95,8 @@ export class Strikes {
 
 export class HoldWatch {
   private readonly since = new Map<number, number>();
+  /** Per worker, across requests: its oldest unanswered hand-out (when, and its samples). */
+  private readonly unanswered = new Map<number, { since: number; samples: number }>();
   private readonly stalls: Strikes;
 
   constructor(readonly rules: StallRules) {
@@ -90,6 +106,42 @@ export class HoldWatch {
   /** Work went out to `id` at `now`, or its socket is read again after a pause: its deadline counts from now. */
   restart(id: number, now: number): void {
     this.since.set(id, now);
+  }
+
+  /** `samples` went out to `id` at `now`: its deadline counts from now, and it waits for an answer if it did not already. */
+  handedOut(id: number, samples: number, now: number): void {
+    this.restart(id, now);
+    if (!this.unanswered.has(id)) this.unanswered.set(id, { since: now, samples });
+  }
+
+  /** `id` answered (a node's result, whatever the verdict). */
+  answered(id: number): void {
+    this.unanswered.delete(id);
+  }
+
+  /** True when `id` has not answered since work last went out to it. */
+  waiting(id: number): boolean {
+    return this.unanswered.has(id);
+  }
+
+  /**
+   * The workers of `ids` never measured (`pace` null) that have waited past their deadline
+   * without answering anything, except those `skip` names (the executor's per-request check
+   * handles workers holding incomplete nodes); each one's clock restarts at `now`.
+   */
+  silent(ids: readonly number[], pace: (id: number) => number | null, now: number, skip: (id: number) => boolean): Overdue[] {
+    const slowest = slowestOf(ids, pace);
+    const out: Overdue[] = [];
+    for (const id of ids) {
+      const u = this.unanswered.get(id);
+      if (!u || pace(id) !== null || skip(id)) continue;
+      const limitMs = holdLimitMs(u.samples, null, slowest, this.rules);
+      const heldMs = now - u.since;
+      if (heldMs <= limitMs) continue;
+      out.push({ id, heldMs, limitMs });
+      u.since = now;
+    }
+    return out;
   }
 
   /** A new request: nobody holds anything yet. */
@@ -102,11 +154,7 @@ export class HoldWatch {
    * (`pace`: measured paces, null when never measured).
    */
   overdue(record: Assignments, ids: readonly number[], pace: (id: number) => number | null, now: number): Overdue[] {
-    let slowest: number | null = null;
-    for (const id of ids) {
-      const p = pace(id);
-      if (p !== null && (slowest === null || p < slowest)) slowest = p;
-    }
+    const slowest = slowestOf(ids, pace);
     const out: Overdue[] = [];
     for (const id of ids) {
       const since = this.since.get(id);
@@ -118,14 +166,17 @@ export class HoldWatch {
     return out;
   }
 
-  /** One stall of `id` at `now`: the stalls within the window, this one included. */
+  /** One stall of `id` at `now`: the stalls within the window, this one included (its unanswered clock restarts). */
   strike(id: number, now: number): number {
+    const u = this.unanswered.get(id);
+    if (u) u.since = now;
     return this.stalls.add(id, now);
   }
 
   /** `id` is gone. */
   forget(id: number): void {
     this.since.delete(id);
+    this.unanswered.delete(id);
     this.stalls.forget(id);
   }
 }

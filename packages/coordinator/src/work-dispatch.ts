@@ -44,8 +44,15 @@ export class WorkDispatch {
    * The request's split (scheduler `assignChunks`) over `workers`, from their measured speeds and
    * bandwidths and the bytes a step moves; with `crew`, over the fastest few it chooses. The
    * bytes the plan moves ("as assigned") are logged at debug level.
+   *
+   * Probation: while some worker has a measured pace, a worker that has none (new, or never
+   * answered) takes no share of the split; it is listed in `probation` and gets a copy of a node
+   * instead (`probation`), so it cannot hold the step up. Its first answer measures it.
    */
-  plan(a: RequestContext, workers: readonly WorkerConn[], paramCount: number, crew: CrewChooser | null): { assignments: Assignment[]; assigned: AssignedBytes } {
+  plan(a: RequestContext, all: readonly WorkerConn[], paramCount: number, crew: CrewChooser | null): { assignments: Assignment[]; assigned: AssignedBytes; probation: WorkerConn[] } {
+    const measured = all.filter((w) => this.estimates.pace(w.id) !== null);
+    const workers = measured.length > 0 ? measured : all;
+    const probation = measured.length > 0 ? all.filter((w) => this.estimates.pace(w.id) === null) : [];
     const { input, spec } = a;
     const nChunks = a.record.nChunks;
     const shape = { batch: input.batch, chunk: spec.chunk };
@@ -63,8 +70,29 @@ export class WorkDispatch {
     a.log.debug({
       mode: input.mode, batch: input.batch, nChunks, assigned,
       plan: assignments.map((p) => ({ worker: p.workerId, lo: p.lo, hi: p.hi, nodes: p.nodes.length, estimateMs: Math.round(p.estimateS * 1000) })),
+      probation: probation.map((w) => w.id),
     }, 'request out');
-    return { assignments, assigned };
+    return { assignments, assigned, probation };
+  }
+
+  /**
+   * Give each worker on probation that is not still waiting to answer earlier work a copy of the
+   * rightmost pending node it can take (first complete copy wins), and send it. The copies made.
+   */
+  probation(a: RequestContext, workers: readonly WorkerConn[]): number {
+    const pending = a.record.pending().reverse();
+    let made = 0;
+    for (const w of workers) {
+      if (this.holds?.waiting(w.id) || a.record.owing(w.id) > 0) continue;
+      const max = w.capabilities.maxBatch;
+      const node = pending.find((n) => max <= 0 || a.record.samplesOf(n) <= max);
+      if (!node) continue;
+      a.log.info({ workerId: w.id, node: showNode(node), owners: a.record.ownersOf(node) }, 'worker on probation: computing a copy');
+      a.record.give(node, w.id);
+      void this.send(a, w, [node]);
+      made++;
+    }
+    return made;
   }
 
   /**
@@ -78,7 +106,9 @@ export class WorkDispatch {
     const { input, spec, record } = a;
     const now = Date.now();
     const token = record.owing(w.id) === 0 ? this.estimates.start(w.id, now) : null;
-    this.holds?.restart(w.id, now);
+    let samples = 0;
+    for (const n of nodes) samples += record.samplesOf(n);
+    this.holds?.handedOut(w.id, samples, now);
     let bytes = 0;
     let paramsSent: Promise<unknown> | null = null;
     if (w.paramsVersion !== spec.version) {

@@ -39,6 +39,25 @@ describe('hold deadlines', () => {
     expect(watch.overdue(rec, [1, 2], () => null, 8001)).toEqual([{ id: 1, heldMs: 5001, limitMs: 5000 }]);
   });
 
+  it('across requests: a never-measured worker that has not answered since its hand-out is silent past its deadline, and its clock restarts', () => {
+    const watch = new HoldWatch(RULES);
+    const pace = (id: number): number | null => (id === 1 ? 16 : null);
+    watch.handedOut(1, 16, 0);
+    watch.handedOut(2, 16, 0);
+    watch.handedOut(2, 8, 500); // still waiting since 0, for its first 16 samples
+    expect(watch.waiting(2)).toBe(true);
+    const none = (): boolean => false;
+    expect(watch.silent([1, 2], pace, 5000, none)).toEqual([]); // 1 s + 4 x 16/16 s
+    expect(watch.silent([1, 2], pace, 5001, none)).toEqual([{ id: 2, heldMs: 5001, limitMs: 5000 }]); // 1 has a pace: not silent-checked
+    expect(watch.silent([1, 2], pace, 9000, none)).toEqual([]); // restarted at 5001
+    expect(watch.silent([1, 2], pace, 10_002, (id) => id === 2)).toEqual([]); // skipped: the per-request check has it
+    expect(watch.strike(2, 10_002)).toBe(1); // a strike restarts the clock too
+    expect(watch.silent([1, 2], pace, 15_002, none)).toEqual([]);
+    watch.answered(2);
+    expect(watch.waiting(2)).toBe(false);
+    expect(watch.silent([1, 2], pace, 60_000, none)).toEqual([]);
+  });
+
   it('count strikes within a sliding window', () => {
     const s = new Strikes(1000);
     expect(s.add(1, 0)).toBe(1);
