@@ -226,6 +226,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     this.params.forget(w.id);
     this.estimates.forget(w.id);
     this.holds?.forget(w.id);
+    this.work.forget(w.id);
     this.nonFiniteStrikes.forget(w.id);
     this.rows.remove(w.id);
     const a = this.active;

@@ -31,6 +31,9 @@ export interface RequestContext {
 export const showNode = (n: TreeNode): string => `[${n.lo},${n.hi})`;
 
 export class WorkDispatch {
+  /** Workers on probation that no node fitted (their max batch): they take a share of the split instead. */
+  private readonly unfit = new Set<number>();
+
   constructor(
     private readonly membership: Membership,
     private readonly params: ParamDistribution,
@@ -47,12 +50,14 @@ export class WorkDispatch {
    *
    * Probation: while some worker has a measured pace, a worker that has none (new, or never
    * answered) takes no share of the split; it is listed in `probation` and gets a copy of a node
-   * instead (`probation`), so it cannot hold the step up. Its first answer measures it.
+   * instead (`probation`), so it cannot hold the step up. Its first answer measures it. One that
+   * no node fitted (its max batch) takes a share from the next request on, cut to its size.
    */
   plan(a: RequestContext, all: readonly WorkerConn[], paramCount: number, crew: CrewChooser | null): { assignments: Assignment[]; assigned: AssignedBytes; probation: WorkerConn[] } {
-    const measured = all.filter((w) => this.estimates.pace(w.id) !== null);
+    const onProbation = (w: WorkerConn): boolean => this.estimates.pace(w.id) === null && !this.unfit.has(w.id);
+    const measured = all.filter((w) => !onProbation(w));
     const workers = measured.length > 0 ? measured : all;
-    const probation = measured.length > 0 ? all.filter((w) => this.estimates.pace(w.id) === null) : [];
+    const probation = measured.length > 0 ? all.filter(onProbation) : [];
     const { input, spec } = a;
     const nChunks = a.record.nChunks;
     const shape = { batch: input.batch, chunk: spec.chunk };
@@ -86,7 +91,10 @@ export class WorkDispatch {
       if (this.holds?.waiting(w.id) || a.record.owing(w.id) > 0) continue;
       const max = w.capabilities.maxBatch;
       const node = pending.find((n) => max <= 0 || a.record.samplesOf(n) <= max);
-      if (!node) continue;
+      if (!node) {
+        this.unfit.add(w.id); // the next split gives it a share cut to its size
+        continue;
+      }
       a.log.info({ workerId: w.id, node: showNode(node), owners: a.record.ownersOf(node) }, 'worker on probation: computing a copy');
       a.record.give(node, w.id);
       void this.send(a, w, [node]);
@@ -174,6 +182,11 @@ export class WorkDispatch {
       void this.send(a, byId.get(workerId)!, [node]);
     }
     return copies.length;
+  }
+
+  /** Worker `id` is gone. */
+  forget(id: number): void {
+    this.unfit.delete(id);
   }
 
   /** Update `w`'s row in the status sink (`a`: the request in progress, or null). */

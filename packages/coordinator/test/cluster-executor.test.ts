@@ -692,6 +692,25 @@ describe('bad clients', () => {
     }
   });
 
+  it('puts a worker that joins after others were measured on probation: a copy of a node, no share, so its silence holds no step up', async () => {
+    const c = await start();
+    worker();
+    worker();
+    await c.executor.waitForWorkers(2);
+    await runAndCheck(c, input(1)); // both measured
+    const fake = rawClient();
+    await fake.join();
+    await c.executor.waitForWorkers(3);
+    await runAndCheck(c, input(2)); // finishes without the fake's answer
+    const copy = (await fake.next('work')).work!;
+    expect(copy.nodes).toHaveLength(1);
+    expect(c.executor.stats.probation).toBe(1);
+    expect(c.executor.stats.stalls).toBe(0);
+    // Still waiting for its answer: no second copy.
+    await runAndCheck(c, input(3));
+    expect(c.executor.stats.probation).toBe(1);
+  });
+
   it('drops a worker that stops answering pings', async () => {
     const c = await start({ heartbeatIntervalMs: 50, heartbeatTimeoutMs: 300 });
     const fake = new RawClient(c.url, TOKEN);
