@@ -101,9 +101,13 @@ describe('cluster executor over loopback', () => {
     worker();
     await c.executor.waitForWorkers(2);
     await runAndCheck(c, input(2));
-    // The bytes of step 2 as assigned: parameters to both workers (a new version), the pixels, one result per node.
+    // The bytes of step 2 as assigned: parameters to the worker of the split (a new version), the
+    // pixels, one result per node. The worker that just joined is on probation: a copy of a node,
+    // outside the plan.
     const as = c.executor.stats.assigned!;
-    expect(as.paramsBytes).toBeGreaterThan(2 * 4 * SPEC.paramCount);
+    expect(as.paramsBytes).toBeGreaterThan(4 * SPEC.paramCount);
+    expect(as.paramsBytes).toBeLessThan(2 * 4 * SPEC.paramCount);
+    expect(c.executor.stats.probation).toBe(1);
     expect(as.workBytes).toBe(BATCH * 3073);
     expect(as.upBytes).toBe(as.nodes * (4 * SPEC.paramCount + 64));
     expect(as.downBytes).toBe(as.paramsBytes + as.workBytes);
@@ -612,22 +616,44 @@ describe('bad clients', () => {
     await fake.next('heartbeat');
   });
 
-  it('ends the run with E_DIVERGED when the recompute is non-finite too', async () => {
-    // One fake worker only: its NaN node goes back to it, and NaN again ends the run.
-    const c = await start();
+  it('a lone worker answering non-finite again and again cannot end the run: it is dropped with NON_FINITE_GRADIENT', async () => {
+    // One fake worker only: its NaN node goes back to it; one worker's answers never make a divergence.
+    const sink = fakeStatus();
+    const c = await start({ status: sink });
     const fake = rawClient();
     await fake.join();
     await c.executor.waitForWorkers(1);
+    const inp = input(1);
+    const p = runAndCheck(c, inp);
+    p.catch(() => {});
+    const nan = new Uint8Array(new Float32Array(SPEC.paramCount).fill(Number.POSITIVE_INFINITY).buffer);
+    for (let i = 0; i < 3; i++) {
+      const work = (await fake.next('work')).work!;
+      expect(work.nodes![0]).toMatchObject({ lo: 0, hi: 6 });
+      fake.send(resultFor(work, {}, nan));
+    }
+    expect((await fake.next('error')).error!.code).toBe(gradhub.ErrorCode.NON_FINITE_GRADIENT);
+    expect(sink.counters.results_non_finite).toBe(3);
+    expect(c.executor.stats.nonFiniteDrops).toBe(1);
+    worker(); // an honest worker finishes the step
+    await p;
+  });
+
+  it('ends the run with E_DIVERGED when another worker\'s recompute is non-finite too', async () => {
+    const c = await start();
+    const [a, b] = [rawClient(), rawClient()];
+    await a.join();
+    await b.join();
+    await c.executor.waitForWorkers(2);
     const p = c.executor.run(input(1));
     p.catch(() => {});
-    const work = (await fake.next('work')).work!;
-    const nan = new Float32Array(SPEC.paramCount).fill(Number.POSITIVE_INFINITY);
-    const root = work.nodes![0];
-    expect(root).toMatchObject({ lo: 0, hi: 6 });
-    fake.send(resultFor(work, {}, new Uint8Array(nan.buffer)));
-    const again = (await fake.next('work')).work!;
-    expect(again.nodes![0]).toMatchObject({ lo: 0, hi: 6 });
-    fake.send(resultFor(again, {}, new Uint8Array(nan.buffer)));
+    const nan = new Uint8Array(new Float32Array(SPEC.paramCount).fill(Number.NaN).buffer);
+    const wa = (await a.next('work')).work!;
+    await b.next('work');
+    a.send(resultFor(wa, {}, nan));
+    const again = (await b.next('work')).work!; // a's node, recomputed on b
+    expect(again.nodes![0]).toMatchObject({ lo: wa.nodes![0].lo, hi: wa.nodes![0].hi });
+    b.send(resultFor(again, {}, nan));
     await expect(p).rejects.toSatisfy((e: unknown) => isGradhubError(e, 'E_DIVERGED'));
   });
 
@@ -642,6 +668,53 @@ describe('bad clients', () => {
     expect(c.executor.stats.dropped.stale).toBe(1);
     expect(c.executor.stats.kicked).toBe(0);
     expect(sink.counters.late_results).toBe(1);
+  });
+
+  it('takes the work of a worker that holds it past its deadline, and drops it at its last strike whatever its heartbeats', async () => {
+    const sink = fakeStatus();
+    const c = await start({ status: sink, stall: { unmeasuredMs: 2000, slackMs: 500, strikes: 2 } });
+    const fake = rawClient();
+    await fake.join();
+    worker();
+    await c.executor.waitForWorkers(2);
+    const beat = setInterval(() => fake.send({ heartbeat: {} }), 50); // alive, but never answers
+    try {
+      await runAndCheck(c, input(1)); // the fake's nodes went to the other worker
+      expect(c.executor.stats.stalls).toBeGreaterThanOrEqual(1);
+      expect(sink.counters.stalls).toBe(c.executor.stats.stalls);
+      expect(c.executor.workerCount()).toBe(2);
+      // Never measured, the fake is on probation now: it holds no step up, and its silence past its
+      // deadline is a stall too (checked while requests run).
+      const errored = fake.next('error', 60_000);
+      let dropped = false;
+      void errored.then(() => (dropped = true), () => {});
+      for (let step = 2; !dropped && step < 2000; step++) await runAndCheck(c, input(step, BATCH, 'train', step % 50));
+      expect((await errored).error!.code).toBe(gradhub.ErrorCode.STALLED);
+      expect(c.executor.stats.stallDrops).toBe(1);
+      expect(c.executor.stats.stalls).toBeGreaterThanOrEqual(2);
+      expect(sink.counters['rejected.STALLED']).toBe(1);
+    } finally {
+      clearInterval(beat);
+    }
+  });
+
+  it('puts a worker that joins after others were measured on probation: a copy of a node, no share, so its silence holds no step up', async () => {
+    const c = await start();
+    worker();
+    worker();
+    await c.executor.waitForWorkers(2);
+    await runAndCheck(c, input(1)); // both measured
+    const fake = rawClient();
+    await fake.join();
+    await c.executor.waitForWorkers(3);
+    await runAndCheck(c, input(2)); // finishes without the fake's answer
+    const copy = (await fake.next('work')).work!;
+    expect(copy.nodes).toHaveLength(1);
+    expect(c.executor.stats.probation).toBe(1);
+    expect(c.executor.stats.stalls).toBe(0);
+    // Still waiting for its answer: no second copy.
+    await runAndCheck(c, input(3));
+    expect(c.executor.stats.probation).toBe(1);
   });
 
   it('drops a worker that stops answering pings', async () => {

@@ -5,7 +5,7 @@ import { gradhub } from '@gradhub/proto';
 import { createEngine, createOracleBackend, createReplicaRunner, initParams, streamParts, modelSpec, xxh64, type Engine } from '@gradhub/core';
 import { frameLimits, paramCountOf } from '../src/wire.js';
 import { CIFAR10_DIR } from '../../../test/fixtures/index.js';
-import { createWorkerClient, type ClientEvent, type ClientMemory, type SessionEnd, type WelcomeInfo, type WorkerClient, type WorkerLogger } from '../src/client.js';
+import { createWorkerClient, type ClientEvent, type ClientMemory, type SessionEnd, type WelcomeInfo, type WorkerClient, type WorkerLogger, type ResultHook, type OutgoingResult } from '../src/client.js';
 import { pollUntil } from '../../../test/support/poll.js';
 
 const SIZES = [3072, 8, 10];
@@ -33,7 +33,7 @@ const silent: WorkerLogger = { child: () => silent, debug() {}, info() {}, warn(
 const frame = (env: gradhub.IEnvelope): Uint8Array => gradhub.Envelope.encode({ protocolVersion: gradhub.ProtocolVersion.CURRENT, ...env }).finish();
 
 /** A client on a fake socket: what it sends is decoded into `sent`. */
-function harness(over: { memory?: ClientMemory; slowdownMs?: number } = {}) {
+function harness(over: { memory?: ClientMemory; slowdownMs?: number; beforeResult?: ResultHook } = {}) {
   const sent: gradhub.Envelope[] = [];
   const closes: number[] = [];
   const events: ClientEvent[] = [];
@@ -61,6 +61,7 @@ function harness(over: { memory?: ClientMemory; slowdownMs?: number } = {}) {
     capabilities: { threads: 1, simd: false, backend: 'ts' },
     memory,
     slowdownMs: over.slowdownMs,
+    beforeResult: over.beforeResult,
     onEvent: (e) => events.push(e),
   });
   /** Wait until `pred` holds on what was sent. */
@@ -245,6 +246,32 @@ describe('worker client', () => {
     expect(r.part?.length ?? 0).toBe(0);
     expect(r.denomSum).toBe(16);
     expect(h.events.find((e) => e.type === 'result')).toMatchObject({ samples: 16, train: false, sums: { denomSum: 16, lossSum: r.lossSum, correct: r.correct } });
+  });
+
+  it('lets the test hook change each Result before it is sent, or drop it (the adversary harness)', async () => {
+    const seen: OutgoingResult[] = [];
+    const h = harness({
+      beforeResult: (r) => {
+        seen.push({ ...r, grad: r.grad.slice() }); // a view of the engine's buffer: the next node overwrites it
+        if (r.node.lo === 2) return null; // the second node: nothing sent
+        return { ...r, computeMs: 1, correct: r.samples, grad: r.grad.map((g) => g * 2) };
+      },
+    });
+    await joined(h);
+    h.client.receive(paramsFrame(2));
+    h.client.receive(work(1, 2, [{ lo: 0, hi: 2 }, { lo: 2, hi: 3 }]));
+    const L = SEND_ORDER.length;
+    await h.until(() => h.events.filter((e) => e.type === 'result').length === 2);
+    const results = h.of('result').map((e) => e.result!);
+    expect(results).toHaveLength(L); // the first node's parts only
+    expect(seen).toHaveLength(2 * L);
+    results.forEach((r, j) => {
+      const orig = seen[j];
+      expect(r).toMatchObject({ node: { lo: 0, hi: 2 }, computeMs: 1, correct: 8, lossSum: orig.lossSum, part: orig.part });
+      const got = new Float32Array(new Uint8Array(r.grad!).buffer);
+      expect(got.length).toBe(orig.grad.length);
+      expect(got[0]).toBe(Math.fround(orig.grad[0] * 2));
+    });
   });
 
   it('asks for parameters it lacks and runs the work once they arrive', async () => {
