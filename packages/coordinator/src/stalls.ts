@@ -10,7 +10,8 @@
  * - Its deadline (`holdLimitMs`) is `slackMs + k x queued / pace`: queued = the samples it owes,
  *   pace = its measured turnaround (worker-estimates.ts: samples per second from the hand-out to
  *   its last answer, as the coordinator saw them). A worker never measured is given the slowest
- *   measured pace of the others; when none is measured, `unmeasuredMs` flat.
+ *   measured pace of the others; when none is measured, `unmeasuredMs`, or `unmeasuredMsPerSample`
+ *   per sample owed when that is more (a replica-round holds H batches: its first can take long).
  * - `overdue(now)`: the workers past their deadline that still hold incomplete nodes (a worker
  *   that holds nothing delays nobody). The executor takes their nodes away (revoked in the
  *   record, placed on others, first complete copy wins, so the bits do not change) and counts a
@@ -33,12 +34,14 @@ export interface StallRules {
   readonly slackMs: number;
   /** The deadline when no worker has a measured pace yet, ms. */
   readonly unmeasuredMs: number;
+  /** ... or this per sample owed when that is more, ms (an unmeasured worker is assumed at least 1000 / this samples/s). */
+  readonly unmeasuredMsPerSample: number;
   /** Stalls within `windowMs` that lose the worker. */
   readonly strikes: number;
   readonly windowMs: number;
 }
 
-export const DEFAULT_STALL_RULES: StallRules = { k: 4, slackMs: 2000, unmeasuredMs: 10_000, strikes: 3, windowMs: 5 * 60_000 };
+export const DEFAULT_STALL_RULES: StallRules = { k: 4, slackMs: 2000, unmeasuredMs: 10_000, unmeasuredMsPerSample: 20, strikes: 3, windowMs: 5 * 60_000 };
 
 /** How often the executor looks for overdue workers, ms. */
 export const STALL_CHECK_MS = 250;
@@ -46,13 +49,13 @@ export const STALL_CHECK_MS = 250;
 /** The deadline (ms after the hand-out) of `queued` samples at `pace` (samples/s; null: `slowest`, else unmeasured). */
 export function holdLimitMs(queued: number, pace: number | null, slowest: number | null, rules: StallRules): number {
   const p = pace ?? slowest;
-  return p !== null && p > 0 ? rules.slackMs + (rules.k * queued * 1000) / p : rules.unmeasuredMs;
+  return p !== null && p > 0 ? rules.slackMs + (rules.k * queued * 1000) / p : Math.max(rules.unmeasuredMs, queued * rules.unmeasuredMsPerSample);
 }
 
 /** Rules with `over` applied, checked (an internal error names a bad one). */
 export function stallRules(over: Partial<StallRules> = {}): StallRules {
   const r = { ...DEFAULT_STALL_RULES, ...over };
-  const ok = r.k >= 1 && Number.isFinite(r.k) && r.slackMs >= 0 && Number.isFinite(r.slackMs) && r.unmeasuredMs > 0 && Number.isFinite(r.unmeasuredMs)
+  const ok = r.k >= 1 && Number.isFinite(r.k) && r.slackMs >= 0 && Number.isFinite(r.slackMs) && r.unmeasuredMs > 0 && Number.isFinite(r.unmeasuredMs) && r.unmeasuredMsPerSample >= 0 && Number.isFinite(r.unmeasuredMsPerSample)
     && Number.isInteger(r.strikes) && r.strikes >= 1 && r.windowMs > 0;
   if (!ok) throw internalError(`stall rules: k >= 1, slackMs >= 0, unmeasuredMs > 0, strikes >= 1 (an integer), windowMs > 0; got ${JSON.stringify(r)}`);
   return r;

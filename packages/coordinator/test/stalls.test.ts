@@ -10,7 +10,9 @@ describe('hold deadlines', () => {
     expect(holdLimitMs(100, 50, 10, RULES)).toBe(1000 + 4 * 2000);
     expect(holdLimitMs(100, null, 10, RULES)).toBe(1000 + 4 * 10_000);
     expect(holdLimitMs(100, null, null, RULES)).toBe(5000);
-    expect(DEFAULT_STALL_RULES).toEqual({ k: 4, slackMs: 2000, unmeasuredMs: 10_000, strikes: 3, windowMs: 300_000 });
+    // Unmeasured, but owing a replica-round of 1,000 samples: 20 ms a sample.
+    expect(holdLimitMs(1000, null, null, RULES)).toBe(20_000);
+    expect(DEFAULT_STALL_RULES).toEqual({ k: 4, slackMs: 2000, unmeasuredMs: 10_000, unmeasuredMsPerSample: 20, strikes: 3, windowMs: 300_000 });
     expect(() => stallRules({ k: 0.5 })).toThrow(INTERNAL);
     expect(() => stallRules({ strikes: 1.5 })).toThrow(INTERNAL);
   });
