@@ -92,7 +92,7 @@ describe('cluster edge cases', () => {
     expect(b.code, b.stderr).toBe(0);
     expect(b.stderr).toContain(`"workerUrl":"ws+unix://${tmp}/gradhub-`);
     expect(fs.readdirSync(tmp)).toEqual([]);
-    const strip = (f: string) => readJsonl<Record<string, unknown>>(path.join(dir, f)).map(({ samples_per_s: _s, time: _t, ...rest }) => rest);
+    const strip = (f: string) => readJsonl<Record<string, unknown>>(path.join(dir, f)).map(({ samples_per_s: _s, time: _t, eval_ms: _e, ...rest }) => rest);
     expect(strip('b.jsonl')).toEqual(strip('a.jsonl'));
     expect(fs.existsSync(path.join(dir, 'a.jsonl'))).toBe(true);
   });

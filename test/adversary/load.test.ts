@@ -48,7 +48,9 @@ describe('a ParamsRequest flood from a joined volunteer', () => {
       expect(r.code, r.stderr.slice(-3000)).toBe(0);
       expect(sha256(path.join(dir, 'w.st'))).toBe(reference);
       const counters = reportCounters(report);
-      expect(counters.params_requests_ignored).toBeGreaterThan(f.requests / 2);
+      // Ignored and counted while it stayed connected (a volunteer that never answers its work is
+      // later dropped as a staller: its requests after that reach nobody).
+      expect(counters.params_requests_ignored).toBeGreaterThan(100);
       process.stdout.write(`params flood: ${f.requests} requests (${f.versions} versions asked, ${f.seen} seen): ${f.paramsBytes} bytes of Params received, ${counters.params_requests_ignored} requests ignored; unbounded it would have been ${f.requests * SMALL_MODEL_BYTES} bytes\n`);
     } finally {
       worker.kill('SIGTERM');
