@@ -181,7 +181,7 @@ describe('what a run shows', () => {
     for (const l of lines.slice(1)) {
       expect(Object.keys(l)).toEqual(l.kind === 'step'
         ? ['kind', 'step', 'epoch', 'loss', 'accuracy', 'samples_per_s', 'lr', 'time']
-        : ['kind', 'epoch', 'step', 'test_loss', 'test_accuracy', 'time']);
+        : ['kind', 'epoch', 'step', 'test_loss', 'test_accuracy', 'samples', 'eval_ms', 'time']);
     }
     const times = lines.map((l) => l.time as number);
     expect(times.every((t, i) => Number.isInteger(t) && (i === 0 || t >= times[i - 1]))).toBe(true);
