@@ -244,6 +244,8 @@ export function wanRows({ quick, hs }) {
     rows.push({ name: `sync b64 @${key}`, mode: 'cluster', link, flags: inner });
     rows.push({ name: `sync b256 lr0.04 @${key}`, mode: 'cluster', link, flags: ['--batch-size', '256', '--lr', '0.04'] });
     for (const h of hs) rows.push({ name: `rounds H${h} M2 @${key}`, mode: 'cluster', link, flags: [...inner, '--local-steps', String(h), '--replicas', '2'] });
+    // The one tuned row: the outer lr 1.0 instead of DiLoCo's 0.7 (inner settings unchanged).
+    if (!quick) rows.push({ name: `rounds H${hs[0]} M2 outer-lr 1 @${key}`, mode: 'cluster', link, flags: [...inner, '--local-steps', String(hs[0]), '--replicas', '2', '--outer-lr', '1'] });
   }
   // Home lines: a synchronous step moves 84 MB through each 20 Mbit/s uplink (34 s a step): only rounds rows.
   if (!quick) for (const h of hs.slice(-1)) rows.push({ name: `rounds H${h} M2 @home`, mode: 'cluster', link: LINKS.home, flags: [...inner, '--local-steps', String(h), '--replicas', '2'] });
