@@ -3,6 +3,7 @@
  * run (test/chaos/chaos.test.ts plays them against real processes). The same seed always gives the
  * same schedule, so a failing one is replayed with CHAOS_SEEDS=<seed>.
  */
+import { Rng } from '@gradhub/core';
 
 /** One fault, fired once the run has completed `atStep` steps. */
 export type ChaosEvent =
@@ -18,18 +19,6 @@ export interface ChaosSchedule {
   readonly events: readonly ChaosEvent[];
 }
 
-/** mulberry32: a small seeded generator, uniform in [0, 1). */
-function generator(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * The schedule of `seed` for a run of `steps` steps with `workers` worker slots: 2 to 4 events at
  * distinct steps in [1, steps - 2], each a kill (the slot refilled 0 to 2 steps later), a pause of
@@ -37,8 +26,10 @@ function generator(seed: number): () => number {
  * long: a killed slot always comes back.
  */
 export function chaosSchedule(seed: number, o: { steps: number; workers: number; pauseMs: number }): ChaosSchedule {
-  const rand = generator(seed);
-  const pick = (n: number): number => Math.floor(rand() * n);
+  // gradhub's own seeded generator (core rng.ts, the one of shuffles and initialisation).
+  const rng = new Rng(seed);
+  const rand = (): number => rng.nextFloat();
+  const pick = (n: number): number => rng.nextBelow(n);
   const count = 2 + pick(3);
   const steps = new Set<number>();
   while (steps.size < Math.min(count, o.steps - 2)) steps.add(1 + pick(o.steps - 2));
