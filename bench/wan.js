@@ -160,6 +160,7 @@ export async function runRow({ name, mode, link, flags, data, target, capMs, eva
   const linkCpu = linkCpu0 ? process.cpuUsage(linkCpu0) : null;
   const wall = performance.now() - wall0;
   const linkStats = proxies.map((p) => p.stats());
+  const stoppedAt = done ? null : Date.now();
   if (!done) main.kill('SIGINT');
   const ended = await Promise.race([exited, sleep(30_000).then(() => null)]);
   for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
@@ -168,7 +169,7 @@ export async function runRow({ name, mode, link, flags, data, target, capMs, eva
   const c = curveOf(lines);
   const finalCrossed = c.points.find((p) => p.accuracy >= target) ?? null;
   if (!ended && !finalCrossed) log(`(${name}: the run did not stop on SIGINT: killed)`);
-  if (c.points.length === 0 && done && done.code !== 0) throw new Error(`${name}: the run failed (${done.code}): ${main.tail()}`);
+  if (c.points.length === 0 && stoppedAt === null && done && done.code !== 0) throw new Error(`${name}: the run failed (${done.code}): ${main.tail()}`);
   const bytes = linkStats.reduce((a, s) => a + s.upBytes + s.downBytes, 0);
   const samplesAtStop = c.samples;
   const share = {};
