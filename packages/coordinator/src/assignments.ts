@@ -154,8 +154,8 @@ export class Assignments {
     if (!w) this.workers.set(workerId, (w = { owed: new Map(), queued: 0 }));
     for (const n of nodes) {
       const k = this.key(n);
+      if (!w.owed.has(k)) w.queued += this.samplesOf(n); // sent again (a node given back): owed once
       w.owed.set(k, n.lo);
-      w.queued += this.samplesOf(n);
       const rec = this.recs.get(k);
       if (rec) rec.sentAt = now;
     }

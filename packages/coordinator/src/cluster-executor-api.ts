@@ -8,6 +8,7 @@ import type { Executor } from './executor.js';
 import type { ClusterStatusSink, Membership } from './membership.js';
 import type { ReducerStats } from './reducer.js';
 import type { AssignedBytes } from './scheduler.js';
+import type { StallRules } from './stalls.js';
 
 export interface ClusterExecutorOptions {
   readonly membership: Membership;
@@ -23,6 +24,12 @@ export interface ClusterExecutorOptions {
   readonly memoryBudgetBytes?: number;
   /** Also give a node outstanding this long (ms) to an idle worker; null: never. Default 30000. */
   readonly speculateAfterMs?: number | null;
+  /**
+   * Hold deadlines (stalls.ts): a worker holding work past k x its measured time loses it, and is
+   * dropped at its `strikes`-th stall within `windowMs` (the same count of non-finite results
+   * drops it too). Default DEFAULT_STALL_RULES; null: no deadline (non-finite strikes still apply).
+   */
+  readonly stall?: Partial<StallRules> | null;
   /** Weight of the newest speed measurement in the EWMA. Default 0.5. */
   readonly speedAlpha?: number;
   /** Optional: the workers table and the `late_results` counter (RunStatus fits). */
@@ -46,6 +53,12 @@ export interface ClusterStats extends ReducerStats {
   speculated: number;
   /** Workers kicked for protocol faults. */
   kicked: number;
+  /** Times a worker held work past its deadline (its nodes went to others). */
+  stalls: number;
+  /** Workers dropped for stalling `strikes` times within the window (Error STALLED). */
+  stallDrops: number;
+  /** Workers dropped for `strikes` non-finite results within the window (Error NON_FINITE_GRADIENT). */
+  nonFiniteDrops: number;
   /** Bytes the last request's plan moves as assigned (params + work down, results up), or null before the first. */
   assigned: AssignedBytes | null;
 }

@@ -22,8 +22,13 @@
  *    it (1.) while others are in flight. A protocol fault kicks the worker (Error + close); a lost
  *    worker's incomplete nodes go to the worker that would finish them first (or to the next
  *    worker that joins, when none is left); a non-finite node is recomputed on another worker,
- *    and a second non-finite answer ends the run with E_DIVERGED. With `speculateAfterMs`, a node
- *    outstanding that long is also given to an idle worker (speculation.ts); the first result wins.
+ *    and a second non-finite answer for it, from another worker, ends the run with E_DIVERGED; each
+ *    non-finite result is counted (`results_non_finite`), and a worker with `strikes` of them
+ *    within the stall window is dropped (Error NON_FINITE_GRADIENT). With `speculateAfterMs`, a
+ *    node outstanding that long is also given to an idle worker (speculation.ts); the first
+ *    result wins. A worker holding work past its hold deadline (stalls.ts: k x its measured
+ *    pace) loses it to the others (counted: `stalls`), and one that stalls `strikes` times
+ *    within the window is dropped (Error STALLED), whatever its heartbeats.
  * 4. When the root is complete, `run` resolves; the gradient (of the parts not taken through
  *    `onRootPart`; null when all were) is the reducer's, valid until the next `run`.
  *
@@ -40,10 +45,11 @@ import { carriesTensor, checkStepInput, type StepHooks, type StepInput, type Ste
 import { workersToRead } from './flow-control.js';
 import type { Membership, WorkerConn } from './membership.js';
 import { ParamDistribution } from './param-distribution.js';
-import { RESULT_OVERHEAD_BYTES, type BodyOf } from './protocol.js';
+import { WireCode, type BodyOf } from './protocol.js';
 import { Reducer, resultIn, type RequestSpec, type ResultIn, type Verdict } from './reducer.js';
 import { CrewChooser, type AssignedBytes } from './scheduler.js';
 import { speculationPeriodMs } from './speculation.js';
+import { HoldWatch, STALL_CHECK_MS, Strikes, stallRules, type StallRules } from './stalls.js';
 import { WorkDispatch, showNode, type RequestContext } from './work-dispatch.js';
 import { WorkerEstimates } from './worker-estimates.js';
 import { WorkerRows } from './worker-rows.js';
@@ -84,7 +90,12 @@ class ClusterExecutorImpl implements ClusterExecutor {
   private seq = 0;
   private closed = false;
   private specTimer: NodeJS.Timeout | null = null;
-  private readonly counters = { requests: 0, reassigned: 0, recomputed: 0, speculated: 0, kicked: 0 };
+  /** Hold deadlines (stalls.ts; null: off), and non-finite results per worker within the same window. */
+  private readonly holds: HoldWatch | null;
+  private readonly rules: StallRules;
+  private readonly nonFiniteStrikes: Strikes;
+  private holdTimer: NodeJS.Timeout | null = null;
+  private readonly counters = { requests: 0, reassigned: 0, recomputed: 0, speculated: 0, kicked: 0, stalls: 0, stallDrops: 0, nonFiniteDrops: 0 };
 
   constructor(opts: ClusterExecutorOptions) {
     this.membership = opts.membership;
@@ -103,7 +114,10 @@ class ClusterExecutorImpl implements ClusterExecutor {
     this.estimates = new WorkerEstimates(opts.speedAlpha ?? 0.5);
     this.crew = opts.adaptiveWorkers ? new CrewChooser() : null;
     this.rows = new WorkerRows(opts.status ?? null);
-    this.work = new WorkDispatch(this.membership, this.params, this.estimates, this.rows);
+    this.rules = stallRules(opts.stall ?? {});
+    this.holds = opts.stall === null ? null : new HoldWatch(this.rules);
+    this.nonFiniteStrikes = new Strikes(this.rules.windowMs);
+    this.work = new WorkDispatch(this.membership, this.params, this.estimates, this.rows, this.holds);
     this.speculateAfterMs = opts.speculateAfterMs === undefined ? 30000 : opts.speculateAfterMs;
     if (this.speculateAfterMs !== null && !(this.speculateAfterMs > 0)) {
       throw new GradhubError(ErrorCode.E_USAGE, `speculateAfterMs must be positive or null, got ${this.speculateAfterMs}`);
@@ -142,6 +156,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const spec: RequestSpec = { seq, step: input.step, version: input.version, mode: input.mode, batch: input.batch, chunk: this.chunk, round: input.round };
     const record = this.reducer.begin(spec, new Assignments(input.batch, this.chunk, input.round?.offsets ?? null));
     this.estimates.newRequest();
+    this.holds?.newRequest();
     const log = this.log.child({ step: input.step, seq });
     return new Promise<StepSums>((resolve, reject) => {
       const a: Active = {
@@ -173,6 +188,10 @@ class ClusterExecutorImpl implements ClusterExecutor {
         this.specTimer = setInterval(() => this.speculate(), speculationPeriodMs(this.speculateAfterMs));
         this.specTimer.unref();
       }
+      if (this.holds) {
+        this.holdTimer = setInterval(() => this.reclaimOverdue(), STALL_CHECK_MS);
+        this.holdTimer.unref();
+      }
     });
   }
 
@@ -203,6 +222,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
   private onLost(w: WorkerConn, reason: string): void {
     this.params.forget(w.id);
     this.estimates.forget(w.id);
+    this.holds?.forget(w.id);
+    this.nonFiniteStrikes.forget(w.id);
     this.rows.remove(w.id);
     const a = this.active;
     if (!a) return;
@@ -230,8 +251,11 @@ class ClusterExecutorImpl implements ClusterExecutor {
     if (a) {
       a.reduceMs += performance.now() - t0;
       a.lastResultAt = Date.now();
-      if (v.kind === 'accepted' && v.nodeDone) a.computeMs.set(w.id, (a.computeMs.get(w.id) ?? 0) + (m.computeMs ?? 0));
-      this.account(a, w.id, r, grad, v.kind === 'accepted', nodeOver, m.computeMs ?? 0);
+      // compute_ms is the worker's word: informational (the step-time breakdown), clamped to the
+      // busy time the coordinator measured; the scheduler never reads it (worker-estimates.ts).
+      const measured = this.estimates.elapsed(w.id, a.lastResultAt) ?? 0;
+      if (v.kind === 'accepted' && v.nodeDone) a.computeMs.set(w.id, Math.min(measured, (a.computeMs.get(w.id) ?? 0) + (m.computeMs ?? 0)));
+      this.account(a, w.id, r, v.kind === 'accepted', nodeOver);
     }
     if (v.kind === 'accepted' && v.rootParts.length > 0 && a?.hooks?.onRootPart && carriesTensor(a.spec.mode)) {
       const sums = this.reducer.rootSums()!;
@@ -248,15 +272,11 @@ class ClusterExecutorImpl implements ClusterExecutor {
     (this.verdicts[v.kind] as (w: WorkerConn, v: Verdict) => void)(w, v);
   }
 
-  /** A result of this request for a node `id` owes: its bytes, and whether it ends its part in the node (estimates, rows). */
-  private account(a: Active, id: number, r: ResultIn, grad: readonly Uint8Array[], accepted: boolean, nodeOver: boolean, computeMs: number): void {
-    if (!r.node || r.seq !== a.spec.seq || !a.record.owes(id, r.node)) return;
-    let gradBytes = 0;
-    for (const g of grad) gradBytes += g.byteLength;
-    this.estimates.moved(id, gradBytes + RESULT_OVERHEAD_BYTES);
-    if (!nodeOver) return;
+  /** A result of this request for a node `id` owes: whether it ends its part in the node (estimates, rows). */
+  private account(a: Active, id: number, r: ResultIn, accepted: boolean, nodeOver: boolean): void {
+    if (!r.node || r.seq !== a.spec.seq || !a.record.owes(id, r.node) || !nodeOver) return;
     const samples = a.record.answered(id, r.node);
-    this.estimates.answered(id, accepted ? samples : 0, computeMs);
+    this.estimates.answered(id, accepted ? samples : 0);
     if (accepted) this.rows.counted(id, samples);
     if (a.record.owing(id) === 0) this.estimates.idle(id, Date.now());
   }
@@ -277,8 +297,17 @@ class ClusterExecutorImpl implements ClusterExecutor {
       w.kick(v.code, v.message); // lost follows at once and reassigns its nodes
     },
     'non-finite': (w, v) => {
+      // Not a fault (proto NON_FINITE_GRADIENT): counted, logged, the node recomputed elsewhere,
+      // the connection kept; only a worker that does it `strikes` times within the window goes.
       this.counters.recomputed++;
-      this.active?.log.warn({ workerId: w.id, node: showNode(v.node) }, 'non-finite result: recomputing the node on another worker');
+      this.rows.nonFinite();
+      const strikes = this.nonFiniteStrikes.add(w.id, Date.now());
+      this.active?.log.warn({ workerId: w.id, node: showNode(v.node), strikes }, 'non-finite result: recomputing the node on another worker');
+      if (strikes >= this.rules.strikes) {
+        this.counters.nonFiniteDrops++;
+        w.kick(WireCode.NON_FINITE_GRADIENT, `${strikes} non-finite results within ${this.rules.windowMs} ms`); // lost places its nodes
+        return;
+      }
       if (this.active && this.active.record.ownersOf(v.node).length === 0) this.work.placeOrphans(this.active, new Set([w.id]));
       this.flow();
     },
@@ -296,13 +325,44 @@ class ClusterExecutorImpl implements ClusterExecutor {
       const was = w.paused;
       if (read === null || read.has(w.id)) w.resume();
       else w.pause();
-      if (w.paused !== was) this.report(w);
+      if (w.paused !== was) {
+        this.report(w);
+        if (!w.paused) this.holds?.restart(w.id, Date.now()); // a paused socket could not answer
+      }
     }
   }
 
   /** Give long-outstanding nodes to idle workers as well (speculation.ts; first result wins). */
   private speculate(): void {
     if (this.active && this.speculateAfterMs !== null) this.counters.speculated += this.work.speculate(this.active, this.speculateAfterMs);
+  }
+
+  /**
+   * Take the work of workers past their hold deadline (stalls.ts) and give it to the others; drop
+   * a worker at its `strikes`-th stall within the window. Paused sockets are not timed.
+   */
+  private reclaimOverdue(): void {
+    const a = this.active;
+    if (!a || !this.holds) return;
+    const now = Date.now();
+    const live = this.membership.workers().filter((w) => !w.paused);
+    const byId = new Map(live.map((w) => [w.id, w]));
+    for (const o of this.holds.overdue(a.record, live.map((w) => w.id), (id) => this.estimates.pace(id), now)) {
+      const w = byId.get(o.id)!;
+      if (w.gone || this.active !== a) continue;
+      this.estimates.stalled(o.id, a.record.queued(o.id), now);
+      const strikes = this.holds.strike(o.id, now);
+      this.counters.stalls++;
+      this.rows.stalled();
+      const nodes = this.work.reclaim(a, o.id);
+      this.holds.restart(o.id, now); // kept nodes (no one else to take them) get a fresh deadline
+      a.log.warn({ workerId: o.id, heldMs: o.heldMs, limitMs: Math.round(o.limitMs), strikes, nodes: nodes.map(showNode) }, 'worker held its work past its deadline: given to others');
+      if (strikes >= this.holds.rules.strikes) {
+        this.counters.stallDrops++;
+        w.kick(WireCode.STALLED, `held work past its deadline ${strikes} times within ${this.holds.rules.windowMs} ms`);
+      }
+    }
+    this.flow();
   }
 
   private finish(): void {
@@ -338,6 +398,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
     this.active = null;
     if (this.specTimer) clearInterval(this.specTimer);
     this.specTimer = null;
+    if (this.holdTimer) clearInterval(this.holdTimer);
+    this.holdTimer = null;
     for (const w of this.membership.workers()) {
       w.resume();
       this.report(w);

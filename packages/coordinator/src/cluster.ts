@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { modelSpec } from '@gradhub/core';
-import { createClusterExecutor, type ClusterExecutor } from './cluster-executor.js';
+import { createClusterExecutor, type ClusterExecutor, type ClusterExecutorOptions } from './cluster-executor.js';
 import { Membership, type ClusterStatusSink, type MembershipOptions } from './membership.js';
 import { frameLimits } from './protocol.js';
 import { startServer, type GradhubServer } from './server.js';
@@ -32,6 +32,8 @@ export interface ClusterOptions extends MembershipPassThrough {
   readonly logger: Logger;
   readonly memoryBudgetBytes?: number;
   readonly speculateAfterMs?: number | null;
+  /** See ClusterExecutorOptions.stall. */
+  readonly stall?: ClusterExecutorOptions['stall'];
   /** Optional: where the workers table and counters go (RunStatus fits). */
   readonly status?: ClusterStatusSink;
   /** Serve https/wss (see ServerOptions.tls). */
@@ -69,7 +71,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   try {
     executor = createClusterExecutor({
       membership, spec, chunk: opts.chunk, maxBatch: opts.maxBatch, logger: opts.logger,
-      memoryBudgetBytes: opts.memoryBudgetBytes, speculateAfterMs: opts.speculateAfterMs, status: opts.status, adaptiveWorkers: opts.adaptiveWorkers,
+      memoryBudgetBytes: opts.memoryBudgetBytes, speculateAfterMs: opts.speculateAfterMs, stall: opts.stall, status: opts.status, adaptiveWorkers: opts.adaptiveWorkers,
     });
     // ws's hard cap is twice the protocol limit: frames in between get a clear OVERSIZE_FRAME error.
     server = await startServer({ host: opts.host, port: opts.port, token: opts.token, maxPayloadBytes: 2 * limits.fromWorker, logger: opts.logger, tls: opts.tls, socketPath: opts.socketPath });

@@ -40,7 +40,7 @@ import type { WorkerRow } from './status.js';
 
 /** Where the cluster reports what people watch (RunStatus fits): worker rows and counters. */
 export interface ClusterStatusSink {
-  /** Counters used: `bytes_in`, `bytes_out`, `rejected.<CODE>`, `late_results`. */
+  /** Counters used: `bytes_in`, `bytes_out`, `rejected.<CODE>`, `late_results`, `results_non_finite`, `stalls`. */
   count(name: string, by?: number): void;
   upsertWorker(row: WorkerRow): void;
   removeWorker(id: string): void;

@@ -23,6 +23,8 @@
  *   gradhub_inner_steps_total                inner SGD steps of the rounds applied (rounds x M x H; 0 for synchronous SGD)
  *   gradhub_rejected_messages_total{code}    counters `rejected.<CODE>`
  *   gradhub_late_results_total               counter `late_results`
+ *   gradhub_results_non_finite_total         counter `results_non_finite` (results with a NaN or infinity, recomputed elsewhere)
+ *   gradhub_stalls_total                     counter `stalls` (work taken from a worker past its hold deadline)
  *   gradhub_build_info{version,node}         always 1: gradhub's and Node's versions
  *   process_*, nodejs_*                      prom-client's default metrics of this process (CPU, memory, event loop, GC)
  */
@@ -150,6 +152,14 @@ export function createPrometheusMetrics(status: RunStatus): PrometheusMetrics {
   new Counter({
     name: 'gradhub_late_results_total', help: 'Late or duplicate results dropped (honest stragglers).', registers,
     collect() { this.reset(); this.inc(counter(snap(), 'late_results')); },
+  });
+  new Counter({
+    name: 'gradhub_results_non_finite_total', help: 'Results with a NaN or infinity (the node is recomputed on another worker).', registers,
+    collect() { this.reset(); this.inc(counter(snap(), 'results_non_finite')); },
+  });
+  new Counter({
+    name: 'gradhub_stalls_total', help: 'Times a worker held its work past its deadline (the work went to others).', registers,
+    collect() { this.reset(); this.inc(counter(snap(), 'stalls')); },
   });
 
   new Gauge({ name: 'gradhub_build_info', help: "Always 1: gradhub's version and Node's.", labelNames: ['version', 'node'], registers })

@@ -33,7 +33,9 @@
  *   - a NaN or infinity in the message's new gradient parts or in its sums: 'non-finite' (the
  *     executor has the node recomputed on another worker; nothing of the message is kept, the
  *     node's parts accepted before stay: the recompute's copies of them are duplicates); if the
- *     node already came back non-finite once: 'diverged';
+ *     node already came back non-finite from another worker: 'diverged' (two different workers'
+ *     answers: one worker alone, however often it answers non-finite, cannot end the run; later
+ *     this should take a trusted worker's answer);
  *   - otherwise the message is accepted. Each part of each node is combined with its sibling's
  *     as soon as both are there, S(parent) = S(left) + S(right) in float32, up to that part's
  *     root: every layer has its own tree and completes on its own. The sums combine once per
@@ -189,7 +191,8 @@ interface NodeRec {
   /** Per part: 1 once accepted. */
   readonly parts: Uint8Array;
   partsIn: number;
-  nonFinite: number;
+  /** Workers whose answer for it was non-finite. */
+  readonly nonFiniteFrom: Set<number>;
 }
 
 export class Reducer {
@@ -331,7 +334,7 @@ export class Reducer {
     }
     const given = record.nodeAt(k)!;
     let rec = this.recs.get(k);
-    if (!rec) this.recs.set(k, (rec = { sums: null, parts: new Uint8Array(this.nParts), partsIn: 0, nonFinite: 0 }));
+    if (!rec) this.recs.set(k, (rec = { sums: null, parts: new Uint8Array(this.nParts), partsIn: 0, nonFiniteFrom: new Set() }));
     const pieces: readonly Uint8Array[] = r.grad instanceof Uint8Array ? [r.grad] : r.grad;
     let gradBytes = 0;
     for (const p of pieces) gradBytes += p.byteLength;
@@ -392,10 +395,10 @@ export class Reducer {
     }
     if (!finite) {
       for (let k = 0; k < ids.length; k++) this.trees[fresh[k]].pool.release(ids[k]);
-      rec.nonFinite++;
+      rec.nonFiniteFrom.add(workerId);
       record.revoke(given, workerId);
       this.stats.nonFinite++;
-      if (rec.nonFinite >= 2) {
+      if (rec.nonFiniteFrom.size >= 2) {
         return { kind: 'diverged', node: given, message: `node [${given.lo},${given.hi}) of step ${req.step} is non-finite on two workers: the model has diverged` };
       }
       return { kind: 'non-finite', node: given };

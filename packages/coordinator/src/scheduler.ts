@@ -22,10 +22,11 @@
  *   For small problems every cut is considered (exact); past ~10^4 evaluations, the candidates
  *   per cut are the proportional cut, its neighbours, and the nearest multiples of each power of
  *   two (tree-aligned) on either side.
- * - Speeds are compute speeds (samples/s, an EWMA of what workers report); bandwidths are bytes/s
- *   (an EWMA of tensor bytes moved per second of a worker's busy time not spent computing). A
- *   worker never measured counts as the mean of the measured ones (speed 1 and
- *   `defaultBandwidth` when none is).
+ * - Speeds are compute speeds (samples/s) and bandwidths bytes/s, EWMAs of what the coordinator
+ *   measured itself (worker-estimates.ts; never what a worker reports, so a worker cannot talk
+ *   itself into a bigger share). A worker never measured gets a conservative share: its speed
+ *   counts as half the slowest measured one (1 when none is: equal shares), its bandwidth as the
+ *   mean of the measured ones (`defaultBandwidth` when none is); its first answer measures it.
  * - `pickWorker` chooses who takes over one node (a lost worker's, or a non-finite one to be
  *   recomputed): the candidate that would finish it first given its queued samples and speed.
  * - The scheduler only decides *who*; the tree fixes *what* is summed and in which order, so any
@@ -86,9 +87,11 @@ function filled<T extends { readonly id: number }>(items: readonly T[], get: (t:
   return out;
 }
 
-/** Speeds with the unknown ones filled in (mean of the known ones, or 1). */
+/** Speeds with the unknown ones filled in: half the slowest known one (conservative), or 1 when none is known. */
 function effectiveSpeeds(workers: readonly WorkerSpeed[]): Map<number, number> {
-  return filled(workers, (w) => w.speed, 1);
+  const known = workers.map((w) => w.speed).filter(positive);
+  const unknown = known.length ? Math.min(...known) / 2 : 1;
+  return new Map(workers.map((w) => [w.id, positive(w.speed) ? w.speed : unknown]));
 }
 
 /**

@@ -13,6 +13,7 @@ import { RESULT_OVERHEAD_BYTES, encodeWork, leafShapeOf } from './protocol.js';
 import type { RequestSpec } from './reducer.js';
 import { assignChunks, assignedBytes, placeOrphans, type AssignedBytes, type Assignment, type CrewChooser, type TransferCost } from './scheduler.js';
 import { speculativeCopies } from './speculation.js';
+import type { HoldWatch } from './stalls.js';
 import type { WorkerEstimates } from './worker-estimates.js';
 import type { WorkerRows } from './worker-rows.js';
 
@@ -35,6 +36,8 @@ export class WorkDispatch {
     private readonly params: ParamDistribution,
     private readonly estimates: WorkerEstimates,
     private readonly rows: WorkerRows,
+    /** Hold deadlines (stalls.ts): each hand-out restarts the worker's clock; null: none. */
+    private readonly holds: HoldWatch | null = null,
   ) {}
 
   /**
@@ -66,28 +69,35 @@ export class WorkDispatch {
 
   /**
    * Send `w` the parameters if it lacks them, then one Work frame with `nodes` (given to it in the
-   * record). Resolves when the socket has taken both (ws send callbacks).
+   * record). Resolves when the socket has taken both (ws send callbacks). A hand-out to a worker
+   * owing nothing starts its busy period, and the time its socket takes to take the bytes is
+   * measured (worker-estimates.ts); every hand-out restarts its hold clock (stalls.ts).
    */
   send(a: RequestContext, w: WorkerConn, nodes: readonly TreeNode[]): Promise<unknown> {
     if (nodes.length === 0) return Promise.resolve();
     const { input, spec, record } = a;
-    if (record.owing(w.id) === 0) this.estimates.start(w.id, Date.now());
+    const now = Date.now();
+    const token = record.owing(w.id) === 0 ? this.estimates.start(w.id, now) : null;
+    this.holds?.restart(w.id, now);
+    let bytes = 0;
     let paramsSent: Promise<unknown> | null = null;
     if (w.paramsVersion !== spec.version) {
       // The request's version was encoded when it began (`run`); the trainer may have updated
       // `input.params` part by part since (publish), so its frames are what the worker needs.
       const out = this.params.sendVersion(w, spec.version);
       if (!out) throw new GradhubError(ErrorCode.E_INTERNAL, `parameters v${spec.version} of request ${spec.seq} are no longer encoded`);
-      this.estimates.moved(w.id, out.bytes);
+      bytes += out.bytes;
       paramsSent = Promise.all(out.sends);
     }
     const work = encodeWork(spec, nodes, input.pixels, input.labels);
-    record.sent(w.id, work.nodes, Date.now());
+    record.sent(w.id, work.nodes, now);
     w.logger.debug({ step: spec.step, seq: spec.seq, nodes: work.nodes.map(showNode), samples: work.samples }, 'work sent');
-    this.estimates.moved(w.id, work.frame.byteLength);
+    bytes += work.frame.byteLength;
     const workSent = w.send(work.frame);
     this.report(w, a);
-    return paramsSent ? Promise.all([paramsSent, workSent]) : workSent;
+    const all = paramsSent ? Promise.all([paramsSent, workSent]) : workSent;
+    if (token !== null) void all.then(() => this.estimates.written(w.id, token, bytes, Date.now()));
+    return all;
   }
 
   /** Give incomplete nodes nobody holds to the workers that would finish them first (scheduler), and send them. */
@@ -106,6 +116,19 @@ export class WorkDispatch {
       a.log.info({ workerId: id, nodes: nodes.map(showNode) }, 'nodes reassigned');
       void this.send(a, byId.get(id)!, nodes);
     }
+  }
+
+  /**
+   * Take the incomplete nodes worker `id` holds away from it (it stalled: stalls.ts) and give them
+   * to the others (scheduler `placeOrphans`). It still owes them, so its late answer is dropped
+   * quietly. The nodes taken; none when no other worker is there to take them (it keeps them).
+   */
+  reclaim(a: RequestContext, id: number): TreeNode[] {
+    if (!this.membership.workers().some((w) => w.id !== id)) return [];
+    const nodes = a.record.ownedBy(id);
+    for (const n of nodes) a.record.revoke(n, id);
+    this.placeOrphans(a, new Set([id]));
+    return nodes;
   }
 
   /** Give nodes outstanding `afterMs` to idle workers as well, the fastest first (first result wins); the copies made. */

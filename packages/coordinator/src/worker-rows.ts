@@ -33,6 +33,16 @@ export class WorkerRows {
     this.sink?.count('late_results');
   }
 
+  /** A result was non-finite (its node is recomputed elsewhere): the `results_non_finite` counter. */
+  nonFinite(): void {
+    this.sink?.count('results_non_finite');
+  }
+
+  /** A worker held its work past its deadline (it went to others): the `stalls` counter. */
+  stalled(): void {
+    this.sink?.count('stalls');
+  }
+
   /** `id` is gone: its row goes. */
   remove(id: number): void {
     this.tally.delete(id);

@@ -606,22 +606,44 @@ describe('bad clients', () => {
     await fake.next('heartbeat');
   });
 
-  it('ends the run with E_DIVERGED when the recompute is non-finite too', async () => {
-    // One fake worker only: its NaN node goes back to it, and NaN again ends the run.
-    const c = await start();
+  it('a lone worker answering non-finite again and again cannot end the run: it is dropped with NON_FINITE_GRADIENT', async () => {
+    // One fake worker only: its NaN node goes back to it; one worker's answers never make a divergence.
+    const sink = fakeStatus();
+    const c = await start({ status: sink });
     const fake = rawClient();
     await fake.join();
     await c.executor.waitForWorkers(1);
+    const inp = input(1);
+    const p = runAndCheck(c, inp);
+    p.catch(() => {});
+    const nan = new Uint8Array(new Float32Array(SPEC.paramCount).fill(Number.POSITIVE_INFINITY).buffer);
+    for (let i = 0; i < 3; i++) {
+      const work = (await fake.next('work')).work!;
+      expect(work.nodes![0]).toMatchObject({ lo: 0, hi: 6 });
+      fake.send(resultFor(work, {}, nan));
+    }
+    expect((await fake.next('error')).error!.code).toBe(gradhub.ErrorCode.NON_FINITE_GRADIENT);
+    expect(sink.counters.results_non_finite).toBe(3);
+    expect(c.executor.stats.nonFiniteDrops).toBe(1);
+    worker(); // an honest worker finishes the step
+    await p;
+  });
+
+  it('ends the run with E_DIVERGED when another worker\'s recompute is non-finite too', async () => {
+    const c = await start();
+    const [a, b] = [rawClient(), rawClient()];
+    await a.join();
+    await b.join();
+    await c.executor.waitForWorkers(2);
     const p = c.executor.run(input(1));
     p.catch(() => {});
-    const work = (await fake.next('work')).work!;
-    const nan = new Float32Array(SPEC.paramCount).fill(Number.POSITIVE_INFINITY);
-    const root = work.nodes![0];
-    expect(root).toMatchObject({ lo: 0, hi: 6 });
-    fake.send(resultFor(work, {}, new Uint8Array(nan.buffer)));
-    const again = (await fake.next('work')).work!;
-    expect(again.nodes![0]).toMatchObject({ lo: 0, hi: 6 });
-    fake.send(resultFor(again, {}, new Uint8Array(nan.buffer)));
+    const nan = new Uint8Array(new Float32Array(SPEC.paramCount).fill(Number.NaN).buffer);
+    const wa = (await a.next('work')).work!;
+    await b.next('work');
+    a.send(resultFor(wa, {}, nan));
+    const again = (await b.next('work')).work!; // a's node, recomputed on b
+    expect(again.nodes![0]).toMatchObject({ lo: wa.nodes![0].lo, hi: wa.nodes![0].hi });
+    b.send(resultFor(again, {}, nan));
     await expect(p).rejects.toSatisfy((e: unknown) => isGradhubError(e, 'E_DIVERGED'));
   });
 

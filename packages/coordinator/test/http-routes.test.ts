@@ -244,6 +244,8 @@ beforeAll(async () => {
   status.count('bytes_in', 123_456);
   status.count('bytes_out', 654_321);
   status.count('late_results', 3);
+  status.count('results_non_finite', 2);
+  status.count('stalls', 4);
   // Rejected frames, counted by the real coordinator: a cluster reporting into this status, and two
   // bad workers on real sockets (a Hello with the wrong join token, a text frame).
   helloBytes = await rejectTwoWorkers(status);
@@ -410,6 +412,9 @@ describe('GET /metrics', () => {
     // Labelled with the wire protocol's ErrorCode names, as the coordinator counts them.
     expect(byLabel('gradhub_rejected_messages_total', 'code')).toEqual({ BAD_TOKEN: 1, MALFORMED_FRAME: 1 });
     expect(one('gradhub_late_results_total')).toBe(3);
+    expect(types.get('gradhub_results_non_finite_total')).toBe('counter');
+    expect(one('gradhub_results_non_finite_total')).toBe(2);
+    expect(one('gradhub_stalls_total')).toBe(4);
   });
 
   it('follows the status between scrapes, and keeps each status in its own registry', async () => {

@@ -124,6 +124,31 @@ export type ClientEvent =
   }
   | { readonly type: 'end'; readonly end: SessionEnd };
 
+/**
+ * One Result as it is about to be sent: the header's fields, the node's samples, and the part's
+ * gradient (a view of the engine's buffer: copy before changing it; length 0 for EVAL).
+ */
+export interface OutgoingResult {
+  readonly seq: number;
+  readonly step: number;
+  readonly version: number;
+  readonly node: { readonly lo: number; readonly hi: number };
+  readonly part: { readonly offset: number; readonly length: number };
+  readonly samples: number;
+  readonly lossSum: number;
+  readonly denomSum: number;
+  readonly correct: number;
+  readonly computeMs: number;
+  readonly grad: Float32Array;
+}
+
+/**
+ * Test hook: what to send instead of `r` (a changed copy; the grad must keep its length), or null
+ * to send nothing (the client goes on as if it was sent). For the adversary tests
+ * (test/adversary/evil-worker.mjs) only: the CLI never sets it.
+ */
+export type ResultHook = (r: OutgoingResult) => OutgoingResult | null;
+
 export interface WorkerClientOptions {
   readonly socket: ClientSocket;
   readonly token: string;
@@ -140,6 +165,8 @@ export interface WorkerClientOptions {
   readonly modelSizes?: readonly number[];
   /** Test hook: sleep this long before each node (simulates a slow worker). Default 0. */
   readonly slowdownMs?: number;
+  /** Test hook: see `ResultHook`. */
+  readonly beforeResult?: ResultHook;
   /** No Welcome within this time ends the session ('timeout'), ms. Default 15000. */
   readonly welcomeTimeoutMs?: number;
   readonly onEvent?: (e: ClientEvent) => void;
@@ -200,6 +227,18 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
   });
 
   const emit = (e: ClientEvent): void => opts.onEvent?.(e);
+
+  /**
+   * Send one Result (the `beforeResult` hook may change it, or drop it: then it counts as sent).
+   * `grad` is a view of the engine's buffer (the message's last fragment, not copied).
+   */
+  function sendResult(r: OutgoingResult): Promise<boolean> {
+    const out = opts.beforeResult ? opts.beforeResult(r) : r;
+    if (out === null) return Promise.resolve(true);
+    const { samples: _samples, grad, ...fields } = out;
+    const header = resultHeader(fields, grad.byteLength);
+    return send(grad.byteLength > 0 ? [header, new Uint8Array(grad.buffer, grad.byteOffset, grad.byteLength)] : [header]);
+  }
 
   function send(parts: readonly Uint8Array[]): Promise<boolean> {
     if (ended) return Promise.resolve(false);
@@ -500,8 +539,8 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     const sums = e.computeSums(pixels, labels, n, false);
     const computeMs = performance.now() - c0;
     busyUntil = Date.now();
-    const header = resultHeader({ ...head, part: { offset: 0, length: 0 }, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, computeMs: busyUntil - t0 }, 0);
-    return (await send([header])) ? { sums: copySums(sums), computeMs } : null;
+    const r = { ...head, part: { offset: 0, length: 0 }, samples: n, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, computeMs: busyUntil - t0, grad: new Float32Array(0) };
+    return (await sendResult(r)) ? { sums: copySums(sums), computeMs } : null;
   }
 
   /**
@@ -517,10 +556,9 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     const sendPart = (i: number): void => {
       const { offset, length } = e.parts[i];
       const grad = e.grads.subarray(offset, offset + length);
-      const header = resultHeader({
-        ...head, part: { offset, length }, lossSum: sums!.lossSum, denomSum: sums!.denomSum, correct: sums!.correct, computeMs: Date.now() - t0,
-      }, grad.byteLength);
-      sends.push(send([header, new Uint8Array(grad.buffer, grad.byteOffset, grad.byteLength)]));
+      sends.push(sendResult({
+        ...head, part: { offset, length }, samples: n, lossSum: sums!.lossSum, denomSum: sums!.denomSum, correct: sums!.correct, computeMs: Date.now() - t0, grad,
+      }));
     };
     // onSums (the forward's sums) comes before any onPartGrad.
     const c0 = performance.now();

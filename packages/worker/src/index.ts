@@ -1,6 +1,6 @@
 // @gradhub/worker: the protocol client and the worker session shared by every runtime, and the Node worker.
 export { PROTOCOL_VERSION, decodeMessage, encode, fragments, resultHeader } from './wire.js';
-export { type ClientEvent } from './client.js';
+export { type ClientEvent, type OutgoingResult, type ResultHook } from './client.js';
 export {
   createNodeBackend,
   spawnNodeKernelThread,

@@ -30,7 +30,7 @@ import {
   wasmSimdSupported, wasmThreadsSupported, type Backend, type KernelThreadSpawner,
 } from '@gradhub/core';
 import { FRAGMENT_BYTES, fragments } from './wire.js';
-import type { ClientEvent, ClientSocket, WorkerLogger } from './client.js';
+import type { ClientEvent, ClientSocket, ResultHook, WorkerLogger } from './client.js';
 import { createWorkerSession, type SessionOutcome, type SessionSocket, type SocketEvents } from './session.js';
 
 export interface NodeWorkerOptions {
@@ -48,6 +48,8 @@ export interface NodeWorkerOptions {
   readonly graceMs: number;
   /** Test hook: sleep this long before each node. Default 0. */
   readonly slowdownMs?: number;
+  /** Test hook for the adversary tests (test/adversary/evil-worker.mjs): change or drop each Result before it is sent (client.ts `ResultHook`). The CLI never sets it. */
+  readonly beforeResult?: ResultHook;
   /** First reconnect delay, ms (doubles each failure, with full jitter). Default 250. */
   readonly backoffInitialMs?: number;
   /** Longest reconnect delay, ms. Default 10000. */
@@ -213,6 +215,7 @@ export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
     logger: log,
     name: opts.name ?? `${os.hostname()}:${process.pid}`,
     slowdownMs: opts.slowdownMs,
+    beforeResult: opts.beforeResult,
     backoff: { initialMs: opts.backoffInitialMs ?? 250, maxMs: opts.backoffMaxMs ?? 10000, graceMs: opts.graceMs },
     onEvent: opts.onEvent,
   });

@@ -98,6 +98,8 @@ export interface WorkerSessionOptions {
   readonly logger: WorkerLogger;
   /** For logs on the coordinator (hostname, user agent). */
   readonly name?: string;
+  /** Test hook (adversary tests only): see client.ts `ResultHook`. */
+  readonly beforeResult?: WorkerClientOptions['beforeResult'];
   /** Test hook: sleep this long before each node. Default 0. */
   readonly slowdownMs?: number;
   /** Reconnect pacing (ms). */
@@ -225,6 +227,7 @@ export function createWorkerSession(opts: WorkerSessionOptions): WorkerSession {
               memory,
               name: opts.name,
               slowdownMs: opts.slowdownMs,
+              beforeResult: opts.beforeResult,
               onEvent: (e) => {
                 if (e.type === 'welcome') welcomed = true;
                 opts.onEvent?.(e);
