@@ -87,6 +87,8 @@ export const CLUSTER_OPTIONS = [
   { name: 'tls-key', kind: 'string', arg: 'FILE', help: 'PEM private key of --tls-cert' },
   { name: 'admin-token', kind: 'string', arg: 'T', help: 'protect /dashboard, /api and /metrics with this token (default: open)' },
   { name: 'heartbeat-ms', kind: 'int', arg: 'MS', default: 10000, min: 100, help: 'a worker silent this long is dropped and its work reassigned' },
+  { name: 'audit-rate', kind: 'number', arg: 'X', default: 0.05, min: 0, help: "share of an untrusted worker's results recomputed here and compared bit for bit, after its first 4 (always); a mismatch bans it and rolls training back (0: off, 1: every result)" },
+  { name: 'rollback-memory-mb', kind: 'int', arg: 'MB', default: 256, min: 1, help: 'memory for the states of recent steps that a rollback after a failed audit can return to (8 bytes a parameter each)' },
 ] as const satisfies readonly OptionSpec[];
 
 /**

@@ -125,7 +125,9 @@ export class Auditor {
   private readonly workers = new Map<number, WorkerRecord>();
   private readonly queue: Task[] = [];
   private running: Task | null = null;
-  private engineParams: Float32Array | null = null;
+  private engineJob: AuditJob | null = null;
+  /** The running audit's step was undone by a rollback: its outcome is ignored (its parameters may be reused meanwhile). */
+  private runningVoid = false;
   private proven: number[] = [];
   private waiters: { step: number; resolve: () => void }[] = [];
   readonly stats = { passed: 0, failed: 0, skipped: 0 };
@@ -184,6 +186,8 @@ export class Auditor {
   /** The trainer is back at the state after `step` updates: later jobs and records are void. */
   rolledBack(step: number): void {
     for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i].job.step > step) this.queue.splice(i, 1);
+    if (this.running && this.running.job.step > step) this.runningVoid = true;
+    this.engineJob = null;
     for (const rec of this.workers.values()) for (const s of [...rec.steps.keys()]) if (s > step) rec.steps.delete(s);
     this.wake();
   }
@@ -217,6 +221,12 @@ export class Auditor {
 
   private judge(t: Task, problem: string | null, err?: unknown): void {
     this.running = null;
+    if (this.runningVoid) {
+      this.runningVoid = false;
+      this.wake();
+      this.pump();
+      return;
+    }
     const rec = this.recordOf(t.digest.workerId);
     const step = t.job.step;
     // A step voided by a rollback meanwhile has no record left; a mismatch still proves the lie.
@@ -249,9 +259,10 @@ export class Auditor {
   private async recompute(t: Task): Promise<string | null> {
     const { job, digest: d } = t;
     await new Promise<void>((resolve) => setImmediate(resolve));
-    if (this.engineParams !== job.params) {
+    // Per job, not per params array: a snapshot's buffer is reused for a later state.
+    if (this.engineJob !== job) {
       this.engine.params.set(job.params);
-      this.engineParams = job.params;
+      this.engineJob = job;
     }
     let sums: NodeSums | null;
     let grad: Float32Array;

@@ -40,6 +40,7 @@ import type { Logger } from 'pino';
 import { gradhub } from '@gradhub/proto';
 import { ErrorCode, GradhubError, streamParts, type FlatRange, type ModelSpec } from '@gradhub/core';
 import { Assignments } from './assignments.js';
+import { digestPieces } from './audit.js';
 import type { ClusterExecutor, ClusterExecutorOptions, ClusterStats } from './cluster-executor-api.js';
 import { carriesTensor, checkStepInput, type StepHooks, type StepInput, type StepSums, type StepTiming } from './executor.js';
 import { workersToRead } from './flow-control.js';
@@ -67,7 +68,12 @@ interface Active extends RequestContext {
   lastResultAt: number;
   /** The caller's hooks (onRootPart: every part goes to it, see finish). */
   readonly hooks: StepHooks | null;
+  /** Per worker and node ("id:lo:hi"): what it sent that was accepted (audits; 'train' and 'round'). */
+  readonly digests: Map<string, { workerId: number; trusted: boolean; node: { lo: number; hi: number }; parts: { offset: number; length: number; hash: string }[]; lossSum: number; denomSum: number; correct: number }>;
 }
+
+/** Joined with the trusted token (harden-net's `WorkerConn.trusted`); a connection without the field is a volunteer. */
+const isTrusted = (w: WorkerConn): boolean => (w as { readonly trusted?: boolean }).trusted === true;
 
 class ClusterExecutorImpl implements ClusterExecutor {
   private readonly membership: Membership;
@@ -161,7 +167,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     return new Promise<StepSums>((resolve, reject) => {
       const a: Active = {
         spec, input, record, log, startedAt: Date.now(), resolve, reject, settled: false,
-        broadcastMs: null, computeMs: new Map(), reduceMs: 0, lastResultAt: 0, hooks: hooks ?? null,
+        broadcastMs: null, computeMs: new Map(), reduceMs: 0, lastResultAt: 0, hooks: hooks ?? null, digests: new Map(),
       };
       this.active = a;
       const workers = this.membership.workers();
@@ -256,6 +262,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
       const measured = this.estimates.elapsed(w.id, a.lastResultAt) ?? 0;
       if (v.kind === 'accepted' && v.nodeDone) a.computeMs.set(w.id, Math.min(measured, (a.computeMs.get(w.id) ?? 0) + (m.computeMs ?? 0)));
       this.account(a, w.id, r, v.kind === 'accepted', nodeOver);
+      if (v.kind === 'accepted' && carriesTensor(a.spec.mode) && r.node) this.digest(a, w, r, grad);
     }
     if (v.kind === 'accepted' && v.rootParts.length > 0 && a?.hooks?.onRootPart && carriesTensor(a.spec.mode)) {
       const sums = this.reducer.rootSums()!;
@@ -279,6 +286,15 @@ class ClusterExecutorImpl implements ClusterExecutor {
     this.estimates.answered(id, accepted ? samples : 0);
     if (accepted) this.rows.counted(id, samples);
     if (a.record.owing(id) === 0) this.estimates.idle(id, Date.now());
+  }
+
+  /** Keep what `w` sent in an accepted result (its part's xxh64 and the node's sums), for audits. */
+  private digest(a: Active, w: WorkerConn, r: ResultIn, grad: readonly Uint8Array[]): void {
+    const node = r.node!;
+    const key = `${w.id}:${node.lo}:${node.hi}`;
+    let d = a.digests.get(key);
+    if (!d) a.digests.set(key, (d = { workerId: w.id, trusted: isTrusted(w), node: { lo: node.lo, hi: node.hi }, parts: [], lossSum: r.lossSum, denomSum: r.denomSum, correct: r.correct }));
+    if (r.part && r.part.length > 0) d.parts.push({ offset: r.part.offset, length: r.part.length, hash: digestPieces(grad) });
   }
 
   /** What to do with each reducer verdict. */
@@ -380,7 +396,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const broadcastMs = a.broadcastMs ?? total;
     const computeMs = Math.max(0, ...a.computeMs.values());
     const timing: StepTiming = { broadcastMs, computeMs, uploadMs: Math.max(0, total - broadcastMs - computeMs), reduceMs: a.reduceMs };
-    a.resolve({ grad: carriesTensor(a.spec.mode) ? sums.grad : null, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, timing });
+    const contributions = carriesTensor(a.spec.mode) ? [...a.digests.values()] : undefined;
+    a.resolve({ grad: carriesTensor(a.spec.mode) ? sums.grad : null, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, timing, contributions });
   }
 
   private fail(err: Error): void {
