@@ -67,3 +67,23 @@ describe('a cheating worker beside honest ones, at the default audit rate', () =
     await cheaterRun('scale-grad', '1000', ROUNDS, reference.rounds);
   }, 300_000);
 });
+
+describe('a worker that answers only NaN', () => {
+  it('beside honest workers: its answers are counted and recomputed, no divergence is declared, byte-identical', async () => {
+    const dir = tempDir('audit-nan');
+    const report = path.join(dir, 'report.html');
+    const coord = await startCoordinator([...RUN, '--min-workers', '3', '--export', path.join(dir, 'w.st'), '--report', report]);
+    const honest = [startCli(['worker', '--url', coord.url, '--token', coord.token]), startCli(['worker', '--url', coord.url, '--token', coord.token])];
+    const nan = startEvilWorker(coord.url, coord.token, 'nan');
+    try {
+      const r = await coord.exited;
+      expect(r.code, r.stderr).toBe(0);
+      expect(sha256(path.join(dir, 'w.st'))).toBe(reference.steps);
+      const { counters } = readReport(report);
+      expect(counters.results_non_finite).toBeGreaterThanOrEqual(1);
+      expect(counters.rollbacks ?? 0).toBe(0); // nothing of it was applied
+    } finally {
+      for (const p of [...honest, nan, coord.process]) p.kill('SIGKILL');
+    }
+  }, 300_000);
+});
