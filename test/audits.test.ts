@@ -10,6 +10,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runCli, sha256, startCli, tempDir, SMALL_RUN } from './helpers.js';
 import { startCoordinator } from './cluster-helpers.js';
+import { pollUntil } from './support/poll.js';
+import { parsePrometheusText, promValue } from './support/prometheus.js';
 import { readReport, startEvilWorker, type EvilMode } from './adversary/evil.js';
 
 const STEPS = 8;
@@ -84,6 +86,33 @@ describe('a worker that answers only NaN', () => {
       expect(counters.rollbacks ?? 0).toBe(0); // nothing of it was applied
     } finally {
       for (const p of [...honest, nan, coord.process]) p.kill('SIGKILL');
+    }
+  }, 300_000);
+
+  it('two alone: their answers declare no divergence; the coordinator recomputes, finds the node finite, bans both; an honest worker then ends the run byte-identical', async () => {
+    const dir = tempDir('audit-nan-alone');
+    const report = path.join(dir, 'report.html');
+    const coord = await startCoordinator([...RUN, '--min-workers', '2', '--export', path.join(dir, 'w.st'), '--report', report]);
+    const nans = [startEvilWorker(coord.url, coord.token, 'nan', ['--name', 'nan-a']), startEvilWorker(coord.url, coord.token, 'nan', ['--name', 'nan-b'])];
+    const started: { kill(sig?: NodeJS.Signals): boolean }[] = [...nans, coord.process];
+    try {
+      await pollUntil(async () => {
+        try {
+          const res = await fetch(`http://127.0.0.1:${coord.port}/metrics`);
+          return promValue(parsePrometheusText(await res.text()), 'gradhub_bans_total') >= 2;
+        } catch {
+          return false;
+        }
+      }, 120_000, 'both NaN workers banned', { everyMs: 100, abort: coord.exited });
+      started.push(startCli(['worker', '--url', coord.url, '--token', coord.token]));
+      const r = await coord.exited;
+      expect(r.code, r.stderr).toBe(0);
+      expect(sha256(path.join(dir, 'w.st'))).toBe(reference.steps);
+      const { counters } = readReport(report);
+      expect(counters.results_non_finite).toBeGreaterThanOrEqual(2);
+      expect(counters.bans).toBe(2);
+    } finally {
+      for (const p of started) p.kill('SIGKILL');
     }
   }, 300_000);
 });

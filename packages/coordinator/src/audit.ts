@@ -114,6 +114,8 @@ function cryptoRandom(): number {
 interface Task {
   readonly job: AuditJob;
   readonly digest: NodeDigest;
+  /** A non-finite answer to decide (judgeNonFinite): the workers that gave it, and the verdict's receiver. */
+  readonly nonFinite?: { readonly workers: readonly number[]; readonly resolve: (lied: boolean) => void };
 }
 
 export class Auditor {
@@ -162,6 +164,19 @@ export class Auditor {
       this.queue.push({ job, digest: d });
     }
     this.pump();
+  }
+
+  /**
+   * Only trusted compute declares divergence: `workers` (untrusted among them) answered `node` of
+   * `job` non-finite. Recompute it here, first in line: finite means they lied (proven, as a
+   * mismatch: the step is distrusted, so the trainer rolls it back); resolves whether they did.
+   */
+  judgeNonFinite(job: Omit<AuditJob, 'nodes'>, node: TreeNode, workers: readonly number[]): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const digest: NodeDigest = { workerId: -1, trusted: true, node, parts: [], lossSum: NaN, denomSum: NaN, correct: 0 };
+      this.queue.unshift({ job: { ...job, nodes: [] }, digest, nonFinite: { workers, resolve } });
+      this.pump();
+    });
   }
 
   settled(): Promise<void> {
@@ -221,6 +236,27 @@ export class Auditor {
 
   private judge(t: Task, problem: string | null, err?: unknown): void {
     this.running = null;
+    if (t.nonFinite) {
+      const lied = err === undefined && problem === null;
+      if (err !== undefined) this.log.error({ err, step: t.job.step }, 'the recompute of a non-finite answer failed');
+      if (lied) {
+        for (const id of t.nonFinite.workers) {
+          const rec = this.recordOf(id);
+          rec.steps.set(t.job.step, 'failed');
+          this.stats.failed++;
+          this.o.status?.count('audits.failed');
+          if (!rec.proven) {
+            rec.proven = true;
+            this.proven.push(id);
+            this.o.onCheater?.(id, `answered non-finite for node [${t.digest.node.lo},${t.digest.node.hi}) of step ${t.job.step}, which is finite`);
+          }
+        }
+      }
+      t.nonFinite.resolve(lied);
+      this.wake();
+      this.pump();
+      return;
+    }
     if (this.runningVoid) {
       this.runningVoid = false;
       this.wake();
@@ -283,7 +319,12 @@ export class Auditor {
       sums = await this.engine.computeSumsAsync(job.pixels.subarray(a * CIFAR_PIXELS, b * CIFAR_PIXELS), job.labels.subarray(a, b), b - a, true);
       grad = this.engine.grads;
     }
-    if (!sums) return 'the recompute was cancelled';
+    if (!sums) throw new Error('the recompute was cancelled');
+    if (t.nonFinite) {
+      let finite = Number.isFinite(sums.lossSum) && Number.isFinite(sums.denomSum);
+      for (let i = 0; finite && i < grad.length; i++) finite = Number.isFinite(grad[i]);
+      return finite ? null : 'non-finite here too';
+    }
     if (!Object.is(sums.lossSum, d.lossSum) || !Object.is(sums.denomSum, d.denomSum) || sums.correct !== d.correct) {
       return `sums (${d.lossSum}, ${d.denomSum}, ${d.correct}) sent, (${sums.lossSum}, ${sums.denomSum}, ${sums.correct}) recomputed`;
     }

@@ -68,6 +68,8 @@ interface Active extends RequestContext {
   lastResultAt: number;
   /** The caller's hooks (onRootPart: every part goes to it, see finish). */
   readonly hooks: StepHooks | null;
+  /** Per node ("lo:hi"): the workers that answered it non-finite, and whether each is trusted. */
+  readonly nonFinite: Map<string, Map<number, boolean>>;
   /** Per worker and node ("id:lo:hi"): what it sent that was accepted (audits; 'train' and 'round'). */
   readonly digests: Map<string, { workerId: number; trusted: boolean; node: { lo: number; hi: number }; parts: { offset: number; length: number; hash: string }[]; lossSum: number; denomSum: number; correct: number }>;
 }
@@ -167,7 +169,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     return new Promise<StepSums>((resolve, reject) => {
       const a: Active = {
         spec, input, record, log, startedAt: Date.now(), resolve, reject, settled: false,
-        broadcastMs: null, computeMs: new Map(), reduceMs: 0, lastResultAt: 0, hooks: hooks ?? null, digests: new Map(),
+        broadcastMs: null, computeMs: new Map(), reduceMs: 0, lastResultAt: 0, hooks: hooks ?? null, digests: new Map(), nonFinite: new Map(),
       };
       this.active = a;
       const workers = this.membership.workers();
@@ -317,6 +319,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
       // the connection kept; only a worker that does it `strikes` times within the window goes.
       this.counters.recomputed++;
       this.rows.nonFinite();
+      const nk = `${v.node.lo}:${v.node.hi}`;
+      if (this.active) this.active.nonFinite.set(nk, (this.active.nonFinite.get(nk) ?? new Map()).set(w.id, isTrusted(w)));
       const strikes = this.nonFiniteStrikes.add(w.id, Date.now());
       this.active?.log.warn({ workerId: w.id, node: showNode(v.node), strikes }, 'non-finite result: recomputing the node on another worker');
       if (strikes >= this.rules.strikes) {
@@ -327,8 +331,15 @@ class ClusterExecutorImpl implements ClusterExecutor {
       if (this.active && this.active.record.ownersOf(v.node).length === 0) this.work.placeOrphans(this.active, new Set([w.id]));
       this.flow();
     },
-    diverged: (_w, v) => {
-      this.fail(new GradhubError(ErrorCode.E_DIVERGED, v.message));
+    diverged: (w, v) => {
+      // Two workers answered the node non-finite. If one of them is untrusted, its word does not
+      // end the run: the error says so (`untrusted`), and the trainer has trusted compute decide.
+      const a = this.active;
+      const from = new Map(a?.nonFinite.get(`${v.node.lo}:${v.node.hi}`) ?? []);
+      from.set(w.id, isTrusted(w));
+      const err = new GradhubError(ErrorCode.E_DIVERGED, v.message);
+      if ([...from.values()].some((t) => !t)) Object.assign(err, { untrusted: { node: v.node, workers: [...from.keys()] } });
+      this.fail(err);
     },
   };
 

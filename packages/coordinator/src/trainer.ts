@@ -23,7 +23,7 @@
 import type { Logger } from 'pino';
 import {
   GradhubError, Sampler, createSgdOptimizer, batchesPerEpoch, modelSpec, streamParts, CIFAR10_IMAGE_BYTES,
-  type FlatRange, type NodeSums, type SamplerState, type SgdPartialStep,
+  type FlatRange, type NodeSums, type SamplerState, type SgdPartialStep, type TreeNode,
 } from '@gradhub/core';
 import type { Executor, StepInput } from './executor.js';
 import type { MetricsSink } from './metrics.js';
@@ -36,7 +36,7 @@ import type { Auditor } from './audit.js';
 import { DEFAULT_ROLLBACK_MEMORY_MB, SnapshotRing, type Snapshot } from './snapshots.js';
 
 /** What the trainer asks of the auditor (audit.ts `Auditor`). */
-export type TrainerAudits = Pick<Auditor, 'submit' | 'settled' | 'settledThrough' | 'takeProven' | 'rolledBack'>;
+export type TrainerAudits = Pick<Auditor, 'submit' | 'settled' | 'settledThrough' | 'takeProven' | 'rolledBack' | 'judgeNonFinite'>;
 
 /** A rollback (docs/design.md "Audits and exact rollback"): back from `from` updates to `to`; the steps after `to` are replayed. */
 export interface RollbackReport {
@@ -323,7 +323,20 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       sgdMs += performance.now() - t;
       executor.publish?.(version + 1, params, i);
     };
-    const sums = await unlessAbandoned(executor.run(input, { onRootPart }), o.signal, o.abandonAfterMs);
+    let sums: Awaited<ReturnType<Executor['run']>> | null;
+    try {
+      sums = await unlessAbandoned(executor.run(input, { onRootPart }), o.signal, o.abandonAfterMs);
+    } catch (err) {
+      // Non-finite answers from untrusted workers only: trusted compute (the auditor) decides.
+      const u = (err as { untrusted?: { node: TreeNode; workers: readonly number[] } }).untrusted;
+      if (!audits || !snap || !u) throw err;
+      const lied = await audits.judgeNonFinite({
+        step: step + 1, mode: rounds ? 'round' : 'train', params: snap.params, pixels, labels, batch: n, round: input.round,
+      }, u.node, u.workers);
+      if (!lied) throw new GradhubError('E_DIVERGED', `${(err as Error).message}; recomputed by the coordinator: non-finite too, the model diverged`);
+      if (rollbackIfProven()) continue;
+      throw err;
+    }
     if (sums === null) {
       // Given up after the stop: parts already updated (streamed SGD) leave no step's parameters.
       abandoned = true;
