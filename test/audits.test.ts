@@ -65,6 +65,10 @@ describe('a cheating worker beside honest ones, at the default audit rate', () =
     await cheaterRun('forge-denom', '2', RUN, reference.steps);
   }, 300_000);
 
+  it('forging its correct counts (every sample right): caught by the sums compare; byte-identical', async () => {
+    await cheaterRun('forge-correct', '2', RUN, reference.steps);
+  }, 300_000);
+
   it('in rounds mode, scaling its pseudo-gradient: caught through the replica runner; byte-identical', async () => {
     await cheaterRun('scale-grad', '1000', ROUNDS, reference.rounds);
   }, 300_000);
@@ -115,4 +119,12 @@ describe('a worker that answers only NaN', () => {
       for (const p of started) p.kill('SIGKILL');
     }
   }, 300_000);
+});
+
+describe('--audit-rate', () => {
+  it('outside 0..1 is a usage error, before any data is read', async () => {
+    const r = await runCli(['train', '--workers', '1', ...RUN, '--audit-rate', '1.5', '--data', '/nonexistent-gradhub-data']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--audit-rate must be a number from 0 to 1, got 1.5/);
+  });
 });
