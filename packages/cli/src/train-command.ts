@@ -168,7 +168,10 @@ async function trainWith(
         metrics: run.metrics, checkpoint: run.checkpoint, signal: stop.signal, abandonAfterMs: o['stop-grace-ms'],
         audits: auditor, rollbackMemoryBytes: ((o as { readonly 'rollback-memory-mb'?: number })['rollback-memory-mb'] ?? 256) * 1024 * 1024,
         count: (name, by) => status.count(name, by),
-        onRollback: (r) => progress.message(`rolled back from step ${r.from} to ${r.to}: worker ${r.workers.join(', ')} was proven to cheat (banned); replaying`),
+        onRollback: (r) => {
+          status.rollBack(r.to);
+          progress.message(`rolled back from step ${r.from} to ${r.to}: worker ${r.workers.join(', ')} was proven to cheat (banned); replaying`);
+        },
         onStep: (r) => {
           progress.step({ ...r, epochs });
           reportStep(status, r);
