@@ -20,7 +20,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
-import type { Executor, RunStatus } from '@gradhub/coordinator';
+import type { Cluster, Executor, RunStatus } from '@gradhub/coordinator';
 import type { TrainOptions } from './options.js';
 import type { PreparedRun } from './run-setup.js';
 import type { Progress } from './progress.js';
@@ -30,6 +30,8 @@ import { privateSocketDir, SOCKET_NAME } from './socket-dir.js';
 
 export interface LocalCluster {
   readonly executor: Executor;
+  /** Its workers' membership (audits ban proven cheaters there). */
+  readonly membership: Cluster['membership'];
   stop(reason: 'done' | 'shutdown'): Promise<void>;
 }
 
@@ -101,5 +103,5 @@ export async function startLocalCluster(
     await stop('done');
     throw err;
   }
-  return { executor: cc.cluster.executor, stop };
+  return { executor: cc.cluster.executor, membership: cc.cluster.membership, stop };
 }

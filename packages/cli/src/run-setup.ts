@@ -17,6 +17,7 @@ import { createNodeBackend } from '@gradhub/worker';
 import {
   loadCifar10, readLatestCheckpoint, checkSettingsMatch, bitSettings, runSettings, openMetricsFile, modelToSafetensors, writeFileAtomic,
   type RoundSettings, type TrainSettings, type TrainStart, type MetricsLine, type MetricsSink, type Samples,
+  auditRateProblem,
 } from '@gradhub/coordinator';
 import { TRAINING_OPTIONS, envName, explicitOptions, type OptionSpec, type ParsedOptions, type RunOptions } from './options.js';
 import type { Progress } from './progress.js';
@@ -155,6 +156,9 @@ export function planRun<O extends RunOptions>(parsed: O, invocation: Invocation,
     throw new GradhubError('E_USAGE', `--chunk ${settings.chunk} is above --batch-size ${settings.batch}: a chunk is a part of the batch; give --chunk ${settings.batch} or less`);
   }
   checkThreads(o['backend'], o['threads'] ?? 1);
+  const rate = (o as { readonly 'audit-rate'?: number })['audit-rate'];
+  const rateProblem = rate === undefined ? null : auditRateProblem(rate);
+  if (rateProblem) throw new GradhubError('E_USAGE', rateProblem);
   if (invocation.command === 'coordinator' || (o['workers'] ?? 0) > 0) readTls(o['tls-cert'], o['tls-key']);
   checkOutputs(o, runDir, invocation);
   allowedOrigins(o['allow-origin']);

@@ -83,6 +83,9 @@ export function guardMetrics(sink: MetricsSink, status: RunStatus, logger: Logge
   return {
     write: (line) => guard('written', () => sink.write(line)),
     close: () => guard('closed', () => sink.close()),
+    // A rollback cuts the file back (audits): passed through as they are.
+    ...(sink.mark ? { mark: () => sink.mark!() } : {}),
+    ...(sink.truncate ? { truncate: (m: number) => guard('cut back', () => sink.truncate!(m)) } : {}),
   };
 }
 

@@ -13,7 +13,8 @@
 import type { Logger } from 'pino';
 import { batchesPerEpoch } from '@gradhub/core';
 import {
-  runTraining, createInProcessExecutor, totalSteps, writeReport, type Executor, type RunStatus, type TrainResult,
+  Auditor, runTraining, createInProcessExecutor, totalSteps, writeReport, type Executor, type RunStatus, type TrainResult,
+  type Cluster,
 } from '@gradhub/coordinator';
 import { planRun, prepareRun, makeBackend, type Invocation, type PreparedRun } from './run-setup.js';
 import type { CoordinatorOptions, TrainOptions } from './options.js';
@@ -61,7 +62,7 @@ export async function trainCommand(parsed: TrainOptions, ctx: CommandContext): P
       }
     }
     const cluster = await startLocalCluster(o, run, status, ctx.logger, ctx.progress, ctx.stop.signal);
-    return trainWith(run, cluster.executor, status, ctx, report, (stopped) => cluster.stop(stopped ? 'shutdown' : 'done'));
+    return trainWith(run, cluster.executor, status, ctx, report, (stopped) => cluster.stop(stopped ? 'shutdown' : 'done'), cluster.membership);
   });
 }
 
@@ -90,7 +91,7 @@ export async function coordinatorCommand(parsed: CoordinatorOptions, ctx: Comman
       joined,
       new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true }))),
     ]);
-    return trainWith(run, cc.cluster.executor, status, ctx, report, (stopped) => cc.cluster.close(stopped ? 'shutdown' : 'done'));
+    return trainWith(run, cc.cluster.executor, status, ctx, report, (stopped) => cc.cluster.close(stopped ? 'shutdown' : 'done'), cc.cluster.membership);
   });
 }
 
@@ -147,9 +148,19 @@ export function epochsReached(run: PreparedRun): number {
 async function trainWith(
   run: PreparedRun, executor: Executor, status: RunStatus, ctx: CommandContext, report: ReportWriter,
   close: (stopped: boolean) => Promise<void>,
+  membership?: Cluster['membership'],
 ): Promise<TrainOutcome> {
   const { progress, logger, stop } = ctx;
   const o = run.o;
+  // Audits of untrusted workers' results (a cluster only): recomputed here, on a backend of their own.
+  const rate = (o as { readonly 'audit-rate'?: number })['audit-rate'] ?? 0;
+  const auditBackend = membership && rate > 0 ? await makeBackend(o['backend'], run.spec, run.settings.batch, o['threads']) : null;
+  const auditor = membership && auditBackend
+    ? new Auditor({
+      spec: run.spec, backend: auditBackend, chunk: run.settings.chunk, normalize: run.settings.normalize, maxBatch: run.settings.batch, rate, logger, status,
+      onCheater: (id, reason) => membership.ban(id, reason),
+    })
+    : null;
   const epochs = epochsReached(run);
   let result: TrainResult | null = null;
   let stopped = true;
@@ -162,6 +173,12 @@ async function trainWith(
       result = await runTraining({
         settings: run.settings, train: run.train, test: run.test, executor, logger, start: run.start,
         metrics, checkpoint: run.checkpoint, signal: stop.signal, abandonAfterMs: o['stop-grace-ms'], onCheckpoint: checkpoints.onCheckpoint,
+        audits: auditor, rollbackMemoryBytes: ((o as { readonly 'rollback-memory-mb'?: number })['rollback-memory-mb'] ?? 256) * 1024 * 1024,
+        count: (name, by) => status.count(name, by),
+        onRollback: (r) => {
+          status.rollBack(r.to);
+          progress.message(`rolled back from step ${r.from} to ${r.to}: worker ${r.workers.join(', ')} was proven to cheat (banned); replaying`);
+        },
         onStep: (r) => {
           progress.step({ ...r, epochs });
           reportStep(status, r);
@@ -210,6 +227,7 @@ async function trainWith(
     // Before closing: the workers table still shows the workers as they were at the end.
     report.write();
     await close(stopped);
+    auditBackend?.close?.();
   }
   return stopped ? 'stopped' : 'done';
 }

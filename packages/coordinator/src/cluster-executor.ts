@@ -41,6 +41,7 @@ import type { Logger } from 'pino';
 import { gradhub } from '@gradhub/proto';
 import { ErrorCode, GradhubError, streamParts, type FlatRange, type ModelSpec } from '@gradhub/core';
 import { Assignments } from './assignments.js';
+import { digestPieces } from './audit.js';
 import type { ClusterExecutor, ClusterExecutorOptions, ClusterStats } from './cluster-executor-api.js';
 import { carriesTensor, checkStepInput, type StepHooks, type StepInput, type StepSums, type StepTiming } from './executor.js';
 import { workersToRead } from './flow-control.js';
@@ -68,7 +69,14 @@ interface Active extends RequestContext {
   lastResultAt: number;
   /** The caller's hooks (onRootPart: every part goes to it, see finish). */
   readonly hooks: StepHooks | null;
+  /** Per node ("lo:hi"): the workers that answered it non-finite, and whether each is trusted. */
+  readonly nonFinite: Map<string, Map<number, boolean>>;
+  /** Per worker and node ("id:lo:hi"): what it sent that was accepted (audits; 'train' and 'round'). */
+  readonly digests: Map<string, { workerId: number; trusted: boolean; node: { lo: number; hi: number }; parts: { offset: number; length: number; hash: string }[]; lossSum: number; denomSum: number; correct: number }>;
 }
+
+/** Joined with the trusted token (harden-net's `WorkerConn.trusted`); a connection without the field is a volunteer. */
+const isTrusted = (w: WorkerConn): boolean => (w as { readonly trusted?: boolean }).trusted === true;
 
 class ClusterExecutorImpl implements ClusterExecutor {
   private readonly membership: Membership;
@@ -167,7 +175,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     return new Promise<StepSums>((resolve, reject) => {
       const a: Active = {
         spec, input, record, log, startedAt: Date.now(), resolve, reject, settled: false,
-        broadcastMs: null, computeMs: new Map(), reduceMs: 0, lastResultAt: 0, hooks: hooks ?? null,
+        broadcastMs: null, computeMs: new Map(), reduceMs: 0, lastResultAt: 0, hooks: hooks ?? null, digests: new Map(), nonFinite: new Map(),
       };
       this.active = a;
       const workers = this.membership.workers();
@@ -262,6 +270,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
       const measured = this.estimates.elapsed(w.id, a.lastResultAt) ?? 0;
       if (v.kind === 'accepted' && v.nodeDone) a.computeMs.set(w.id, Math.min(measured, (a.computeMs.get(w.id) ?? 0) + (m.computeMs ?? 0)));
       this.account(a, w.id, r, v.kind, nodeOver);
+      if (v.kind === 'accepted' && carriesTensor(a.spec.mode) && r.node) this.digest(a, w, r, grad);
     }
     if (v.kind === 'accepted' && v.rootParts.length > 0 && a?.hooks?.onRootPart && carriesTensor(a.spec.mode)) {
       const sums = this.reducer.rootSums()!;
@@ -289,6 +298,16 @@ class ClusterExecutorImpl implements ClusterExecutor {
     if (a.record.owing(id) === 0) this.estimates.idle(id, Date.now());
   }
 
+  /** Keep what `w` sent in an accepted result (its part's xxh64 and the node's sums), for audits. */
+  private digest(a: Active, w: WorkerConn, r: ResultIn, grad: readonly Uint8Array[]): void {
+    const node = r.node!;
+    const key = `${w.id}:${node.lo}:${node.hi}`;
+    let d = a.digests.get(key);
+    if (!d) a.digests.set(key, (d = { workerId: w.id, trusted: isTrusted(w), node: { lo: node.lo, hi: node.hi }, parts: [], lossSum: r.lossSum, denomSum: r.denomSum, correct: r.correct }));
+    // Trusted workers are never audited: their bytes are not hashed.
+    if (r.part && r.part.length > 0 && !d.trusted) d.parts.push({ offset: r.part.offset, length: r.part.length, hash: digestPieces(grad) });
+  }
+
   /** What to do with each reducer verdict. */
   private readonly verdicts: { [K in Verdict['kind']]: (w: WorkerConn, v: Extract<Verdict, { kind: K }>) => void } = {
     accepted: (_w, v) => {
@@ -309,6 +328,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
       // the connection kept; only a worker that does it `strikes` times within the window goes.
       this.counters.recomputed++;
       this.rows.nonFinite();
+      const nk = `${v.node.lo}:${v.node.hi}`;
+      if (this.active) this.active.nonFinite.set(nk, (this.active.nonFinite.get(nk) ?? new Map()).set(w.id, isTrusted(w)));
       const strikes = this.nonFiniteStrikes.add(w.id, Date.now());
       this.active?.log.warn({ workerId: w.id, node: showNode(v.node), strikes }, 'non-finite result: recomputing the node on another worker');
       if (strikes >= this.rules.strikes) {
@@ -319,8 +340,15 @@ class ClusterExecutorImpl implements ClusterExecutor {
       if (this.active && this.active.record.ownersOf(v.node).length === 0) this.work.placeOrphans(this.active, new Set([w.id]));
       this.flow();
     },
-    diverged: (_w, v) => {
-      this.fail(new GradhubError(ErrorCode.E_DIVERGED, v.message));
+    diverged: (w, v) => {
+      // Two workers answered the node non-finite. If one of them is untrusted, its word does not
+      // end the run: the error says so (`untrusted`), and the trainer has trusted compute decide.
+      const a = this.active;
+      const from = new Map(a?.nonFinite.get(`${v.node.lo}:${v.node.hi}`) ?? []);
+      from.set(w.id, isTrusted(w));
+      const err = new GradhubError(ErrorCode.E_DIVERGED, v.message);
+      if ([...from.values()].some((t) => !t)) Object.assign(err, { untrusted: { node: v.node, workers: [...from.keys()] } });
+      this.fail(err);
     },
   };
 
@@ -404,7 +432,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const broadcastMs = a.broadcastMs ?? total;
     const computeMs = Math.max(0, ...a.computeMs.values());
     const timing: StepTiming = { broadcastMs, computeMs, uploadMs: Math.max(0, total - broadcastMs - computeMs), reduceMs: a.reduceMs };
-    a.resolve({ grad: carriesTensor(a.spec.mode) ? sums.grad : null, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, timing });
+    const contributions = carriesTensor(a.spec.mode) ? [...a.digests.values()] : undefined;
+    a.resolve({ grad: carriesTensor(a.spec.mode) ? sums.grad : null, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, timing, contributions });
   }
 
   private fail(err: Error): void {

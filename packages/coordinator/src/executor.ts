@@ -8,6 +8,7 @@
  * executor runs the core on the root node; the cluster executor hands tree nodes to workers and
  * reduces their results. Both must return the same bits for the same input.
  */
+import type { NodeDigest } from './audit.js';
 import { CIFAR_PIXELS, ErrorCode, GradhubError, type FlatRange, type NodeSums, type SgdOptions } from '@gradhub/core';
 
 /** What a request computes: a step's gradient, an evaluation's sums, or a round's pseudo-gradient. */
@@ -88,6 +89,12 @@ export interface StepSums {
   readonly correct: number;
   /** Where the time went (optional: executors that can measure it). */
   readonly timing?: StepTiming;
+  /**
+   * 'train' and 'round' requests of the cluster executor: what each worker sent for each node it
+   * answered (digests of its accepted gradient messages and its sums), for audits (audit.ts);
+   * trusted workers' too, marked. Absent where every result was computed here.
+   */
+  readonly contributions?: readonly NodeDigest[];
 }
 
 /**

@@ -33,3 +33,5 @@ export { GRADHUB_VERSION } from './version.js';
 export { writeReport } from './report.js';
 export { modelToSafetensors } from './safetensors-export.js';
 export { writeFileAtomic } from './atomic-write.js';
+export { Auditor } from './audit.js';
+export { auditRateProblem } from './audit-policy.js';

@@ -153,6 +153,9 @@ export interface MembershipHandlers {
   paramsRequest(w: WorkerConn, version: number): void;
 }
 
+/** Loopback or this machine's Unix socket: an address honest local workers share. */
+const isLocalAddress = (a: string): boolean => a === '127.0.0.1' || a === '::1' || a === '::ffff:127.0.0.1' || (!a.includes('.') && !a.includes(':'));
+
 const runtimeName = (r: gradhub.Runtime | null | undefined): Runtime => (r === gradhub.Runtime.BROWSER ? 'browser' : 'node');
 
 interface Conn extends WorkerConn {
@@ -174,6 +177,8 @@ export class Membership {
   private readonly opts: MembershipOptions;
   private readonly log: Logger;
   private readonly conns = new Set<Conn>();
+  /** Proven cheaters' names and addresses (ban). */
+  private readonly banned = { names: new Set<string>(), addresses: new Set<string>() };
   private readonly ready = new Map<number, Conn>();
   private nextId = 1;
   private handlers: MembershipHandlers | null = null;
@@ -421,6 +426,26 @@ export class Membership {
     },
   };
 
+  /**
+   * Ban a worker proven to cheat (audit.ts) for the run: its connection is closed with BANNED, and
+   * its name and its address are refused from now on. Not a loopback or Unix-socket address
+   * (honest local workers share it), and never the shared join token. False if `id` is not here.
+   */
+  ban(id: number, reason: string): boolean {
+    const conn = [...this.conns].find((c) => c.id === id);
+    if (!conn) return false;
+    if (conn.name) this.banned.names.add(conn.name);
+    if (conn.address && !isLocalAddress(conn.address)) this.banned.addresses.add(conn.address);
+    this.opts.status?.count('bans');
+    conn.logger.warn({ workerName: conn.name, address: conn.address, reason }, 'worker banned: proven to cheat');
+    if (conn.state !== 'gone') conn.kick(WireCode.BANNED, `proven to cheat: ${reason}`.slice(0, 500));
+    return true;
+  }
+
+  private isBanned(name: string, address: string): boolean {
+    return (name !== '' && this.banned.names.has(name)) || this.banned.addresses.has(address);
+  }
+
   private onHello(conn: Conn, hello: BodyOf<'hello'>): void {
     if (conn.helloTimer) clearTimeout(conn.helloTimer);
     conn.helloTimer = null;
@@ -438,6 +463,8 @@ export class Membership {
       problem = [WireCode.BAD_TOKEN, 'wrong join token'];
     } else if (conn.upgradeTrusted !== undefined && conn.upgradeTrusted !== trusted) {
       problem = [WireCode.BAD_TOKEN, 'the Hello presents another token than the connection did'];
+    } else if (this.isBanned((hello.name ?? '').slice(0, 200), conn.address)) {
+      problem = [WireCode.BANNED, 'this worker was proven to cheat and is banned from this run'];
     } else if (want.length > 0 && (want.length !== sizes.length || want.some((s, i) => s !== sizes[i]))) {
       problem = [WireCode.MODEL_MISMATCH, `worker wants model ${want.join(',')}, the run trains ${sizes.join(',')}`];
     } else if (maxBatch > 0 && maxBatch < this.opts.chunk) {

@@ -19,6 +19,7 @@
  * skips lines at or before them. A torn last line (a crash in the middle of a write) is cut off first.
  */
 import * as fs from 'node:fs';
+import { internalError } from '@gradhub/core';
 
 export interface StepLine {
   kind: 'step';
@@ -89,10 +90,17 @@ export interface ResumeLine {
 export interface MetricsSink {
   write(line: MetricsLine): void;
   close(): void;
+  /**
+   * Optional (a rollback, docs/design.md "Audits and exact rollback"): a mark of the lines written
+   * so far (the file's length in bytes), and `truncate(mark)` drops every line written after it,
+   * so the replayed steps are in the file once, with their replayed values.
+   */
+  mark?(): number;
+  truncate?(mark: number): void;
 }
 
 /** A sink that drops everything (no --metrics). */
-export const nullMetrics: MetricsSink = { write() {}, close() {} };
+export const nullMetrics: MetricsSink = { write() {}, close() {}, mark: () => 0, truncate() {} };
 
 /** An open metrics file: a sink, and the lines it already held when it was opened to resume. */
 export interface MetricsFile extends MetricsSink {
@@ -151,8 +159,11 @@ export function openMetricsFile(file: string, o: MetricsFileOptions): MetricsFil
     fs.writeFileSync(file, '');
   }
   const fd = fs.openSync(file, 'a');
+  let size = fs.fstatSync(fd).size;
   const append = (line: object): void => {
-    fs.writeSync(fd, JSON.stringify({ ...line, time: now() }) + '\n');
+    const text = Buffer.from(JSON.stringify({ ...line, time: now() }) + '\n');
+    fs.writeSync(fd, text);
+    size += text.byteLength;
   };
   if (resuming) append({ kind: 'resume', step: o.startStep } satisfies ResumeLine);
   else append({ kind: 'run', ...o.run });
@@ -163,6 +174,13 @@ export function openMetricsFile(file: string, o: MetricsFileOptions): MetricsFil
       if (line.kind === 'round' && line.round <= lastStep) return;
       if ((line.kind === 'epoch' || line.kind === 'eval') && line.step <= lastEvalStep) return;
       append(line);
+    },
+    mark: () => size,
+    truncate(mark: number): void {
+      if (!Number.isInteger(mark) || mark < 0 || mark > size) throw internalError(`metrics: truncate to ${mark} of ${size} bytes`);
+      // The file is opened for appending: later writes go to the new end.
+      fs.ftruncateSync(fd, mark);
+      size = mark;
     },
     close(): void {
       fs.closeSync(fd);

@@ -30,6 +30,10 @@
  *   gradhub_worker_sessions_total{event}     counters `workers_joined` / `workers_left` (the workers table keeps few departed rows)
  *   gradhub_results_non_finite_total         counter `results_non_finite` (results with a NaN or infinity, recomputed elsewhere)
  *   gradhub_stalls_total                     counter `stalls` (work taken from a worker past its hold deadline)
+ *   gradhub_audits_total{outcome}            counters `audits.passed` / `audits.failed` (mismatches) / `audits.skipped` (not drawn)
+ *   gradhub_bans_total                       counter `bans` (workers proven to cheat)
+ *   gradhub_rollbacks_total                  counter `rollbacks`; gradhub_rollback_steps_total `rollback_steps` (updates undone);
+ *                                            gradhub_rollbacks_beyond_window_total `rollbacks_beyond_window` (distrusted steps already final)
  *   gradhub_build_info{version,node}         always 1: gradhub's and Node's versions
  *   process_*, nodejs_*                      prom-client's default metrics of this process (CPU, memory, event loop, GC)
  */
@@ -205,6 +209,21 @@ export function createPrometheusMetrics(status: RunStatus): PrometheusMetrics {
     name: 'gradhub_stalls_total', help: 'Times a worker held its work past its deadline (the work went to others).', registers,
     collect() { this.reset(); this.inc(counter(snap(), 'stalls')); },
   });
+  new Counter({
+    name: 'gradhub_audits_total', help: "Untrusted workers' results recomputed and compared (passed, failed: a mismatch), or not drawn for an audit (skipped).", labelNames: ['outcome'], registers,
+    collect() {
+      this.reset();
+      for (const outcome of ['passed', 'failed', 'skipped']) this.inc({ outcome }, counter(snap(), `audits.${outcome}`));
+    },
+  });
+  for (const [name, key, help] of [
+    ['gradhub_bans_total', 'bans', 'Workers banned for the run: an audit proved a result of theirs wrong.'],
+    ['gradhub_rollbacks_total', 'rollbacks', 'Times training went back to the state before a proven cheater\'s first distrusted result and replayed.'],
+    ['gradhub_rollback_steps_total', 'rollback_steps', 'Updates undone by rollbacks (and replayed).'],
+    ['gradhub_rollbacks_beyond_window_total', 'rollbacks_beyond_window', "A proven cheater's distrusted steps older than the rollback window (final)."],
+  ] as const) {
+    new Counter({ name, help, registers, collect() { this.reset(); this.inc(counter(snap(), key)); } });
+  }
 
   new Gauge({ name: 'gradhub_build_info', help: "Always 1: gradhub's version and Node's.", labelNames: ['version', 'node'], registers })
     .set({ version: GRADHUB_VERSION, node: process.version }, 1);

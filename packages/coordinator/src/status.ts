@@ -175,6 +175,18 @@ export class RunStatus {
     this.emit({ type: 'step', point, split: this.snap.split, wireBytesPerSample: wireBytesPerSample(this.snap) });
   }
 
+  /**
+   * A rollback (docs/design.md "Audits and exact rollback") went back to the state after `step`
+   * updates: the step and evaluation points after it are dropped (their replays follow), and the
+   * state event tells subscribers the step went back.
+   */
+  rollBack(step: number): void {
+    this.snap.steps = this.snap.steps.filter((p) => p.step <= step);
+    this.snap.evals = this.snap.evals.filter((p) => p.step <= step);
+    this.snap.step = step;
+    this.emit({ type: 'state', state: this.snap.state, step });
+  }
+
   addEval(point: EvalPoint): void {
     this.snap.evals.push(point);
     this.emit({ type: 'eval', point });

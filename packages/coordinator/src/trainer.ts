@@ -23,7 +23,7 @@
 import type { Logger } from 'pino';
 import {
   GradhubError, Sampler, createSgdOptimizer, batchesPerEpoch, modelSpec, streamParts, CIFAR10_IMAGE_BYTES,
-  type FlatRange, type NodeSums, type SamplerState, type SgdPartialStep,
+  type FlatRange, type NodeSums, type SamplerState, type SgdPartialStep, type TreeNode,
 } from '@gradhub/core';
 import type { Executor, StepInput } from './executor.js';
 import type { MetricsSink } from './metrics.js';
@@ -32,6 +32,18 @@ import { bitSettings, outerSgd } from './settings.js';
 import { saveCheckpoint as saveCheckpointRetrying, type CheckpointOutcome } from './checkpoint-saver.js';
 import { lrOfRun } from './lr-of-run.js';
 import { unlessAbandoned } from './abandon.js';
+import type { Auditor } from './audit.js';
+import { DEFAULT_ROLLBACK_MEMORY_MB, SnapshotRing, type Snapshot } from './snapshots.js';
+
+/** What the trainer asks of the auditor (audit.ts `Auditor`). */
+export type TrainerAudits = Pick<Auditor, 'submit' | 'settled' | 'settledThrough' | 'takeProven' | 'rolledBack' | 'judgeNonFinite'>;
+
+/** A rollback (docs/design.md "Audits and exact rollback"): back from `from` updates to `to`; the steps after `to` are replayed. */
+export interface RollbackReport {
+  readonly from: number;
+  readonly to: number;
+  readonly workers: readonly number[];
+}
 
 /** A set of CIFAR-10 samples: (count, 3072) pixels and (count) labels. */
 export interface Samples {
@@ -92,6 +104,19 @@ export interface TrainOptions {
    * gives it up (ms; default: no limit). The caller then closes the executor.
    */
   readonly abandonAfterMs?: number;
+  /**
+   * Audits of untrusted workers' results (audit.ts) and exact rollback: the trainer keeps the
+   * state after each of the last W updates (snapshots.ts, within `rollbackMemoryBytes`, default
+   * 256 MiB), submits each step's contributions with the snapshot they were computed on, waits
+   * for a snapshot's audits before evicting it and for all audits before the run ends, and when a
+   * worker is proven to cheat goes back to the state before its first distrusted step in the
+   * window and replays from there (older distrusted steps are final: counted and logged).
+   */
+  readonly audits?: TrainerAudits | null;
+  readonly rollbackMemoryBytes?: number;
+  readonly onRollback?: (r: RollbackReport) => void;
+  /** Counters: `rollbacks`, `rollback_steps` (updates undone), `rollbacks_beyond_window`. */
+  readonly count?: (name: string, by?: number) => void;
 }
 
 export interface TrainResult {
@@ -127,7 +152,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const opt = await createSgdOptimizer(o.start.params.length, { params: o.start.params, momentumBuffer: o.start.momentumBuffer });
   const params = opt.params;
   const sgd = opt.state;
-  const sampler = new Sampler({ count: train.count, batch: s.batch, seed: s.seed, shuffle: s.shuffle }, o.start.sampler);
+  const samplerOptions = { count: train.count, batch: s.batch, seed: s.seed, shuffle: s.shuffle };
+  let sampler = new Sampler(samplerOptions, o.start.sampler);
   const total = totalSteps(s, train.count);
   const lrOf = lrOfRun(s, total);
   const ranges = streamParts(modelSpec(s.sizes));
@@ -147,6 +173,52 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   let consistent = true;
   /** The sampler's state after `step` updates, when the sampler is ahead (an abandoned step drew its batch). */
   let samplerAtStep: SamplerState | null = null;
+  // Parameter versions only increase within an executor (workers refuse older ones): after a
+  // rollback the replayed states get new version numbers, version = step + versionShift.
+  let versionShift = 0;
+  let topVersion = step;
+  const audits = o.audits ?? null;
+  const ring = audits ? new SnapshotRing(params.length, o.rollbackMemoryBytes ?? DEFAULT_ROLLBACK_MEMORY_MB * 1024 * 1024) : null;
+  if (ring) log.info({ window: ring.capacity }, 'audits on: rollback window of the last updates held in memory');
+
+  /** Roll back if the auditor proved a worker since the last call; true when it did. */
+  const rollbackIfProven = (): boolean => {
+    if (!audits || !ring) return false;
+    const proofs = audits.takeProven();
+    if (proofs.length === 0) return false;
+    let target = Infinity;
+    for (const p of proofs) {
+      for (const d of p.steps) {
+        if (ring.at(d - 1)) target = Math.min(target, d);
+        else {
+          o.count?.('rollbacks_beyond_window');
+          log.warn({ workerId: p.workerId, step: d, window: ring.capacity }, 'a cheater\'s result older than the rollback window is final');
+        }
+      }
+    }
+    if (target === Infinity) return false;
+    const snap: Snapshot = ring.at(target - 1)!;
+    const from = step;
+    params.set(snap.params);
+    if (!snap.hasMomentum) sgd.momentumBuffer = null;
+    else if (sgd.momentumBuffer) sgd.momentumBuffer.set(snap.momentum);
+    else sgd.momentumBuffer = snap.momentum.slice();
+    sampler = new Sampler(samplerOptions, snap.sampler);
+    step = snap.step;
+    evaluatedAt = snap.evaluatedAt;
+    samplerAtStep = null;
+    metrics.truncate?.(snap.metricsMark);
+    audits.rolledBack(snap.step);
+    ring.dropFrom(snap.step);
+    versionShift = topVersion + 1 - step;
+    topVersion = step + versionShift;
+    o.count?.('rollbacks');
+    o.count?.('rollback_steps', from - step);
+    const workers = proofs.map((p) => p.workerId);
+    log.warn({ from, to: step, workers }, 'rolled back: a worker was proven to cheat; replaying without it');
+    o.onRollback?.({ from, to: step, workers });
+    return true;
+  };
 
   const saveCheckpoint = async (): Promise<void> => {
     if (!o.checkpoint) return;
@@ -169,7 +241,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     evaluatedAt = step;
     if (!o.test) return;
     const t = performance.now();
-    const r = await unlessAbandoned(evaluateSet(executor, o.test, params, step, s.batch), o.signal, o.abandonAfterMs);
+    const r = await unlessAbandoned(evaluateSet(executor, o.test, params, step, s.batch, step + versionShift), o.signal, o.abandonAfterMs);
     if (r === null) {
       abandoned = true;
       log.warn({ step }, 'evaluation abandoned after the stop');
@@ -189,6 +261,22 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     // Let the event loop run between steps: an executor that computes in this thread resolves
     // without it, and a stop signal (SIGINT) is only delivered there.
     if (o.signal) await new Promise<void>((resolve) => setImmediate(resolve));
+    let snap: Snapshot | null = null;
+    if (audits && ring && !o.signal?.aborted) {
+      if (rollbackIfProven()) continue;
+      if (step >= total) {
+        // The run's end: every audit decided first, so the final weights hold no proven lie.
+        await audits.settled();
+        if (rollbackIfProven()) continue;
+        break;
+      }
+      if (ring.full && ring.oldestStep !== null) {
+        // The oldest snapshot goes: the audits of the step computed on it are decided first.
+        await audits.settledThrough(ring.oldestStep + 1);
+        if (rollbackIfProven()) continue;
+      }
+      snap = ring.at(step) ?? ring.push(step, params, sgd.momentumBuffer, sampler.state, evaluatedAt, metrics.mark?.() ?? 0);
+    }
     if (step >= total || o.signal?.aborted) break;
     const t0 = performance.now();
     const before = sampler.state;
@@ -206,7 +294,8 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     // it is complete (onRootPart), the part is updated and published to the workers while the
     // other parts are still in flight; parts not handed over are updated once `run` resolves.
     // A round's root is the pseudo-gradient sum: divided by M, then the outer optimizer's step.
-    const version = step;
+    const version = step + versionShift;
+    topVersion = Math.max(topVersion, version + 1);
     const lr = lrOf(step + 1);
     const sgdOptions = outer ?? { ...s, lr };
     const denomOf = (sums: NodeSums): number => (rounds ? rounds.replicas : sums.denomSum);
@@ -237,7 +326,20 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       sgdMs += performance.now() - t;
       executor.publish?.(version + 1, params, i);
     };
-    const sums = await unlessAbandoned(executor.run(input, { onRootPart }), o.signal, o.abandonAfterMs);
+    let sums: Awaited<ReturnType<Executor['run']>> | null;
+    try {
+      sums = await unlessAbandoned(executor.run(input, { onRootPart }), o.signal, o.abandonAfterMs);
+    } catch (err) {
+      // Non-finite answers from untrusted workers only: trusted compute (the auditor) decides.
+      const u = (err as { untrusted?: { node: TreeNode; workers: readonly number[] } }).untrusted;
+      if (!audits || !snap || !u) throw err;
+      const lied = await audits.judgeNonFinite({
+        step: step + 1, mode: rounds ? 'round' : 'train', params: snap.params, pixels, labels, batch: n, round: input.round,
+      }, u.node, u.workers);
+      if (!lied) throw new GradhubError('E_DIVERGED', `${(err as Error).message}; recomputed by the coordinator: non-finite too, the model diverged`);
+      if (rollbackIfProven()) continue;
+      throw err;
+    }
     if (sums === null) {
       // Given up after the stop: parts already updated (streamed SGD) leave no step's parameters.
       abandoned = true;
@@ -251,7 +353,23 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     if (sums.denomSum === 0) throw new GradhubError('E_DIVERGED', `${what} ${step + 1}: every target of the batch is ignored, the loss is NaN (as PyTorch)`);
     const loss = sums.lossSum / sums.denomSum;
     const diverged = (): GradhubError => new GradhubError('E_DIVERGED', `${what} ${step + 1}: the loss or gradient is not finite (loss ${loss}); the model diverged. Lower --lr${rounds ? ' or --outer-lr' : ''} or check the data.`);
-    if (!Number.isFinite(loss) || failed) throw diverged();
+    // Untrusted results of this step and the steps before go to the auditor.
+    if (audits && snap && sums.contributions && sums.contributions.some((c) => !c.trusted)) {
+      audits.submit({
+        step: step + 1, mode: rounds ? 'round' : 'train', params: snap.params,
+        pixels: pixels.slice(0, n * CIFAR10_IMAGE_BYTES), labels: labels.slice(0, n), batch: n,
+        round: input.round ? { ...input.round, innerBatches: innerBatches.slice(), offsets: offsets.slice() } : undefined,
+        nodes: sums.contributions,
+      });
+    }
+    if (!Number.isFinite(loss) || failed) {
+      // Only trusted compute declares divergence: a lie among the results undoes the step instead.
+      if (audits) {
+        await audits.settled();
+        if (rollbackIfProven()) continue;
+      }
+      throw diverged();
+    }
     const tSgd = performance.now();
     const rest = ranges.filter((_, i) => !taken[i]);
     if (rest.length > 0 && !sums.grad) throw new GradhubError('E_INTERNAL', 'executor returned no gradient for a training step');
@@ -293,7 +411,7 @@ function gather(set: Samples, indices: Uint32Array, pixels: Uint8Array, labels: 
 
 /** Mean loss and accuracy over a whole set, in batches, through the executor (float64 sums in order). */
 export async function evaluateSet(
-  executor: Executor, set: Samples, params: Float32Array, step: number, batch: number,
+  executor: Executor, set: Samples, params: Float32Array, step: number, batch: number, version = step,
 ): Promise<{ loss: number; accuracy: number }> {
   let lossSum = 0;
   let denomSum = 0;
@@ -301,7 +419,7 @@ export async function evaluateSet(
   for (let start = 0; start < set.count; start += batch) {
     const n = Math.min(batch, set.count - start);
     const r = await executor.run({
-      mode: 'eval', step, version: step, params,
+      mode: 'eval', step, version, params,
       pixels: set.pixels.subarray(start * CIFAR10_IMAGE_BYTES, (start + n) * CIFAR10_IMAGE_BYTES),
       labels: set.labels.subarray(start, start + n),
       batch: n,

@@ -246,6 +246,12 @@ beforeAll(async () => {
   status.count('late_results', 3);
   status.count('results_non_finite', 2);
   status.count('stalls', 4);
+  status.count('audits.passed', 9);
+  status.count('audits.failed', 1);
+  status.count('audits.skipped', 20);
+  status.count('bans');
+  status.count('rollbacks');
+  status.count('rollback_steps', 3);
   // Rejected frames, counted by the real coordinator: a cluster reporting into this status, and two
   // bad workers on real sockets (a Hello with the wrong join token, a text frame).
   helloBytes = await rejectTwoWorkers(status);
@@ -423,6 +429,11 @@ describe('GET /metrics', () => {
     expect(types.get('gradhub_results_non_finite_total')).toBe('counter');
     expect(one('gradhub_results_non_finite_total')).toBe(2);
     expect(one('gradhub_stalls_total')).toBe(4);
+    expect(byLabel('gradhub_audits_total', 'outcome')).toEqual({ passed: 9, failed: 1, skipped: 20 });
+    expect(one('gradhub_bans_total')).toBe(1);
+    expect(one('gradhub_rollbacks_total')).toBe(1);
+    expect(one('gradhub_rollback_steps_total')).toBe(3);
+    expect(one('gradhub_rollbacks_beyond_window_total')).toBe(0);
   });
 
   it('follows the status between scrapes, and keeps each status in its own registry', async () => {

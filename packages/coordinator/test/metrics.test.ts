@@ -65,3 +65,28 @@ describe('the metrics file', () => {
     }
   });
 });
+
+describe('a rollback truncates the metrics file', () => {
+  it('drops every line written after a mark; the replayed lines follow, each step once', () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-metrics-')), 'm.jsonl');
+    const m = openMetricsFile(file, { resume: false, run: { ...runSettings(settings), version: '9.9.9' }, startStep: 0, now: () => 1 });
+    m.write({ kind: 'step', step: 1, epoch: 1, loss: 2.3, accuracy: 0.1, samples_per_s: 50, lr: 0.01 });
+    const mark = m.mark!();
+    expect(mark).toBe(fs.statSync(file).size);
+    m.write({ kind: 'step', step: 2, epoch: 1, loss: 99, accuracy: 0.1, samples_per_s: 50, lr: 0.01 });
+    m.write({ kind: 'epoch', epoch: 1, step: 2, test_loss: 99, test_accuracy: 0.15, samples: 40, eval_ms: 1 });
+    m.truncate!(mark);
+    expect(fs.statSync(file).size).toBe(mark);
+    m.write({ kind: 'step', step: 2, epoch: 1, loss: 2.2, accuracy: 0.2, samples_per_s: 50, lr: 0.01 });
+    m.close();
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; step?: number; loss?: number });
+    expect(lines.map((l) => [l.kind, l.step, l.loss])).toEqual([['run', undefined, undefined], ['step', 1, 2.3], ['step', 2, 2.2]]);
+  });
+
+  it('refuses a mark past the end', () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-metrics-')), 'm.jsonl');
+    const m = openMetricsFile(file, { resume: false, run: { version: '9.9.9' }, startStep: 0 });
+    expect(() => m.truncate!(m.mark!() + 1)).toThrow(/truncate/);
+    m.close();
+  });
+});

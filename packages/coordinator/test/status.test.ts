@@ -69,3 +69,22 @@ describe('the workers table under a join/leave storm', () => {
     expect(JSON.stringify(snap).length).toBeLessThan(5000);
   });
 });
+
+describe('a rollback', () => {
+  it('drops the step and evaluation points after the state it went back to, and says so to subscribers', () => {
+    const s = new RunStatus({ runId: 'r', name: 'n', settings: {}, totalSteps: 10 });
+    for (let k = 1; k <= 5; k++) s.addStep({ step: k, epoch: 1, loss: 2 - k / 10, accuracy: k / 100, samplesPerS: 100 });
+    s.addEval({ epoch: 1, step: 2, testLoss: 1.9, testAccuracy: 0.1 });
+    s.addEval({ epoch: 1, step: 4, testLoss: 1.8, testAccuracy: 0.2 });
+    const events: unknown[] = [];
+    s.subscribe((e) => events.push(e));
+    s.rollBack(3);
+    const snap = s.snapshot();
+    expect(snap.step).toBe(3);
+    expect(snap.steps.map((p) => p.step)).toEqual([1, 2, 3]);
+    expect(snap.evals.map((p) => p.step)).toEqual([2]);
+    expect(events).toEqual([{ type: 'state', state: 'training', step: 3 }]);
+    s.addStep({ step: 4, epoch: 1, loss: 1.5, accuracy: 0.05, samplesPerS: 100 });
+    expect(s.snapshot().steps.map((p) => p.loss)).toEqual([1.9, 1.8, 1.7, 1.5]);
+  });
+});

@@ -1,0 +1,130 @@
+/**
+ * Audits by recomputation with exact rollback (issue 15), with real processes and sockets: a
+ * cheating worker (test/adversary/evil-worker.mjs) beside honest `gradhub worker`s, against a real
+ * `gradhub coordinator` at the default --audit-rate. Its corrupted result is applied, caught by an
+ * audit, the worker banned and training rolled back and replayed without it: the final weights are
+ * byte-identical to `--workers 0`, and the report's counters say what happened.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { runCli, sha256, startCli, tempDir, SMALL_RUN } from './helpers.js';
+import { startCoordinator } from './cluster-helpers.js';
+import { pollUntil } from './support/poll.js';
+import { parsePrometheusText, promValue } from './support/prometheus.js';
+import { readReport, startEvilWorker, type EvilMode } from './adversary/evil.js';
+
+const STEPS = 8;
+const RUN = [...SMALL_RUN, '--steps', String(STEPS)];
+// 4 replicas: each of the 3 workers gets one at least (a round uses every worker, up to one per replica).
+const ROUNDS = [...SMALL_RUN, '--steps', '3', '--local-steps', '2', '--replicas', '4'];
+const reference: Record<string, string> = {};
+
+beforeAll(async () => {
+  for (const [name, run] of [['steps', RUN], ['rounds', ROUNDS]] as const) {
+    const dir = tempDir(`audit-ref-${name}`);
+    const r = await runCli(['train', '--workers', '0', ...run, '--export', path.join(dir, 'w.st')]);
+    expect(r.code, r.stderr).toBe(0);
+    reference[name] = sha256(path.join(dir, 'w.st'));
+  }
+}, 120_000);
+
+async function cheaterRun(mode: EvilMode, factor: string, run: readonly string[], ref: string): Promise<void> {
+  const dir = tempDir(`audit-${mode}`);
+  const report = path.join(dir, 'report.html');
+  const metrics = path.join(dir, 'm.jsonl');
+  const coord = await startCoordinator([...run, '--min-workers', '3', '--export', path.join(dir, 'w.st'), '--report', report, '--metrics', metrics]);
+  const honest = [startCli(['worker', '--url', coord.url, '--token', coord.token]), startCli(['worker', '--url', coord.url, '--token', coord.token])];
+  const cheater = startEvilWorker(coord.url, coord.token, mode, ['--factor', factor]);
+  try {
+    const r = await coord.exited;
+    expect(r.code, r.stderr).toBe(0);
+    expect(sha256(path.join(dir, 'w.st'))).toBe(ref);
+    const { counters } = readReport(report);
+    expect(counters['audits.failed']).toBeGreaterThanOrEqual(1);
+    expect(counters.rollbacks).toBeGreaterThanOrEqual(1);
+    expect(counters.bans).toBeGreaterThanOrEqual(1);
+    expect(counters['rejected.BANNED']).toBeGreaterThanOrEqual(1);
+    // Banned by name: it was not let back in (one welcome only).
+    expect(cheater.welcomes().length).toBe(1);
+    // Each step (or round) once in the metrics file, with the replayed values.
+    const lines = fs.readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; step?: number; round?: number });
+    const updates = lines.filter((l) => l.kind === 'step' || l.kind === 'round').map((l) => l.step ?? l.round);
+    expect(updates).toEqual([...new Set(updates)].sort((a, b) => a! - b!));
+  } finally {
+    for (const p of [...honest, cheater, coord.process]) p.kill('SIGKILL');
+  }
+}
+
+describe('a cheating worker beside honest ones, at the default audit rate', () => {
+  it('scaling its gradients by 1000: caught, banned, rolled back; weights byte-identical to --workers 0', async () => {
+    await cheaterRun('scale-grad', '1000', RUN, reference.steps);
+  }, 300_000);
+
+  it('forging its denominator: caught by the sums compare; byte-identical', async () => {
+    await cheaterRun('forge-denom', '2', RUN, reference.steps);
+  }, 300_000);
+
+  it('forging its correct counts (every sample right): caught by the sums compare; byte-identical', async () => {
+    await cheaterRun('forge-correct', '2', RUN, reference.steps);
+  }, 300_000);
+
+  it('in rounds mode, scaling its pseudo-gradient: caught through the replica runner; byte-identical', async () => {
+    await cheaterRun('scale-grad', '1000', ROUNDS, reference.rounds);
+  }, 300_000);
+});
+
+describe('a worker that answers only NaN', () => {
+  it('beside honest workers: its answers are counted and recomputed, no divergence is declared, byte-identical', async () => {
+    const dir = tempDir('audit-nan');
+    const report = path.join(dir, 'report.html');
+    const coord = await startCoordinator([...RUN, '--min-workers', '3', '--export', path.join(dir, 'w.st'), '--report', report]);
+    const honest = [startCli(['worker', '--url', coord.url, '--token', coord.token]), startCli(['worker', '--url', coord.url, '--token', coord.token])];
+    const nan = startEvilWorker(coord.url, coord.token, 'nan');
+    try {
+      const r = await coord.exited;
+      expect(r.code, r.stderr).toBe(0);
+      expect(sha256(path.join(dir, 'w.st'))).toBe(reference.steps);
+      const { counters } = readReport(report);
+      expect(counters.results_non_finite).toBeGreaterThanOrEqual(1);
+      expect(counters.rollbacks ?? 0).toBe(0); // nothing of it was applied
+    } finally {
+      for (const p of [...honest, nan, coord.process]) p.kill('SIGKILL');
+    }
+  }, 300_000);
+
+  it('two alone: their answers declare no divergence; the coordinator recomputes, finds the node finite, bans both; an honest worker then ends the run byte-identical', async () => {
+    const dir = tempDir('audit-nan-alone');
+    const report = path.join(dir, 'report.html');
+    const coord = await startCoordinator([...RUN, '--min-workers', '2', '--export', path.join(dir, 'w.st'), '--report', report]);
+    const nans = [startEvilWorker(coord.url, coord.token, 'nan', ['--name', 'nan-a']), startEvilWorker(coord.url, coord.token, 'nan', ['--name', 'nan-b'])];
+    const started: { kill(sig?: NodeJS.Signals): boolean }[] = [...nans, coord.process];
+    try {
+      await pollUntil(async () => {
+        try {
+          const res = await fetch(`http://127.0.0.1:${coord.port}/metrics`);
+          return promValue(parsePrometheusText(await res.text()), 'gradhub_bans_total') >= 2;
+        } catch {
+          return false;
+        }
+      }, 120_000, 'both NaN workers banned', { everyMs: 100, abort: coord.exited });
+      started.push(startCli(['worker', '--url', coord.url, '--token', coord.token]));
+      const r = await coord.exited;
+      expect(r.code, r.stderr).toBe(0);
+      expect(sha256(path.join(dir, 'w.st'))).toBe(reference.steps);
+      const { counters } = readReport(report);
+      expect(counters.results_non_finite).toBeGreaterThanOrEqual(2);
+      expect(counters.bans).toBe(2);
+    } finally {
+      for (const p of started) p.kill('SIGKILL');
+    }
+  }, 300_000);
+});
+
+describe('--audit-rate', () => {
+  it('outside 0..1 is a usage error, before any data is read', async () => {
+    const r = await runCli(['train', '--workers', '1', ...RUN, '--audit-rate', '1.5', '--data', '/nonexistent-gradhub-data']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--audit-rate must be a number from 0 to 1, got 1.5/);
+  });
+});
