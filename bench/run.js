@@ -31,7 +31,7 @@ const dataArg = args.indexOf('--data');
 const data = dataArg >= 0 ? args[dataArg + 1] : undefined;
 const argOf = (name, dflt) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : dflt);
 /** The flags a section child gets again. */
-const passOn = ['--data', '--target', '--h', '--cap-s', '--eval-every', '--rows'].flatMap((f) => (args.indexOf(f) >= 0 ? [f, args[args.indexOf(f) + 1]] : []));
+const passOn = [...['--data', '--target', '--h', '--cap-s', '--eval-every', '--rows'].flatMap((f) => (args.indexOf(f) >= 0 ? [f, args[args.indexOf(f) + 1]] : [])), ...(args.includes('--resume') ? ['--resume'] : [])];
 const want = (name) => !only || only.includes(name);
 /** The middle element of xs by key (the upper one of an even count). */
 const median = (xs, key = (x) => x) => [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)];
@@ -213,17 +213,20 @@ if (want('wan')) {
   const hs = argOf('--h', quick ? '16' : '16,64').split(',').map(Number);
   const capMs = Number(argOf('--cap-s', quick ? '60' : '240')) * 1000;
   const evalEvery = Number(argOf('--eval-every', '2000'));
-  const rows = [];
+  // --resume: keep the rows of bench/results/wan-partial.json (an interrupted run) and run the others.
+  const partial = new URL('./results/wan-partial.json', import.meta.url);
+  const rows = args.includes('--resume') && fs.existsSync(partial) ? JSON.parse(fs.readFileSync(partial, 'utf8')).rows : [];
+  const done = new Set(rows.map((r) => r.name));
   // --rows A,B: only the rows whose name holds one of these (e.g. @100M,@home).
   const pick = argOf('--rows', null)?.split(',') ?? null;
-  for (const r of wanRows({ quick, hs }).filter((x) => !pick || pick.some((p) => x.name.includes(p)))) {
+  for (const r of wanRows({ quick, hs }).filter((x) => !done.has(x.name) && (!pick || pick.some((p) => x.name.includes(p))))) {
     process.stdout.write(`wan: ${r.name} ... `);
     const out = await runRow({ ...r, data: data ?? CIFAR10_DIR, target, capMs, evalEvery, log: (m) => console.log(m) });
     console.log(out.reached ? `${out.seconds_to_target.toFixed(1)} s` : `not reached in ${capMs / 1000} s (best ${(out.best_accuracy * 100).toFixed(1)}%)`);
     rows.push(out);
     // Kept as they come: a later row's failure loses nothing.
     fs.mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-    fs.writeFileSync(new URL('./results/wan-partial.json', import.meta.url), JSON.stringify({ target, rows }, null, 2) + '\n');
+    fs.writeFileSync(partial, JSON.stringify({ target, rows }, null, 2) + '\n');
   }
   const base = rows[0].seconds_to_target;
   const syncB64 = Object.fromEntries(rows.filter((r) => r.name.startsWith('sync b64')).map((r) => [r.link, r.wire_bytes_per_sample]));

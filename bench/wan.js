@@ -98,7 +98,19 @@ function samplesOfStep(lines, _l) {
  * One row. `mode`: 'single' (train --workers 0) or 'cluster' (coordinator + 2 workers behind
  * links). `flags`: the run's training flags. Resolves to the row's figures.
  */
-export async function runRow({ name, mode, link, flags, data, target, capMs, evalEvery, workers = 2, log = () => {} }) {
+export async function runRow(o) {
+  // A free port can be taken between the probe and the coordinator's listen: try again on another.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await runRowOnce(o);
+    } catch (e) {
+      if (attempt >= 3 || !/E_LISTEN/.test(String(e))) throw e;
+      (o.log ?? (() => {}))(`(${o.name}: ${String(e).split('\n')[0]}; again)`);
+    }
+  }
+}
+
+async function runRowOnce({ name, mode, link, flags, data, target, capMs, evalEvery, workers = 2, log = () => {} }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-wan-'));
   const metrics = path.join(dir, 'metrics.jsonl');
   const common = [
