@@ -134,8 +134,10 @@ async function runRowOnce({ name, mode, link, flags, data, target, capMs, evalEv
     main = start(['train', '--workers', '0', '--threads', '1', ...common]);
   } else {
     const port = await freePort();
-    const token = 'wan-bench';
-    main = start(['coordinator', '--host', '127.0.0.1', '--port', String(port), '--token', token, '--min-workers', String(workers), ...common]);
+    // The operator's own machines: workers with the trusted token (volunteers would be audited by
+    // recomputation on the coordinator's cores: docs/design.md "Audits and exact rollback").
+    const token = 'wan-bench-trusted';
+    main = start(['coordinator', '--host', '127.0.0.1', '--port', String(port), '--token', 'wan-bench-volunteers', '--trusted-token', token, '--min-workers', String(workers), ...common]);
     const shared = createSharedLink({ upBps: COORDINATOR_BPS, downBps: COORDINATOR_BPS });
     for (let i = 0; i < workers; i++) {
       const p = await startLinkProxy({ target: { host: '127.0.0.1', port }, upBps: link.upBps ?? link.bps, downBps: link.bps, latencyMs: link.latencyMs, shared });
