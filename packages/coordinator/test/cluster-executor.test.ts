@@ -12,41 +12,20 @@ import { startNodeWorker, type ClientEvent, type NodeWorkerHandle, type NodeWork
 import { startCluster, type Cluster, type ClusterOptions } from '../src/cluster.js';
 import type { StepInput, StepSums } from '../src/executor.js';
 import type { WorkerRow } from '../src/status.js';
-import { RawClient, SIZES, SPEC, bits, cifarBatch, paramsFor, reference, testLogger } from './cluster-helpers.js';
+import { LoopbackHarness, RawClient, SIZES, SPEC, bits, cifarBatch, paramsFor, reference, testLogger } from './cluster-helpers.js';
 
 const BATCH = 24;
 const CHUNK = 4;
 const TOKEN = 'secret';
 const logger = testLogger();
 
-let cluster: Cluster | null = null;
-const workers: NodeWorkerHandle[] = [];
-const raws: RawClient[] = [];
-
-afterEach(async () => {
-  for (const r of raws.splice(0)) r.close();
-  await cluster?.close();
-  cluster = null;
-  await Promise.allSettled(workers.splice(0).map((w) => {
-    w.stop();
-    return w.done;
-  }));
-});
-
-async function start(over: Partial<ClusterOptions> = {}): Promise<Cluster> {
-  cluster = await startCluster({
-    host: '127.0.0.1', port: 0, token: TOKEN, sizes: SIZES, chunk: CHUNK, normalize: false, maxBatch: BATCH, logger,
-    heartbeatIntervalMs: 200, heartbeatTimeoutMs: 3000, speculateAfterMs: null, ...over,
-  });
-  return cluster;
-}
-
-function worker(over: Partial<NodeWorkerOptions> = {}): NodeWorkerHandle {
-  const w = startNodeWorker({ url: cluster!.url, token: TOKEN, logger, backend: 'ts', graceMs: 3000, ...over });
-  workers.push(w);
-  w.done.catch(() => {});
-  return w;
-}
+const h = new LoopbackHarness({
+  host: '127.0.0.1', port: 0, token: TOKEN, sizes: SIZES, chunk: CHUNK, normalize: false, maxBatch: BATCH, logger,
+  heartbeatIntervalMs: 200, heartbeatTimeoutMs: 3000, speculateAfterMs: null,
+}, TOKEN);
+afterEach(() => h.cleanup());
+const start = (over: Partial<ClusterOptions> = {}): Promise<Cluster> => h.start(over);
+const worker = (over: Partial<NodeWorkerOptions> = {}): NodeWorkerHandle => h.worker(over);
 
 /** A status sink that records what it is told (RunStatus's shape). */
 function fakeStatus() {
@@ -67,11 +46,7 @@ function fakeStatus() {
   return sink;
 }
 
-function rawClient(token: string | null = TOKEN): RawClient {
-  const r = new RawClient(cluster!.url, token);
-  raws.push(r);
-  return r;
-}
+const rawClient = (token: string | null = TOKEN): RawClient => h.rawClient(token);
 
 function input(step: number, batch = BATCH, mode: 'train' | 'eval' = 'train', offset = step * 100): StepInput {
   const { pixels, labels } = cifarBatch(offset, batch);
@@ -288,10 +263,10 @@ describe('cluster executor over loopback', () => {
   it('takes upgrades on / and /ws only', async () => {
     const c = await start();
     const a = new RawClient(`${c.url}/ws`, TOKEN);
-    raws.push(a);
+    h.track(a);
     expect((await a.join()).workerId).toBe(1);
     const b = new RawClient(`${c.url}/elsewhere`, TOKEN);
-    raws.push(b);
+    h.track(b);
     await expect(b.opened).rejects.toMatchObject({ status: 404 });
   });
 
@@ -303,7 +278,7 @@ describe('cluster executor over loopback', () => {
       expect(c.socketUrl).toBe(`ws+unix://${socketPath}:/ws`);
       expect(fs.statSync(socketPath).mode & 0o777).toBe(0o600);
       const bad = new RawClient(c.socketUrl!, 'wrong');
-      raws.push(bad);
+      h.track(bad);
       await expect(bad.opened).rejects.toMatchObject({ status: 401 });
       // One worker on the socket, one on TCP: the reduction does not care.
       worker({ url: c.socketUrl! });
@@ -378,7 +353,7 @@ describe('node workers and coordinator restarts', () => {
     await c.executor.waitForWorkers(1);
     const t0 = Date.now();
     await c.close('shutdown');
-    cluster = null;
+    h.cluster = null;
     await expect(w.done).rejects.toSatisfy((e: unknown) => isGradhubError(e, 'E_COORDINATOR_GONE'));
     expect(Date.now() - t0).toBeLessThan(3000);
   });
@@ -595,7 +570,7 @@ describe('bad clients', () => {
     expect((await fake.next('error')).error!.code).toBe(gradhub.ErrorCode.FUTURE_STEP);
     await run;
     const { fake: f2, run: r2, work: w2 } = await (async () => {
-      await cluster!.close();
+      await h.cluster!.close();
       return withFake();
     })();
     f2.send(resultFor(w2, { version: 12 }));
@@ -720,7 +695,7 @@ describe('bad clients', () => {
   it('drops a worker that stops answering pings', async () => {
     const c = await start({ heartbeatIntervalMs: 50, heartbeatTimeoutMs: 300 });
     const fake = new RawClient(c.url, TOKEN);
-    raws.push(fake);
+    h.track(fake);
     await fake.join();
     expect(c.executor.workerCount()).toBe(1);
     // Stop reading the socket: no pongs, no frames.

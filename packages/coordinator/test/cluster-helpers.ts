@@ -7,6 +7,8 @@ import WebSocket from 'ws';
 import { gradhub } from '@gradhub/proto';
 import { createEngine, createOracleBackend, initParams, modelSpec, type ModelSpec } from '@gradhub/core';
 import { CIFAR10_DIR } from '../../../test/fixtures/index.js';
+import { startNodeWorker, type NodeWorkerHandle, type NodeWorkerOptions } from '@gradhub/worker';
+import { startCluster, type Cluster, type ClusterOptions } from '../src/cluster.js';
 
 export const DATA_FILE = path.join(CIFAR10_DIR, 'data_batch_1.bin');
 const RECORD = 3073;
@@ -124,5 +126,49 @@ export class RawClient {
 
   close(): void {
     this.ws.terminate();
+  }
+}
+
+/**
+ * A loopback cluster for a test file: `start` a coordinator (the file's defaults, then `over`),
+ * in-process Node `worker`s and hand-driven `rawClient`s on it; `cleanup` (afterEach) closes them all.
+ */
+export class LoopbackHarness {
+  cluster: Cluster | null = null;
+  private readonly workers: NodeWorkerHandle[] = [];
+  private readonly raws: RawClient[] = [];
+
+  constructor(private readonly defaults: ClusterOptions, private readonly token: string) {}
+
+  async start(over: Partial<ClusterOptions> = {}): Promise<Cluster> {
+    this.cluster = await startCluster({ ...this.defaults, ...over });
+    return this.cluster;
+  }
+
+  worker(over: Partial<NodeWorkerOptions> = {}): NodeWorkerHandle {
+    const w = startNodeWorker({ url: this.cluster!.url, token: this.token, logger: this.defaults.logger, backend: 'ts', graceMs: 3000, ...over });
+    this.workers.push(w);
+    w.done.catch(() => {});
+    return w;
+  }
+
+  rawClient(token: string | null = this.token): RawClient {
+    return this.track(new RawClient(this.cluster!.url, token));
+  }
+
+  /** Close `r` at cleanup too (a raw client made another way, e.g. on the Unix socket). */
+  track(r: RawClient): RawClient {
+    this.raws.push(r);
+    return r;
+  }
+
+  async cleanup(): Promise<void> {
+    for (const r of this.raws.splice(0)) r.close();
+    await this.cluster?.close();
+    this.cluster = null;
+    await Promise.allSettled(this.workers.splice(0).map((w) => {
+      w.stop();
+      return w.done;
+    }));
   }
 }

@@ -5,11 +5,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { gradhub } from '@gradhub/proto';
 import { createOracleBackend } from '@gradhub/core';
-import { startNodeWorker, type NodeWorkerHandle } from '@gradhub/worker';
-import { startCluster, type Cluster, type ClusterOptions } from '../src/cluster.js';
+import type { NodeWorkerHandle } from '@gradhub/worker';
+import type { Cluster, ClusterOptions } from '../src/cluster.js';
 import { createInProcessExecutor } from '../src/in-process-executor.js';
 import type { StepInput, StepSums } from '../src/executor.js';
-import { RawClient, SIZES, SPEC, bits, cifarBatch, paramsFor, testLogger } from './cluster-helpers.js';
+import { LoopbackHarness, RawClient, SIZES, SPEC, bits, cifarBatch, paramsFor, testLogger } from './cluster-helpers.js';
 
 const BATCH = 12;
 const CHUNK = 4;
@@ -18,34 +18,13 @@ const M = 3;
 const TOKEN = 'secret';
 const logger = testLogger();
 
-let cluster: Cluster | null = null;
-const workers: NodeWorkerHandle[] = [];
-const raws: RawClient[] = [];
-
-afterEach(async () => {
-  for (const r of raws.splice(0)) r.close();
-  await cluster?.close();
-  cluster = null;
-  await Promise.allSettled(workers.splice(0).map((w) => {
-    w.stop();
-    return w.done;
-  }));
-});
-
-async function start(over: Partial<ClusterOptions> = {}): Promise<Cluster> {
-  cluster = await startCluster({
-    host: '127.0.0.1', port: 0, token: TOKEN, sizes: SIZES, chunk: CHUNK, normalize: false, maxBatch: BATCH, maxWorkSamples: BATCH * H * M, logger,
-    heartbeatIntervalMs: 200, heartbeatTimeoutMs: 3000, speculateAfterMs: null, ...over,
-  });
-  return cluster;
-}
-
-function worker(): NodeWorkerHandle {
-  const w = startNodeWorker({ url: cluster!.url, token: TOKEN, logger, backend: 'ts', graceMs: 3000 });
-  workers.push(w);
-  w.done.catch(() => {});
-  return w;
-}
+const h = new LoopbackHarness({
+  host: '127.0.0.1', port: 0, token: TOKEN, sizes: SIZES, chunk: CHUNK, normalize: false, maxBatch: BATCH, maxWorkSamples: BATCH * H * M, logger,
+  heartbeatIntervalMs: 200, heartbeatTimeoutMs: 3000, speculateAfterMs: null,
+}, TOKEN);
+afterEach(() => h.cleanup());
+const start = (over: Partial<ClusterOptions> = {}): Promise<Cluster> => h.start(over);
+const worker = (): NodeWorkerHandle => h.worker();
 
 /** Round `r` (1-based) of M replicas x H inner batches, one of them short (an epoch's end). */
 function roundInput(r: number): StepInput {
@@ -75,11 +54,7 @@ async function expectReference(got: StepSums, inp: StepInput): Promise<void> {
   expect(bits(got.grad)!.equals(bits(want.grad)!)).toBe(true);
 }
 
-function rawClient(): RawClient {
-  const r = new RawClient(cluster!.url, TOKEN);
-  raws.push(r);
-  return r;
-}
+const rawClient = (): RawClient => h.rawClient();
 
 /** Two real workers and a raw client that receives replicas of round 1; returns its Work. */
 async function withFake(): Promise<{ c: Cluster; fake: RawClient; run: Promise<StepSums>; inp: StepInput; work: gradhub.IWork }> {
@@ -145,7 +120,7 @@ describe('rounds over loopback', () => {
     first.fake.send(resultFor(first.work, { version: 7 }));
     expect((await first.fake.next('error')).error!.code).toBe(gradhub.ErrorCode.WRONG_PARAM_VERSION);
     await expectReference(await first.run, first.inp);
-    await cluster!.close();
+    await h.cluster!.close();
     const second = await withFake();
     second.fake.send(resultFor(second.work, { node: { lo: 0, hi: M } }));
     expect((await second.fake.next('error')).error!.code).toBe(gradhub.ErrorCode.UNKNOWN_NODE);
