@@ -167,7 +167,10 @@ describe.runIf(engine.ok)('gradhub in containers', () => {
         const silentFor = Date.now() - pausedAt;
         await run.advance(2, 'steps while a worker is frozen');
         await lab.unpause(paused);
-        await run.until(`${paused.label} back at work after docker unpause`, (s) => working(s, ip.get(paused)!));
+        // Back: it rejoins. (A rejoined worker is on probation, computing copies of nodes others hold;
+        // on a run whose steps are shorter than its node time it may never win one: see docs/design.md
+        // "Speeds, stalls and non-finite results".)
+        await run.until(`${paused.label} back after docker unpause`, (s) => liveWorkerAddresses(s).includes(ip.get(paused)!));
         mark(`worker paused (dropped after ${silentFor} ms) and back`);
         expect(silentFor, 'a frozen worker is dropped only after the heartbeat deadline').toBeGreaterThanOrEqual(HEARTBEAT_MS - 100);
 
@@ -178,7 +181,7 @@ describe.runIf(engine.ok)('gradhub in containers', () => {
         await run.advance(2, 'steps while a worker is cut off');
         await lab.connect(cut, network, 'worker-cut');
         ip.set(cut, await lab.ipOf(cut, network));
-        await run.until(`${cut.label} back at work after docker network connect`, (s) => working(s, ip.get(cut)!));
+        await run.until(`${cut.label} back after docker network connect`, (s) => liveWorkerAddresses(s).includes(ip.get(cut)!));
         mark('worker cut off and back');
 
         expect(await lab.waitExit(coord, 180_000), 'coordinator exit code').toBe(0);
