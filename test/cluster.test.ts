@@ -6,7 +6,7 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { runCli, startCli, sha256, tempDir, readJsonl, SMALL_RUN } from './helpers.js';
+import { runCli, startCli, sha256, tempDir, readJsonl, SMALL_RUN, referenceSha } from './helpers.js';
 import { startCoordinator, waitFor, stepsDone } from './cluster-helpers.js';
 
 const STEPS = 12;
@@ -14,10 +14,7 @@ const RUN = [...SMALL_RUN, '--steps', String(STEPS)];
 let reference = '';
 
 beforeAll(async () => {
-  const dir = tempDir('ref');
-  const r = await runCli(['train', '--workers', '0', ...RUN, '--export', path.join(dir, 'w.st')]);
-  expect(r.code, r.stderr).toBe(0);
-  reference = sha256(path.join(dir, 'w.st'));
+  reference = await referenceSha(RUN, 'ref');
 });
 
 describe('gradhub train --workers N', () => {

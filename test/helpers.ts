@@ -63,3 +63,11 @@ export function readJsonl<T = Record<string, unknown>>(file: string): T[] {
 
 /** Small-model flags shared by the determinism tests: fast on 2 cores, every code path exercised. */
 export const SMALL_RUN = ['--data', SAMPLE, '--model', '3072,24,10', '--batch-size', '40', '--chunk', '8', '--lr', '0.05', '--momentum', '0.9', '--seed', '5', '--no-download'];
+
+/** sha256 of the weights `gradhub train --workers 0 ARGS` exports: the fault-free run other runs must equal. */
+export async function referenceSha(args: readonly string[], prefix = 'ref'): Promise<string> {
+  const dir = tempDir(prefix);
+  const r = await runCli(['train', '--workers', '0', ...args, '--export', path.join(dir, 'w.st')]);
+  if (r.code !== 0) throw new Error(`the reference run failed (${r.code}): ${r.stderr}`);
+  return sha256(path.join(dir, 'w.st'));
+}

@@ -5,7 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as path from 'node:path';
-import { runCli, sha256, startCli, tempDir, SMALL_RUN } from '../helpers.js';
+import { runCli, sha256, startCli, tempDir, SMALL_RUN, referenceSha } from '../helpers.js';
 import { startCoordinator } from '../cluster-helpers.js';
 import { parsePrometheusText, promValue } from '../support/prometheus.js';
 import { plansOf, readReport, startEvilWorker } from './evil.js';
@@ -15,10 +15,7 @@ const RUN = [...SMALL_RUN, '--steps', String(STEPS)];
 let reference = '';
 
 beforeAll(async () => {
-  const dir = tempDir('adv-ref');
-  const r = await runCli(['train', '--workers', '0', ...RUN, '--export', path.join(dir, 'w.st')]);
-  expect(r.code, r.stderr).toBe(0);
-  reference = sha256(path.join(dir, 'w.st'));
+  reference = await referenceSha(RUN, 'adv-ref');
 });
 
 /** Kill what a test started, whatever happened. */

@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SMALL_RUN, runCli, sha256, startCli, tempDir } from '../helpers.js';
+import { SMALL_RUN, sha256, startCli, tempDir, referenceSha } from '../helpers.js';
 import { stepsDone, waitFor } from '../cluster-helpers.js';
 import { pollUntil } from '../support/poll.js';
 import { JOIN, TRUSTED, attackerAddress, counted, get, metricsOf, reportCounters, startAttacker, startCoordinatorUnder } from './adversary-helpers.js';
@@ -19,10 +19,7 @@ const RUN = [...SMALL_RUN, '--steps', String(STEPS)];
 let reference = '';
 
 beforeAll(async () => {
-  const dir = tempDir('adv-ref');
-  const r = await runCli(['train', '--workers', '0', ...RUN, '--export', path.join(dir, 'w.st')]);
-  expect(r.code, r.stderr).toBe(0);
-  reference = sha256(path.join(dir, 'w.st'));
+  reference = await referenceSha(RUN, 'adv-ref');
 });
 
 interface TcpFigures { opened: number; closed: number; failed: number; open: number }

@@ -6,7 +6,7 @@
  */
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SMALL_RUN, runCli, sha256, startCli, tempDir } from '../helpers.js';
+import { SMALL_RUN, sha256, startCli, tempDir, referenceSha } from '../helpers.js';
 import { stepsDone, waitFor } from '../cluster-helpers.js';
 import {
   JOIN, SMALL_MODEL_BYTES, TRUSTED, attackerAddress, counted, get, metricsOf, reportCounters, startAttacker, startCoordinatorUnder,
@@ -17,10 +17,7 @@ const RUN = [...SMALL_RUN, '--steps', String(STEPS)];
 let reference = '';
 
 beforeAll(async () => {
-  const dir = tempDir('adv-load-ref');
-  const r = await runCli(['train', '--workers', '0', ...RUN, '--export', path.join(dir, 'w.st')]);
-  expect(r.code, r.stderr).toBe(0);
-  reference = sha256(path.join(dir, 'w.st'));
+  reference = await referenceSha(RUN, 'adv-load-ref');
 });
 
 interface ParamsFloodFigures { requests: number; bytesIn: number; paramsBytes: number; versions: number; seen: number; welcomed: boolean }
