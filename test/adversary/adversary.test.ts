@@ -142,11 +142,12 @@ describe('non-finite results', () => {
     }
   }, 300_000);
 
-  // With audits on (the default), the coordinator recomputes the node and bans both instead
-  // (test/audits.test.ts); with them off, two untrusted answers are all there is to go on.
-  it('two NaN-only workers alone, audits off: the run ends with E_DIVERGED (two different workers answered non-finite for one node)', async () => {
-    const coord = await startCoordinator([...RUN, '--min-workers', '2', '--audit-rate', '0']);
-    const nans = [startEvilWorker(coord.url, coord.token, 'nan'), startEvilWorker(coord.url, coord.token, 'nan')];
+  // Untrusted answers never declare divergence: even with sampled audits off, the coordinator
+  // recomputes the node and bans both (test/audits.test.ts, at the default rate). Two trusted
+  // workers' answers are final.
+  it('two trusted NaN-only workers alone, audits off: the run ends with E_DIVERGED (two different workers answered non-finite for one node)', async () => {
+    const coord = await startCoordinator([...RUN, '--min-workers', '2', '--audit-rate', '0', '--trusted-token', 'tt-nan']);
+    const nans = [startEvilWorker(coord.url, 'tt-nan', 'nan'), startEvilWorker(coord.url, 'tt-nan', 'nan')];
     try {
       const r = await coord.exited;
       expect(r.code).not.toBe(0);

@@ -152,9 +152,12 @@ async function trainWith(
 ): Promise<TrainOutcome> {
   const { progress, logger, stop } = ctx;
   const o = run.o;
-  // Audits of untrusted workers' results (a cluster only): recomputed here, on a backend of their own.
+  // Audits of untrusted workers' results (a cluster only): recomputed here, on a backend of their
+  // own. With --audit-rate 0 none is sampled, but the auditor still decides what no worker's word
+  // can: two workers' different sums for one node, and non-finite answers; it then keeps only the
+  // current step's snapshot (to undo that step's streamed parts).
   const rate = (o as { readonly 'audit-rate'?: number })['audit-rate'] ?? 0;
-  const auditBackend = membership && rate > 0 ? await makeBackend(o['backend'], run.spec, run.settings.batch, o['threads']) : null;
+  const auditBackend = membership ? await makeBackend(o['backend'], run.spec, run.settings.batch, o['threads']) : null;
   const auditor = membership && auditBackend
     ? new Auditor({
       spec: run.spec, backend: auditBackend, chunk: run.settings.chunk, normalize: run.settings.normalize, maxBatch: run.settings.batch, rate, logger, status,
@@ -173,7 +176,7 @@ async function trainWith(
       result = await runTraining({
         settings: run.settings, train: run.train, test: run.test, executor, logger, start: run.start,
         metrics, checkpoint: run.checkpoint, signal: stop.signal, abandonAfterMs: o['stop-grace-ms'], onCheckpoint: checkpoints.onCheckpoint,
-        audits: auditor, rollbackMemoryBytes: ((o as { readonly 'rollback-memory-mb'?: number })['rollback-memory-mb'] ?? 256) * 1024 * 1024,
+        audits: auditor, rollbackMemoryBytes: rate > 0 ? ((o as { readonly 'rollback-memory-mb'?: number })['rollback-memory-mb'] ?? 256) * 1024 * 1024 : 0,
         count: (name, by) => status.count(name, by),
         onRollback: (r) => {
           status.rollBack(r.to);

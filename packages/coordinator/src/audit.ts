@@ -54,6 +54,12 @@ export function digestPieces(pieces: readonly Uint8Array[]): string {
   return xxh64Hex(all);
 }
 
+/** One worker's word on a node's sums, in a dispute (reducer.ts 'disputed'). */
+export interface DisputeClaim extends NodeSums {
+  readonly workerId: number;
+  readonly trusted: boolean;
+}
+
 export interface AuditJob {
   /** The update the results were for (1-based). */
   readonly step: number;
@@ -116,6 +122,8 @@ interface Task {
   readonly digest: NodeDigest;
   /** A non-finite answer to decide (judgeNonFinite): the workers that gave it, and the verdict's receiver. */
   readonly nonFinite?: { readonly workers: readonly number[]; readonly resolve: (lied: boolean) => void };
+  /** Sums in dispute (judgeDispute): the claims, and the receiver of the liars found. */
+  readonly dispute?: { readonly claims: readonly DisputeClaim[]; readonly resolve: (liars: DisputeClaim[]) => void; readonly differ: DisputeClaim[] };
 }
 
 export class Auditor {
@@ -179,6 +187,20 @@ export class Auditor {
     });
   }
 
+  /**
+   * Two workers gave `node` of `job` different sums (`claims`). Recompute it here, first in line:
+   * each untrusted claim that differs from the recompute is a proven lie (the step is distrusted,
+   * so the trainer rolls it back). Resolves with the claims that differ, trusted ones included (a
+   * trusted worker that differs is not banned: that is a bug, and the caller says so).
+   */
+  judgeDispute(job: Omit<AuditJob, 'nodes'>, node: TreeNode, claims: readonly DisputeClaim[]): Promise<DisputeClaim[]> {
+    return new Promise<DisputeClaim[]>((resolve) => {
+      const digest: NodeDigest = { workerId: -1, trusted: true, node, parts: [], lossSum: NaN, denomSum: NaN, correct: 0 };
+      this.queue.unshift({ job: { ...job, nodes: [] }, digest, dispute: { claims, resolve, differ: [] } });
+      this.pump();
+    });
+  }
+
   settled(): Promise<void> {
     return this.settledThrough(Number.MAX_SAFE_INTEGER);
   }
@@ -205,6 +227,18 @@ export class Auditor {
     this.engineJob = null;
     for (const rec of this.workers.values()) for (const s of [...rec.steps.keys()]) if (s > step) rec.steps.delete(s);
     this.wake();
+  }
+
+  /** `id` is proven to cheat at `step`: its contribution there is distrusted; banned once (onCheater). */
+  private prove(id: number, step: number, reason: string): void {
+    const rec = this.recordOf(id);
+    rec.steps.set(step, 'failed');
+    this.stats.failed++;
+    this.o.status?.count('audits.failed');
+    if (rec.proven) return;
+    rec.proven = true;
+    this.proven.push(id);
+    this.o.onCheater?.(id, reason);
   }
 
   private recordOf(id: number): WorkerRecord {
@@ -240,19 +274,22 @@ export class Auditor {
       const lied = err === undefined && problem === null;
       if (err !== undefined) this.log.error({ err, step: t.job.step }, 'the recompute of a non-finite answer failed');
       if (lied) {
-        for (const id of t.nonFinite.workers) {
-          const rec = this.recordOf(id);
-          rec.steps.set(t.job.step, 'failed');
-          this.stats.failed++;
-          this.o.status?.count('audits.failed');
-          if (!rec.proven) {
-            rec.proven = true;
-            this.proven.push(id);
-            this.o.onCheater?.(id, `answered non-finite for node [${t.digest.node.lo},${t.digest.node.hi}) of step ${t.job.step}, which is finite`);
-          }
-        }
+        for (const id of t.nonFinite.workers) this.prove(id, t.job.step, `answered non-finite for node [${t.digest.node.lo},${t.digest.node.hi}) of step ${t.job.step}, which is finite`);
       }
       t.nonFinite.resolve(lied);
+      this.wake();
+      this.pump();
+      return;
+    }
+    if (t.dispute) {
+      // The claims that differ from the recompute (recompute below); none when it failed.
+      if (err !== undefined) this.log.error({ err, step: t.job.step }, 'the recompute of a disputed node failed');
+      const liars = err === undefined ? t.dispute.differ : [];
+      for (const c of liars) {
+        if (c.trusted) continue;
+        this.prove(c.workerId, t.job.step, `sent sums (${c.lossSum}, ${c.denomSum}, ${c.correct}) for node [${t.digest.node.lo},${t.digest.node.hi}) of step ${t.job.step}, which the coordinator recomputed otherwise`);
+      }
+      t.dispute.resolve(liars);
       this.wake();
       this.pump();
       return;
@@ -320,6 +357,12 @@ export class Auditor {
       grad = this.engine.grads;
     }
     if (!sums) throw new Error('the recompute was cancelled');
+    if (t.dispute) {
+      for (const c of t.dispute.claims) {
+        if (!(Object.is(sums.lossSum, c.lossSum) && Object.is(sums.denomSum, c.denomSum) && sums.correct === c.correct)) t.dispute.differ.push(c);
+      }
+      return null;
+    }
     if (t.nonFinite) {
       let finite = Number.isFinite(sums.lossSum) && Number.isFinite(sums.denomSum);
       for (let i = 0; finite && i < grad.length; i++) finite = Number.isFinite(grad[i]);

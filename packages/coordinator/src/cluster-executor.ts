@@ -41,7 +41,7 @@ import type { Logger } from 'pino';
 import { gradhub } from '@gradhub/proto';
 import { ErrorCode, GradhubError, streamParts, type FlatRange, type ModelSpec } from '@gradhub/core';
 import { Assignments } from './assignments.js';
-import { digestPieces } from './audit.js';
+import { digestPieces, type DisputeClaim } from './audit.js';
 import type { ClusterExecutor, ClusterExecutorOptions, ClusterStats } from './cluster-executor-api.js';
 import { carriesTensor, checkStepInput, type StepHooks, type StepInput, type StepSums, type StepTiming } from './executor.js';
 import { workersToRead } from './flow-control.js';
@@ -349,6 +349,14 @@ class ClusterExecutorImpl implements ClusterExecutor {
       const err = new GradhubError(ErrorCode.E_DIVERGED, v.message);
       if ([...from.values()].some((t) => !t)) Object.assign(err, { untrusted: { node: v.node, workers: [...from.keys()] } });
       this.fail(err);
+    },
+    disputed: (w, v) => {
+      // Two workers' sums for one node differ: the request cannot finish on either word. It ends
+      // here (E_DISPUTED, with the claims); the trainer has trusted compute decide who lied.
+      const a = this.active;
+      const claims: DisputeClaim[] = v.claims.map((c) => ({ ...c, trusted: c.workerId === w.id ? isTrusted(w) : a?.digests.get(`${c.workerId}:${v.node.lo}:${v.node.hi}`)?.trusted ?? false }));
+      a?.log.warn({ node: showNode(v.node), claims }, 'two workers sent different sums for one node: the coordinator recomputes it');
+      this.fail(Object.assign(new GradhubError(ErrorCode.E_DISPUTED, v.message), { disputed: { node: v.node, claims } }));
     },
   };
 

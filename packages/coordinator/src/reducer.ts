@@ -26,7 +26,12 @@
  *     impossible sums: BAD_RESULT;
  *   - a node taken from this worker: dropped quietly ('reassigned'), counted;
  *   - sums other than those of the node's first accepted message (float64 values compared with
- *     Object.is; computing is deterministic, so an honest worker cannot differ): BAD_RESULT;
+ *     Object.is; computing is deterministic, so an honest worker cannot differ): from the worker
+ *     that sent that message, BAD_RESULT (it contradicts itself); from another worker,
+ *     'disputed' with both claims (non-finite sums are not compared: they are a non-finite
+ *     answer, below): one of them lied, and the first is not more credible than the
+ *     second, so only trusted compute can say which (the executor ends the request, the trainer
+ *     has the auditor recompute the node, bans the liar and does the step again);
  *   - a node already complete, or a message all of whose parts are already in: dropped quietly
  *     ('duplicate'), counted; an honest straggler is not punished. The parts of a message that
  *     are already in are skipped (the message counts once as 'duplicate'), the others go on;
@@ -126,7 +131,14 @@ export type Verdict =
   | { readonly kind: 'dropped'; readonly reason: DropReason }
   | { readonly kind: 'rejected'; readonly code: WireCode; readonly message: string }
   | { readonly kind: 'non-finite'; readonly node: TreeNode }
-  | { readonly kind: 'diverged'; readonly node: TreeNode; readonly message: string };
+  | { readonly kind: 'diverged'; readonly node: TreeNode; readonly message: string }
+  /** Two workers sent different sums for one node: one of them lied, and only a recompute can say which. */
+  | { readonly kind: 'disputed'; readonly node: TreeNode; readonly claims: readonly SumsClaim[]; readonly message: string };
+
+/** What one worker said a node's sums are. */
+export interface SumsClaim extends NodeSums {
+  readonly workerId: number;
+}
 
 export interface ReducerStats {
   /** Messages accepted. */
@@ -135,6 +147,8 @@ export interface ReducerStats {
   dropped: Record<DropReason, number>;
   rejected: number;
   nonFinite: number;
+  /** Messages whose sums differ from another worker's for the same node (verdict 'disputed'). */
+  disputed: number;
   /** Most gradient-equivalents in use at once (waiting node parts + the message being accepted), over the reducer's life. */
   peakHeld: number;
   /** Gradient-equivalents ever allocated (the pools' buffers x their length / paramCount). */
@@ -186,8 +200,9 @@ interface PartTree {
 
 /** A given node's reduction so far (who holds it is the assignment record's). */
 interface NodeRec {
-  /** The sums of its first accepted message. */
+  /** The sums of its first accepted message, and who sent it. */
   sums: NodeSums | null;
+  sumsFrom: number;
   /** Per part: 1 once accepted. */
   readonly parts: Uint8Array;
   partsIn: number;
@@ -201,7 +216,7 @@ export class Reducer {
   /** The parts the gradient is reduced in (the constructor's `parts`). */
   readonly parts: readonly FlatRange[];
   readonly stats: ReducerStats = {
-    accepted: 0, dropped: { stale: 0, reassigned: 0, duplicate: 0 }, rejected: 0, nonFinite: 0, peakHeld: 0, buffers: 0,
+    accepted: 0, dropped: { stale: 0, reassigned: 0, duplicate: 0 }, rejected: 0, nonFinite: 0, disputed: 0, peakHeld: 0, buffers: 0,
   };
 
   private req: RequestSpec | null = null;
@@ -334,7 +349,7 @@ export class Reducer {
     }
     const given = record.nodeAt(k)!;
     let rec = this.recs.get(k);
-    if (!rec) this.recs.set(k, (rec = { sums: null, parts: new Uint8Array(this.nParts), partsIn: 0, nonFiniteFrom: new Set() }));
+    if (!rec) this.recs.set(k, (rec = { sums: null, sumsFrom: -1, parts: new Uint8Array(this.nParts), partsIn: 0, nonFiniteFrom: new Set() }));
     const pieces: readonly Uint8Array[] = r.grad instanceof Uint8Array ? [r.grad] : r.grad;
     let gradBytes = 0;
     for (const p of pieces) gradBytes += p.byteLength;
@@ -366,8 +381,14 @@ export class Reducer {
     }
     if (!record.holds(k, workerId)) return this.drop('reassigned');
     const had = rec.sums;
-    if (had && !(Object.is(had.lossSum, r.lossSum) && Object.is(had.denomSum, r.denomSum) && Object.is(had.correct, r.correct))) {
-      return this.reject(W.BAD_RESULT, `node [${given.lo},${given.hi}) came with sums (${had.lossSum}, ${had.denomSum}, ${had.correct}) before and (${r.lossSum}, ${r.denomSum}, ${r.correct}) now`);
+    // Non-finite sums are not compared: they take the non-finite path below (not a lie by itself).
+    if (had && Number.isFinite(r.lossSum) && Number.isFinite(r.denomSum) && !(Object.is(had.lossSum, r.lossSum) && Object.is(had.denomSum, r.denomSum) && Object.is(had.correct, r.correct))) {
+      const what = `node [${given.lo},${given.hi}) came with sums (${had.lossSum}, ${had.denomSum}, ${had.correct}) before and (${r.lossSum}, ${r.denomSum}, ${r.correct}) now`;
+      // Its own earlier message: this worker contradicts itself. Another worker's: either may lie.
+      if (rec.sumsFrom === workerId) return this.reject(W.BAD_RESULT, what);
+      this.stats.disputed++;
+      const claims = [{ workerId: rec.sumsFrom, ...had }, { workerId, lossSum: r.lossSum, denomSum: r.denomSum, correct: r.correct }];
+      return { kind: 'disputed', node: given, claims, message: `${what}, from workers ${rec.sumsFrom} and ${workerId}` };
     }
     if (record.isComplete(k)) return this.drop('duplicate');
     const fresh: number[] = [];
@@ -421,6 +442,7 @@ export class Reducer {
     }
     if (!had) {
       rec.sums = { lossSum: r.lossSum, denomSum: r.denomSum, correct: r.correct };
+      rec.sumsFrom = workerId;
       this.insertSums({ lo: given.lo, hi: given.hi, ...rec.sums });
     }
     const nodeDone = rec.partsIn === this.nParts;

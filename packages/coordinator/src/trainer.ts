@@ -32,11 +32,11 @@ import { bitSettings, outerSgd } from './settings.js';
 import { saveCheckpoint as saveCheckpointRetrying, type CheckpointOutcome } from './checkpoint-saver.js';
 import { lrOfRun } from './lr-of-run.js';
 import { unlessAbandoned } from './abandon.js';
-import type { Auditor } from './audit.js';
+import type { Auditor, DisputeClaim } from './audit.js';
 import { DEFAULT_ROLLBACK_MEMORY_MB, SnapshotRing, type Snapshot } from './snapshots.js';
 
 /** What the trainer asks of the auditor (audit.ts `Auditor`). */
-export type TrainerAudits = Pick<Auditor, 'submit' | 'settled' | 'settledThrough' | 'takeProven' | 'rolledBack' | 'judgeNonFinite'>;
+export type TrainerAudits = Pick<Auditor, 'submit' | 'settled' | 'settledThrough' | 'takeProven' | 'rolledBack' | 'judgeNonFinite' | 'judgeDispute'>;
 
 /** A rollback (docs/design.md "Audits and exact rollback"): back from `from` updates to `to`; the steps after `to` are replayed. */
 export interface RollbackReport {
@@ -182,11 +182,12 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   if (ring) log.info({ window: ring.capacity }, 'audits on: rollback window of the last updates held in memory');
 
   /** Roll back if the auditor proved a worker since the last call; true when it did. */
-  const rollbackIfProven = (): boolean => {
+  /** Roll back to before the first step a proven cheater touched (or to before step `redo`, proofs or not). */
+  const rollbackIfProven = (redo?: number): boolean => {
     if (!audits || !ring) return false;
     const proofs = audits.takeProven();
-    if (proofs.length === 0) return false;
-    let target = Infinity;
+    if (proofs.length === 0 && redo === undefined) return false;
+    let target = redo !== undefined && ring.at(redo - 1) ? redo : Infinity;
     for (const p of proofs) {
       for (const d of p.steps) {
         if (ring.at(d - 1)) target = Math.min(target, d);
@@ -330,14 +331,24 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     try {
       sums = await unlessAbandoned(executor.run(input, { onRootPart }), o.signal, o.abandonAfterMs);
     } catch (err) {
-      // Non-finite answers from untrusted workers only: trusted compute (the auditor) decides.
+      // Non-finite answers from untrusted workers only, or two workers' sums in dispute: trusted
+      // compute (the auditor) decides, and the step is done again without the liars.
       const u = (err as { untrusted?: { node: TreeNode; workers: readonly number[] } }).untrusted;
-      if (!audits || !snap || !u) throw err;
-      const lied = await audits.judgeNonFinite({
-        step: step + 1, mode: rounds ? 'round' : 'train', params: snap.params, pixels, labels, batch: n, round: input.round,
-      }, u.node, u.workers);
-      if (!lied) throw new GradhubError('E_DIVERGED', `${(err as Error).message}; recomputed by the coordinator: non-finite too, the model diverged`);
-      if (rollbackIfProven()) continue;
+      const d = (err as { disputed?: { node: TreeNode; claims: readonly DisputeClaim[] } }).disputed;
+      if (!audits || !snap || !(u || d)) throw err;
+      const job = { step: step + 1, mode: rounds ? 'round' as const : 'train' as const, params: snap.params, pixels, labels, batch: n, round: input.round };
+      if (u) {
+        const lied = await audits.judgeNonFinite(job, u.node, u.workers);
+        if (!lied) throw new GradhubError('E_DIVERGED', `${(err as Error).message}; recomputed by the coordinator: non-finite too, the model diverged`);
+      } else if (d) {
+        const liars = await audits.judgeDispute(job, d.node, d.claims);
+        const trustedLiars = liars.filter((c) => c.trusted).map((c) => c.workerId);
+        if (trustedLiars.length > 0 || liars.length === 0) {
+          throw new GradhubError('E_INTERNAL', `${(err as Error).message}; the coordinator's recompute ${liars.length === 0 ? 'matches both' : `differs from trusted worker(s) ${trustedLiars.join(', ')}`}: computing is not deterministic here, please report it`);
+        }
+      }
+      // The step is done again from its snapshot: parts already updated from this attempt are undone.
+      if (rollbackIfProven(step + 1)) continue;
       throw err;
     }
     if (sums === null) {

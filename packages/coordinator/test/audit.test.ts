@@ -59,6 +59,26 @@ describe('audits by recomputation', () => {
     expect(au.takeProven()).toEqual([]);
   });
 
+  it('decides a dispute over a node\'s sums: the claim that differs from the recompute is proven, whichever came first; a trusted one is reported, not banned', async () => {
+    const { engine, params, pixels, labels, auditor } = await setup();
+    const cheaters: number[] = [];
+    const au = auditor(0, cheaters); // no sampled audits: disputes are decided all the same
+    const node = { lo: 0, hi: 2 };
+    const truth = honest(engine, params, pixels, labels, node, 7);
+    const claim = (workerId: number, d: NodeDigest, trusted = false) => ({ workerId, trusted, lossSum: d.lossSum, denomSum: d.denomSum, correct: d.correct });
+    const job = { step: 3, mode: 'train' as const, params, pixels, labels, batch: BATCH };
+    const forged = { ...truth, denomSum: truth.denomSum / 2 };
+    const liars = await au.judgeDispute(job, node, [claim(1, forged), claim(2, truth)]);
+    expect(liars.map((c) => c.workerId)).toEqual([1]);
+    expect(await au.judgeDispute(job, node, [claim(2, truth), claim(3, { ...truth, correct: truth.correct + 1 })])).toMatchObject([{ workerId: 3 }]);
+    expect(cheaters).toEqual([1, 3]);
+    expect(au.takeProven()).toEqual([{ workerId: 1, steps: [3] }, { workerId: 3, steps: [3] }]);
+    // A trusted claim that differs is returned (the trainer calls it a bug), never banned.
+    expect(await au.judgeDispute(job, node, [claim(4, forged, true), claim(2, truth)])).toMatchObject([{ workerId: 4, trusted: true }]);
+    expect(cheaters).toEqual([1, 3]);
+    expect(au.takeProven()).toEqual([]);
+  });
+
   it('distrusts the unaudited results of a proven cheater, not its passed ones; a rollback voids later steps', async () => {
     const { engine, params, pixels, labels, auditor } = await setup();
     // rate 0.4 with draw 0.5: probation (4 results) audited, then none.

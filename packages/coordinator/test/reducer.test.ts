@@ -445,7 +445,7 @@ describe('reducer: per-layer parts', () => {
     expect(bits(r.result().grad)!.equals(bits(g({ lo: 0, hi: 8 }))!)).toBe(true);
   });
 
-  it('rejects a message whose sums differ from the node\'s first accepted ones', () => {
+  it('rejects a message whose sums differ from the same worker\'s first accepted ones for the node', () => {
     const { r, g } = open();
     expect(r.accept(1, partResult(5, L, g(L), 0, 1.5)).kind).toBe('accepted');
     expect(r.accept(1, partResult(5, L, g(L), 1, 1.25))).toMatchObject({ kind: 'rejected', code: W.BAD_RESULT });
@@ -456,6 +456,27 @@ describe('reducer: per-layer parts', () => {
     expect(r.accept(2, partResult(5, R, g(R), 1, 0))).toMatchObject({ kind: 'rejected', code: W.BAD_RESULT });
     expect(r.accept(1, partResult(5, L, g(L), 1, 1.5)).kind).toBe('accepted');
     expect(r.stats.rejected).toBe(4);
+    expect(r.stats.disputed).toBe(0);
+  });
+
+  it('another worker\'s different sums for a node: disputed, with both claims; the first word is not taken over the second', () => {
+    const { r, g } = open();
+    // Worker 1 sends layer 0 of L with forged sums and is lost; worker 3 takes L and sends the truth.
+    expect(r.accept(1, { ...partResult(5, L, g(L), 0, 1.5), denomSum: 2 }).kind).toBe('accepted');
+    r.assignments.revoke(L, 1);
+    r.assignments.give(L, 3);
+    const v = r.accept(3, result(5, L, g(L), 1.5));
+    expect(v).toMatchObject({
+      kind: 'disputed', node: L,
+      claims: [{ workerId: 1, lossSum: 1.5, denomSum: 2 }, { workerId: 3, lossSum: 1.5, denomSum: 1 }],
+    });
+    expect((v as { message: string }).message).toMatch(/node \[0,4\) came with sums \(1\.5, 2, 0\) before and \(1\.5, 1, 0\) now, from workers 1 and 3/);
+    expect(r.stats).toMatchObject({ disputed: 1, rejected: 0 });
+    expect(r.assignments.ownedBy(3)).toEqual([L]); // nothing taken: the request ends on it
+    // Non-finite sums are not a dispute: they are a non-finite answer (recomputed elsewhere).
+    r.assignments.give(L, 4);
+    expect(r.accept(4, { ...result(5, L, g(L), Number.NaN) })).toEqual({ kind: 'non-finite', node: L });
+    expect(r.stats).toMatchObject({ disputed: 1, nonFinite: 1 });
   });
 
   it('a NaN in one layer part: non-finite; the parts in before stay, a recompute elsewhere completes the step with the same bits', () => {

@@ -45,6 +45,12 @@ export const ErrorCode = {
   E_OUTPUT_UNWRITABLE: 'E_OUTPUT_UNWRITABLE',
   /** The loss or reduced gradient is not finite (twice for the same node) or every target is ignored: the run stops. */
   E_DIVERGED: 'E_DIVERGED',
+  /**
+   * Two workers sent different sums for one node of a request: the request ends, and the
+   * coordinator recomputes the node to find who lied (audits). Seen by a user only when nothing
+   * could decide (a trusted worker disagrees with the coordinator's own compute: a bug).
+   */
+  E_DISPUTED: 'E_DISPUTED',
   /** A broken promise between gradhub's own modules (a bug): please report it. */
   E_INTERNAL: 'E_INTERNAL',
 
