@@ -2,7 +2,7 @@
  * `npm run bench`: prints the project's performance figures as a table and writes them as JSON to
  * bench/results/latest.json. Benchmarks measure; they never pass or fail.
  *   node bench/run.js [--quick] [--only NAME[,NAME]] [--data DIR] [--target 0.3] [--h 16,64] [--cap-s 240] [--rows @1G,...]
- *   NAME: train-step, kernels, cluster, transport, wan
+ *   NAME: train-step, kernels, cluster, transport, wan, audits
  * The cluster and wan sections train on the CIFAR-10 binary files in DIR (default: the repository's
  * test/fixtures/cifar10; the wan figures mean most with 1,000 test images, e.g. the official set or a
  * 5,000-image sample of it). wan: time to --target test accuracy per row, --h the rounds rows' H,
@@ -20,7 +20,7 @@ import { benchTrainStep } from './train-step.js';
 import { spawnNodeKernelThread } from '@gradhub/worker';
 import { NODE_FLAGS } from '@gradhub/cli';
 
-const SECTIONS = ['train-step', 'kernels', 'cluster', 'transport', 'wan'];
+const SECTIONS = ['train-step', 'kernels', 'cluster', 'transport', 'wan', 'audits'];
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const onlyArg = args.indexOf('--only');
@@ -248,6 +248,38 @@ if (want('wan')) {
   fs.writeFileSync(new URL('./results/wan.json', import.meta.url), JSON.stringify(results.benches.wan, null, 2) + '\n');
   fs.writeFileSync(new URL('./results/wan.svg', import.meta.url), plotSvg(rows, target));
   console.log('written: bench/results/wan.json, bench/results/wan.svg');
+}
+
+if (want('audits')) {
+  const { benchOverhead, benchCaught, benchChurn, referenceSha, median: mid } = await import('./audits.js');
+  const { CIFAR10_DIR } = await import('../test/fixtures/index.js');
+  const dataDir = data ?? CIFAR10_DIR;
+  const log = (m) => console.log(m);
+  const common = ['--data', dataDir, '--no-download', '--epochs', '100000', '--seed', '3'];
+  // Overhead: the default model (10.5 M parameters), 2 volunteers of 1 thread.
+  const overhead = await benchOverhead({ run: [...common, '--batch-size', '64', '--lr', '0.01', '--steps', quick ? '30' : '120'], reps: quick ? 1 : 3, log });
+  // Caught: a small model, so that many steps run (a patient cheater needs hundreds).
+  const small = [...common, '--model', '3072,64,10', '--batch-size', '64', '--chunk', '8', '--lr', '0.01', '--momentum', '0.9', '--steps', quick ? '400' : '2000'];
+  const ref = referenceSha(small);
+  const caught = [];
+  for (const every of [1, 20]) caught.push(...await benchCaught({ run: small, every, trials: quick ? 1 : 3, ref, log }));
+  const churn = await benchChurn({ run: [...common, '--model', '3072,64,10', '--batch-size', '64', '--chunk', '4'], workers: 64, seconds: quick ? 20 : 60, log });
+  results.benches.audits = { overhead, caught, churn };
+  table(`Audit overhead at --audit-rate ${overhead.rate} (default model, batch 64, 2 volunteers of 1 thread; medians of ${overhead.reps} runs each)`, [{
+    'results audited': overhead.audited_share,
+    'extra coordinator CPU / workers CPU': overhead.extra_coordinator_cpu_share_of_workers,
+    'wall time, audits on / off': overhead.wall_ratio,
+  }]);
+  const byEvery = (e) => caught.filter((r) => r.every === e);
+  table('A cheater scaling its gradients by 1000 beside 2 honest workers (model 3072-64-10, batch 64 in 8 chunks; per trial)', caught.map((r) => ({
+    'corrupts': r.every === 1 ? 'every result' : `1 result in ${r.every}`, trial: r.trial, 'first lie at step': r.first_lie_step, 'rolled back at step': r.caught_at_step,
+    'steps until caught': r.steps_until_caught, 'steps replayed': r.steps_replayed, 'rollback ms': r.rollback_ms, 'step ms': r.step_ms, 'byte-identical': r.byte_identical,
+  })));
+  for (const e of [1, 20]) {
+    const rows = byEvery(e).filter((r) => r.steps_until_caught !== null);
+    if (rows.length > 0) console.log(`1 in ${e}: median steps until caught ${mid(rows.map((r) => r.steps_until_caught))}, median rollback ${mid(rows.map((r) => r.rollback_ms ?? 0))} ms`);
+  }
+  table(`Coordinator memory while ${churn.workers} workers churn (4 killed and replaced a second; ${churn.sessions} sessions)`, churn.samples);
 }
 
 fs.writeFileSync(childOut, JSON.stringify(results.benches));

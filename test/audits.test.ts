@@ -8,7 +8,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { runCli, sha256, startCli, tempDir, SMALL_RUN } from './helpers.js';
+import { referenceSha, runCli, sha256, startCli, tempDir, SMALL_RUN } from './helpers.js';
 import { startCoordinator } from './cluster-helpers.js';
 import { pollUntil } from './support/poll.js';
 import { parsePrometheusText, promValue } from './support/prometheus.js';
@@ -71,6 +71,40 @@ describe('a cheating worker beside honest ones, at the default audit rate', () =
 
   it('in rounds mode, scaling its pseudo-gradient: caught through the replica runner; byte-identical', async () => {
     await cheaterRun('scale-grad', '1000', ROUNDS, reference.rounds);
+  }, 300_000);
+});
+
+describe('a patient cheater caught after its lies left the memory window', () => {
+  it('is undone from the rollback anchor on disk: byte-identical to --workers 0, nothing final', async () => {
+    // One snapshot in memory (--rollback-memory-mb 1 holds 1 state of this 74 k-parameter model).
+    // The cheater is honest for its first 16 node results, then lies in every one; half of the
+    // results after the 4 of probation are audited. Every unaudited result of a proven cheater is
+    // distrusted, so the rollback goes back to its first unaudited one, long out of memory when
+    // a lie is caught (a flake needs all of its results 5..16 audited: 2^-12).
+    const run = [...SMALL_RUN, '--steps', '30'];
+    const ref = await referenceSha(run, 'audit-anchor-ref');
+    const dir = tempDir('audit-anchor');
+    const report = path.join(dir, 'report.html');
+    const coord = await startCoordinator([...run, '--min-workers', '3', '--audit-rate', '0.5', '--rollback-memory-mb', '1', '--run-dir', path.join(dir, 'run'),
+      '--export', path.join(dir, 'w.st'), '--report', report, '--log-format', 'json']);
+    const honest = [startCli(['worker', '--url', coord.url, '--token', coord.token]), startCli(['worker', '--url', coord.url, '--token', coord.token])];
+    const cheater = startEvilWorker(coord.url, coord.token, 'scale-grad', ['--factor', '1000', '--honest-first', '16']);
+    try {
+      const r = await coord.exited;
+      expect(r.code, r.stderr).toBe(0);
+      const lies = cheater.output().stdout.split('\n').filter((l) => l.includes('"corrupt"')).length;
+      expect(lies, 'the cheater lied').toBeGreaterThan(0);
+      const { counters } = readReport(report);
+      expect(counters.bans).toBe(1);
+      expect(counters.rollback_steps, 'the rollback went back past the 1-state window').toBeGreaterThan(1);
+      expect(counters.rollbacks_beyond_window ?? 0).toBe(0);
+      const lines = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; step?: number });
+      expect(lines.some((l) => l.msg.startsWith('rollback anchor: the state before the oldest unaudited result kept on disk'))).toBe(true);
+      expect(sha256(path.join(dir, 'w.st'))).toBe(ref);
+      expect(fs.existsSync(path.join(dir, 'run', 'rollback-anchor.bin')), 'the anchor is removed at the end').toBe(false);
+    } finally {
+      for (const p of [...honest, cheater, coord.process]) p.kill('SIGKILL');
+    }
   }, 300_000);
 });
 

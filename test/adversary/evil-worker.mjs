@@ -6,7 +6,7 @@
 // that hook; only this harness does.
 //
 //   node test/adversary/evil-worker.mjs --url URL --token TOKEN --mode MODE [--factor K]
-//        [--backend wasm|ts] [--grace-ms MS] [--slowdown-ms MS] [--name NAME]
+//        [--backend wasm|ts] [--grace-ms MS] [--slowdown-ms MS] [--name NAME] [--every N] [--honest-first K]
 //
 // Modes (K: --factor, default 2):
 //   honest            no change (a control)
@@ -17,9 +17,14 @@
 //   forge-correct     reports correct = the node's samples
 //   nan               all-NaN gradients (and a NaN loss sum, so EVAL answers are non-finite too)
 //   nan-once          the first Result all-NaN, then honest
+// --every N (default 1): a corrupting mode corrupts only each N-th node result it computes (the
+// N-th, 2N-th, ...: all messages of that node alike), honest otherwise: a patient cheater.
+// --honest-first K (default 0): its first K node results are honest, and the count starts after.
 //
 // stdout: one JSON object a line: {"event":"welcome","workerId":N} at each join (it reconnects
-// like a worker after being dropped), {"event":"end", ...} when the session ends for good.
+// like a worker after being dropped), {"event":"corrupt","step":S,"seq":Q,"node":"lo:hi","at":ms}
+// for each node result it corrupts (the first message of it), {"event":"end", ...} when the
+// session ends for good.
 // The worker's own log goes to stderr (pino, level from GRADHUB_LOG_LEVEL, default warn).
 // Exit code 0 when training is done or on SIGTERM/SIGINT, 1 on any other end.
 import { parseArgs } from 'node:util';
@@ -38,6 +43,8 @@ const { values } = parseArgs({
     'grace-ms': { type: 'string', default: '10000' },
     'slowdown-ms': { type: 'string', default: '0' },
     name: { type: 'string', default: '' },
+    every: { type: 'string', default: '1' },
+    'honest-first': { type: 'string', default: '0' },
   },
   strict: true,
 });
@@ -50,6 +57,34 @@ if (!MODES.includes(values.mode ?? '')) usage(`--mode must be one of ${MODES.joi
 const factor = Number(values.factor);
 if (!Number.isFinite(factor) || factor === 0) usage('--factor must be a finite non-zero number');
 if (values.backend !== 'ts' && values.backend !== 'wasm') usage('--backend must be ts or wasm');
+const every = Number(values.every);
+if (!Number.isInteger(every) || every < 1) usage('--every must be a positive integer');
+const honestFirst = Number(values['honest-first']);
+if (!Number.isInteger(honestFirst) || honestFirst < 0) usage('--honest-first must be an integer >= 0');
+
+const print = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
+
+/**
+ * `hook` applied to each `every`-th node result only (keyed by request and node, so all messages
+ * of one node are alike); prints a corrupt event for each node it corrupts.
+ */
+function patient(hook) {
+  if (!hook) return hook;
+  const seen = new Map(); // "seq:lo:hi" -> corrupted? (the latest 4096)
+  let count = 0;
+  return (r) => {
+    const key = `${r.seq}:${r.node.lo}:${r.node.hi}`;
+    let bad = seen.get(key);
+    if (bad === undefined) {
+      count++;
+      bad = count > honestFirst && (count - honestFirst) % every === 0;
+      seen.set(key, bad);
+      if (seen.size > 4096) seen.delete(seen.keys().next().value);
+      if (bad) print({ event: 'corrupt', step: r.step, seq: r.seq, node: `${r.node.lo}:${r.node.hi}`, at: Date.now() });
+    }
+    return bad ? hook(r) : r;
+  };
+}
 
 /** The Result hook of each mode: a changed copy of `r`, or null to send nothing. */
 function hookFor(mode) {
@@ -71,7 +106,7 @@ function hookFor(mode) {
   }
 }
 
-const print = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
+
 const logger = pino({ level: process.env.GRADHUB_LOG_LEVEL ?? 'warn' }, pino.destination(2));
 const worker = startNodeWorker({
   url: values.url,
@@ -83,7 +118,7 @@ const worker = startNodeWorker({
   name: values.name || `evil-${values.mode}:${process.pid}`,
   backoffInitialMs: 100,
   backoffMaxMs: 1000,
-  beforeResult: hookFor(values.mode),
+  beforeResult: patient(hookFor(values.mode)),
   onEvent: (e) => {
     if (e.type === 'welcome') print({ event: 'welcome', workerId: e.info.workerId, mode: values.mode });
   },

@@ -10,10 +10,11 @@
  * the run's HTML report (report.html in the run folder, or --report FILE) is written when the run
  * ends, however it ends (done, stopped, failed), once its status exists.
  */
+import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { batchesPerEpoch } from '@gradhub/core';
 import {
-  Auditor, runTraining, createInProcessExecutor, totalSteps, writeReport, type Executor, type RunStatus, type TrainResult,
+  Auditor, RollbackAnchor, runTraining, createInProcessExecutor, totalSteps, writeReport, type Executor, type RunStatus, type TrainResult,
   type Cluster,
 } from '@gradhub/coordinator';
 import { planRun, prepareRun, makeBackend, type Invocation, type PreparedRun } from './run-setup.js';
@@ -164,6 +165,9 @@ async function trainWith(
       onCheater: (id, reason) => membership.ban(id, reason),
     })
     : null;
+  if (auditor) membership!.onLeft((id) => auditor.sessionEnded(id));
+  // Sampled audits reach past the memory window through one state on disk (anchor.ts).
+  const anchor = auditor && rate > 0 ? new RollbackAnchor(path.join(run.paths.dir, 'rollback-anchor.bin'), run.spec.paramCount) : null;
   const epochs = epochsReached(run);
   let result: TrainResult | null = null;
   let stopped = true;
@@ -176,7 +180,7 @@ async function trainWith(
       result = await runTraining({
         settings: run.settings, train: run.train, test: run.test, executor, logger, start: run.start,
         metrics, checkpoint: run.checkpoint, signal: stop.signal, abandonAfterMs: o['stop-grace-ms'], onCheckpoint: checkpoints.onCheckpoint,
-        audits: auditor, rollbackMemoryBytes: rate > 0 ? ((o as { readonly 'rollback-memory-mb'?: number })['rollback-memory-mb'] ?? 256) * 1024 * 1024 : 0,
+        audits: auditor, rollbackAnchor: anchor, rollbackMemoryBytes: rate > 0 ? ((o as { readonly 'rollback-memory-mb'?: number })['rollback-memory-mb'] ?? 256) * 1024 * 1024 : 0,
         count: (name, by) => status.count(name, by),
         onRollback: (r) => {
           status.rollBack(r.to);
@@ -231,6 +235,7 @@ async function trainWith(
     report.write();
     await close(stopped);
     auditBackend?.close?.();
+    anchor?.remove();
   }
   return stopped ? 'stopped' : 'done';
 }

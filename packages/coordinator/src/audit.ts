@@ -95,15 +95,21 @@ export interface Proven {
   readonly workerId: number;
   /** Steps with contributions of this worker that are distrusted, ascending. */
   readonly steps: readonly number[];
+  /** Its distrusted steps already made final (finalThrough): they stay in the model. */
+  readonly final?: number;
 }
 
 type StepVerdict = 'unaudited' | 'pending' | 'passed' | 'failed';
 
 interface WorkerRecord {
   history: { results: number; audited: number };
-  /** Per step: the worst verdict of its contributions there. */
+  /** Per step: the worst verdict of its contributions there (steps made final are forgotten: finalThrough). */
   readonly steps: Map<number, StepVerdict>;
   proven: boolean;
+  /** Its session is still connected (sessionEnded). */
+  live: boolean;
+  /** Distrusted steps forgotten by finalThrough (older than any rollback can reach). */
+  finalDistrusted: number;
 }
 
 const worse = (a: StepVerdict | undefined, b: StepVerdict): StepVerdict => {
@@ -214,10 +220,57 @@ export class Auditor {
     const out = this.proven.map((workerId) => {
       const rec = this.workers.get(workerId)!;
       const steps = [...rec.steps].filter(([, v]) => v !== 'passed').map(([s]) => s).sort((a, b) => a - b);
-      return { workerId, steps };
+      return rec.finalDistrusted > 0 ? { workerId, steps, final: rec.finalDistrusted } : { workerId, steps };
     });
     this.proven = [];
     return out;
+  }
+
+  /** The session of `workerId` ended: once its audits are decided it cannot be proven any more (oldestOpenStep). */
+  sessionEnded(workerId: number): void {
+    const rec = this.workers.get(workerId);
+    if (rec) rec.live = false;
+  }
+
+  /**
+   * The oldest step with a result that may still prove a lie: an unaudited or pending result of an
+   * unproven untrusted worker whose session is live or has audits pending; null when none. The
+   * rollback anchor (anchor.ts) keeps the state before it.
+   */
+  oldestOpenStep(): number | null {
+    let oldest: number | null = null;
+    for (const rec of this.workers.values()) {
+      if (rec.proven) continue;
+      let pending = false;
+      let first = Infinity;
+      for (const [step, v] of rec.steps) {
+        if (v === 'pending') pending = true;
+        if ((v === 'pending' || v === 'unaudited') && step < first) first = step;
+      }
+      if (!rec.live && !pending) continue;
+      if (first !== Infinity && (oldest === null || first < oldest)) oldest = first;
+    }
+    return oldest;
+  }
+
+  /**
+   * Steps <= `step` can no longer be rolled back (older than the window and the anchor): their
+   * records are forgotten (counted per worker when distrusted), and ended sessions with nothing
+   * left are dropped, so the auditor's memory follows the window, not the run's length.
+   */
+  finalThrough(step: number): void {
+    for (const [id, rec] of this.workers) {
+      for (const [s, v] of rec.steps) {
+        if (s > step) continue;
+        if (v !== 'passed') rec.finalDistrusted++;
+        rec.steps.delete(s);
+      }
+      if (!rec.live && !rec.proven && rec.steps.size === 0 && !this.queued(id)) this.workers.delete(id);
+    }
+  }
+
+  private queued(workerId: number): boolean {
+    return this.running?.digest.workerId === workerId || this.queue.some((t) => t.digest.workerId === workerId);
   }
 
   /** The trainer is back at the state after `step` updates: later jobs and records are void. */
@@ -243,7 +296,7 @@ export class Auditor {
 
   private recordOf(id: number): WorkerRecord {
     let r = this.workers.get(id);
-    if (!r) this.workers.set(id, (r = { history: { results: 0, audited: 0 }, steps: new Map(), proven: false }));
+    if (!r) this.workers.set(id, (r = { history: { results: 0, audited: 0 }, steps: new Map(), proven: false, live: true, finalDistrusted: 0 }));
     return r;
   }
 

@@ -34,4 +34,5 @@ export { writeReport } from './report.js';
 export { modelToSafetensors } from './safetensors-export.js';
 export { writeFileAtomic } from './atomic-write.js';
 export { Auditor } from './audit.js';
+export { RollbackAnchor } from './anchor.js';
 export { auditRateProblem } from './audit-policy.js';

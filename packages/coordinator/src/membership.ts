@@ -182,6 +182,7 @@ export class Membership {
   private readonly ready = new Map<number, Conn>();
   private nextId = 1;
   private handlers: MembershipHandlers | null = null;
+  private readonly leftListeners: ((workerId: number) => void)[] = [];
   private busyMs: (workerId: number) => number = () => 0;
   private readonly waiters: { min: number; resolve: () => void; reject: (e: Error) => void }[] = [];
   private readonly timer: NodeJS.Timeout;
@@ -543,6 +544,11 @@ export class Membership {
     this.gone(conn, reason);
   }
 
+  /** Call `fn` with the id of each ready worker that leaves (after the executor's `lost`). */
+  onLeft(fn: (workerId: number) => void): void {
+    this.leftListeners.push(fn);
+  }
+
   private gone(conn: Conn, reason: string): void {
     if (conn.state === 'gone') return;
     const wasReady = conn.state === 'ready';
@@ -553,6 +559,7 @@ export class Membership {
     if (wasReady) {
       conn.logger.info({ reason, workers: this.ready.size }, 'worker left');
       this.notify(conn, 'lost', () => this.handlers?.lost(conn, reason));
+      for (const fn of this.leftListeners) this.notify(conn, 'left', () => fn(conn.id));
     }
   }
 

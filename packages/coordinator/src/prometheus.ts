@@ -33,7 +33,8 @@
  *   gradhub_audits_total{outcome}            counters `audits.passed` / `audits.failed` (mismatches) / `audits.skipped` (not drawn)
  *   gradhub_bans_total                       counter `bans` (workers proven to cheat)
  *   gradhub_rollbacks_total                  counter `rollbacks`; gradhub_rollback_steps_total `rollback_steps` (updates undone);
- *                                            gradhub_rollbacks_beyond_window_total `rollbacks_beyond_window` (distrusted steps already final)
+ *                                            gradhub_rollbacks_beyond_window_total `rollbacks_beyond_window` (distrusted steps already final);
+ *                                            gradhub_rollback_anchor_failures_total `rollback_anchor_failed` (anchor not written or read)
  *   gradhub_build_info{version,node}         always 1: gradhub's and Node's versions
  *   process_*, nodejs_*                      prom-client's default metrics of this process (CPU, memory, event loop, GC)
  */
@@ -220,7 +221,8 @@ export function createPrometheusMetrics(status: RunStatus): PrometheusMetrics {
     ['gradhub_bans_total', 'bans', 'Workers banned for the run: an audit proved a result of theirs wrong.'],
     ['gradhub_rollbacks_total', 'rollbacks', 'Times training went back to the state before a proven cheater\'s first distrusted result and replayed.'],
     ['gradhub_rollback_steps_total', 'rollback_steps', 'Updates undone by rollbacks (and replayed).'],
-    ['gradhub_rollbacks_beyond_window_total', 'rollbacks_beyond_window', "A proven cheater's distrusted steps older than the rollback window (final)."],
+    ['gradhub_rollbacks_beyond_window_total', 'rollbacks_beyond_window', "A proven cheater's distrusted steps older than the rollback window and its anchor (final)."],
+    ['gradhub_rollback_anchor_failures_total', 'rollback_anchor_failed', 'Rollback anchor writes or reads that failed (the window was memory only meanwhile).'],
   ] as const) {
     new Counter({ name, help, registers, collect() { this.reset(); this.inc(counter(snap(), key)); } });
   }

@@ -59,6 +59,11 @@ export class SnapshotRing {
     return this.held.length > 0 ? this.held[0].step : null;
   }
 
+  /** The oldest snapshot held (the next one `push` evicts when full), or null. */
+  oldest(): Snapshot | null {
+    return this.held[0] ?? null;
+  }
+
   /** The snapshot after `step` updates, if held. */
   at(step: number): Snapshot | null {
     return this.held.find((s) => s.step === step) ?? null;

@@ -33,10 +33,11 @@ import { saveCheckpoint as saveCheckpointRetrying, type CheckpointOutcome } from
 import { lrOfRun } from './lr-of-run.js';
 import { unlessAbandoned } from './abandon.js';
 import type { Auditor, DisputeClaim } from './audit.js';
+import type { RollbackAnchor } from './anchor.js';
 import { DEFAULT_ROLLBACK_MEMORY_MB, SnapshotRing, type Snapshot } from './snapshots.js';
 
 /** What the trainer asks of the auditor (audit.ts `Auditor`). */
-export type TrainerAudits = Pick<Auditor, 'submit' | 'settled' | 'settledThrough' | 'takeProven' | 'rolledBack' | 'judgeNonFinite' | 'judgeDispute'>;
+export type TrainerAudits = Pick<Auditor, 'submit' | 'settled' | 'settledThrough' | 'takeProven' | 'rolledBack' | 'judgeNonFinite' | 'judgeDispute' | 'oldestOpenStep' | 'finalThrough'>;
 
 /** A rollback (docs/design.md "Audits and exact rollback"): back from `from` updates to `to`; the steps after `to` are replayed. */
 export interface RollbackReport {
@@ -114,8 +115,15 @@ export interface TrainOptions {
    */
   readonly audits?: TrainerAudits | null;
   readonly rollbackMemoryBytes?: number;
+  /**
+   * One state on disk older than the window (anchor.ts): when the oldest snapshot leaves memory
+   * and is the state before the oldest step that may still be proven a lie (audits
+   * `oldestOpenStep`), it is kept there, and a rollback past the window restarts from it. Records
+   * of steps no rollback can reach any more are made final (audits `finalThrough`).
+   */
+  readonly rollbackAnchor?: RollbackAnchor | null;
   readonly onRollback?: (r: RollbackReport) => void;
-  /** Counters: `rollbacks`, `rollback_steps` (updates undone), `rollbacks_beyond_window`. */
+  /** Counters: `rollbacks`, `rollback_steps` (updates undone), `rollbacks_beyond_window`, `rollback_anchor_failed`. */
   readonly count?: (name: string, by?: number) => void;
 }
 
@@ -181,24 +189,46 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
   const ring = audits ? new SnapshotRing(params.length, o.rollbackMemoryBytes ?? DEFAULT_ROLLBACK_MEMORY_MB * 1024 * 1024) : null;
   if (ring) log.info({ window: ring.capacity }, 'audits on: rollback window of the last updates held in memory');
 
-  /** Roll back if the auditor proved a worker since the last call; true when it did. */
+  const anchor = audits ? o.rollbackAnchor ?? null : null;
+  let anchorScratch: Snapshot | null = null;
   /** Roll back to before the first step a proven cheater touched (or to before step `redo`, proofs or not). */
   const rollbackIfProven = (redo?: number): boolean => {
     if (!audits || !ring) return false;
     const proofs = audits.takeProven();
     if (proofs.length === 0 && redo === undefined) return false;
     let target = redo !== undefined && ring.at(redo - 1) ? redo : Infinity;
+    // Distrusted steps older than the memory window: undone from the anchor when it is older.
+    const beyond: { workerId: number; step: number }[] = [];
     for (const p of proofs) {
+      if (p.final) {
+        o.count?.('rollbacks_beyond_window', p.final);
+        log.warn({ workerId: p.workerId, steps: p.final }, 'a cheater\'s results older than any state kept are final');
+      }
       for (const d of p.steps) {
         if (ring.at(d - 1)) target = Math.min(target, d);
-        else {
-          o.count?.('rollbacks_beyond_window');
-          log.warn({ workerId: p.workerId, step: d, window: ring.capacity }, 'a cheater\'s result older than the rollback window is final');
-        }
+        else beyond.push({ workerId: p.workerId, step: d });
+      }
+    }
+    let snap: Snapshot | null = null;
+    const anchorStep = anchor?.step ?? null;
+    const reach = beyond.filter((b) => anchorStep !== null && anchorStep <= b.step - 1);
+    if (reach.length > 0) {
+      try {
+        snap = anchor!.load((anchorScratch ??= { step: 0, params: new Float32Array(params.length), momentum: new Float32Array(params.length), hasMomentum: false, sampler: sampler.state, evaluatedAt: -1, metricsMark: 0 }));
+        target = snap.step + 1;
+      } catch (err) {
+        o.count?.('rollback_anchor_failed');
+        log.error({ err, file: anchor!.file }, 'the rollback anchor could not be read: the results older than the window are final');
+      }
+    }
+    for (const b of beyond) {
+      if (snap === null || !reach.includes(b)) {
+        o.count?.('rollbacks_beyond_window');
+        log.warn({ workerId: b.workerId, step: b.step, window: ring.capacity, anchor: anchorStep }, 'a cheater\'s result older than the rollback window is final');
       }
     }
     if (target === Infinity) return false;
-    const snap: Snapshot = ring.at(target - 1)!;
+    snap ??= ring.at(target - 1)!;
     const from = step;
     params.set(snap.params);
     if (!snap.hasMomentum) sgd.momentumBuffer = null;
@@ -219,6 +249,26 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     log.warn({ from, to: step, workers }, 'rolled back: a worker was proven to cheat; replaying without it');
     o.onRollback?.({ from, to: step, workers });
     return true;
+  };
+
+  /**
+   * `oldest` leaves memory: kept on disk when it is the state before the oldest step that may
+   * still be proven a lie; records no rollback can reach any more are made final.
+   */
+  const leaveWindow = (oldest: Snapshot): void => {
+    const open = audits!.oldestOpenStep();
+    if (anchor && open !== null && open - 1 === oldest.step && anchor.step !== oldest.step) {
+      try {
+        anchor.save(oldest);
+        log.info({ step: oldest.step, file: anchor.file }, 'rollback anchor: the state before the oldest unaudited result kept on disk');
+      } catch (err) {
+        o.count?.('rollback_anchor_failed');
+        log.warn({ err, file: anchor.file }, 'the rollback anchor could not be written: the window stays in memory only');
+      }
+    }
+    // After the eviction a distrusted step d can be undone when d - 1 >= oldest.step + 1 (memory)
+    // or d - 1 >= the anchor's step: steps up to the smaller bound are final.
+    audits!.finalThrough(Math.min(oldest.step + 1, anchor?.step ?? Infinity));
   };
 
   const saveCheckpoint = async (): Promise<void> => {
@@ -275,6 +325,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
         // The oldest snapshot goes: the audits of the step computed on it are decided first.
         await audits.settledThrough(ring.oldestStep + 1);
         if (rollbackIfProven()) continue;
+        leaveWindow(ring.oldest()!);
       }
       snap = ring.at(step) ?? ring.push(step, params, sgd.momentumBuffer, sampler.state, evaluatedAt, metrics.mark?.() ?? 0);
     }

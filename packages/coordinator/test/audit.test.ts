@@ -79,6 +79,29 @@ describe('audits by recomputation', () => {
     expect(au.takeProven()).toEqual([]);
   });
 
+  it('knows the oldest step that may still prove a lie (for the anchor), forgets ended sessions, and makes old steps final', async () => {
+    const { engine, params, pixels, labels, auditor } = await setup();
+    const au = auditor(0.4); // draw 0.5: the 4 results of probation audited (and passed), then none
+    const left = { lo: 0, hi: 1 };
+    const job = (step: number, workerId: number): AuditJob => ({ step, mode: 'train', params, pixels, labels, batch: BATCH, nodes: [honest(engine, params, pixels, labels, left, workerId)] });
+    for (let step = 1; step <= 4; step++) au.submit(job(step, 7));
+    await au.settled();
+    expect(au.oldestOpenStep()).toBe(null); // all audited and passed
+    au.submit(job(5, 7));
+    au.submit(job(6, 7));
+    for (let step = 6; step <= 11; step++) au.submit(job(step, 8));
+    await au.settled();
+    expect(au.oldestOpenStep()).toBe(5); // worker 7's first unaudited result
+    au.sessionEnded(7);
+    expect(au.oldestOpenStep()).toBe(10); // worker 8: 6..9 audited (probation), 10 not
+    // Steps up to 10 made final: worker 8's unaudited step 10 is forgotten and counted if proven.
+    au.finalThrough(10);
+    expect(au.oldestOpenStep()).toBe(11);
+    // Worker 8 proven (through a dispute): its forgotten distrusted step is reported as final.
+    await au.judgeDispute({ step: 12, mode: 'train', params, pixels, labels, batch: BATCH }, left, [{ workerId: 8, trusted: false, lossSum: 0, denomSum: 1, correct: 0 }]);
+    expect(au.takeProven()).toEqual([{ workerId: 8, steps: [11, 12], final: 1 }]);
+  });
+
   it('distrusts the unaudited results of a proven cheater, not its passed ones; a rollback voids later steps', async () => {
     const { engine, params, pixels, labels, auditor } = await setup();
     // rate 0.4 with draw 0.5: probation (4 results) audited, then none.

@@ -434,6 +434,7 @@ describe('GET /metrics', () => {
     expect(one('gradhub_rollbacks_total')).toBe(1);
     expect(one('gradhub_rollback_steps_total')).toBe(3);
     expect(one('gradhub_rollbacks_beyond_window_total')).toBe(0);
+    expect(one('gradhub_rollback_anchor_failures_total')).toBe(0);
   });
 
   it('follows the status between scrapes, and keeps each status in its own registry', async () => {
