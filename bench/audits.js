@@ -27,20 +27,20 @@ const EVIL = fileURLToPath(new URL('../test/adversary/evil-worker.mjs', import.m
 const VOLUNTEERS = 'audit-bench-volunteers';
 export const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-/** A child process with its output kept (the last `keep` characters) and its CPU ms sampled until it exits. */
-function start(file, args, keep = 4 << 20) {
+/** A child process with its output kept (the last `keep` characters) and, with `sample`, its CPU ms sampled until it exits. */
+function start(file, args, keep = 4 << 20, sample = true) {
   const p = spawn(process.execPath, [...NODE_FLAGS, file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   p.out = '';
   p.err = '';
   p.cpuMs = 0;
   p.stdout.setEncoding('utf8').on('data', (d) => (p.out = (p.out + d).slice(-keep)));
   p.stderr.setEncoding('utf8').on('data', (d) => (p.err = (p.err + d).slice(-keep)));
-  const t = setInterval(() => {
+  const t = sample ? setInterval(() => {
     const c = readCpu(p.pid);
     if (c !== null) p.cpuMs = c.user + c.sys;
-  }, 50);
+  }, 50) : null;
   p.exited = new Promise((resolve) => p.on('exit', (code) => {
-    clearInterval(t);
+    if (t) clearInterval(t);
     resolve(code);
   }));
   return p;
@@ -191,14 +191,14 @@ function rssMiB(pid) {
  * The coordinator's memory while `workers` volunteers churn: every `periodMs`, `perPeriod` of them
  * are killed and as many new ones started, for `seconds`. RSS sampled every second.
  */
-export async function benchChurn({ run, workers = 64, seconds = 60, periodMs = 1000, perPeriod = 4, log = () => {} }) {
+export async function benchChurn({ run, workers = 64, seconds = 60, periodMs = 1000, perPeriod = 2, log = () => {} }) {
   const c = start(CLI, ['coordinator', '--host', '127.0.0.1', '--port', '0', '--token', VOLUNTEERS, '--log-format', 'json', '--log-level', 'error',
     ...run, '--min-workers', '1', '--steps', '100000000', '--run-dir', fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-churn-')), '--checkpoint-every', '1000000']);
   const live = [];
   let sessions = 0;
   const join = (url) => {
     sessions++;
-    live.push(start(CLI, ['worker', '--url', url, '--token', VOLUNTEERS, '--threads', '1', '--log-level', 'error'], 4096));
+    live.push(start(CLI, ['worker', '--url', url, '--token', VOLUNTEERS, '--threads', '1', '--log-level', 'error'], 4096, false));
   };
   const samples = [];
   try {
@@ -222,5 +222,5 @@ export async function benchChurn({ run, workers = 64, seconds = 60, periodMs = 1
   } finally {
     for (const p of [c, ...live]) p.kill('SIGKILL');
   }
-  return { workers, seconds, sessions, samples };
+  return { workers, seconds, perSecond: perPeriod * 1000 / periodMs, sessions, samples };
 }

@@ -263,7 +263,7 @@ if (want('audits')) {
   const ref = referenceSha(small);
   const caught = [];
   for (const every of [1, 20]) caught.push(...await benchCaught({ run: small, every, trials: quick ? 1 : 3, ref, log }));
-  const churn = await benchChurn({ run: [...common, '--model', '3072,64,10', '--batch-size', '64', '--chunk', '4'], workers: 64, seconds: quick ? 20 : 60, log });
+  const churn = await benchChurn({ run: [...common, '--model', '3072,64,10', '--batch-size', '64', '--chunk', '4'], workers: 64, seconds: quick ? 20 : 90, log });
   results.benches.audits = { overhead, caught, churn };
   table(`Audit overhead at --audit-rate ${overhead.rate} (default model, batch 64, 2 volunteers of 1 thread; medians of ${overhead.reps} runs each)`, [{
     'results audited': overhead.audited_share,
@@ -279,7 +279,7 @@ if (want('audits')) {
     const rows = byEvery(e).filter((r) => r.steps_until_caught !== null);
     if (rows.length > 0) console.log(`1 in ${e}: median steps until caught ${mid(rows.map((r) => r.steps_until_caught))}, median rollback ${mid(rows.map((r) => r.rollback_ms ?? 0))} ms`);
   }
-  table(`Coordinator memory while ${churn.workers} workers churn (4 killed and replaced a second; ${churn.sessions} sessions)`, churn.samples);
+  table(`Coordinator memory while ${churn.workers} workers churn (${churn.perSecond} killed and replaced a second; ${churn.sessions} sessions)`, churn.samples);
 }
 
 fs.writeFileSync(childOut, JSON.stringify(results.benches));

@@ -167,11 +167,12 @@ describe.runIf(engine.ok)('gradhub in containers', () => {
         const silentFor = Date.now() - pausedAt;
         await run.advance(2, 'steps while a worker is frozen');
         await lab.unpause(paused);
-        // Back: it rejoins. (A rejoined worker is on probation, computing copies of nodes others hold;
-        // on a run whose steps are shorter than its node time it may never win one: see docs/design.md
-        // "Speeds, stalls and non-finite results".)
+        // Back: it rejoins, on probation (a copy of a node others hold), is measured by that copy
+        // even when the step ends first, and is at work again: docs/design.md "Speeds, stalls and
+        // non-finite results".
         await run.until(`${paused.label} back after docker unpause`, (s) => liveWorkerAddresses(s).includes(ip.get(paused)!));
-        mark(`worker paused (dropped after ${silentFor} ms) and back`);
+        await run.until(`${paused.label} at work again after it rejoined`, (s) => working(s, ip.get(paused)!));
+        mark(`worker paused (dropped after ${silentFor} ms), back and at work`);
         expect(silentFor, 'a frozen worker is dropped only after the heartbeat deadline').toBeGreaterThanOrEqual(HEARTBEAT_MS - 100);
 
         // 3. A worker cut off the network (docker network disconnect), then connected again.

@@ -283,6 +283,11 @@ class ClusterExecutorImpl implements ClusterExecutor {
         if (this.active !== a) return; // the run ended meanwhile
       }
     }
+    if (v.kind === 'dropped' && v.reason === 'stale' && r.node && this.estimates.lateAnswer(w.id, r.seq, r.node, Date.now())) {
+      // Its probation copy, answered after its request ended: it is measured now (worker-estimates.ts).
+      this.holds?.answered(w.id);
+      w.logger.info({ seq: r.seq, node: showNode(r.node), pace: this.estimates.pace(w.id) }, 'worker on probation measured by its late copy');
+    }
     if (v.kind === 'accepted' && nodeOver && !v.done) this.report(w);
     (this.verdicts[v.kind] as (w: WorkerConn, v: Verdict) => void)(w, v);
   }

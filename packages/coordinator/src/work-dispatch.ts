@@ -98,6 +98,7 @@ export class WorkDispatch {
       a.log.info({ workerId: w.id, node: showNode(node), owners: a.record.ownersOf(node) }, 'worker on probation: computing a copy');
       a.record.give(node, w.id);
       void this.send(a, w, [node]);
+      this.estimates.probe(w.id, a.spec.seq, node, a.record.samplesOf(node), Date.now());
       made++;
     }
     return made;

@@ -23,6 +23,12 @@
  *   honest slow worker gets a deadline it can meet), but no speed. A worker that never answers is
  *   never given a pace: its deadline stays the others' (a pace guessed at a stall would grow the
  *   deadline with each stall).
+ * - A probation copy (work-dispatch.ts `probation`: a worker never measured computes a copy of a
+ *   node others hold) is registered as a `probe`, which outlives its request: when the others
+ *   finish the request first, the copy's answer arrives after it (dropped as stale by the
+ *   reducer), and `lateAnswer` still measures the worker's pace and speed from the hand-out. Without
+ *   this a worker slower than one step never got measured, never got work, and was dropped as
+ *   stalled (found by the container fault test).
  */
 import { SpeedTable } from './scheduler.js';
 
@@ -47,6 +53,8 @@ export class WorkerEstimates {
   private readonly bandwidths: SpeedTable;
   /** The current request's busy periods, by worker. */
   private readonly periods = new Map<number, BusyPeriod>();
+  /** Probation copies out, by worker (across requests). */
+  private readonly probes = new Map<number, { readonly seq: number; readonly lo: number; readonly hi: number; readonly samples: number; readonly since: number }>();
 
   /** `alpha`: weight of the newest measurement in the EWMAs. */
   constructor(alpha: number) {
@@ -124,6 +132,7 @@ export class WorkerEstimates {
     const p = this.periods.get(id);
     if (!p) return;
     this.periods.delete(id);
+    this.probes.delete(id); // measured now: a probation copy's late answer measures nothing more
     const wall = Math.max(1, now - p.since);
     const write = Math.min(p.writeMs ?? 0, wall - 1);
     this.paces.observe(id, p.answered, wall);
@@ -150,7 +159,27 @@ export class WorkerEstimates {
   }
 
   /** Worker `id` is gone. */
+  /** Worker `id` (never measured) was handed a copy of `node` (`samples`) of request `seq` at `now`. */
+  probe(id: number, seq: number, node: { readonly lo: number; readonly hi: number }, samples: number, now: number): void {
+    this.probes.set(id, { seq, lo: node.lo, hi: node.hi, samples, since: now });
+  }
+
+  /**
+   * An answer of worker `id` for `node` of request `seq`, which is over: when it is the worker's
+   * probation copy, its pace and speed are measured from the hand-out (true); otherwise false.
+   */
+  lateAnswer(id: number, seq: number, node: { readonly lo: number; readonly hi: number }, now: number): boolean {
+    const p = this.probes.get(id);
+    if (!p || p.seq !== seq || p.lo !== node.lo || p.hi !== node.hi) return false;
+    this.probes.delete(id);
+    const wall = Math.max(1, now - p.since);
+    this.paces.observe(id, p.samples, wall);
+    this.speeds.observe(id, p.samples, wall);
+    return true;
+  }
+
   forget(id: number): void {
+    this.probes.delete(id);
     this.periods.delete(id);
     this.speeds.forget(id);
     this.paces.forget(id);

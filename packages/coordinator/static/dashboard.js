@@ -394,6 +394,12 @@
     state: function (e) {
       run.state = e.state;
       if (ENDED[e.state]) ended = true;
+      if (e.step < run.step) {
+        // A rollback (a cheater was proven): the steps after e.step are replayed, so their points go.
+        run.steps = run.steps.filter(function (p) { return p.step <= e.step; });
+        run.evals = run.evals.filter(function (p) { return p.step <= e.step; });
+        invalidate(['charts']);
+      }
       run.step = e.step;
       endedAt = e.state === 'waiting' || e.state === 'training' ? 0 : serverNow();
       invalidate(['facts']);
