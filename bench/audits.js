@@ -139,6 +139,8 @@ export async function benchOverhead({ run, reps = 3, rate = 0.05, log = () => {}
   return {
     rate, reps, rows,
     audited_share: median(on.map((x) => x.audited / Math.max(1, x.results))),
+    // Past probation (the first 4 results of each of the 2 sessions are always audited).
+    audited_share_after_probation: median(on.map((x) => Math.max(0, x.audited - 8) / Math.max(1, x.results - 8))),
     extra_coordinator_cpu_share_of_workers: extraCpu / median(on.map((x) => x.workersCpuMs)),
     wall_ratio: median(on.map((x) => x.wallMs)) / median(off.map((x) => x.wallMs)),
   };
@@ -192,13 +194,15 @@ function rssMiB(pid) {
  * are killed and as many new ones started, for `seconds`. RSS sampled every second.
  */
 export async function benchChurn({ run, workers = 64, seconds = 60, periodMs = 1000, perPeriod = 2, log = () => {} }) {
-  const c = start(CLI, ['coordinator', '--host', '127.0.0.1', '--port', '0', '--token', VOLUNTEERS, '--log-format', 'json', '--log-level', 'error',
+  // The workers present the trusted token: volunteers from one address are capped (16 by default).
+  const trusted = 'audit-bench-churn-trusted';
+  const c = start(CLI, ['coordinator', '--host', '127.0.0.1', '--port', '0', '--token', VOLUNTEERS, '--trusted-token', trusted, '--log-format', 'json', '--log-level', 'error',
     ...run, '--min-workers', '1', '--steps', '100000000', '--run-dir', fs.mkdtempSync(path.join(os.tmpdir(), 'gradhub-churn-')), '--checkpoint-every', '1000000']);
   const live = [];
   let sessions = 0;
   const join = (url) => {
     sessions++;
-    live.push(start(CLI, ['worker', '--url', url, '--token', VOLUNTEERS, '--threads', '1', '--log-level', 'error'], 4096, false));
+    live.push(start(CLI, ['worker', '--url', url, '--token', trusted, '--threads', '1', '--log-level', 'error'], 4096, false));
   };
   const samples = [];
   try {
@@ -212,10 +216,15 @@ export async function benchChurn({ run, workers = 64, seconds = 60, periodMs = 1
       for (let k = 0; k < perPeriod && live.length > 0; k++) live.splice(Math.floor(Math.random() * live.length), 1)[0].kill('SIGKILL');
       while (live.length < workers) join(url);
       if (Date.now() >= next) {
-        const status = await fetch(url.replace(/^ws/, 'http') + '/healthz').then((r) => r.ok).catch(() => false);
-        samples.push({ s: Math.round((Date.now() - t0) / 1000), rss_mib: rssMiB(c.pid), sessions, healthy: status });
+        const http = url.replace(/^ws/, 'http');
+        const status = await fetch(http + '/healthz').then((r) => r.ok).catch(() => false);
+        // The JS heap in use, from the coordinator's own /metrics (prom-client's default metrics).
+        const text = await fetch(http + '/metrics').then((r) => (r.ok ? r.text() : '')).catch(() => '');
+        const heap = /^nodejs_heap_size_used_bytes (\S+)$/m.exec(text);
+        const live = /^gradhub_workers_connected (\S+)$/m.exec(text);
+        samples.push({ s: Math.round((Date.now() - t0) / 1000), rss_mib: rssMiB(c.pid), heap_used_mib: heap ? Number(heap[1]) / 2 ** 20 : null, workers: live ? Number(live[1]) : null, sessions, healthy: status });
         next += 5000;
-        log(`  churn: ${samples.at(-1).s} s, coordinator RSS ${samples.at(-1).rss_mib?.toFixed(0)} MiB, ${sessions} sessions so far`);
+        log(`  churn: ${samples.at(-1).s} s, coordinator RSS ${samples.at(-1).rss_mib?.toFixed(0)} MiB, heap ${samples.at(-1).heap_used_mib?.toFixed(0)} MiB, ${samples.at(-1).workers} workers, ${sessions} sessions so far`);
       }
     }
     if (c.exitCode !== null) throw new Error(`audits bench: the coordinator ended during churn: ${c.err.slice(-2000)}`);

@@ -2,11 +2,13 @@
  * `npm run bench`: prints the project's performance figures as a table and writes them as JSON to
  * bench/results/latest.json. Benchmarks measure; they never pass or fail.
  *   node bench/run.js [--quick] [--only NAME[,NAME]] [--data DIR] [--target 0.3] [--h 16,64] [--cap-s 240] [--rows @1G,...]
+ *                     [--parts overhead,caught,churn] [--steps S] [--seconds T]
  *   NAME: train-step, kernels, cluster, transport, wan, audits
  * The cluster and wan sections train on the CIFAR-10 binary files in DIR (default: the repository's
  * test/fixtures/cifar10; the wan figures mean most with 1,000 test images, e.g. the official set or a
  * 5,000-image sample of it). wan: time to --target test accuracy per row, --h the rounds rows' H,
- * --cap-s the longest a row trains; it writes bench/results/wan.json and wan.svg.
+ * --cap-s the longest a row trains; it writes bench/results/wan.json and wan.svg. audits (bench/audits.js):
+ * [--parts overhead,caught,churn] [--steps S: the overhead runs' steps] [--seconds T: the churn's length].
  * Each section runs in a fresh Node process (this script again, with --only NAME --child-out F, and
  * the Node flags of gradhub's own processes), so that one section's heap and WebAssembly memories
  * never weigh on the next one's figures (a coordinator is measured as the process it is in real use).
@@ -31,7 +33,7 @@ const dataArg = args.indexOf('--data');
 const data = dataArg >= 0 ? args[dataArg + 1] : undefined;
 const argOf = (name, dflt) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : dflt);
 /** The flags a section child gets again. */
-const passOn = [...['--data', '--target', '--h', '--cap-s', '--eval-every', '--rows'].flatMap((f) => (args.indexOf(f) >= 0 ? [f, args[args.indexOf(f) + 1]] : [])), ...(args.includes('--resume') ? ['--resume'] : [])];
+const passOn = [...['--data', '--target', '--h', '--cap-s', '--eval-every', '--rows', '--parts', '--steps', '--seconds'].flatMap((f) => (args.indexOf(f) >= 0 ? [f, args[args.indexOf(f) + 1]] : [])), ...(args.includes('--resume') ? ['--resume'] : [])];
 const want = (name) => !only || only.includes(name);
 /** The middle element of xs by key (the upper one of an even count). */
 const median = (xs, key = (x) => x) => [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)];
@@ -257,21 +259,30 @@ if (want('audits')) {
   const log = (m) => console.log(m);
   const common = ['--data', dataDir, '--no-download', '--epochs', '100000', '--seed', '3'];
   // Overhead: the default model (10.5 M parameters), 2 volunteers of 1 thread.
-  const overhead = await benchOverhead({ run: [...common, '--batch-size', '64', '--lr', '0.01', '--steps', quick ? '30' : '120'], reps: quick ? 1 : 3, log });
+  // --parts overhead,caught,churn: only these; --steps S the overhead runs' length; --seconds T the churn's.
+  const parts = argOf('--parts', 'overhead,caught,churn').split(',');
+  const overhead = parts.includes('overhead')
+    ? await benchOverhead({ run: [...common, '--batch-size', '64', '--lr', '0.01', '--steps', argOf('--steps', quick ? '30' : '400')], reps: quick ? 1 : 3, log })
+    : null;
   // Caught: a small model, so that many steps run (a patient cheater needs hundreds).
   const small = [...common, '--model', '3072,64,10', '--batch-size', '64', '--chunk', '8', '--lr', '0.01', '--momentum', '0.9', '--steps', quick ? '400' : '2000'];
-  const ref = referenceSha(small);
   const caught = [];
-  for (const every of [1, 20]) caught.push(...await benchCaught({ run: small, every, trials: quick ? 1 : 3, ref, log }));
-  const churn = await benchChurn({ run: [...common, '--model', '3072,64,10', '--batch-size', '64', '--chunk', '4'], workers: 64, seconds: quick ? 20 : 90, log });
+  if (parts.includes('caught')) {
+    const ref = referenceSha(small);
+    for (const every of [1, 20]) caught.push(...await benchCaught({ run: small, every, trials: quick ? 1 : 3, ref, log }));
+  }
+  const churn = parts.includes('churn')
+    ? await benchChurn({ run: [...common, '--model', '3072,64,10', '--batch-size', '64', '--chunk', '4'], workers: 64, seconds: Number(argOf('--seconds', quick ? '20' : '180')), log })
+    : null;
   results.benches.audits = { overhead, caught, churn };
-  table(`Audit overhead at --audit-rate ${overhead.rate} (default model, batch 64, 2 volunteers of 1 thread; medians of ${overhead.reps} runs each)`, [{
+  if (overhead) table(`Audit overhead at --audit-rate ${overhead.rate} (default model, batch 64, 2 volunteers of 1 thread; medians of ${overhead.reps} runs each)`, [{
     'results audited': overhead.audited_share,
+    'after probation': overhead.audited_share_after_probation,
     'extra coordinator CPU / workers CPU': overhead.extra_coordinator_cpu_share_of_workers,
     'wall time, audits on / off': overhead.wall_ratio,
   }]);
   const byEvery = (e) => caught.filter((r) => r.every === e);
-  table('A cheater scaling its gradients by 1000 beside 2 honest workers (model 3072-64-10, batch 64 in 8 chunks; per trial)', caught.map((r) => ({
+  if (caught.length > 0) table('A cheater scaling its gradients by 1000 beside 2 honest workers (model 3072-64-10, batch 64 in 8 chunks; per trial)', caught.map((r) => ({
     'corrupts': r.every === 1 ? 'every result' : `1 result in ${r.every}`, trial: r.trial, 'first lie at step': r.first_lie_step, 'rolled back at step': r.caught_at_step,
     'steps until caught': r.steps_until_caught, 'steps replayed': r.steps_replayed, 'rollback ms': r.rollback_ms, 'step ms': r.step_ms, 'byte-identical': r.byte_identical,
   })));
@@ -279,7 +290,7 @@ if (want('audits')) {
     const rows = byEvery(e).filter((r) => r.steps_until_caught !== null);
     if (rows.length > 0) console.log(`1 in ${e}: median steps until caught ${mid(rows.map((r) => r.steps_until_caught))}, median rollback ${mid(rows.map((r) => r.rollback_ms ?? 0))} ms`);
   }
-  table(`Coordinator memory while ${churn.workers} workers churn (${churn.perSecond} killed and replaced a second; ${churn.sessions} sessions)`, churn.samples);
+  if (churn) table(`Coordinator memory while ${churn.workers} workers churn (${churn.perSecond} killed and replaced a second; ${churn.sessions} sessions)`, churn.samples);
 }
 
 fs.writeFileSync(childOut, JSON.stringify(results.benches));
