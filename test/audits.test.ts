@@ -74,6 +74,36 @@ describe('a cheating worker beside honest ones, at the default audit rate', () =
   }, 300_000);
 });
 
+describe('a worker that lies only in evaluations', () => {
+  it('is caught by the audit of its evaluation answers and banned; the evaluation is replayed: figures and weights as --workers 0', async () => {
+    const dir = tempDir('audit-eval');
+    const refMetrics = path.join(dir, 'ref.jsonl');
+    const ref = await runCli(['train', '--workers', '0', ...RUN, '--metrics', refMetrics, '--export', path.join(dir, 'ref.st')]);
+    expect(ref.code, ref.stderr).toBe(0);
+    const metrics = path.join(dir, 'm.jsonl');
+    const report = path.join(dir, 'report.html');
+    // Every result audited, so the test does not wait on chance: the point is that evaluation answers are audited at all.
+    const coord = await startCoordinator([...RUN, '--min-workers', '3', '--audit-rate', '1', '--export', path.join(dir, 'w.st'), '--report', report, '--metrics', metrics]);
+    const honest = [startCli(['worker', '--url', coord.url, '--token', coord.token]), startCli(['worker', '--url', coord.url, '--token', coord.token])];
+    const cheater = startEvilWorker(coord.url, coord.token, 'forge-eval');
+    try {
+      const r = await coord.exited;
+      expect(r.code, r.stderr).toBe(0);
+      const { counters } = readReport(report);
+      expect(counters.bans).toBe(1);
+      expect(counters.rollbacks).toBeGreaterThanOrEqual(1);
+      expect(cheater.welcomes()).toHaveLength(1);
+      const evals = (f: string) => fs.readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; step: number; test_loss?: number; test_accuracy?: number })
+        .filter((l) => l.kind === 'epoch' || l.kind === 'eval').map((l) => [l.kind, l.step, l.test_loss, l.test_accuracy]);
+      expect(evals(metrics)).toEqual(evals(refMetrics));
+      expect(evals(metrics).length).toBeGreaterThan(0);
+      expect(sha256(path.join(dir, 'w.st'))).toBe(sha256(path.join(dir, 'ref.st')));
+    } finally {
+      for (const p of [...honest, cheater, coord.process]) p.kill('SIGKILL');
+    }
+  }, 300_000);
+});
+
 describe('a patient cheater caught after its lies left the memory window', () => {
   it('is undone from the rollback anchor on disk: byte-identical to --workers 0, nothing final', async () => {
     // One snapshot in memory (--rollback-memory-mb 1 holds 1 state of this 74 k-parameter model).

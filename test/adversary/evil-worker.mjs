@@ -15,6 +15,7 @@
 //   scale-grad        multiplies its gradients by K
 //   forge-denom       divides denom_sum by K
 //   forge-correct     reports correct = the node's samples
+//   forge-eval        reports correct = the node's samples in evaluation results only (sums, no gradient)
 //   nan               all-NaN gradients (and a NaN loss sum, so EVAL answers are non-finite too)
 //   nan-once          the first Result all-NaN, then honest
 // --every N (default 1): a corrupting mode corrupts only each N-th node result it computes (the
@@ -31,7 +32,7 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { startNodeWorker } from '@gradhub/worker';
 
-const MODES = ['honest', 'stall', 'forge-compute-ms', 'scale-grad', 'forge-denom', 'forge-correct', 'nan', 'nan-once'];
+const MODES = ['honest', 'stall', 'forge-compute-ms', 'scale-grad', 'forge-denom', 'forge-correct', 'forge-eval', 'nan', 'nan-once'];
 
 const { values } = parseArgs({
   options: {
@@ -96,6 +97,7 @@ function hookFor(mode) {
     case 'scale-grad': return (r) => ({ ...r, grad: r.grad.map((g) => g * factor) });
     case 'forge-denom': return (r) => ({ ...r, denomSum: r.denomSum / factor });
     case 'forge-correct': return (r) => ({ ...r, correct: r.samples });
+    case 'forge-eval': return (r) => (r.grad.length === 0 ? { ...r, correct: r.samples } : r);
     case 'nan': return (r) => ({ ...r, lossSum: Number.NaN, grad: new Float32Array(r.grad.length).fill(Number.NaN) });
     case 'nan-once': return (r) => {
       if (!first) return r;

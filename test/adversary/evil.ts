@@ -10,7 +10,7 @@ import type { CliResult } from '../helpers.js';
 
 export const EVIL_WORKER = fileURLToPath(new URL('./evil-worker.mjs', import.meta.url));
 
-export type EvilMode = 'honest' | 'stall' | 'forge-compute-ms' | 'scale-grad' | 'forge-denom' | 'forge-correct' | 'nan' | 'nan-once';
+export type EvilMode = 'honest' | 'stall' | 'forge-compute-ms' | 'scale-grad' | 'forge-denom' | 'forge-correct' | 'forge-eval' | 'nan' | 'nan-once';
 
 export interface EvilWorker extends ChildProcess {
   output(): CliResult;

@@ -63,7 +63,8 @@ export interface DisputeClaim extends NodeSums {
 export interface AuditJob {
   /** The update the results were for (1-based). */
   readonly step: number;
-  readonly mode: 'train' | 'round';
+  /** 'eval': the node's sums on test samples, no gradient (the evaluation after `step` updates). */
+  readonly mode: 'train' | 'round' | 'eval';
   /** The parameters the results were computed on; unchanged until the job is settled. */
   readonly params: Float32Array;
   /** The request's samples ((batch, 3072) pixels and (batch) labels; a round: all its inner batches). */
@@ -406,8 +407,8 @@ export class Auditor {
     } else {
       const a = d.node.lo * this.o.chunk;
       const b = Math.min(d.node.hi * this.o.chunk, job.batch);
-      sums = await this.engine.computeSumsAsync(job.pixels.subarray(a * CIFAR_PIXELS, b * CIFAR_PIXELS), job.labels.subarray(a, b), b - a, true);
-      grad = this.engine.grads;
+      sums = await this.engine.computeSumsAsync(job.pixels.subarray(a * CIFAR_PIXELS, b * CIFAR_PIXELS), job.labels.subarray(a, b), b - a, job.mode !== 'eval');
+      grad = this.engine.grads; // unused for 'eval' (no parts to compare)
     }
     if (!sums) throw new Error('the recompute was cancelled');
     if (t.dispute) {

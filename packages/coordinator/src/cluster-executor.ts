@@ -270,7 +270,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
       const measured = this.estimates.elapsed(w.id, a.lastResultAt) ?? 0;
       if (v.kind === 'accepted' && v.nodeDone) a.computeMs.set(w.id, Math.min(measured, (a.computeMs.get(w.id) ?? 0) + (m.computeMs ?? 0)));
       this.account(a, w.id, r, v.kind, nodeOver);
-      if (v.kind === 'accepted' && carriesTensor(a.spec.mode) && r.node) this.digest(a, w, r, grad);
+      if (v.kind === 'accepted' && r.node) this.digest(a, w, r, grad);
     }
     if (v.kind === 'accepted' && v.rootParts.length > 0 && a?.hooks?.onRootPart && carriesTensor(a.spec.mode)) {
       const sums = this.reducer.rootSums()!;
@@ -303,7 +303,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     if (a.record.owing(id) === 0) this.estimates.idle(id, Date.now());
   }
 
-  /** Keep what `w` sent in an accepted result (its part's xxh64 and the node's sums), for audits. */
+  /** Keep what `w` sent in an accepted result (its part's xxh64 and the node's sums; an eval result: the sums), for audits. */
   private digest(a: Active, w: WorkerConn, r: ResultIn, grad: readonly Uint8Array[]): void {
     const node = r.node!;
     const key = `${w.id}:${node.lo}:${node.hi}`;
@@ -445,7 +445,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const broadcastMs = a.broadcastMs ?? total;
     const computeMs = Math.max(0, ...a.computeMs.values());
     const timing: StepTiming = { broadcastMs, computeMs, uploadMs: Math.max(0, total - broadcastMs - computeMs), reduceMs: a.reduceMs };
-    const contributions = carriesTensor(a.spec.mode) ? [...a.digests.values()] : undefined;
+    const contributions = [...a.digests.values()];
     a.resolve({ grad: carriesTensor(a.spec.mode) ? sums.grad : null, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, timing, contributions });
   }
 

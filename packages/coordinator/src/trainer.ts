@@ -32,7 +32,7 @@ import { bitSettings, outerSgd } from './settings.js';
 import { saveCheckpoint as saveCheckpointRetrying, type CheckpointOutcome } from './checkpoint-saver.js';
 import { lrOfRun } from './lr-of-run.js';
 import { unlessAbandoned } from './abandon.js';
-import type { Auditor, DisputeClaim } from './audit.js';
+import type { Auditor, DisputeClaim, NodeDigest } from './audit.js';
 import type { RollbackAnchor } from './anchor.js';
 import { DEFAULT_ROLLBACK_MEMORY_MB, SnapshotRing, type Snapshot } from './snapshots.js';
 
@@ -292,7 +292,22 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     evaluatedAt = step;
     if (!o.test) return;
     const t = performance.now();
-    const r = await unlessAbandoned(evaluateSet(executor, o.test, params, step, s.batch, step + versionShift), o.signal, o.abandonAfterMs);
+    // Untrusted answers go to the auditor like a step's, keyed by this step: a lie proven there
+    // rolls back to before it, and the replay evaluates again.
+    const untrusted: { start: number; n: number; contributions: readonly NodeDigest[] }[] = [];
+    const collect = audits ? (b: (typeof untrusted)[number]): void => {
+      if (b.contributions.some((c) => !c.trusted)) untrusted.push(b);
+    } : undefined;
+    const r = await unlessAbandoned(evaluateSet(executor, o.test, params, step, s.batch, step + versionShift, collect), o.signal, o.abandonAfterMs);
+    if (audits && untrusted.length > 0) {
+      const frozen = params.slice(); // the parameters the answers were computed on, until their audits are decided
+      for (const b of untrusted) {
+        audits.submit({
+          step, mode: 'eval', params: frozen, batch: b.n, nodes: b.contributions,
+          pixels: o.test.pixels.slice(b.start * CIFAR10_IMAGE_BYTES, (b.start + b.n) * CIFAR10_IMAGE_BYTES), labels: o.test.labels.slice(b.start, b.start + b.n),
+        });
+      }
+    }
     if (r === null) {
       abandoned = true;
       log.warn({ step }, 'evaluation abandoned after the stop');
@@ -316,7 +331,10 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     if (audits && ring && !o.signal?.aborted) {
       if (rollbackIfProven()) continue;
       if (step >= total) {
-        // The run's end: every audit decided first, so the final weights hold no proven lie.
+        // The run's end: the last evaluation (here, so that its answers are audited too), then
+        // every audit decided, so the final weights and figures hold no proven lie.
+        if (evaluatedAt !== step) await evaluate(sampler.state.epoch + 1);
+        if (abandoned) break;
         await audits.settled();
         if (rollbackIfProven()) continue;
         break;
@@ -474,6 +492,7 @@ function gather(set: Samples, indices: Uint32Array, pixels: Uint8Array, labels: 
 /** Mean loss and accuracy over a whole set, in batches, through the executor (float64 sums in order). */
 export async function evaluateSet(
   executor: Executor, set: Samples, params: Float32Array, step: number, batch: number, version = step,
+  onBatch?: (b: { readonly start: number; readonly n: number; readonly contributions: readonly NodeDigest[] }) => void,
 ): Promise<{ loss: number; accuracy: number }> {
   let lossSum = 0;
   let denomSum = 0;
@@ -489,6 +508,7 @@ export async function evaluateSet(
     lossSum += r.lossSum;
     denomSum += r.denomSum;
     correct += r.correct;
+    if (r.contributions) onBatch?.({ start, n, contributions: r.contributions });
   }
   return { loss: lossSum / denomSum, accuracy: correct / set.count };
 }
