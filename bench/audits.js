@@ -222,7 +222,8 @@ export async function benchChurn({ run, workers = 64, seconds = 60, periodMs = 1
         const text = await fetch(http + '/metrics').then((r) => (r.ok ? r.text() : '')).catch(() => '');
         const heap = /^nodejs_heap_size_used_bytes (\S+)$/m.exec(text);
         const live = /^gradhub_workers_connected (\S+)$/m.exec(text);
-        samples.push({ s: Math.round((Date.now() - t0) / 1000), rss_mib: rssMiB(c.pid), heap_used_mib: heap ? Number(heap[1]) / 2 ** 20 : null, workers: live ? Number(live[1]) : null, sessions, healthy: status });
+        const external = /^nodejs_external_memory_bytes (\S+)$/m.exec(text); // Buffers, ArrayBuffers, WebAssembly memories
+        samples.push({ s: Math.round((Date.now() - t0) / 1000), rss_mib: rssMiB(c.pid), heap_used_mib: heap ? Number(heap[1]) / 2 ** 20 : null, external_mib: external ? Number(external[1]) / 2 ** 20 : null, workers: live ? Number(live[1]) : null, sessions, healthy: status });
         next += 5000;
         log(`  churn: ${samples.at(-1).s} s, coordinator RSS ${samples.at(-1).rss_mib?.toFixed(0)} MiB, heap ${samples.at(-1).heap_used_mib?.toFixed(0)} MiB, ${samples.at(-1).workers} workers, ${sessions} sessions so far`);
       }
