@@ -24,6 +24,28 @@ describe('worker estimates: only what the coordinator measured', () => {
     expect(e.slowestPace([1, 2, 3])).toBe(80);
   });
 
+  it('a probation copy answered after its request ended measures the worker once, from the hand-out; other late answers measure nothing', () => {
+    const e = new WorkerEstimates(1);
+    e.start(7, 1000);
+    e.probe(7, 3, { lo: 2, hi: 4 }, 16, 1000);
+    e.newRequest(); // the others finished request 3: its busy period is gone
+    expect(e.lateAnswer(7, 3, { lo: 2, hi: 3 }, 1200)).toBe(false); // another node
+    expect(e.lateAnswer(7, 2, { lo: 2, hi: 4 }, 1200)).toBe(false); // another request
+    expect(e.lateAnswer(8, 3, { lo: 2, hi: 4 }, 1200)).toBe(false); // another worker
+    expect(e.pace(7)).toBeNull();
+    expect(e.lateAnswer(7, 3, { lo: 2, hi: 4 }, 1400)).toBe(true);
+    expect(e.pace(7)).toBe(40); // 16 samples in 400 ms
+    expect(e.speed(7)).toBe(40);
+    expect(e.lateAnswer(7, 3, { lo: 2, hi: 4 }, 1500)).toBe(false); // the rest of its parts: once only
+    // Measured in its request instead: the probe is spent.
+    e.start(9, 0);
+    e.probe(9, 5, { lo: 0, hi: 1 }, 8, 0);
+    e.answered(9, 8, true);
+    e.idle(9, 100);
+    expect(e.lateAnswer(9, 5, { lo: 0, hi: 1 }, 150)).toBe(false);
+    expect(e.pace(9)).toBe(80);
+  });
+
   it('answers dropped quietly count for the pace, not the speed; non-finite ones for neither', () => {
     const e = new WorkerEstimates(1);
     e.start(1, 0);
