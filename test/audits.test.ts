@@ -107,25 +107,27 @@ describe('a worker that lies only in evaluations', () => {
 describe('a patient cheater caught after its lies left the memory window', () => {
   it('is undone from the rollback anchor on disk: byte-identical to --workers 0, nothing final', async () => {
     // One snapshot in memory (--rollback-memory-mb 1 holds 1 state of this 74 k-parameter model).
-    // The cheater is honest for its first 16 node results, then lies in every one; half of the
-    // results after the 4 of probation are audited. Every unaudited result of a proven cheater is
-    // distrusted, so the rollback goes back to its first unaudited one, long out of memory when
-    // a lie is caught (a flake needs all of its results 5..16 audited: 2^-12).
-    const run = [...SMALL_RUN, '--steps', '30'];
+    // The cheater is honest for its first 12 training results, then lies in every one until it
+    // is caught (80 steps give it dozens of results); half of the results after the 4 of
+    // probation are audited. Every
+    // unaudited result of a proven cheater is distrusted, so the rollback goes back to its first
+    // unaudited one, out of memory when a lie is caught (that needs one of its results 5..12
+    // unaudited: 1 - 2^-8).
+    const run = [...SMALL_RUN, '--steps', '80'];
     const ref = await referenceSha(run, 'audit-anchor-ref');
     const dir = tempDir('audit-anchor');
     const report = path.join(dir, 'report.html');
     const coord = await startCoordinator([...run, '--min-workers', '3', '--audit-rate', '0.5', '--rollback-memory-mb', '1', '--run-dir', path.join(dir, 'run'),
       '--export', path.join(dir, 'w.st'), '--report', report, '--log-format', 'json']);
     const honest = [startCli(['worker', '--url', coord.url, '--token', coord.token]), startCli(['worker', '--url', coord.url, '--token', coord.token])];
-    const cheater = startEvilWorker(coord.url, coord.token, 'scale-grad', ['--factor', '1000', '--honest-first', '16']);
+    const cheater = startEvilWorker(coord.url, coord.token, 'scale-grad', ['--factor', '1000', '--honest-first', '12']);
     try {
       const r = await coord.exited;
       expect(r.code, r.stderr).toBe(0);
       const lies = cheater.output().stdout.split('\n').filter((l) => l.includes('"corrupt"')).length;
       expect(lies, 'the cheater lied').toBeGreaterThan(0);
       const { counters } = readReport(report);
-      expect(counters.bans).toBe(1);
+      expect(counters.bans, `caught (it lied ${lies} times)`).toBe(1);
       expect(counters.rollback_steps, 'the rollback went back past the 1-state window').toBeGreaterThan(1);
       expect(counters.rollbacks_beyond_window ?? 0).toBe(0);
       const lines = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; step?: number });

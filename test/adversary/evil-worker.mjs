@@ -21,6 +21,9 @@
 // --every N (default 1): a corrupting mode corrupts only each N-th node result it computes (the
 // N-th, 2N-th, ...: all messages of that node alike), honest otherwise: a patient cheater.
 // --honest-first K (default 0): its first K node results are honest, and the count starts after.
+// Both count the results the mode can change (scale-grad: those with a gradient, training and
+// rounds; forge-eval: evaluation results; the other modes: all); the others go out unchanged and
+// uncounted.
 //
 // stdout: one JSON object a line: {"event":"welcome","workerId":N} at each join (it reconnects
 // like a worker after being dropped), {"event":"corrupt","step":S,"seq":Q,"node":"lo:hi","at":ms}
@@ -71,9 +74,13 @@ const print = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
  */
 function patient(hook) {
   if (!hook) return hook;
+  const target = values.mode === 'forge-eval' ? (r) => r.grad.length === 0
+    : values.mode === 'scale-grad' ? (r) => r.grad.length > 0
+      : () => true;
   const seen = new Map(); // "seq:lo:hi" -> corrupted? (the latest 4096)
   let count = 0;
   return (r) => {
+    if (!target(r)) return r;
     const key = `${r.seq}:${r.node.lo}:${r.node.hi}`;
     let bad = seen.get(key);
     if (bad === undefined) {
