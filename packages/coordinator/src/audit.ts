@@ -187,11 +187,7 @@ export class Auditor {
    * mismatch: the step is distrusted, so the trainer rolls it back); resolves whether they did.
    */
   judgeNonFinite(job: Omit<AuditJob, 'nodes'>, node: TreeNode, workers: readonly number[]): Promise<boolean> {
-    return new Promise<boolean>((resolve) => {
-      const digest: NodeDigest = { workerId: -1, trusted: true, node, parts: [], lossSum: NaN, denomSum: NaN, correct: 0 };
-      this.queue.unshift({ job: { ...job, nodes: [] }, digest, nonFinite: { workers, resolve } });
-      this.pump();
-    });
+    return new Promise<boolean>((resolve) => this.urgent(job, node, { nonFinite: { workers, resolve } }));
   }
 
   /**
@@ -201,11 +197,14 @@ export class Auditor {
    * trusted worker that differs is not banned: that is a bug, and the caller says so).
    */
   judgeDispute(job: Omit<AuditJob, 'nodes'>, node: TreeNode, claims: readonly DisputeClaim[]): Promise<DisputeClaim[]> {
-    return new Promise<DisputeClaim[]>((resolve) => {
-      const digest: NodeDigest = { workerId: -1, trusted: true, node, parts: [], lossSum: NaN, denomSum: NaN, correct: 0 };
-      this.queue.unshift({ job: { ...job, nodes: [] }, digest, dispute: { claims, resolve, differ: [] } });
-      this.pump();
-    });
+    return new Promise<DisputeClaim[]>((resolve) => this.urgent(job, node, { dispute: { claims, resolve, differ: [] } }));
+  }
+
+  /** A recompute of `node` that decides something now (`what`): first in line. */
+  private urgent(job: Omit<AuditJob, 'nodes'>, node: TreeNode, what: Pick<Task, 'nonFinite' | 'dispute'>): void {
+    const digest: NodeDigest = { workerId: -1, trusted: true, node, parts: [], lossSum: NaN, denomSum: NaN, correct: 0 };
+    this.queue.unshift({ job: { ...job, nodes: [] }, digest, ...what });
+    this.pump();
   }
 
   settled(): Promise<void> {
@@ -283,10 +282,13 @@ export class Auditor {
     this.wake();
   }
 
-  /** `id` is proven to cheat at `step`: its contribution there is distrusted; banned once (onCheater). */
-  private prove(id: number, step: number, reason: string): void {
+  /**
+   * `id` is proven to cheat at `step`: its contribution there is distrusted (unless `mark` is
+   * false: a step a rollback voided meanwhile stays void); banned once (onCheater).
+   */
+  private prove(id: number, step: number, reason: string, mark = true): void {
     const rec = this.recordOf(id);
-    rec.steps.set(step, 'failed');
+    if (mark) rec.steps.set(step, 'failed');
     this.stats.failed++;
     this.o.status?.count('audits.failed');
     if (rec.proven) return;
@@ -363,15 +365,8 @@ export class Auditor {
       this.log.error({ err, step }, 'audit failed to run');
       if (pending) rec.steps.set(step, 'unaudited');
     } else if (problem) {
-      this.stats.failed++;
-      this.o.status?.count('audits.failed');
-      if (rec.steps.has(step)) rec.steps.set(step, 'failed');
       this.log.warn({ workerId: t.digest.workerId, step, node: `[${t.digest.node.lo},${t.digest.node.hi})`, problem }, 'audit mismatch: the worker is proven to cheat');
-      if (!rec.proven) {
-        rec.proven = true;
-        this.proven.push(t.digest.workerId);
-        this.o.onCheater?.(t.digest.workerId, problem);
-      }
+      this.prove(t.digest.workerId, step, problem, rec.steps.has(step));
     } else {
       this.stats.passed++;
       this.o.status?.count('audits.passed');
