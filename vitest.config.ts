@@ -24,7 +24,7 @@ export const common: NonNullable<ViteUserConfig['test']> = {
 export default defineConfig({
   test: {
     ...common,
-    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['packages/*/test/**/*.test.ts', 'proto/test/**/*.test.ts', 'test/**/*.test.ts'],
     exclude: [...configDefaults.exclude, ...(containerTestsAsked ? [] : CONTAINER_TESTS)],
   },
 });

@@ -27,6 +27,7 @@ export const UNIT_TESTS = [
   'packages/coordinator/test/trainer.test.ts',
   'packages/worker/test/browser-socket.test.ts',
   'packages/worker/test/client.test.ts',
+  'proto/test/packed.test.ts',
   'packages/cli/test/export-command.test.ts',
   'packages/cli/test/join-lines.test.ts',
   'packages/cli/test/log-format.test.ts',

@@ -261,6 +261,14 @@ export function wanRows({ quick, hs }) {
     for (const h of hs) rows.push({ name: `rounds H${h} M2 @${key}`, mode: 'cluster', link, flags: [...inner, '--local-steps', String(h), '--replicas', '2'] });
     // The one tuned row: the outer lr 1.0 instead of DiLoCo's 0.7 (inner settings unchanged).
     if (!quick) rows.push({ name: `rounds H${hs[0]} M2 outer-lr 1 @${key}`, mode: 'cluster', link, flags: [...inner, '--local-steps', String(hs[0]), '--replicas', '2', '--outer-lr', '1'] });
+    // Packed tensors (lossless: the same bits), as `--wire-compression auto` does for workers on
+    // other machines; the bench's workers reach the coordinator through loopback proxies, so on.
+    for (const outer of quick ? [] : [[], ['--outer-lr', '1']]) {
+      rows.push({
+        name: `rounds H${hs[0]} M2${outer.length ? ' outer-lr 1' : ''} packed @${key}`, mode: 'cluster', link,
+        flags: [...inner, '--local-steps', String(hs[0]), '--replicas', '2', ...outer, '--wire-compression', 'on'],
+      });
+    }
   }
   // Home lines: a synchronous step moves 84 MB through each 20 Mbit/s uplink (34 s a step): only rounds rows.
   if (!quick) for (const h of hs.slice(-1)) rows.push({ name: `rounds H${h} M2 @home`, mode: 'cluster', link: LINKS.home, flags: [...inner, '--local-steps', String(h), '--replicas', '2'] });

@@ -96,6 +96,31 @@ describe('rounds mode', () => {
     for (const l of links) expect(l.stats().upBytes).toBeGreaterThan(100_000);
   });
 
+  it('packs its tensors over a slow link with --wire-compression on: byte-identical, fewer bytes each way than raw', async () => {
+    const { file } = await referenceRun();
+    const want = sha256(file);
+    const runs = await Promise.all((['on', 'off'] as const).map(async (pack) => {
+      const dir = tempDir(`rounds-pack-${pack}`);
+      const coord = await startCoordinator([...ROUNDS, '--wire-compression', pack, '--run-dir', path.join(dir, 'run'), '--log-level', 'info', '--log-format', 'json']);
+      closers.push(() => void coord.process.kill('SIGKILL'));
+      const link = await startLinkProxy({ target: { host: '127.0.0.1', port: coord.port }, upBps: 100e6, downBps: 100e6, latencyMs: 5 });
+      closers.push(() => void link.close());
+      const w = startCli(['worker', '--url', `ws://127.0.0.1:${link.port}`, '--token', coord.token]);
+      closers.push(() => void w.kill('SIGKILL'));
+      const r = await coord.exited;
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(pack === 'on' ? /"packed":true/ : /"packed":false/);
+      return { pack, stats: link.stats(), file: path.join(dir, 'run', 'model.safetensors') };
+    }));
+    const [on, off] = runs;
+    expect(sha256(on.file)).toBe(want);
+    expect(sha256(off.file)).toBe(want);
+    // Up: the pseudo-gradients, packed. Down: parameters after the first round as XOR deltas
+    // (the pixels of Work, raw either way, are most of this small model's downlink).
+    expect(on.stats.upBytes).toBeLessThan(0.9 * off.stats.upBytes);
+    expect(on.stats.downBytes).toBeLessThan(off.stats.downBytes);
+  });
+
   it('resumes a killed run with --resume --run-dir byte-identical, writing each round once', async () => {
     const { file, lines: refLines } = await referenceRun();
     const dir = tempDir('rounds-resume');

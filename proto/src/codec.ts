@@ -276,13 +276,17 @@ function trailingBytesHeader(bodyField: number, inner: Uint8Array, bytesField: n
 }
 
 /**
- * The Envelope{Params} of one part of the parameters up to (not including) its 4 x part.length
- * parameter bytes: the version, the checksum, the part, then `data` last. Send
- * [header, ...fragments(data)] as one message.
+ * The Envelope{Params} of one part of the parameters up to (not including) its data: the version,
+ * the checksum, the part, then `data` last. Raw (no `packed`): data is the part's 4 x part.length
+ * bytes; packed: `packed.bytes` bytes, an XOR with `packed.base` when given (TensorEncoding).
+ * Send [header, ...fragments(data)] as one message.
  */
-export function paramsHeader(version: number, checksum: Uint8Array, part: { readonly offset: number; readonly length: number }): Uint8Array {
-  const inner = gradhub.Params.encode({ version, checksum, part: { offset: part.offset, length: part.length } }).finish();
-  return trailingBytesHeader(PARAMS_FIELD, inner, PARAMS_DATA_FIELD, 4 * part.length, true);
+export function paramsHeader(version: number, checksum: Uint8Array, part: { readonly offset: number; readonly length: number }, packed?: { readonly bytes: number; readonly base: number | null }): Uint8Array {
+  const inner = gradhub.Params.encode({
+    version, checksum, part: { offset: part.offset, length: part.length },
+    ...(packed ? { encoding: gradhub.TensorEncoding.PLANES_DEFLATE, delta: packed.base !== null, baseVersion: packed.base ?? 0 } : {}),
+  }).finish();
+  return trailingBytesHeader(PARAMS_FIELD, inner, PARAMS_DATA_FIELD, packed ? packed.bytes : 4 * part.length, true);
 }
 
 /**

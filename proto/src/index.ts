@@ -1,7 +1,7 @@
 /**
  * @gradhub/proto: the wire protocol. `gradhub` is the module generated from gradhub.proto
  * (generated/, built by build.js before `tsc -b`, never edited by hand); the rest is hand-written
- * and shared by both sides: the framing (codec.ts), the size limits (limits.ts) and the faults
+ * and shared by both sides: the framing (codec.ts), packed tensors (packed.ts; Node's codec for them in packed-node.ts, `@gradhub/proto/node`), the size limits (limits.ts) and the faults
  * with their one error type, ProtocolError (faults.ts).
  */
 export { gradhub } from '../generated/gradhub.js';
@@ -23,6 +23,7 @@ export {
   type DecodedMessage,
 } from './codec.js';
 export { ProtocolError, WireCode, closeCodeFor, wireCodeName } from './faults.js';
+export { PACKED_HEAD_BYTES, packFloats, piecesBytes, unpackFloats, type ByteCodec } from './packed.js';
 export {
   FRAGMENT_BYTES,
   FRAME_SLACK_BYTES,

@@ -12,7 +12,7 @@ import { startServer, type GradhubServer, type ServerOptions } from './server.js
 
 /** Membership settings a cluster passes through unchanged (documented on MembershipOptions). */
 type MembershipPassThrough = Pick<MembershipOptions,
-  'runId' | 'incarnation' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'helloTimeoutMs' | 'maxWorkers' | 'maxTrustedWorkers' | 'trustedToken'>;
+  'runId' | 'incarnation' | 'heartbeatIntervalMs' | 'heartbeatTimeoutMs' | 'helloTimeoutMs' | 'maxWorkers' | 'maxTrustedWorkers' | 'trustedToken' | 'packTensors'>;
 /** Server settings a cluster passes through unchanged (documented on ServerOptions). */
 type ServerPassThrough = Pick<ServerOptions, 'limits' | 'fdLimit' | 'allowOrigins' | 'serveSourceMaps' | 'headersTimeoutMs' | 'requestTimeoutMs'>;
 
@@ -67,6 +67,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     maxFrameBytes: limits.fromWorker, runId: opts.runId, incarnation: opts.incarnation,
     heartbeatIntervalMs: opts.heartbeatIntervalMs, heartbeatTimeoutMs: opts.heartbeatTimeoutMs,
     helloTimeoutMs: opts.helloTimeoutMs, maxWorkers: opts.maxWorkers, maxTrustedWorkers: opts.maxTrustedWorkers, status: opts.status,
+    packTensors: opts.packTensors,
   });
   let executor: ClusterExecutor;
   let server: GradhubServer;

@@ -35,7 +35,8 @@ import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { WebSocket, RawData } from 'ws';
 import type { Logger } from 'pino';
-import { gradhub } from '@gradhub/proto';
+import { gradhub, unpackFloats } from '@gradhub/proto';
+import { nodeByteCodec } from '@gradhub/proto/node';
 import { ErrorCode, GradhubError, type ModelSpec } from '@gradhub/core';
 import {
   FROM_WORKER, PROTOCOL_VERSION, ProtocolError, WireCode, closeCodeFor, decodeMessage, encode,
@@ -84,7 +85,15 @@ export interface MembershipOptions {
   readonly maxTrustedWorkers?: number;
   /** Optional: counts bytes and rejected frames (the executor reports the worker rows). */
   readonly status?: ClusterStatusSink;
+  /**
+   * Packed tensors (TensorEncoding.PLANES_DEFLATE) with workers that can: 'on' with every such
+   * worker, 'remote' with those not on this machine (loopback or a Unix socket), 'off' (default).
+   */
+  readonly packTensors?: PackTensors;
 }
+
+/** Which sessions pack their tensors (MembershipOptions.packTensors). */
+export type PackTensors = 'on' | 'remote' | 'off';
 
 export type Runtime = 'node' | 'browser';
 
@@ -131,6 +140,8 @@ export interface WorkerConn {
   readonly address: string;
   /** Joined with the trusted token (a worker the operator runs), not the public join token. */
   readonly trusted: boolean;
+  /** This session packs its tensors (Welcome.tensor_encoding PLANES_DEFLATE): Params may go packed, Results may come packed. */
+  readonly packed: boolean;
   /**
    * Send one message, given whole or as parts (sent as the fragments of one message, no copy: the
    * parts must stay unchanged until the promise settles); resolves true once written to the
@@ -153,14 +164,15 @@ export interface MembershipHandlers {
   paramsRequest(w: WorkerConn, version: number): void;
 }
 
-/** Loopback or this machine's Unix socket: an address honest local workers share. */
-const isLocalAddress = (a: string): boolean => a === '127.0.0.1' || a === '::1' || a === '::ffff:127.0.0.1' || (!a.includes('.') && !a.includes(':'));
+/** Loopback (127.0.0.0/8, ::1) or this machine's Unix socket: an address honest local workers share. */
+const isLocalAddress = (a: string): boolean => a.startsWith('127.') || a === '::1' || a.startsWith('::ffff:127.') || (!a.includes('.') && !a.includes(':'));
 
 const runtimeName = (r: gradhub.Runtime | null | undefined): Runtime => (r === gradhub.Runtime.BROWSER ? 'browser' : 'node');
 
 interface Conn extends WorkerConn {
   ws: WebSocket;
   trusted: boolean;
+  packed: boolean;
   /** The upgrade's credential (server.ts), undefined when there was none to check. */
   readonly upgradeTrusted: boolean | undefined;
   state: 'hello' | 'ready' | 'gone';
@@ -293,6 +305,7 @@ export class Membership {
       bytesOut: 0,
       address: req === undefined ? '' : req.socket.remoteAddress ?? 'this machine (Unix socket)',
       trusted: false,
+      packed: false,
       upgradeTrusted: trusted,
       pausedAt: 0,
       helloTimer: null,
@@ -412,7 +425,10 @@ export class Membership {
 
   /** What a ready worker may send, by body kind. */
   private readonly readyHandlers: { [K in DecodedMessage['kind']]?: (c: Conn, m: BodyOf<K>, d: DecodedMessage) => void } = {
-    result: (c, m, d) => this.handlers?.result(c, m, d.tail ?? (m.grad ? [m.grad] : [])),
+    result: (c, m, d) => {
+      const grad = this.unpackResult(c, m, d.tail ?? (m.grad ? [m.grad] : []));
+      if (grad) this.handlers?.result(c, m, grad);
+    },
     paramsRequest: (c, m) => this.handlers?.paramsRequest(c, m.version ?? 0),
     heartbeat: (c) => {
       void c.send(encode({ heartbeat: { sentMs: Date.now() } }));
@@ -478,8 +494,12 @@ export class Membership {
       return;
     }
     const caps = hello.capabilities;
+    const pack = this.opts.packTensors ?? 'off';
+    const packed = (caps?.encodings ?? []).includes(gradhub.TensorEncoding.PLANES_DEFLATE)
+      && (pack === 'on' || (pack === 'remote' && !isLocalAddress(conn.address)));
     Object.assign(conn, {
       trusted,
+      packed,
       name: (hello.name ?? '').slice(0, 200),
       runtime: runtimeName(hello.runtime),
       capabilities: { threads: caps?.threads ?? 1, simd: caps?.simd ?? false, maxBatch, backend: (caps?.backend ?? '').slice(0, 40) },
@@ -497,12 +517,13 @@ export class Membership {
         maxWorkSamples: Math.max(this.opts.maxBatch, this.opts.maxWorkSamples ?? 0),
         heartbeatIntervalMs: this.interval,
         heartbeatTimeoutMs: this.timeout,
+        tensorEncoding: packed ? gradhub.TensorEncoding.PLANES_DEFLATE : gradhub.TensorEncoding.RAW,
       },
     });
     void conn.send(welcome);
     conn.state = 'ready';
     this.ready.set(conn.id, conn);
-    conn.logger.info({ workerName: conn.name, runtime: conn.runtime, trusted, remote: conn.address, capabilities: conn.capabilities, workers: this.ready.size }, 'worker joined');
+    conn.logger.info({ workerName: conn.name, runtime: conn.runtime, trusted, packed, remote: conn.address, capabilities: conn.capabilities, workers: this.ready.size }, 'worker joined');
     this.notify(conn, 'joined', () => this.handlers?.joined(conn));
     for (let i = this.waiters.length - 1; i >= 0; i--) {
       if (this.ready.size >= this.waiters[i].min) this.waiters.splice(i, 1)[0].resolve();
@@ -533,6 +554,36 @@ export class Membership {
     const frame = as === 'reject' ? encode({ reject: { code, message } }) : encode({ error: { code, message } });
     if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(frame, { binary: true }, () => {});
     this.closeConn(conn, closeCodeFor(code), gradhub.ErrorCode[code] ?? 'error');
+  }
+
+  /**
+   * A Result's gradient bytes as raw float32 bytes: as they came (RAW), or unpacked when this
+   * session packs (TensorEncoding.PLANES_DEFLATE; bounded by the part's length, never more). Null
+   * after faulting the worker: an encoding its session did not agree on, a part outside the
+   * model, or bytes that are not a packed tensor of the part's length.
+   */
+  private unpackResult(c: Conn, m: BodyOf<'result'>, grad: readonly Uint8Array[]): readonly Uint8Array[] | null {
+    const encoding = m.encoding ?? gradhub.TensorEncoding.RAW;
+    if (encoding === gradhub.TensorEncoding.RAW) return grad;
+    if (encoding !== gradhub.TensorEncoding.PLANES_DEFLATE || !c.packed) {
+      this.fault(c, WireCode.MALFORMED_FRAME, `a Result with tensor encoding ${encoding}, which this session did not agree on`, 'error');
+      return null;
+    }
+    const offset = m.part?.offset ?? 0;
+    const length = m.part?.length ?? 0;
+    if (offset + length > this.opts.spec.paramCount) {
+      this.fault(c, WireCode.BAD_GRADIENT_LENGTH, `a packed Result for part [${offset}, +${length}) outside the model's ${this.opts.spec.paramCount} parameters`, 'error');
+      return null;
+    }
+    const out = new Uint8Array(4 * length);
+    try {
+      unpackFloats(grad, length, nodeByteCodec, out, false);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.fault(c, err.wireCode, err.message, 'error');
+      return null;
+    }
+    return [out];
   }
 
   /** Close a connection (after any frame already queued) and report it gone. */

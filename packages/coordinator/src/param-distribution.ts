@@ -14,18 +14,27 @@
  * - `adoptHeld`: a worker that rejoins saying it still holds a version this side still has (the
  *   current or the previous one), part for part with equal checksums, is not sent it again.
  *
+ * To a worker whose session packs tensors (`w.packed`) and which held the whole previous version
+ * when the first part of a new one went to it, each part goes as the packed XOR with that version
+ * (`ParamsEncoder.packedFrame`: often half the bytes or less), unless packing it did not help.
+ * Resends are always raw: a worker asks again when its copy failed.
+ *
  * A part's snapshot is not overwritten until every socket has taken it (`snapshot.sends`). Once
  * every part of a version went to a worker, `w.paramsVersion` is that version (-1 while it holds
  * a mix of two).
  */
 import { bytesEqual, type FlatRange } from '@gradhub/core';
+import { nodeByteCodec } from '@gradhub/proto/node';
 import type { WorkerConn } from './membership.js';
 import { ParamsEncoder, type ParamsPartFrame } from './protocol.js';
 
 export class ParamDistribution {
   private readonly encoder: ParamsEncoder;
-  /** Per worker: the version whose parts it is being sent, which parts went out (1) and how many. */
-  private readonly sentParts = new Map<number, { version: number; sent: Uint8Array; count: number }>();
+  /**
+   * Per worker: the version whose parts it is being sent, which parts went out (1) and how many,
+   * and the version it held whole when the first of them went (packed parts XOR against it; null: none).
+   */
+  private readonly sentParts = new Map<number, { version: number; sent: Uint8Array; count: number; base: number | null }>();
   /** Per worker: the versions it was resent on request (at most the last two: only two are held). */
   private readonly resent = new Map<number, number[]>();
 
@@ -69,10 +78,10 @@ export class ParamDistribution {
     const sends: Promise<boolean>[] = [];
     let bytes = 0;
     for (const f of frames) {
-      const sent = this.sendPart(w, f);
-      if (!sent) continue;
-      bytes += f.byteLength;
-      sends.push(sent);
+      const out = this.sendPart(w, f);
+      if (!out) continue;
+      bytes += out.bytes;
+      sends.push(out.sent);
     }
     return { sends, bytes };
   }
@@ -90,7 +99,7 @@ export class ParamDistribution {
     if (done.length > 2) done.shift();
     this.resent.set(w.id, done);
     this.sentParts.delete(w.id);
-    for (const f of frames) this.sendPart(w, f);
+    for (const f of frames) this.sendPart(w, f, true);
     return 'sent';
   }
 
@@ -105,7 +114,7 @@ export class ParamDistribution {
     });
     if (!same) return false;
     w.paramsVersion = h.version;
-    this.sentParts.set(w.id, { version: h.version, sent: new Uint8Array(frames.length).fill(1), count: frames.length });
+    this.sentParts.set(w.id, { version: h.version, sent: new Uint8Array(frames.length).fill(1), count: frames.length, base: null });
     return true;
   }
 
@@ -115,27 +124,36 @@ export class ParamDistribution {
     this.resent.delete(workerId);
   }
 
-  /** Send `w` one part unless it was sent that part of that version already (null then). */
-  private sendPart(w: WorkerConn, f: ParamsPartFrame): Promise<boolean> | null {
+  /**
+   * Send `w` one part unless it was sent that part of that version already (null then): packed
+   * when its session packs and it held the base whole (raw when `raw`); `bytes` is what went out.
+   */
+  private sendPart(w: WorkerConn, f: ParamsPartFrame, raw = false): { sent: Promise<boolean>; bytes: number } | null {
     let rec = this.sentParts.get(w.id);
-    if (!rec) {
-      rec = { version: f.version, sent: new Uint8Array(this.parts.length), count: 0 };
-      this.sentParts.set(w.id, rec);
-    } else if (rec.version !== f.version) {
-      rec.version = f.version;
-      rec.sent.fill(0);
-      rec.count = 0;
+    if (!rec || rec.version !== f.version) {
+      // A new version for this worker: the version it holds whole now is the base of packed parts.
+      const base = rec && !raw && w.paramsVersion >= 0 && w.paramsVersion === rec.version ? rec.version : null;
+      if (!rec) {
+        rec = { version: f.version, sent: new Uint8Array(this.parts.length), count: 0, base };
+        this.sentParts.set(w.id, rec);
+      } else {
+        rec.version = f.version;
+        rec.sent.fill(0);
+        rec.count = 0;
+        rec.base = base;
+      }
     }
     if (rec.sent[f.index]) return null;
     rec.sent[f.index] = 1;
     rec.count++;
     if (rec.count === this.parts.length) w.paramsVersion = f.version;
     else if (w.paramsVersion !== f.version) w.paramsVersion = -1; // it holds a mix while parts arrive
+    const frame = (w.packed && !raw && rec.base !== null && this.encoder.packedFrame(f.version, f.index, rec.base, nodeByteCodec)) || f;
     f.snapshot.sends++;
-    const sent = w.send(f.parts);
+    const sent = w.send(frame.parts);
     void sent.finally(() => {
       f.snapshot.sends--;
     });
-    return sent;
+    return { sent, bytes: frame.byteLength };
   }
 }

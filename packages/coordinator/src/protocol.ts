@@ -17,11 +17,13 @@
  * same bytes to every worker (`ParamsEncoder`), as the Envelope up to the parameters
  * (`paramsHeader`, one fragment) followed by the parameter bytes in fragments of at most
  * `FRAGMENT_BYTES`, so that neither side allocates, faults in and copies a model-sized buffer per
- * message: fragments of a few hundred KiB come from memory the allocator reuses.
+ * message: fragments of a few hundred KiB come from memory the allocator reuses. To a worker whose
+ * session packs tensors and which holds the previous version, a part goes packed as the XOR with
+ * that version (`ParamsEncoder.packedFrame`, docs/design.md "Packed tensors"), also encoded once.
  */
 import {
-  decodeFrame as decodeFrameAs, decodeMessage as decodeMessageAs, encode, fragments, gradhub, paramsHeader,
-  type BodyKind, type Decoded, type DecodedMessage,
+  decodeFrame as decodeFrameAs, decodeMessage as decodeMessageAs, encode, fragments, gradhub, packFloats, paramsHeader,
+  type BodyKind, type ByteCodec, type Decoded, type DecodedMessage,
 } from '@gradhub/proto';
 import { CIFAR_PIXELS, leafSamples, xxh64, type FlatRange, type LeafShape, type TreeNode, internalError } from '@gradhub/core';
 import type { RequestMode, RoundInput } from './executor.js';
@@ -102,6 +104,8 @@ interface EncodedVersion {
   readonly version: number;
   readonly snapshot: ParamsSnapshot;
   readonly frames: (ParamsPartFrame | null)[];
+  /** Per part: its packed frame against the previous version (`packedFrame`; false: packing did not make it smaller). */
+  readonly packed: (ParamsPartFrame | false | null)[];
 }
 
 export class ParamsEncoder {
@@ -150,6 +154,38 @@ export class ParamsEncoder {
     return f;
   }
 
+  /** The version before the current one while it is kept complete (the base packed frames XOR against), or null. */
+  get previousVersion(): number | null {
+    return this.previous?.version ?? null;
+  }
+
+  /**
+   * Part `index` of the current version packed as the XOR with the previous version
+   * (TensorEncoding.PLANES_DEFLATE, Params.delta), for a worker that holds that whole previous
+   * version: encoded once, from the snapshots, the same bytes for every such worker. Null when the
+   * part is not encoded yet, `base` is not the previous version, or packing would not make the
+   * part smaller. Its bytes are its own (not a view of a snapshot).
+   */
+  packedFrame(version: number, index: number, base: number, codec: ByteCodec): ParamsPartFrame | null {
+    const cur = this.current;
+    const prev = this.previous;
+    const raw = cur?.version === version ? cur.frames[index] : null;
+    if (!cur || !raw || !prev || prev.version !== base) return null;
+    const have = cur.packed[index];
+    if (have !== null) return have || null;
+    const { offset, length } = raw.range;
+    const bytesOf = (f: Float32Array): Uint8Array => new Uint8Array(f.buffer, f.byteOffset + 4 * offset, 4 * length);
+    const data = packFloats(bytesOf(cur.snapshot.data), codec, bytesOf(prev.snapshot.data));
+    if (!data) {
+      cur.packed[index] = false;
+      return null;
+    }
+    const header = paramsHeader(version, raw.checksum, raw.range, { bytes: data.byteLength, base });
+    const f: ParamsPartFrame = { ...raw, parts: [header, ...fragments(data)], byteLength: header.byteLength + data.byteLength, snapshot: { data: new Float32Array(0), sends: 0 } };
+    cur.packed[index] = f;
+    return f;
+  }
+
   /** Every part of `version` (encoding those not encoded yet), in part order. */
   encodeAll(version: number, params: Float32Array): readonly ParamsPartFrame[] {
     return this.layout.map((_, i) => this.encodePart(version, params, i));
@@ -169,7 +205,7 @@ export class ParamsEncoder {
       snap = { data: new Float32Array(floats), sends: 0 };
       this.snapshots.push(snap);
     }
-    this.current = { version, snapshot: snap, frames: this.layout.map(() => null) };
+    this.current = { version, snapshot: snap, frames: this.layout.map(() => null), packed: this.layout.map(() => null) };
     return this.current;
   }
 }

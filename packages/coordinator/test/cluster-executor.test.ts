@@ -538,6 +538,79 @@ describe('bad clients', () => {
     await r;
   });
 
+  describe('packed tensors (TensorEncoding.PLANES_DEFLATE)', () => {
+    /** A raw client that offers packing, joined to `c`: its Welcome. */
+    async function packingClient(): Promise<{ fake: RawClient; welcome: gradhub.IWelcome }> {
+      const fake = rawClient();
+      await fake.opened;
+      fake.send({ hello: { protocolVersion: gradhub.ProtocolVersion.CURRENT, token: TOKEN, runtime: gradhub.Runtime.NODE, capabilities: { threads: 1, encodings: [gradhub.TensorEncoding.PLANES_DEFLATE] } } });
+      return { fake, welcome: (await fake.next('welcome')).welcome! };
+    }
+
+    it('real workers that pack give the reference sums step after step, in fewer bytes both ways than raw', async () => {
+      const bytes: Record<string, { in: number; out: number }> = {};
+      for (const pack of ['off', 'on'] as const) {
+        const sink = fakeStatus();
+        const c = await start({ packTensors: pack, status: sink });
+        const a = worker();
+        const b = worker();
+        await c.executor.waitForWorkers(2);
+        for (let step = 1; step <= 4; step++) {
+          // Each step's parameters move a little from the last (as SGD moves them): deltas pack.
+          const params = Float32Array.from(paramsFor(SPEC, 1), (v, i) => v + step * 1e-5 * Math.sin(i));
+          await runAndCheck(c, { ...input(step), version: step, params });
+        }
+        expect(c.executor.stats.kicked).toBe(0);
+        bytes[pack] = { in: sink.counters.bytes_in, out: sink.counters.bytes_out };
+        a.stop();
+        b.stop();
+        await Promise.all([a.done, b.done]);
+      }
+      // Gradients pack a little (their exponent bytes); parameters after the first version go as
+      // XOR deltas, about half. Pixels (Work) are raw either way.
+      expect(bytes.on.in).toBeLessThan(0.95 * bytes.off.in);
+      expect(bytes.on.out).toBeLessThan(0.9 * bytes.off.out);
+    });
+
+    it('a worker offering packing gets it with packTensors on, not with off or remote from loopback', async () => {
+      for (const [pack, want] of [['on', gradhub.TensorEncoding.PLANES_DEFLATE], ['remote', gradhub.TensorEncoding.RAW], ['off', gradhub.TensorEncoding.RAW]] as const) {
+        await start({ packTensors: pack });
+        const { fake, welcome } = await packingClient();
+        expect(welcome.tensorEncoding ?? gradhub.TensorEncoding.RAW, pack).toBe(want);
+        fake.close();
+      }
+    });
+
+    it('a session that does not pack: a packed Result is MALFORMED_FRAME, counted, and the step is still exact', async () => {
+      const sink = fakeStatus();
+      const { fake, run, work } = await withFake({ status: sink, packTensors: 'on' });
+      fake.send(resultFor(work, { encoding: gradhub.TensorEncoding.PLANES_DEFLATE }, new Uint8Array(100)));
+      expect((await fake.next('error')).error!.code).toBe(gradhub.ErrorCode.MALFORMED_FRAME);
+      await run;
+      expect(sink.counters['rejected.MALFORMED_FRAME']).toBe(1);
+    });
+
+    it('a packing session whose packed Result is not a packed tensor of its part is kicked with BAD_GRADIENT_LENGTH; the step is still exact', async () => {
+      const sink = fakeStatus();
+      const c = await start({ status: sink, packTensors: 'on' });
+      const { fake } = await packingClient();
+      worker();
+      worker();
+      await c.executor.waitForWorkers(3);
+      const run = runAndCheck(c, input(1));
+      const work = (await fake.next('work')).work!;
+      // A 64 MiB deflate bomb where a plane of paramCount bytes belongs, then garbage: both refused.
+      const head = new Uint8Array(17);
+      head[0] = 0b0001;
+      new DataView(head.buffer).setUint32(1, 40, true);
+      fake.send(resultFor(work, { encoding: gradhub.TensorEncoding.PLANES_DEFLATE }, Uint8Array.from([...head, ...new Uint8Array(40).fill(0xab)])));
+      expect((await fake.next('error')).error!.code).toBe(gradhub.ErrorCode.BAD_GRADIENT_LENGTH);
+      await run;
+      expect(sink.counters['rejected.BAD_GRADIENT_LENGTH']).toBe(1);
+      expect(c.executor.stats.kicked).toBe(0); // refused by the membership before the reducer saw it
+    });
+  });
+
   it('kicks a worker whose gradient has the wrong length and reassigns its nodes', async () => {
     const sink = fakeStatus();
     const { c, fake, run, work } = await withFake({ status: sink });

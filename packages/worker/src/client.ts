@@ -37,7 +37,7 @@
  * - Events (`onEvent`): welcome, params, work, result (once the socket took a node's Result(s):
  *   its samples, sums and the engine's compute time, which the browser shows), end.
  */
-import { gradhub } from '@gradhub/proto';
+import { gradhub, packFloats, unpackFloats, type ByteCodec } from '@gradhub/proto';
 import { CIFAR_PIXELS, bytesEqual, createReplicaRunner, xxh64, type Engine, type NodeSums, type ReplicaRunner } from '@gradhub/core';
 import {
   ProtocolError, SMALL_FRAME_BYTES, WireCode, closeCodeFor, decodeMessage, encode, frameLimits, paramCountOf, resultHeader, wireCodeName,
@@ -77,6 +77,8 @@ export interface WelcomeInfo {
   readonly maxWorkSamples: number;
   readonly heartbeatIntervalMs: number;
   readonly heartbeatTimeoutMs: number;
+  /** This session packs tensors (Welcome.tensor_encoding PLANES_DEFLATE, which needs a codec). */
+  readonly packed: boolean;
 }
 
 /** What a worker remembers between sessions. */
@@ -170,6 +172,12 @@ export interface WorkerClientOptions {
   /** No Welcome within this time ends the session ('timeout'), ms. Default 15000. */
   readonly welcomeTimeoutMs?: number;
   readonly onEvent?: (e: ClientEvent) => void;
+  /**
+   * Deflate for packed tensors (TensorEncoding.PLANES_DEFLATE; Node: `@gradhub/proto/node`
+   * nodeByteCodec). With one, Hello offers the encoding, and when Welcome takes it the client packs
+   * its Results' tensors and reads packed Params. Without one every tensor is raw.
+   */
+  readonly codec?: ByteCodec;
 }
 
 export interface WorkerClient {
@@ -219,7 +227,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
   let welcomeTimer: ReturnType<typeof setTimeout> | null = null;
   let parked: BodyOf<'work'> | null = null;
   /** The version whose parts are arriving: the floats covered so far, and the parts (offset -> length). */
-  let incoming: { version: number; covered: number; parts: Map<number, HeldPart> } | null = null;
+  let incoming: { version: number; covered: number; parts: Map<number, HeldPart>; base: number } | null = null;
   let queue: Promise<void> = Promise.resolve();
   let resolveEnded!: (e: SessionEnd) => void;
   const endedPromise = new Promise<SessionEnd>((r) => {
@@ -236,8 +244,12 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     const out = opts.beforeResult ? opts.beforeResult(r) : r;
     if (out === null) return Promise.resolve(true);
     const { samples: _samples, grad, ...fields } = out;
-    const header = resultHeader(fields, grad.byteLength);
-    return send(grad.byteLength > 0 ? [header, new Uint8Array(grad.buffer, grad.byteOffset, grad.byteLength)] : [header]);
+    const raw = new Uint8Array(grad.buffer, grad.byteOffset, grad.byteLength);
+    // A packed session packs each tensor that packing makes smaller (packed.ts).
+    const packed = welcome?.packed && raw.byteLength > 0 ? packFloats(raw, opts.codec!) : null;
+    if (packed) return send([resultHeader({ ...fields, encoding: gradhub.TensorEncoding.PLANES_DEFLATE }, packed.byteLength), packed]);
+    const header = resultHeader(fields, raw.byteLength);
+    return send(raw.byteLength > 0 ? [header, raw] : [header]);
   }
 
   function send(parts: readonly Uint8Array[]): Promise<boolean> {
@@ -327,7 +339,9 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       maxWorkSamples: Math.max(m.maxBatch ?? 0, m.maxWorkSamples ?? 0),
       heartbeatIntervalMs: m.heartbeatIntervalMs || 5000,
       heartbeatTimeoutMs: m.heartbeatTimeoutMs || 30000,
+      packed: m.tensorEncoding === gradhub.TensorEncoding.PLANES_DEFLATE,
     };
+    if (info.packed && !opts.codec) throw new ProtocolError(WireCode.MALFORMED_FRAME, 'Welcome with packed tensors, which this worker did not offer');
     if (info.sizes.length < 2 || info.chunk < 1 || info.maxBatch < 1) throw new ProtocolError(WireCode.MALFORMED_FRAME, `Welcome with model [${info.sizes.join(',')}], chunk ${info.chunk}, batch ${info.maxBatch}`);
     welcome = info;
     log = opts.logger.child({ workerId: info.workerId });
@@ -375,14 +389,19 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     for (const p of data) bytes += p.byteLength;
     const offset = m.part ? (m.part.offset ?? 0) : 0;
     const length = m.part ? (m.part.length ?? 0) : paramCount;
-    if (offset + length > paramCount || bytes !== 4 * length || length === 0) {
+    const encoding = m.encoding ?? gradhub.TensorEncoding.RAW;
+    const packed = encoding === gradhub.TensorEncoding.PLANES_DEFLATE;
+    if (!packed && encoding !== gradhub.TensorEncoding.RAW) throw new ProtocolError(WireCode.MALFORMED_FRAME, `Params with tensor encoding ${encoding}`);
+    if (packed && !welcome!.packed) throw new ProtocolError(WireCode.MALFORMED_FRAME, 'packed Params in a session that does not pack');
+    if (offset + length > paramCount || length === 0 || (packed ? bytes >= 4 * length : bytes !== 4 * length)) {
       throw new ProtocolError(WireCode.MODEL_MISMATCH, `Params part [${offset}, +${length}) with ${bytes} bytes; the model has ${paramCount} parameters`);
     }
     if (memory.version > version || (memory.version === version && incoming === null)) {
       if (memory.version > version) log.warn({ version, held: memory.version }, 'ignoring older parameters from the same coordinator incarnation');
       return; // older, or a part of the version already held (sent again)
     }
-    if (incoming?.version !== version) incoming = { version, covered: 0, parts: new Map() };
+    // The version held whole before this one's parts began to overwrite it: the base of packed deltas.
+    if (incoming?.version !== version) incoming = { version, covered: 0, parts: new Map(), base: incoming === null ? memory.version : -1 };
     const seen = incoming.parts.get(offset);
     if (seen === undefined) {
       for (const { offset: o, length: l } of incoming.parts.values()) {
@@ -391,14 +410,25 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     } else if (seen.length !== length) {
       throw new ProtocolError(WireCode.MALFORMED_FRAME, `Params part at ${offset} of v${version} with ${length} floats, earlier ${seen.length}`);
     }
+    const delta = packed && (m.delta ?? false);
+    if (delta && (seen !== undefined || incoming.base < 0 || incoming.base !== (m.baseVersion ?? 0))) {
+      incoming = null;
+      memory.version = -1;
+      memory.parts = null;
+      throw new ProtocolError(WireCode.BAD_CHECKSUM, `parameters v${version} [${offset}, +${length}) came as a delta from v${m.baseVersion ?? 0}, which this worker does not hold there`);
+    }
     memory.version = -1; // the engine's parameters are being overwritten
     memory.parts = null;
     const region = e.params.subarray(offset, offset + length);
     const dst = new Uint8Array(region.buffer, region.byteOffset, region.byteLength);
-    let at = 0;
-    for (const p of data) {
-      dst.set(p, at);
-      at += p.byteLength;
+    if (packed) {
+      unpackFloats(data, length, opts.codec!, dst, delta, WireCode.MALFORMED_FRAME);
+    } else {
+      let at = 0;
+      for (const p of data) {
+        dst.set(p, at);
+        at += p.byteLength;
+      }
     }
     // Hashed where the parameters now lie (the kernel module's XXH64) when the backend can.
     const checksum = (e.backend.xxh64 ?? xxh64)(region);
@@ -609,7 +639,10 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
           protocolVersion: gradhub.ProtocolVersion.CURRENT,
           token: opts.token,
           runtime: opts.runtime === 'browser' ? gradhub.Runtime.BROWSER : gradhub.Runtime.NODE,
-          capabilities: { threads: caps.threads, simd: caps.simd, maxBatch: caps.maxBatch ?? 0, backend: caps.backend },
+          capabilities: {
+            threads: caps.threads, simd: caps.simd, maxBatch: caps.maxBatch ?? 0, backend: caps.backend,
+            encodings: opts.codec ? [gradhub.TensorEncoding.PLANES_DEFLATE] : [],
+          },
           modelSizes: [...(opts.modelSizes ?? [])],
           name: opts.name ?? '',
           held: memory.version >= 0 && memory.incarnation !== null && memory.parts

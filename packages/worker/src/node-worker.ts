@@ -29,6 +29,7 @@ import {
   ErrorCode, GradhubError, MAX_KERNEL_THREADS, createOracleBackend, createThreadedWasmBackend,
   wasmSimdSupported, wasmThreadsSupported, type Backend, type KernelThreadSpawner,
 } from '@gradhub/core';
+import { nodeByteCodec } from '@gradhub/proto/node';
 import { FRAGMENT_BYTES, fragments } from './wire.js';
 import type { ClientEvent, ClientSocket, ResultHook, WorkerLogger } from './client.js';
 import { createWorkerSession, type SessionOutcome, type SessionSocket, type SocketEvents } from './session.js';
@@ -216,6 +217,7 @@ export function startNodeWorker(opts: NodeWorkerOptions): NodeWorkerHandle {
     name: opts.name ?? `${os.hostname()}:${process.pid}`,
     slowdownMs: opts.slowdownMs,
     beforeResult: opts.beforeResult,
+    codec: nodeByteCodec,
     backoff: { initialMs: opts.backoffInitialMs ?? 250, maxMs: opts.backoffMaxMs ?? 10000, graceMs: opts.graceMs },
     onEvent: opts.onEvent,
   });

@@ -100,6 +100,8 @@ export interface WorkerSessionOptions {
   readonly name?: string;
   /** Test hook (adversary tests only): see client.ts `ResultHook`. */
   readonly beforeResult?: WorkerClientOptions['beforeResult'];
+  /** See WorkerClientOptions.codec (packed tensors; none in browsers yet). */
+  readonly codec?: WorkerClientOptions['codec'];
   /** Test hook: sleep this long before each node. Default 0. */
   readonly slowdownMs?: number;
   /** Reconnect pacing (ms). */
@@ -228,6 +230,7 @@ export function createWorkerSession(opts: WorkerSessionOptions): WorkerSession {
               name: opts.name,
               slowdownMs: opts.slowdownMs,
               beforeResult: opts.beforeResult,
+              codec: opts.codec,
               onEvent: (e) => {
                 if (e.type === 'welcome') welcomed = true;
                 opts.onEvent?.(e);

@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { gradhub } from '@gradhub/proto';
+import { gradhub, packFloats, unpackFloats, type ByteCodec } from '@gradhub/proto';
+import { nodeByteCodec } from '@gradhub/proto/node';
 import { createEngine, createOracleBackend, createReplicaRunner, initParams, streamParts, modelSpec, xxh64, type Engine } from '@gradhub/core';
 import { frameLimits, paramCountOf } from '../src/wire.js';
 import { CIFAR10_DIR } from '../../../test/fixtures/index.js';
@@ -33,7 +34,7 @@ const silent: WorkerLogger = { child: () => silent, debug() {}, info() {}, warn(
 const frame = (env: gradhub.IEnvelope): Uint8Array => gradhub.Envelope.encode({ protocolVersion: gradhub.ProtocolVersion.CURRENT, ...env }).finish();
 
 /** A client on a fake socket: what it sends is decoded into `sent`. */
-function harness(over: { memory?: ClientMemory; slowdownMs?: number; beforeResult?: ResultHook } = {}) {
+function harness(over: { memory?: ClientMemory; slowdownMs?: number; beforeResult?: ResultHook; codec?: ByteCodec } = {}) {
   const sent: gradhub.Envelope[] = [];
   const closes: number[] = [];
   const events: ClientEvent[] = [];
@@ -62,6 +63,7 @@ function harness(over: { memory?: ClientMemory; slowdownMs?: number; beforeResul
     memory,
     slowdownMs: over.slowdownMs,
     beforeResult: over.beforeResult,
+    codec: over.codec,
     onEvent: (e) => events.push(e),
   });
   /** Wait until `pred` holds on what was sent. */
@@ -158,6 +160,77 @@ describe('worker client', () => {
       expect(ev.type === 'result' && ev.computeMs >= 0 && Number.isFinite(ev.computeMs)).toBe(true);
     }
     expect(h.memory).toMatchObject({ incarnation: 'inc-1', version: 2 });
+  });
+
+  describe('packed tensors', () => {
+    const PACKED = gradhub.TensorEncoding.PLANES_DEFLATE;
+    /** Part `i` of version `to` packed as the XOR with version `from`. */
+    function deltaFrame(i: number, from: Float32Array, to: Float32Array, base: number, version: number): Uint8Array {
+      const { offset, length } = streamParts(SPEC)[i];
+      const cut = (p: Float32Array): Uint8Array => new Uint8Array(p.buffer, p.byteOffset + 4 * offset, 4 * length);
+      const data = packFloats(cut(to), nodeByteCodec, cut(from))!;
+      expect(data.byteLength).toBeLessThan(4 * length);
+      return frame({ params: { version, checksum: xxh64(to.subarray(offset, offset + length)), part: { offset, length }, data, encoding: PACKED, delta: true, baseVersion: base } });
+    }
+    const moved = (p: Float32Array): Float32Array => p.map((v, i) => v - 1e-4 * Math.sin(i) * Math.abs(v));
+
+    it('offers packing only with a codec, and with it packs its Results losslessly when the Welcome says so', async () => {
+      const plain = harness();
+      plain.client.start();
+      expect(plain.of('hello')[0].hello!.capabilities!.encodings ?? []).toEqual([]);
+      const h = harness({ codec: nodeByteCodec });
+      h.client.start();
+      expect(h.of('hello')[0].hello!.capabilities!.encodings).toEqual([PACKED]);
+      h.client.receive(welcome({ tensorEncoding: PACKED }));
+      await h.until(() => h.events.some((e) => e.type === 'welcome'));
+      h.client.receive(paramsFrame(2));
+      h.client.receive(work(1, 2, [{ lo: 0, hi: 2 }]));
+      await h.until(() => h.events.some((e) => e.type === 'result'));
+      const ref = createEngine({ spec: SPEC, backend: createOracleBackend(), maxBatch: BATCH, chunk: CHUNK, normalize: false });
+      ref.params.set(paramsOf(2));
+      const { pixels, labels } = samples(0, 2 * CHUNK);
+      ref.computeSums(pixels, labels, 2 * CHUNK, true);
+      const results = h.of('result').map((e) => e.result!);
+      expect(results.some((r) => r.encoding === PACKED)).toBe(true);
+      for (const r of results) {
+        const { offset, length } = r.part as { offset: number; length: number };
+        const got = new Uint8Array(4 * length);
+        if (r.encoding === PACKED) unpackFloats([r.grad!], length, nodeByteCodec, got, false);
+        else got.set(r.grad!);
+        const want = ref.grads.subarray(offset, offset + length);
+        expect(Buffer.from(got).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength))).toBe(true);
+      }
+    });
+
+    it('turns delta Params back into the new version against the one it holds, part by part', async () => {
+      const h = harness({ codec: nodeByteCodec });
+      h.client.start();
+      h.client.receive(welcome({ tensorEncoding: PACKED }));
+      const v1 = paramsOf(1);
+      const v2 = moved(v1);
+      h.client.receive(paramsFrame(1, v1));
+      await h.until(() => h.memory.version === 1);
+      streamParts(SPEC).forEach((_, i) => h.client.receive(deltaFrame(i, v1, v2, 1, 2)));
+      await h.until(() => h.memory.version === 2);
+      expect(Buffer.from(h.engines[0].params.buffer).equals(Buffer.from(v2.buffer))).toBe(true);
+    });
+
+    it('refuses a delta against a version it does not hold (BAD_CHECKSUM), and packed Params in a session that does not pack', async () => {
+      const h = harness({ codec: nodeByteCodec });
+      h.client.start();
+      h.client.receive(welcome({ tensorEncoding: PACKED }));
+      const v1 = paramsOf(1);
+      h.client.receive(paramsFrame(1, v1));
+      await h.until(() => h.memory.version === 1);
+      h.client.receive(deltaFrame(0, paramsOf(0), moved(v1), 0, 2)); // base 0: it holds 1
+      expect(await h.client.ended).toMatchObject({ kind: 'error', code: gradhub.ErrorCode.BAD_CHECKSUM });
+      const raw = harness({ codec: nodeByteCodec });
+      await joined(raw); // the Welcome does not pack
+      raw.client.receive(paramsFrame(1, v1));
+      await raw.until(() => raw.memory.version === 1);
+      raw.client.receive(deltaFrame(0, v1, moved(v1), 1, 2));
+      expect(await raw.client.ended).toMatchObject({ kind: 'error', code: gradhub.ErrorCode.MALFORMED_FRAME });
+    });
   });
 
   it('bounds frames from the coordinator by proto frameLimits of the Welcome\'s model and batch', async () => {

@@ -1,0 +1,160 @@
+/**
+ * Packed tensors (TensorEncoding.PLANES_DEFLATE, docs/design.md "Packed tensors"): a lossless
+ * encoding of float32 bytes for slow links. Runs in Node and in browsers: the deflate itself is
+ * the caller's (`ByteCodec`; Node's zlib in packed-node.ts), this module only lays out the bytes.
+ *
+ * Layout of a packed tensor of n values (4n bytes little-endian):
+ *   flags (1 byte: bit k set = plane k deflated), then 4 x uint32 LE: the stored bytes of planes 0..3,
+ *   then planes 0..3 as stored. Plane k holds byte k of every value, in value order (n bytes).
+ *
+ * Why planes: the top byte of a float32 (sign and exponent) takes few values across a layer, and
+ * the differences this encoding carries have long runs of zero bits: a pseudo-gradient
+ * theta - local is an exact difference of nearby floats (its low mantissa bits are zero), and the
+ * XOR of two versions of the parameters (`xor`) has its top bits zero wherever a value moved by
+ * less than its own size. Deflate (run-length strategy) squeezes those planes and is fast on them; a
+ * plane it does not shrink by PLANE_KEEP is stored raw, and a sample decides that before the whole
+ * plane is deflated. Decoding is bounded: each plane must come out at exactly n bytes.
+ */
+import { ProtocolError, WireCode } from './faults.js';
+
+/** Raw deflate and inflate (RFC 1951), as the platform offers them. */
+export interface ByteCodec {
+  /** Deflate `bytes` (fast, for runs). */
+  deflate(bytes: Uint8Array): Uint8Array;
+  /** Inflate `bytes`, which must come out at exactly `size` bytes (throw otherwise, never producing more). */
+  inflate(bytes: Uint8Array, size: number): Uint8Array;
+}
+
+/** Bytes before the planes: flags and 4 stored lengths. */
+export const PACKED_HEAD_BYTES = 17;
+/** A plane is deflated only when that makes it at most this share of its size. */
+const PLANE_KEEP = 0.9;
+/** Bytes of a plane deflated first to decide whether the whole plane is worth deflating. */
+const SAMPLE_BYTES = 1 << 16;
+
+/**
+ * Pack `values` (4n bytes, little-endian float32; `base`, when given, is XORed in first: same
+ * length), or null when packing would not make it smaller than raw.
+ */
+export function packFloats(values: Uint8Array, codec: ByteCodec, base?: Uint8Array): Uint8Array | null {
+  const total = values.byteLength;
+  if (total % 4 !== 0) throw new RangeError(`packFloats: ${total} bytes is not a whole number of float32 values`);
+  if (base && base.byteLength !== total) throw new RangeError(`packFloats: base of ${base.byteLength} bytes for ${total}`);
+  const n = total / 4;
+  // One buffer holds the 4 planes; XOR with the base on the way.
+  const planes = new Uint8Array(total);
+  if (base) {
+    for (let i = 0, j = 0; i < n; i++, j += 4) {
+      planes[i] = values[j] ^ base[j];
+      planes[n + i] = values[j + 1] ^ base[j + 1];
+      planes[2 * n + i] = values[j + 2] ^ base[j + 2];
+      planes[3 * n + i] = values[j + 3] ^ base[j + 3];
+    }
+  } else {
+    for (let i = 0, j = 0; i < n; i++, j += 4) {
+      planes[i] = values[j];
+      planes[n + i] = values[j + 1];
+      planes[2 * n + i] = values[j + 2];
+      planes[3 * n + i] = values[j + 3];
+    }
+  }
+  const stored: Uint8Array[] = [];
+  let flags = 0;
+  let size = PACKED_HEAD_BYTES;
+  for (let k = 0; k < 4; k++) {
+    const plane = planes.subarray(k * n, (k + 1) * n);
+    let keep: Uint8Array = plane;
+    const worthTrying = n <= SAMPLE_BYTES || codec.deflate(plane.subarray(0, SAMPLE_BYTES)).byteLength <= PLANE_KEEP * SAMPLE_BYTES;
+    if (worthTrying) {
+      const z = codec.deflate(plane);
+      if (z.byteLength <= PLANE_KEEP * n) {
+        keep = z;
+        flags |= 1 << k;
+      }
+    }
+    stored.push(keep);
+    size += keep.byteLength;
+  }
+  if (size >= total) return null;
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out[0] = flags;
+  let at = PACKED_HEAD_BYTES;
+  for (let k = 0; k < 4; k++) {
+    view.setUint32(1 + 4 * k, stored[k].byteLength, true);
+    out.set(stored[k], at);
+    at += stored[k].byteLength;
+  }
+  return out;
+}
+
+/**
+ * Decode a packed tensor of `n` values (`pieces`: its bytes, in one or more pieces) into `dst`
+ * (4n bytes): written, or XORed into what `dst` holds when `xor`. Throws ProtocolError
+ * (`code`, default BAD_GRADIENT_LENGTH) when the bytes are not a packed tensor of n values;
+ * `dst` is then unchanged.
+ */
+export function unpackFloats(pieces: readonly Uint8Array[], n: number, codec: ByteCodec, dst: Uint8Array, xor: boolean, code: WireCode = WireCode.BAD_GRADIENT_LENGTH): void {
+  if (dst.byteLength !== 4 * n) throw new RangeError(`unpackFloats: destination of ${dst.byteLength} bytes for ${n} values`);
+  const bytes = pieces.length === 1 ? pieces[0] : joinPieces(pieces);
+  const bad = (why: string): ProtocolError => new ProtocolError(code, `packed tensor of ${n} values: ${why}`);
+  if (bytes.byteLength < PACKED_HEAD_BYTES) throw bad(`${bytes.byteLength} bytes, shorter than its head`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const flags = bytes[0];
+  if (flags > 15) throw bad(`flags ${flags}`);
+  const planes: Uint8Array[] = [];
+  let at = PACKED_HEAD_BYTES;
+  for (let k = 0; k < 4; k++) {
+    const len = view.getUint32(1 + 4 * k, true);
+    if (at + len > bytes.byteLength) throw bad(`plane ${k} of ${len} bytes overruns the ${bytes.byteLength} bytes`);
+    const stored = bytes.subarray(at, at + len);
+    at += len;
+    if (flags & (1 << k)) {
+      let plane: Uint8Array;
+      try {
+        plane = codec.inflate(stored, n);
+      } catch (err) {
+        throw bad(`plane ${k} does not inflate to ${n} bytes (${(err as Error).message})`);
+      }
+      if (plane.byteLength !== n) throw bad(`plane ${k} inflates to ${plane.byteLength} bytes, not ${n}`);
+      planes.push(plane);
+    } else {
+      if (len !== n) throw bad(`raw plane ${k} of ${len} bytes, not ${n}`);
+      planes.push(stored);
+    }
+  }
+  if (at !== bytes.byteLength) throw bad(`${bytes.byteLength - at} bytes after the planes`);
+  const [p0, p1, p2, p3] = planes;
+  if (xor) {
+    for (let i = 0, j = 0; i < n; i++, j += 4) {
+      dst[j] ^= p0[i];
+      dst[j + 1] ^= p1[i];
+      dst[j + 2] ^= p2[i];
+      dst[j + 3] ^= p3[i];
+    }
+  } else {
+    for (let i = 0, j = 0; i < n; i++, j += 4) {
+      dst[j] = p0[i];
+      dst[j + 1] = p1[i];
+      dst[j + 2] = p2[i];
+      dst[j + 3] = p3[i];
+    }
+  }
+}
+
+/** Bytes of `pieces` in all. */
+export function piecesBytes(pieces: readonly Uint8Array[]): number {
+  let n = 0;
+  for (const p of pieces) n += p.byteLength;
+  return n;
+}
+
+function joinPieces(pieces: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(piecesBytes(pieces));
+  let at = 0;
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
