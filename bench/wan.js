@@ -253,24 +253,31 @@ export function plotSvg(rows, target) {
  */
 export function wanRows({ quick, hs }) {
   const inner = ['--batch-size', '64', '--lr', '0.01'];
+  // The rows before packed tensors existed sent every tensor raw: they say so.
+  const raw = ['--wire-compression', 'off'];
   const rows = [{ name: 'one process, 1 thread', mode: 'single', link: null, flags: inner }];
   for (const key of quick ? ['1G'] : ['1G', '100M']) {
     const link = LINKS[key];
-    rows.push({ name: `sync b64 @${key}`, mode: 'cluster', link, flags: inner });
-    rows.push({ name: `sync b256 lr0.04 @${key}`, mode: 'cluster', link, flags: ['--batch-size', '256', '--lr', '0.04'] });
-    for (const h of hs) rows.push({ name: `rounds H${h} M2 @${key}`, mode: 'cluster', link, flags: [...inner, '--local-steps', String(h), '--replicas', '2'] });
+    rows.push({ name: `sync b64 @${key}`, mode: 'cluster', link, flags: [...inner, ...raw] });
+    rows.push({ name: `sync b256 lr0.04 @${key}`, mode: 'cluster', link, flags: ['--batch-size', '256', '--lr', '0.04', ...raw] });
+    for (const h of hs) rows.push({ name: `rounds H${h} M2 @${key}`, mode: 'cluster', link, flags: [...inner, '--local-steps', String(h), '--replicas', '2', ...raw] });
     // The one tuned row: the outer lr 1.0 instead of DiLoCo's 0.7 (inner settings unchanged).
-    if (!quick) rows.push({ name: `rounds H${hs[0]} M2 outer-lr 1 @${key}`, mode: 'cluster', link, flags: [...inner, '--local-steps', String(hs[0]), '--replicas', '2', '--outer-lr', '1'] });
-    // Packed tensors (lossless: the same bits), as `--wire-compression auto` does for workers on
-    // other machines; the bench's workers reach the coordinator through loopback proxies, so on.
-    for (const outer of quick ? [] : [[], ['--outer-lr', '1']]) {
-      rows.push({
-        name: `rounds H${hs[0]} M2${outer.length ? ' outer-lr 1' : ''} packed @${key}`, mode: 'cluster', link,
-        flags: [...inner, '--local-steps', String(hs[0]), '--replicas', '2', ...outer, '--wire-compression', 'on'],
-      });
+    if (!quick) rows.push({ name: `rounds H${hs[0]} M2 outer-lr 1 @${key}`, mode: 'cluster', link, flags: [...inner, '--local-steps', String(hs[0]), '--replicas', '2', '--outer-lr', '1', ...raw] });
+    // Packed tensors (lossless: the same bits): `auto`, the default, packs while a link measures
+    // slower than 250 Mbit/s; `on` always (what packing costs where it does not pay).
+    for (const [tag, when] of quick ? [] : [['auto', 'auto'], ['packed', 'on']]) {
+      for (const outer of tag === 'auto' ? [[], ['--outer-lr', '1']] : [['--outer-lr', '1']]) {
+        rows.push({
+          name: `rounds H${hs[0]} M2${outer.length ? ' outer-lr 1' : ''} ${tag} @${key}`, mode: 'cluster', link,
+          flags: [...inner, '--local-steps', String(hs[0]), '--replicas', '2', ...outer, '--wire-compression', when],
+        });
+      }
     }
   }
   // Home lines: a synchronous step moves 84 MB through each 20 Mbit/s uplink (34 s a step): only rounds rows.
-  if (!quick) for (const h of hs.slice(-1)) rows.push({ name: `rounds H${h} M2 @home`, mode: 'cluster', link: LINKS.home, flags: [...inner, '--local-steps', String(h), '--replicas', '2'] });
+  if (!quick) {
+    for (const h of hs.slice(-1)) rows.push({ name: `rounds H${h} M2 @home`, mode: 'cluster', link: LINKS.home, flags: [...inner, '--local-steps', String(h), '--replicas', '2', ...raw] });
+    rows.push({ name: `rounds H${hs[hs.length - 1]} M2 auto @home`, mode: 'cluster', link: LINKS.home, flags: [...inner, '--local-steps', String(hs[hs.length - 1]), '--replicas', '2', '--wire-compression', 'auto'] });
+  }
   return rows;
 }

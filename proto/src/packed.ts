@@ -23,6 +23,8 @@ export interface ByteCodec {
   deflate(bytes: Uint8Array): Uint8Array;
   /** Inflate `bytes`, which must come out at exactly `size` bytes (throw otherwise, never producing more). */
   inflate(bytes: Uint8Array, size: number): Uint8Array;
+  /** `deflate` off the calling thread, when the platform can (packFloatsAsync). */
+  deflateAsync?(bytes: Uint8Array): Promise<Uint8Array>;
 }
 
 /** Bytes before the planes: flags and 4 stored lengths. */
@@ -37,44 +39,65 @@ const SAMPLE_BYTES = 1 << 16;
  * length), or null when packing would not make it smaller than raw.
  */
 export function packFloats(values: Uint8Array, codec: ByteCodec, base?: Uint8Array): Uint8Array | null {
+  const { planes, n } = splitPlanes(values, base);
+  return assemble(planes.map((p) => (worthDeflating(p, codec) ? codec.deflate(p) : null)), planes, n, values.byteLength);
+}
+
+/**
+ * `packFloats` with the planes deflated off this thread, at once (`codec.deflateAsync`: Node's zlib
+ * runs them on its thread pool): the event loop stays free to send what is ready meanwhile.
+ */
+export async function packFloatsAsync(values: Uint8Array, codec: ByteCodec, base?: Uint8Array): Promise<Uint8Array | null> {
+  if (!codec.deflateAsync) return packFloats(values, codec, base);
+  const { planes, n } = splitPlanes(values, base);
+  const z = await Promise.all(planes.map((p) => (worthDeflating(p, codec) ? codec.deflateAsync!(p) : Promise.resolve(null))));
+  return assemble(z, planes, n, values.byteLength);
+}
+
+/** The 4 byte planes of `values` (XORed with `base` when given), views of one buffer. */
+function splitPlanes(values: Uint8Array, base?: Uint8Array): { planes: Uint8Array[]; n: number } {
   const total = values.byteLength;
   if (total % 4 !== 0) throw new RangeError(`packFloats: ${total} bytes is not a whole number of float32 values`);
   if (base && base.byteLength !== total) throw new RangeError(`packFloats: base of ${base.byteLength} bytes for ${total}`);
   const n = total / 4;
-  // One buffer holds the 4 planes; XOR with the base on the way.
-  const planes = new Uint8Array(total);
+  const all = new Uint8Array(total);
   if (base) {
     for (let i = 0, j = 0; i < n; i++, j += 4) {
-      planes[i] = values[j] ^ base[j];
-      planes[n + i] = values[j + 1] ^ base[j + 1];
-      planes[2 * n + i] = values[j + 2] ^ base[j + 2];
-      planes[3 * n + i] = values[j + 3] ^ base[j + 3];
+      all[i] = values[j] ^ base[j];
+      all[n + i] = values[j + 1] ^ base[j + 1];
+      all[2 * n + i] = values[j + 2] ^ base[j + 2];
+      all[3 * n + i] = values[j + 3] ^ base[j + 3];
     }
   } else {
     for (let i = 0, j = 0; i < n; i++, j += 4) {
-      planes[i] = values[j];
-      planes[n + i] = values[j + 1];
-      planes[2 * n + i] = values[j + 2];
-      planes[3 * n + i] = values[j + 3];
+      all[i] = values[j];
+      all[n + i] = values[j + 1];
+      all[2 * n + i] = values[j + 2];
+      all[3 * n + i] = values[j + 3];
     }
   }
-  const stored: Uint8Array[] = [];
+  return { planes: [0, 1, 2, 3].map((k) => all.subarray(k * n, (k + 1) * n)), n };
+}
+
+/** A plane is worth deflating whole when it is small, or when its first SAMPLE_BYTES deflate well. */
+function worthDeflating(plane: Uint8Array, codec: ByteCodec): boolean {
+  return plane.byteLength <= SAMPLE_BYTES || codec.deflate(plane.subarray(0, SAMPLE_BYTES)).byteLength <= PLANE_KEEP * SAMPLE_BYTES;
+}
+
+/** The packed bytes from each plane's deflated form (null: not tried), or null when not smaller than `total`. */
+function assemble(deflated: readonly (Uint8Array | null)[], planes: readonly Uint8Array[], n: number, total: number): Uint8Array | null {
   let flags = 0;
   let size = PACKED_HEAD_BYTES;
-  for (let k = 0; k < 4; k++) {
-    const plane = planes.subarray(k * n, (k + 1) * n);
-    let keep: Uint8Array = plane;
-    const worthTrying = n <= SAMPLE_BYTES || codec.deflate(plane.subarray(0, SAMPLE_BYTES)).byteLength <= PLANE_KEEP * SAMPLE_BYTES;
-    if (worthTrying) {
-      const z = codec.deflate(plane);
-      if (z.byteLength <= PLANE_KEEP * n) {
-        keep = z;
-        flags |= 1 << k;
-      }
+  const stored = planes.map((plane, k) => {
+    const z = deflated[k];
+    if (z && z.byteLength <= PLANE_KEEP * n) {
+      flags |= 1 << k;
+      size += z.byteLength;
+      return z;
     }
-    stored.push(keep);
-    size += keep.byteLength;
-  }
+    size += plane.byteLength;
+    return plane;
+  });
   if (size >= total) return null;
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);

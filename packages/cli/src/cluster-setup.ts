@@ -66,9 +66,7 @@ export async function startCoordinatorCluster(
     // more than their compute saves: small batches on one machine).
     adaptiveWorkers: true,
     socketPath,
-    // Packing costs about a second of CPU per 100 MB each way: it pays where links are slower than
-    // that, so 'auto' packs only in rounds (the model crosses once a round) and only off this machine.
-    packTensors: o['wire-compression'] === 'on' ? 'on' : o['wire-compression'] === 'auto' && run.settings.rounds ? 'remote' : 'off',
+    packTensors: o['wire-compression'] as 'auto' | 'on' | 'off',
   });
   mountStatusRoutes(cluster.server, o, status, logger);
   cluster.server.use(createVolunteerRoutes({ assetsDir: BROWSER_ASSETS_DIR, runName: status.snapshot().name, token, logger }));

@@ -112,9 +112,9 @@ export const CLUSTER_OPTIONS = [
   { name: 'max-open-files', kind: 'int', arg: 'N', min: 16, help: 'fit the connection caps above under this many open files, minus a reserve of min(128, N/4) for checkpoints and data (default: the process\'s `ulimit -n`, else 1024)' },
   { name: 'headers-timeout-ms', kind: 'int', arg: 'MS', default: 10000, min: 100, max: MAX_TIMER_MS, help: 'a connection must send a whole request head within this (then 408 and closed); the whole request within 3x this' },
   { name: 'hello-timeout-ms', kind: 'int', arg: 'MS', default: 5000, min: 100, max: MAX_TIMER_MS, help: 'a worker WebSocket must say Hello within this, else it is closed' },
-  { name: 'wire-compression', kind: 'string', arg: 'WHEN', default: 'auto', choices: ['auto', 'on', 'off'], help: 'pack parameters and gradients losslessly for the wire (about half the bytes; costs CPU, the same bits): on, off, or auto: in rounds mode with workers not on this machine' },
+  { name: 'wire-compression', kind: 'string', arg: 'WHEN', default: 'auto', choices: ['auto', 'on', 'off'], help: 'pack parameters and gradients losslessly for the wire (about half the bytes, the same bits; costs CPU): on, off, or auto: each side packs while its link to the other measures below 250 Mbit/s' },
   { name: 'serve-source-maps', kind: 'boolean', default: false, help: 'serve the browser worker\'s *.map files (debugging; default: 404)' },
-  { name: 'audit-rate', kind: 'number', arg: 'X', default: 0.05, min: 0, help: "share of an untrusted worker's results recomputed here and compared bit for bit, after its first 4 (always); a mismatch bans it and rolls training back (0: none sampled, though conflicting and non-finite answers are still recomputed; 1: every result)" },
+  { name: 'audit-rate', kind: 'number', arg: 'X', default: 0.05, min: 0, help: "share of an untrusted worker's results recomputed here and compared bit for bit, after its first 4 (always), halved once 20 were drawn; a mismatch bans it and rolls training back (0: none sampled, though conflicting and non-finite answers are still recomputed; 1: every result)" },
   { name: 'rollback-memory-mb', kind: 'int', arg: 'MB', default: 256, min: 1, help: 'memory for the states of recent steps that a rollback after a failed audit can return to (8 bytes a parameter each)' },
 ] as const satisfies readonly OptionSpec[];
 

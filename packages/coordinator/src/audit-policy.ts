@@ -6,14 +6,19 @@
  * cannot know which of its results will be checked. As BOINC's adaptive replication does, a new
  * session is checked more than an established one: its first `AUDIT_PROBATION` results always
  * (a worker that cheats from the start is caught on its first result), then each result with the
- * base rate (`--audit-rate`, default `DEFAULT_AUDIT_RATE`). Results of trusted workers (the
- * operator's, joined with the trusted token) are never audited: they are the trusted compute.
- * A rate of 0 turns audits off (probation too); 1 audits every result.
+ * base rate (`--audit-rate`, default `DEFAULT_AUDIT_RATE`) until `AUDITS_TO_ESTABLISH` of them were
+ * drawn, then with half the base rate. Results of trusted workers (the operator's, joined with the
+ * trusted token) are never audited: they are the trusted compute. A rate of 0 turns audits off
+ * (probation too); 1 audits every result.
  *
- * Why 0.05: an audit recomputes the node on the coordinator (or a trusted worker), so beside
- * established workers the extra compute is the rate times the step's compute: 5%. A cheater
- * that corrupts a fraction f of its results is caught at each corrupted result with probability
- * 0.05 f, independently (docs/design.md "Audits and exact rollback" gives the window this buys).
+ * Why 0.05: an audit recomputes the node on the coordinator (or a trusted worker), so the extra
+ * compute is the chance times the compute audited: 5% for a session's first few hundred results,
+ * 2.5% once established, which keeps the whole (probation included) under 5% for sessions that
+ * stay a while. A cheater that corrupts a fraction f of its results is caught at each corrupted
+ * result with probability 0.05 f, or 0.025 f once established, independently (docs/design.md
+ * "Audits and exact rollback" gives the window this buys). Building that standing costs the
+ * cheater about 400 honest results first; what it gets in afterwards is still undone when caught,
+ * as long as the rollback window reaches back (the anchor keeps it there while it is connected).
  */
 
 /** Base audit rate: the share of an established untrusted worker's results recomputed. */
@@ -21,6 +26,9 @@ export const DEFAULT_AUDIT_RATE = 0.05;
 
 /** Results of a new untrusted session that are all audited, before the base rate applies. */
 export const AUDIT_PROBATION = 4;
+
+/** Sampled audits (past probation) after which a session is established: half the base rate from then on. */
+export const AUDITS_TO_ESTABLISH = 20;
 
 /** What the auditor knows about one worker session. */
 export interface AuditHistory {
@@ -34,7 +42,7 @@ export interface AuditHistory {
 export function auditChance(h: AuditHistory, trusted: boolean, rate: number): number {
   if (trusted || rate <= 0) return 0;
   if (rate >= 1 || h.results < AUDIT_PROBATION) return 1;
-  return rate;
+  return h.audited >= AUDIT_PROBATION + AUDITS_TO_ESTABLISH ? rate / 2 : rate;
 }
 
 /** Audit the next result? `draw` is uniform in [0, 1) (the coordinator's, drawn after the result arrived). */
@@ -49,8 +57,8 @@ export function auditRateProblem(rate: number): string | null {
 
 /**
  * Probability that a cheater corrupting a fraction `f` of its results, with `r` results a step,
- * is caught within `steps` steps of a corrupted result (that result included), at the base rate:
- * 1 - (1 - rate x f)^(r x steps).
+ * is caught within `steps` steps of a corrupted result (that result included), at audit chance
+ * `rate` (the base rate; half of it for an established session): 1 - (1 - rate x f)^(r x steps).
  */
 export function detectionProbability(rate: number, f: number, resultsPerStep: number, steps: number): number {
   return 1 - (1 - rate * f) ** (resultsPerStep * steps);

@@ -118,9 +118,9 @@ class ClusterExecutorImpl implements ClusterExecutor {
     const budget = opts.memoryBudgetBytes ?? 512 * 1024 * 1024;
     if (!(budget > 0)) throw new GradhubError(ErrorCode.E_USAGE, `memoryBudgetBytes must be positive, got ${budget}`);
     this.parts = streamParts(opts.spec);
-    this.params = new ParamDistribution(this.parts);
-    this.reducer = new Reducer({ paramCount: opts.spec.paramCount, maxHeld: Math.max(2, Math.floor(budget / (4 * opts.spec.paramCount))), parts: this.parts });
     this.estimates = new WorkerEstimates(opts.speedAlpha ?? 0.5);
+    this.params = new ParamDistribution(this.parts, (w) => this.estimates.bandwidth(w.id));
+    this.reducer = new Reducer({ paramCount: opts.spec.paramCount, maxHeld: Math.max(2, Math.floor(budget / (4 * opts.spec.paramCount))), parts: this.parts });
     this.crew = opts.adaptiveWorkers ? new CrewChooser() : null;
     this.rows = new WorkerRows(opts.status ?? null);
     this.rules = stallRules(opts.stall ?? {});

@@ -14,9 +14,10 @@
  * - `adoptHeld`: a worker that rejoins saying it still holds a version this side still has (the
  *   current or the previous one), part for part with equal checksums, is not sent it again.
  *
- * To a worker whose session packs tensors (`w.packed`) and which held the whole previous version
- * when the first part of a new one went to it, each part goes as the packed XOR with that version
- * (`ParamsEncoder.packedFrame`: often half the bytes or less), unless packing it did not help.
+ * To a worker whose session packs tensors (`w.packed`: always, or while its measured bandwidth is
+ * below `w.packBelow`) and which held the whole previous version when the first part of a new one
+ * went to it, each part goes as the packed XOR with that version (`ParamsEncoder.packedFrame`:
+ * often half the bytes or less), unless packing it did not help.
  * Resends are always raw: a worker asks again when its copy failed.
  *
  * A part's snapshot is not overwritten until every socket has taken it (`snapshot.sends`). Once
@@ -35,10 +36,13 @@ export class ParamDistribution {
    * and the version it held whole when the first of them went (packed parts XOR against it; null: none).
    */
   private readonly sentParts = new Map<number, { version: number; sent: Uint8Array; count: number; base: number | null }>();
+  /** Per worker: the hand-over of its last queued Params part (a packed part being deflated), while one is pending. */
+  private readonly queued = new Map<number, Promise<void>>();
   /** Per worker: the versions it was resent on request (at most the last two: only two are held). */
   private readonly resent = new Map<number, number[]>();
 
-  constructor(private readonly parts: readonly FlatRange[]) {
+  /** `linkRate(w)`: the measured bandwidth to `w`, bytes/s, or null when not measured yet. */
+  constructor(private readonly parts: readonly FlatRange[], private readonly linkRate: (w: WorkerConn) => number | null = () => null) {
     this.encoder = new ParamsEncoder(parts);
   }
 
@@ -70,20 +74,20 @@ export class ParamDistribution {
 
   /**
    * Send `w` the parts of `version` it was not sent yet; null when that version is no longer
-   * encoded. `sends` resolve when the socket has taken each; `bytes` is what went out.
+   * encoded. `sends` resolve when the socket has taken each; `bytes` resolves to what went out.
    */
-  sendVersion(w: WorkerConn, version: number): { sends: Promise<boolean>[]; bytes: number } | null {
+  sendVersion(w: WorkerConn, version: number): { sends: Promise<boolean>[]; bytes: Promise<number> } | null {
     const frames = this.encoder.frames(version);
     if (!frames) return null;
     const sends: Promise<boolean>[] = [];
-    let bytes = 0;
+    const bytes: Promise<number>[] = [];
     for (const f of frames) {
       const out = this.sendPart(w, f);
       if (!out) continue;
-      bytes += out.bytes;
+      bytes.push(out.bytes);
       sends.push(out.sent);
     }
-    return { sends, bytes };
+    return { sends, bytes: Promise.all(bytes).then((b) => b.reduce((x, y) => x + y, 0)) };
   }
 
   /**
@@ -122,13 +126,25 @@ export class ParamDistribution {
   forget(workerId: number): void {
     this.sentParts.delete(workerId);
     this.resent.delete(workerId);
+    this.queued.delete(workerId);
+  }
+
+  /** Whether parts go packed to `w` now: a packing session, and always or while its link measures slow. */
+  private packs(w: WorkerConn): boolean {
+    if (!w.packed) return false;
+    if (w.packBelow === 0) return true;
+    const rate = this.linkRate(w);
+    return rate !== null && rate < w.packBelow;
   }
 
   /**
    * Send `w` one part unless it was sent that part of that version already (null then): packed
-   * when its session packs and it held the base whole (raw when `raw`); `bytes` is what went out.
+   * when its session packs now and it held the base whole (raw when `raw`). `sent` resolves once
+   * the socket took it, with the bytes that went out. A packed part is deflated off the event loop
+   * and handed to the socket when ready; every later part to `w` waits its turn behind it, and so
+   * does `w`'s next Work (`whenQueued`), so frames reach the worker in the order they were sent.
    */
-  private sendPart(w: WorkerConn, f: ParamsPartFrame, raw = false): { sent: Promise<boolean>; bytes: number } | null {
+  private sendPart(w: WorkerConn, f: ParamsPartFrame, raw = false): { sent: Promise<boolean>; bytes: Promise<number> } | null {
     let rec = this.sentParts.get(w.id);
     if (!rec || rec.version !== f.version) {
       // A new version for this worker: the version it holds whole now is the base of packed parts.
@@ -148,12 +164,31 @@ export class ParamDistribution {
     rec.count++;
     if (rec.count === this.parts.length) w.paramsVersion = f.version;
     else if (w.paramsVersion !== f.version) w.paramsVersion = -1; // it holds a mix while parts arrive
-    const frame = (w.packed && !raw && rec.base !== null && this.encoder.packedFrame(f.version, f.index, rec.base, nodeByteCodec)) || f;
+    const pack = !raw && rec.base !== null && this.packs(w);
+    const ahead = this.queued.get(w.id);
     f.snapshot.sends++;
-    const sent = w.send(frame.parts);
-    void sent.finally(() => {
+    const release = (): void => {
       f.snapshot.sends--;
+    };
+    if (!pack && !ahead) {
+      const sent = w.send(f.parts);
+      void sent.finally(release);
+      return { sent, bytes: Promise.resolve(f.byteLength) };
+    }
+    const frame = pack ? this.encoder.packedFrame(f.version, f.index, rec.base!, nodeByteCodec).then((p) => p ?? f) : Promise.resolve(f);
+    const turn = Promise.all([ahead, frame]).then(([, fr]) => fr);
+    const handed = turn.then(() => undefined, () => undefined);
+    this.queued.set(w.id, handed);
+    void handed.then(() => {
+      if (this.queued.get(w.id) === handed) this.queued.delete(w.id);
     });
-    return { sent, bytes: frame.byteLength };
+    const sent = turn.then((fr) => w.send(fr.parts), () => w.send(f.parts));
+    void sent.finally(release);
+    return { sent, bytes: Promise.all([turn.catch(() => f), sent]).then(([fr]) => fr.byteLength) };
+  }
+
+  /** Resolves once every Params part sent to `w` so far was handed to its socket (send `w`'s Work after it). */
+  whenQueued(workerId: number): Promise<void> | null {
+    return this.queued.get(workerId) ?? null;
   }
 }

@@ -22,7 +22,7 @@
  * that version (`ParamsEncoder.packedFrame`, docs/design.md "Packed tensors"), also encoded once.
  */
 import {
-  decodeFrame as decodeFrameAs, decodeMessage as decodeMessageAs, encode, fragments, gradhub, packFloats, paramsHeader,
+  decodeFrame as decodeFrameAs, decodeMessage as decodeMessageAs, encode, fragments, gradhub, packFloatsAsync, paramsHeader,
   type BodyKind, type ByteCodec, type Decoded, type DecodedMessage,
 } from '@gradhub/proto';
 import { CIFAR_PIXELS, leafSamples, xxh64, type FlatRange, type LeafShape, type TreeNode, internalError } from '@gradhub/core';
@@ -104,8 +104,8 @@ interface EncodedVersion {
   readonly version: number;
   readonly snapshot: ParamsSnapshot;
   readonly frames: (ParamsPartFrame | null)[];
-  /** Per part: its packed frame against the previous version (`packedFrame`; false: packing did not make it smaller). */
-  readonly packed: (ParamsPartFrame | false | null)[];
+  /** Per part: its packed frame against the previous version (`packedFrame`; null inside: packing did not make it smaller). */
+  readonly packed: (Promise<ParamsPartFrame | null> | null)[];
 }
 
 export class ParamsEncoder {
@@ -162,28 +162,27 @@ export class ParamsEncoder {
   /**
    * Part `index` of the current version packed as the XOR with the previous version
    * (TensorEncoding.PLANES_DEFLATE, Params.delta), for a worker that holds that whole previous
-   * version: encoded once, from the snapshots, the same bytes for every such worker. Null when the
-   * part is not encoded yet, `base` is not the previous version, or packing would not make the
-   * part smaller. Its bytes are its own (not a view of a snapshot).
+   * version: encoded once (the planes are cut from the snapshots now, deflated on the thread pool),
+   * the same bytes for every such worker. Null when the part is not encoded yet, `base` is not the
+   * previous version, or packing would not make the part smaller. Its bytes are its own (not a
+   * view of a snapshot).
    */
-  packedFrame(version: number, index: number, base: number, codec: ByteCodec): ParamsPartFrame | null {
+  packedFrame(version: number, index: number, base: number, codec: ByteCodec): Promise<ParamsPartFrame | null> {
     const cur = this.current;
     const prev = this.previous;
     const raw = cur?.version === version ? cur.frames[index] : null;
-    if (!cur || !raw || !prev || prev.version !== base) return null;
+    if (!cur || !raw || !prev || prev.version !== base) return Promise.resolve(null);
     const have = cur.packed[index];
-    if (have !== null) return have || null;
+    if (have) return have;
     const { offset, length } = raw.range;
     const bytesOf = (f: Float32Array): Uint8Array => new Uint8Array(f.buffer, f.byteOffset + 4 * offset, 4 * length);
-    const data = packFloats(bytesOf(cur.snapshot.data), codec, bytesOf(prev.snapshot.data));
-    if (!data) {
-      cur.packed[index] = false;
-      return null;
-    }
-    const header = paramsHeader(version, raw.checksum, raw.range, { bytes: data.byteLength, base });
-    const f: ParamsPartFrame = { ...raw, parts: [header, ...fragments(data)], byteLength: header.byteLength + data.byteLength, snapshot: { data: new Float32Array(0), sends: 0 } };
-    cur.packed[index] = f;
-    return f;
+    const made = packFloatsAsync(bytesOf(cur.snapshot.data), codec, bytesOf(prev.snapshot.data)).then((data): ParamsPartFrame | null => {
+      if (!data) return null;
+      const header = paramsHeader(version, raw.checksum, raw.range, { bytes: data.byteLength, base });
+      return { ...raw, parts: [header, ...fragments(data)], byteLength: header.byteLength + data.byteLength, snapshot: { data: new Float32Array(0), sends: 0 } };
+    });
+    cur.packed[index] = made;
+    return made;
   }
 
   /** Every part of `version` (encoding those not encoded yet), in part order. */

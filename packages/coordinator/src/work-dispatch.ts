@@ -118,24 +118,25 @@ export class WorkDispatch {
     let samples = 0;
     for (const n of nodes) samples += record.samplesOf(n);
     this.holds?.handedOut(w.id, samples, now);
-    let bytes = 0;
+    let paramsBytes: Promise<number> = Promise.resolve(0);
     let paramsSent: Promise<unknown> | null = null;
     if (w.paramsVersion !== spec.version) {
       // The request's version was encoded when it began (`run`); the trainer may have updated
       // `input.params` part by part since (publish), so its frames are what the worker needs.
       const out = this.params.sendVersion(w, spec.version);
       if (!out) throw new GradhubError(ErrorCode.E_INTERNAL, `parameters v${spec.version} of request ${spec.seq} are no longer encoded`);
-      bytes += out.bytes;
+      paramsBytes = out.bytes;
       paramsSent = Promise.all(out.sends);
     }
     const work = encodeWork(spec, nodes, input.pixels, input.labels);
     record.sent(w.id, work.nodes, now);
     w.logger.debug({ step: spec.step, seq: spec.seq, nodes: work.nodes.map(showNode), samples: work.samples }, 'work sent');
-    bytes += work.frame.byteLength;
-    const workSent = w.send(work.frame);
+    // Behind any Params part still being packed for this worker (param-distribution.ts): in order.
+    const queued = this.params.whenQueued(w.id);
+    const workSent = queued ? queued.then(() => w.send(work.frame)) : w.send(work.frame);
     this.report(w, a);
     const all = paramsSent ? Promise.all([paramsSent, workSent]) : workSent;
-    if (token !== null) void all.then(() => this.estimates.written(w.id, token, bytes, Date.now()));
+    if (token !== null) void Promise.all([all, paramsBytes]).then(([, b]) => this.estimates.written(w.id, token, b + work.frame.byteLength, Date.now()));
     return all;
   }
 

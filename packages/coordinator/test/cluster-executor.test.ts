@@ -10,6 +10,7 @@ import { gradhub } from '@gradhub/proto';
 import { isGradhubError, modelSpec, streamParts, wasmSimdSupported } from '@gradhub/core';
 import { startNodeWorker, type ClientEvent, type NodeWorkerHandle, type NodeWorkerOptions } from '@gradhub/worker';
 import { startCluster, type Cluster, type ClusterOptions } from '../src/cluster.js';
+import { PACK_BELOW_BYTES_PER_S } from '../src/membership.js';
 import type { StepInput, StepSums } from '../src/executor.js';
 import type { WorkerRow } from '../src/status.js';
 import { LoopbackHarness, RawClient, SIZES, SPEC, bits, cifarBatch, paramsFor, reference, testLogger } from './cluster-helpers.js';
@@ -572,11 +573,13 @@ describe('bad clients', () => {
       expect(bytes.on.out).toBeLessThan(0.9 * bytes.off.out);
     });
 
-    it('a worker offering packing gets it with packTensors on, not with off or remote from loopback', async () => {
-      for (const [pack, want] of [['on', gradhub.TensorEncoding.PLANES_DEFLATE], ['remote', gradhub.TensorEncoding.RAW], ['off', gradhub.TensorEncoding.RAW]] as const) {
+    it('a worker offering packing gets it with packTensors on (always) and auto (while its link is slow), not with off', async () => {
+      const cases = [['on', gradhub.TensorEncoding.PLANES_DEFLATE, 0], ['auto', gradhub.TensorEncoding.PLANES_DEFLATE, PACK_BELOW_BYTES_PER_S], ['off', gradhub.TensorEncoding.RAW, 0]] as const;
+      for (const [pack, want, below] of cases) {
         await start({ packTensors: pack });
         const { fake, welcome } = await packingClient();
         expect(welcome.tensorEncoding ?? gradhub.TensorEncoding.RAW, pack).toBe(want);
+        expect(welcome.packBelowBytesPerS ?? 0, pack).toBe(below);
         fake.close();
       }
     });

@@ -37,7 +37,7 @@
  * - Events (`onEvent`): welcome, params, work, result (once the socket took a node's Result(s):
  *   its samples, sums and the engine's compute time, which the browser shows), end.
  */
-import { gradhub, packFloats, unpackFloats, type ByteCodec } from '@gradhub/proto';
+import { gradhub, packFloatsAsync, unpackFloats, type ByteCodec } from '@gradhub/proto';
 import { CIFAR_PIXELS, bytesEqual, createReplicaRunner, xxh64, type Engine, type NodeSums, type ReplicaRunner } from '@gradhub/core';
 import {
   ProtocolError, SMALL_FRAME_BYTES, WireCode, closeCodeFor, decodeMessage, encode, frameLimits, paramCountOf, resultHeader, wireCodeName,
@@ -77,8 +77,10 @@ export interface WelcomeInfo {
   readonly maxWorkSamples: number;
   readonly heartbeatIntervalMs: number;
   readonly heartbeatTimeoutMs: number;
-  /** This session packs tensors (Welcome.tensor_encoding PLANES_DEFLATE, which needs a codec). */
+  /** This session may pack tensors (Welcome.tensor_encoding PLANES_DEFLATE, which needs a codec). */
   readonly packed: boolean;
+  /** Pack Results only while the upload measures below this, bytes/s (0: always). */
+  readonly packBelow: number;
 }
 
 /** What a worker remembers between sessions. */
@@ -195,6 +197,9 @@ export interface WorkerClient {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Messages at least this large measure the upload's rate (smaller ones fit the socket's buffers). */
+const UPLOAD_MEASURE_BYTES = 1 << 20;
+
 function unref(t: unknown): void {
   (t as { unref?: () => void }).unref?.();
 }
@@ -235,6 +240,19 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
   });
 
   const emit = (e: ClientEvent): void => opts.onEvent?.(e);
+  /**
+   * The upload's rate, bytes/s (EWMA), from large messages: the time the socket took to take them
+   * (a slow link fills the send buffers, so the socket takes them at about the link's rate). Null
+   * until one was measured.
+   */
+  const upload = {
+    rate: null as number | null,
+    sent(bytes: number, ms: number): void {
+      if (bytes < UPLOAD_MEASURE_BYTES || ms < 1) return;
+      const r = (bytes / ms) * 1000;
+      upload.rate = upload.rate === null ? r : 0.5 * upload.rate + 0.5 * r;
+    },
+  };
 
   /**
    * Send one Result (the `beforeResult` hook may change it, or drop it: then it counts as sent).
@@ -245,16 +263,26 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     if (out === null) return Promise.resolve(true);
     const { samples: _samples, grad, ...fields } = out;
     const raw = new Uint8Array(grad.buffer, grad.byteOffset, grad.byteLength);
-    // A packed session packs each tensor that packing makes smaller (packed.ts).
-    const packed = welcome?.packed && raw.byteLength > 0 ? packFloats(raw, opts.codec!) : null;
-    if (packed) return send([resultHeader({ ...fields, encoding: gradhub.TensorEncoding.PLANES_DEFLATE }, packed.byteLength), packed]);
-    const header = resultHeader(fields, raw.byteLength);
-    return send(raw.byteLength > 0 ? [header, raw] : [header]);
+    // A packing session packs each tensor that packing makes smaller (packed.ts), always or while
+    // the upload measures slow.
+    const packing = welcome?.packed && raw.byteLength > 0 && (welcome.packBelow === 0 || (upload.rate !== null && upload.rate < welcome.packBelow));
+    const sendRaw = (): Promise<boolean> => send(raw.byteLength > 0 ? [resultHeader(fields, raw.byteLength), raw] : [resultHeader(fields, 0)]);
+    if (!packing) return sendRaw();
+    // Deflated off the event loop (Node's thread pool), so the parts already packed go out meanwhile.
+    return packFloatsAsync(raw, opts.codec!).then((packed) => (packed
+      ? send([resultHeader({ ...fields, encoding: gradhub.TensorEncoding.PLANES_DEFLATE }, packed.byteLength), packed])
+      : sendRaw()));
   }
 
   function send(parts: readonly Uint8Array[]): Promise<boolean> {
     if (ended) return Promise.resolve(false);
-    return new Promise<boolean>((resolve) => socket.send(parts, (err) => resolve(!err)));
+    let bytes = 0;
+    for (const p of parts) bytes += p.byteLength;
+    const t0 = performance.now();
+    return new Promise<boolean>((resolve) => socket.send(parts, (err) => {
+      if (!err) upload.sent(bytes, performance.now() - t0);
+      resolve(!err);
+    }));
   }
 
   function end(e: SessionEnd, close?: { code: number; reason: string }): void {
@@ -340,6 +368,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
       heartbeatIntervalMs: m.heartbeatIntervalMs || 5000,
       heartbeatTimeoutMs: m.heartbeatTimeoutMs || 30000,
       packed: m.tensorEncoding === gradhub.TensorEncoding.PLANES_DEFLATE,
+      packBelow: m.packBelowBytesPerS ?? 0,
     };
     if (info.packed && !opts.codec) throw new ProtocolError(WireCode.MALFORMED_FRAME, 'Welcome with packed tensors, which this worker did not offer');
     if (info.sizes.length < 2 || info.chunk < 1 || info.maxBatch < 1) throw new ProtocolError(WireCode.MALFORMED_FRAME, `Welcome with model [${info.sizes.join(',')}], chunk ${info.chunk}, batch ${info.maxBatch}`);
