@@ -264,8 +264,9 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     const { samples: _samples, grad, ...fields } = out;
     const raw = new Uint8Array(grad.buffer, grad.byteOffset, grad.byteLength);
     // A packing session packs each tensor that packing makes smaller (packed.ts), always or while
-    // the upload measures slow.
-    const packing = welcome?.packed && raw.byteLength > 0 && (welcome.packBelow === 0 || (upload.rate !== null && upload.rate < welcome.packBelow));
+    // the upload measures slow; before it was measured too (a slow link's first round is its
+    // costliest to send raw; on a fast one the first packed tensor costs a fraction of a second once).
+    const packing = welcome?.packed && raw.byteLength > 0 && (welcome.packBelow === 0 || upload.rate === null || upload.rate < welcome.packBelow);
     const sendRaw = (): Promise<boolean> => send(raw.byteLength > 0 ? [resultHeader(fields, raw.byteLength), raw] : [resultHeader(fields, 0)]);
     if (!packing) return sendRaw();
     // Deflated off the event loop (Node's thread pool), so the parts already packed go out meanwhile.
