@@ -69,8 +69,8 @@ describe('a cheating worker beside honest ones, at the default audit rate', () =
     await cheaterRun('forge-correct', '2', RUN, reference.steps);
   }, 300_000);
 
-  it('in rounds mode, scaling its pseudo-gradient: caught through the replica runner; byte-identical', async () => {
-    await cheaterRun('scale-grad', '1000', ROUNDS, reference.rounds);
+  it('in rounds mode, scaling its pseudo-gradient: caught through the replica runner; byte-identical (tensors packed both ways)', async () => {
+    await cheaterRun('scale-grad', '1000', [...ROUNDS, '--wire-compression', 'on'], reference.rounds);
   }, 300_000);
 });
 
