@@ -108,8 +108,11 @@ const STREAMED = [
 
 const EMPTY_FRAME = new Uint8Array(0);
 
-function join(pieces: readonly Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
+/** The bytes of `pieces` (a message's fragments) in one buffer; `total` is their length when known. */
+export function joinPieces(pieces: readonly Uint8Array[], total?: number): Uint8Array {
+  let n = total ?? 0;
+  if (total === undefined) for (const p of pieces) n += p.byteLength;
+  const out = new Uint8Array(n);
   let at = 0;
   for (const p of pieces) {
     out.set(p, at);
@@ -141,7 +144,7 @@ export function decodeMessage(pieces: readonly Uint8Array[], maxFrameBytes: numb
     checkVersion(split.version, side);
     return { kind: s.kind, msg, tail: pieces.slice(1) } as DecodedMessage;
   }
-  return { ...decodeFrame(join(pieces, total), maxFrameBytes, accept, side), tail: null };
+  return { ...decodeFrame(joinPieces(pieces, total), maxFrameBytes, accept, side), tail: null };
 }
 
 /** Cut `bytes` into views of at most FRAGMENT_BYTES (more for huge tensors: at most MAX_FRAGMENTS), multiples of 4. */

@@ -23,7 +23,7 @@ export {
   type DecodedMessage,
 } from './codec.js';
 export { ProtocolError, WireCode, closeCodeFor, wireCodeName } from './faults.js';
-export { PACKED_HEAD_BYTES, packFloats, packFloatsAsync, piecesBytes, unpackFloats, type ByteCodec } from './packed.js';
+export { PACKED_HEAD_BYTES, packFloats, packFloatsAsync, packsNow, unpackFloats, type ByteCodec } from './packed.js';
 export {
   FRAGMENT_BYTES,
   FRAME_SLACK_BYTES,

@@ -15,6 +15,7 @@
  * plane it does not shrink by PLANE_KEEP is stored raw, and a sample decides that before the whole
  * plane is deflated. Decoding is bounded: each plane must come out at exactly n bytes.
  */
+import { joinPieces } from './codec.js';
 import { ProtocolError, WireCode } from './faults.js';
 
 /** Raw deflate and inflate (RFC 1951), as the platform offers them. */
@@ -25,6 +26,16 @@ export interface ByteCodec {
   inflate(bytes: Uint8Array, size: number): Uint8Array;
   /** `deflate` off the calling thread, when the platform can (packFloatsAsync). */
   deflateAsync?(bytes: Uint8Array): Promise<Uint8Array>;
+}
+
+/**
+ * Whether a side packs its next tensor, in a session that packs: always (`below` 0), or while the
+ * rate it measured on its link (bytes/s) is below `below`; `unmeasured` says what to do before it
+ * has measured.
+ */
+export function packsNow(below: number, rate: number | null, unmeasured: boolean): boolean {
+  if (below === 0) return true;
+  return rate === null ? unmeasured : rate < below;
 }
 
 /** Bytes before the planes: flags and 4 stored lengths. */
@@ -163,21 +174,4 @@ export function unpackFloats(pieces: readonly Uint8Array[], n: number, codec: By
       dst[j + 3] = p3[i];
     }
   }
-}
-
-/** Bytes of `pieces` in all. */
-export function piecesBytes(pieces: readonly Uint8Array[]): number {
-  let n = 0;
-  for (const p of pieces) n += p.byteLength;
-  return n;
-}
-
-function joinPieces(pieces: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(piecesBytes(pieces));
-  let at = 0;
-  for (const p of pieces) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }

@@ -25,6 +25,7 @@
  * a mix of two).
  */
 import { bytesEqual, type FlatRange } from '@gradhub/core';
+import { packsNow } from '@gradhub/proto';
 import { nodeByteCodec } from '@gradhub/proto/node';
 import type { WorkerConn } from './membership.js';
 import { ParamsEncoder, type ParamsPartFrame } from './protocol.js';
@@ -131,10 +132,8 @@ export class ParamDistribution {
 
   /** Whether parts go packed to `w` now: a packing session, and always or while its link measures slow. */
   private packs(w: WorkerConn): boolean {
-    if (!w.packed) return false;
-    if (w.packBelow === 0) return true;
-    const rate = this.linkRate(w);
-    return rate !== null && rate < w.packBelow;
+    // Unmeasured: raw (a worker's first version goes raw anyway: it holds no base).
+    return w.packed && packsNow(w.packBelow, this.linkRate(w), false);
   }
 
   /**

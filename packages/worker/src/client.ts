@@ -37,7 +37,7 @@
  * - Events (`onEvent`): welcome, params, work, result (once the socket took a node's Result(s):
  *   its samples, sums and the engine's compute time, which the browser shows), end.
  */
-import { gradhub, packFloatsAsync, unpackFloats, type ByteCodec } from '@gradhub/proto';
+import { gradhub, packFloatsAsync, packsNow, unpackFloats, type ByteCodec } from '@gradhub/proto';
 import { CIFAR_PIXELS, bytesEqual, createReplicaRunner, xxh64, type Engine, type NodeSums, type ReplicaRunner } from '@gradhub/core';
 import {
   ProtocolError, SMALL_FRAME_BYTES, WireCode, closeCodeFor, decodeMessage, encode, frameLimits, paramCountOf, resultHeader, wireCodeName,
@@ -266,7 +266,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     // A packing session packs each tensor that packing makes smaller (packed.ts), always or while
     // the upload measures slow; before it was measured too (a slow link's first round is its
     // costliest to send raw; on a fast one the first packed tensor costs a fraction of a second once).
-    const packing = welcome?.packed && raw.byteLength > 0 && (welcome.packBelow === 0 || upload.rate === null || upload.rate < welcome.packBelow);
+    const packing = welcome?.packed && raw.byteLength > 0 && packsNow(welcome.packBelow, upload.rate, true);
     const sendRaw = (): Promise<boolean> => send(raw.byteLength > 0 ? [resultHeader(fields, raw.byteLength), raw] : [resultHeader(fields, 0)]);
     if (!packing) return sendRaw();
     // Deflated off the event loop (Node's thread pool), so the parts already packed go out meanwhile.
