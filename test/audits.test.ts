@@ -29,12 +29,14 @@ beforeAll(async () => {
   }
 }, 120_000);
 
-async function cheaterRun(mode: EvilMode, factor: string, run: readonly string[], ref: string): Promise<void> {
+/** With `trusted`, one of the two honest workers joins with the operator's token: audits run on it. */
+async function cheaterRun(mode: EvilMode, factor: string, run: readonly string[], ref: string, trusted = false): Promise<Record<string, number>> {
   const dir = tempDir(`audit-${mode}`);
   const report = path.join(dir, 'report.html');
   const metrics = path.join(dir, 'm.jsonl');
-  const coord = await startCoordinator([...run, '--min-workers', '3', '--export', path.join(dir, 'w.st'), '--report', report, '--metrics', metrics]);
-  const honest = [startCli(['worker', '--url', coord.url, '--token', coord.token]), startCli(['worker', '--url', coord.url, '--token', coord.token])];
+  const TT = 'operator-token-for-audits';
+  const coord = await startCoordinator([...run, '--min-workers', '3', '--export', path.join(dir, 'w.st'), '--report', report, '--metrics', metrics, ...(trusted ? ['--trusted-token', TT] : [])]);
+  const honest = [startCli(['worker', '--url', coord.url, '--token', trusted ? TT : coord.token]), startCli(['worker', '--url', coord.url, '--token', coord.token])];
   const cheater = startEvilWorker(coord.url, coord.token, mode, ['--factor', factor]);
   try {
     const r = await coord.exited;
@@ -51,6 +53,7 @@ async function cheaterRun(mode: EvilMode, factor: string, run: readonly string[]
     const lines = fs.readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; step?: number; round?: number });
     const updates = lines.filter((l) => l.kind === 'step' || l.kind === 'round').map((l) => l.step ?? l.round);
     expect(updates).toEqual([...new Set(updates)].sort((a, b) => a! - b!));
+    return counters;
   } finally {
     for (const p of [...honest, cheater, coord.process]) p.kill('SIGKILL');
   }
@@ -71,6 +74,21 @@ describe('a cheating worker beside honest ones, at the default audit rate', () =
 
   it('in rounds mode, scaling its pseudo-gradient: caught through the replica runner; byte-identical (tensors packed both ways)', async () => {
     await cheaterRun('scale-grad', '1000', [...ROUNDS, '--wire-compression', 'on'], reference.rounds);
+  }, 300_000);
+});
+
+describe('audits on a trusted worker (the operator\'s, joined with --trusted-token)', () => {
+  // The trusted worker keeps each version aside (Keep) while volunteers are here and recomputes
+  // sampled nodes on it (audit Work); the coordinator compares its digests with the volunteers'.
+  it('a gradient scaled by 1000 is caught by the trusted worker\'s recompute, banned, rolled back; byte-identical', async () => {
+    const counters = await cheaterRun('scale-grad', '1000', RUN, reference.steps, true);
+    expect(counters['audits.remote']).toBeGreaterThanOrEqual(1);
+    expect(counters['rejected.UNEXPECTED_MESSAGE'] ?? 0).toBe(0);
+  }, 300_000);
+
+  it('in rounds mode too (a replica-round recomputed on the kept theta); byte-identical', async () => {
+    const counters = await cheaterRun('scale-grad', '1000', ROUNDS, reference.rounds, true);
+    expect(counters['audits.remote']).toBeGreaterThanOrEqual(1);
   }, 300_000);
 });
 

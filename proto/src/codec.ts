@@ -46,9 +46,9 @@ export type DecodedMessage = Decoded & {
 };
 
 /** What a coordinator accepts from a worker. */
-export const FROM_WORKER: readonly BodyKind[] = ['hello', 'result', 'heartbeat', 'error', 'bye', 'paramsRequest'];
+export const FROM_WORKER: readonly BodyKind[] = ['hello', 'result', 'heartbeat', 'error', 'bye', 'paramsRequest', 'auditResult'];
 /** What a worker accepts from a coordinator. */
-export const FROM_COORDINATOR: readonly BodyKind[] = ['welcome', 'reject', 'params', 'work', 'heartbeat', 'error', 'bye'];
+export const FROM_COORDINATOR: readonly BodyKind[] = ['welcome', 'reject', 'params', 'work', 'heartbeat', 'error', 'bye', 'keep'];
 
 /** Body kinds that carry tensors or pixels; every other kind must fit SMALL_FRAME_BYTES. */
 const LARGE_KINDS: ReadonlySet<BodyKind> = new Set<BodyKind>(['params', 'work', 'result']);

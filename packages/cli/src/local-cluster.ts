@@ -20,7 +20,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
-import type { Cluster, Executor, RunStatus } from '@gradhub/coordinator';
+import type { Cluster, RunStatus } from '@gradhub/coordinator';
 import type { TrainOptions } from './options.js';
 import type { PreparedRun } from './run-setup.js';
 import type { Progress } from './progress.js';
@@ -29,7 +29,7 @@ import { NODE_FLAGS } from './node-flags.js';
 import { privateSocketDir, SOCKET_NAME } from './socket-dir.js';
 
 export interface LocalCluster {
-  readonly executor: Executor;
+  readonly executor: Cluster['executor'];
   /** Its workers' membership (audits ban proven cheaters there). */
   readonly membership: Cluster['membership'];
   stop(reason: 'done' | 'shutdown'): Promise<void>;

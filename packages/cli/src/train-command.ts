@@ -63,7 +63,7 @@ export async function trainCommand(parsed: TrainOptions, ctx: CommandContext): P
       }
     }
     const cluster = await startLocalCluster(o, run, status, ctx.logger, ctx.progress, ctx.stop.signal);
-    return trainWith(run, cluster.executor, status, ctx, report, (stopped) => cluster.stop(stopped ? 'shutdown' : 'done'), cluster.membership);
+    return trainWith(run, cluster.executor, status, ctx, report, (stopped) => cluster.stop(stopped ? 'shutdown' : 'done'), cluster);
   });
 }
 
@@ -92,7 +92,7 @@ export async function coordinatorCommand(parsed: CoordinatorOptions, ctx: Comman
       joined,
       new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true }))),
     ]);
-    return trainWith(run, cc.cluster.executor, status, ctx, report, (stopped) => cc.cluster.close(stopped ? 'shutdown' : 'done'), cc.cluster.membership);
+    return trainWith(run, cc.cluster.executor, status, ctx, report, (stopped) => cc.cluster.close(stopped ? 'shutdown' : 'done'), cc.cluster);
   });
 }
 
@@ -149,8 +149,9 @@ export function epochsReached(run: PreparedRun): number {
 async function trainWith(
   run: PreparedRun, executor: Executor, status: RunStatus, ctx: CommandContext, report: ReportWriter,
   close: (stopped: boolean) => Promise<void>,
-  membership?: Cluster['membership'],
+  cluster?: Pick<Cluster, 'membership' | 'executor'>,
 ): Promise<TrainOutcome> {
+  const membership = cluster?.membership;
   const { progress, logger, stop } = ctx;
   const o = run.o;
   // Audits of untrusted workers' results (a cluster only): recomputed here, on a backend of their
@@ -159,10 +160,10 @@ async function trainWith(
   // current step's snapshot (to undo that step's streamed parts).
   const rate = (o as { readonly 'audit-rate'?: number })['audit-rate'] ?? 0;
   const auditBackend = membership ? await makeBackend(o['backend'], run.spec, run.settings.batch, o['threads']) : null;
-  const auditor = membership && auditBackend
+  const auditor = cluster && membership && auditBackend
     ? new Auditor({
       spec: run.spec, backend: auditBackend, chunk: run.settings.chunk, normalize: run.settings.normalize, maxBatch: run.settings.batch, rate, logger, status,
-      onCheater: (id, reason) => membership.ban(id, reason),
+      onCheater: (id, reason) => membership.ban(id, reason), remote: cluster.executor.remoteAudits,
     })
     : null;
   if (auditor) membership!.onLeft((id) => auditor.sessionEnded(id));

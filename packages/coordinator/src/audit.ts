@@ -1,7 +1,8 @@
 /**
  * Audits by recomputation (docs/design.md "Audits and exact rollback"). Every result is a pure
  * function of (parameters, node, samples), so it can be checked exactly: the auditor recomputes a
- * node on trusted compute (its own engine in this process, on a backend of its own) and compares
+ * node on trusted compute (a trusted worker that kept the version, through `remote`, when one
+ * can; else its own engine in this process, on a backend of its own) and compares
  * what the worker sent, by digest: xxh64 of each gradient part's bytes as it arrived, and the
  * node's loss, denominator and correct sums (Object.is). A mismatch is proof that the worker lied.
  *
@@ -27,6 +28,7 @@ import {
 import type { Logger } from 'pino';
 import { shouldAudit, type AuditHistory } from './audit-policy.js';
 import type { RoundInput } from './executor.js';
+import type { RemoteAuditor } from './remote-audit.js';
 
 /** What one worker sent for one node: its gradient parts' digests and the node's sums. */
 export interface NodeDigest {
@@ -67,6 +69,8 @@ export interface AuditJob {
   readonly mode: 'train' | 'round' | 'eval';
   /** The parameters the results were computed on; unchanged until the job is settled. */
   readonly params: Float32Array;
+  /** Their version (what the Work named): a trusted worker that kept it can recompute (`remote`). */
+  readonly version?: number;
   /** The request's samples ((batch, 3072) pixels and (batch) labels; a round: all its inner batches). */
   readonly pixels: Uint8Array;
   readonly labels: Uint8Array;
@@ -90,6 +94,8 @@ export interface AuditorOptions {
   readonly status?: { count(name: string, by?: number): void };
   /** Called once per proven cheater, at once (ban it). */
   readonly onCheater?: (workerId: number, reason: string) => void;
+  /** Trusted workers that recompute sampled audits (remote-audit.ts); the engine here when they cannot. */
+  readonly remote?: RemoteAuditor;
 }
 
 export interface Proven {
@@ -380,6 +386,9 @@ export class Auditor {
   /** Recompute the node and compare; returns what differs, or null. */
   private async recompute(t: Task): Promise<string | null> {
     const { job, digest: d } = t;
+    // A sampled audit goes to a trusted worker that kept the version, when there is one.
+    const far = !t.nonFinite && !t.dispute && this.o.remote ? await this.o.remote.recompute(job, d.node, d.parts) : null;
+    if (far) return differs(d, far, far.hashes);
     await new Promise<void>((resolve) => setImmediate(resolve));
     // Per job, not per params array: a snapshot's buffer is reused for a later state.
     if (this.engineJob !== job) {
@@ -417,13 +426,18 @@ export class Auditor {
       for (let i = 0; finite && i < grad.length; i++) finite = Number.isFinite(grad[i]);
       return finite ? null : 'non-finite here too';
     }
-    if (!Object.is(sums.lossSum, d.lossSum) || !Object.is(sums.denomSum, d.denomSum) || sums.correct !== d.correct) {
-      return `sums (${d.lossSum}, ${d.denomSum}, ${d.correct}) sent, (${sums.lossSum}, ${sums.denomSum}, ${sums.correct}) recomputed`;
-    }
-    for (const p of d.parts) {
-      const mine = xxh64Hex(grad.subarray(p.offset, p.offset + p.length));
-      if (mine !== p.hash) return `gradient part [${p.offset}, +${p.length}) hashes ${p.hash}, recomputed ${mine}`;
-    }
-    return null;
+    return differs(d, sums, d.parts.map((p) => xxh64Hex(grad.subarray(p.offset, p.offset + p.length))));
   }
+}
+
+/** What a worker's `d` has that differs from the recompute (its sums, the xxh64 of each of d's parts), or null. */
+function differs(d: NodeDigest, sums: NodeSums, hashes: readonly string[]): string | null {
+  if (!Object.is(sums.lossSum, d.lossSum) || !Object.is(sums.denomSum, d.denomSum) || sums.correct !== d.correct) {
+    return `sums (${d.lossSum}, ${d.denomSum}, ${d.correct}) sent, (${sums.lossSum}, ${sums.denomSum}, ${sums.correct}) recomputed`;
+  }
+  for (let i = 0; i < d.parts.length; i++) {
+    const p = d.parts[i];
+    if (hashes[i] !== p.hash) return `gradient part [${p.offset}, +${p.length}) hashes ${p.hash}, recomputed ${hashes[i]}`;
+  }
+  return null;
 }

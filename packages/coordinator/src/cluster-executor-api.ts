@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Executor } from './executor.js';
 import type { ClusterStatusSink, Membership } from './membership.js';
 import type { ReducerStats } from './reducer.js';
+import type { RemoteAuditor } from './remote-audit.js';
 import type { AssignedBytes } from './scheduler.js';
 import type { StallRules } from './stalls.js';
 
@@ -73,4 +74,6 @@ export interface ClusterExecutor extends Executor {
   readonly stats: Readonly<ClusterStats>;
   /** Fail a pending run, say Bye (TRAINING_DONE by default: workers exit) and close the sockets. */
   close(reason?: 'done' | 'shutdown'): Promise<void>;
+  /** Audits on a trusted worker (remote-audit.ts): give it to the auditor (AuditorOptions.remote). */
+  readonly remoteAudits: RemoteAuditor;
 }

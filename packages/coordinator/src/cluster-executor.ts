@@ -47,6 +47,7 @@ import { carriesTensor, checkStepInput, type StepHooks, type StepInput, type Ste
 import { workersToRead } from './flow-control.js';
 import type { Membership, WorkerConn } from './membership.js';
 import { ParamDistribution } from './param-distribution.js';
+import { RemoteAudits } from './remote-audit.js';
 import { WireCode, type BodyOf } from './protocol.js';
 import { Reducer, resultIn, type RequestSpec, type ResultIn, type Verdict } from './reducer.js';
 import { CrewChooser, type AssignedBytes } from './scheduler.js';
@@ -92,6 +93,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
   /** The parts gradients and parameters stream in (core streamParts: layers, big ones in row blocks). */
   private readonly parts: readonly FlatRange[];
   private readonly params: ParamDistribution;
+  /** Audits on a trusted worker (remote-audit.ts), for the auditor. */
+  readonly remoteAudits: RemoteAudits;
   private readonly rows: WorkerRows;
   private readonly work: WorkDispatch;
   private assigned: AssignedBytes | null = null;
@@ -120,6 +123,8 @@ class ClusterExecutorImpl implements ClusterExecutor {
     this.parts = streamParts(opts.spec);
     this.estimates = new WorkerEstimates(opts.speedAlpha ?? 0.5);
     this.params = new ParamDistribution(this.parts, (w) => this.estimates.bandwidth(w.id));
+    this.remoteAudits = new RemoteAudits(this.membership, this.chunk, this.log, (name) => opts.status?.count(name));
+    this.params.keeper = this.remoteAudits;
     this.reducer = new Reducer({ paramCount: opts.spec.paramCount, maxHeld: Math.max(2, Math.floor(budget / (4 * opts.spec.paramCount))), parts: this.parts });
     this.crew = opts.adaptiveWorkers ? new CrewChooser() : null;
     this.rows = new WorkerRows(opts.status ?? null);
@@ -141,6 +146,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
       lost: (w, reason) => this.onLost(w, reason),
       result: (w, m, grad) => this.onResult(w, m, grad),
       paramsRequest: (w, v) => this.onParamsRequest(w, v),
+      auditResult: (w, m) => this.remoteAudits.answer(w, m),
     }, (id) => this.estimates.busyMs(id, this.active?.record.queued(id) ?? 0));
   }
 
@@ -232,6 +238,7 @@ class ClusterExecutorImpl implements ClusterExecutor {
 
   private onLost(w: WorkerConn, reason: string): void {
     this.params.forget(w.id);
+    this.remoteAudits.lost(w);
     this.estimates.forget(w.id);
     this.holds?.forget(w.id);
     this.work.forget(w.id);

@@ -128,7 +128,8 @@ export interface WorkerConn {
   readonly id: number;
   readonly name: string;
   readonly runtime: Runtime;
-  readonly capabilities: { readonly threads: number; readonly simd: boolean; readonly maxBatch: number; readonly backend: string };
+  /** `audits`: it keeps a version on Keep and answers audit Work (remote-audit.ts). */
+  readonly capabilities: { readonly threads: number; readonly simd: boolean; readonly maxBatch: number; readonly backend: string; readonly audits: boolean };
   readonly logger: Logger;
   /** The executor's bookkeeping: the parameter version this worker was last sent (-1: none). */
   paramsVersion: number;
@@ -171,6 +172,8 @@ export interface MembershipHandlers {
   /** A Result; `grad` is its gradient bytes, in one or more pieces (views of the received fragments). */
   result(w: WorkerConn, msg: BodyOf<'result'>, grad: readonly Uint8Array[]): void;
   paramsRequest(w: WorkerConn, version: number): void;
+  /** An AuditResult (remote-audit.ts); absent: one is unexpected. */
+  auditResult?(w: WorkerConn, msg: BodyOf<'auditResult'>): void;
 }
 
 /** Loopback (127.0.0.0/8, ::1) or this machine's Unix socket: an address honest local workers share. */
@@ -298,7 +301,7 @@ export class Membership {
       id,
       name: '',
       runtime: 'node',
-      capabilities: { threads: 1, simd: false, maxBatch: 0, backend: '' },
+      capabilities: { threads: 1, simd: false, maxBatch: 0, backend: '', audits: false },
       logger,
       paramsVersion: -1,
       held: null,
@@ -441,6 +444,10 @@ export class Membership {
       if (grad) this.handlers?.result(c, m, grad);
     },
     paramsRequest: (c, m) => this.handlers?.paramsRequest(c, m.version ?? 0),
+    auditResult: (c, m) => {
+      if (this.handlers?.auditResult) this.handlers.auditResult(c, m);
+      else this.fault(c, WireCode.UNEXPECTED_MESSAGE, 'an AuditResult, though no audit was sent', 'error');
+    },
     heartbeat: (c) => {
       void c.send(encode({ heartbeat: { sentMs: Date.now() } }));
     },
@@ -514,7 +521,7 @@ export class Membership {
       packBelow,
       name: (hello.name ?? '').slice(0, 200),
       runtime: runtimeName(hello.runtime),
-      capabilities: { threads: caps?.threads ?? 1, simd: caps?.simd ?? false, maxBatch, backend: (caps?.backend ?? '').slice(0, 40) },
+      capabilities: { threads: caps?.threads ?? 1, simd: caps?.simd ?? false, maxBatch, backend: (caps?.backend ?? '').slice(0, 40), audits: caps?.audits ?? false },
       held: heldOf(hello.held, this.opts.spec.layers.length * 4096),
     });
     const welcome = encode({

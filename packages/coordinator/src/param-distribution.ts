@@ -22,13 +22,15 @@
  *
  * A part's snapshot is not overwritten until every socket has taken it (`snapshot.sends`). Once
  * every part of a version went to a worker, `w.paramsVersion` is that version (-1 while it holds
- * a mix of two).
+ * a mix of two). When the `keeper` (remote-audit.ts) wants a worker to keep versions for audits,
+ * the first part of each new version to it follows a Keep{the version it held whole until then}.
  */
 import { bytesEqual, type FlatRange } from '@gradhub/core';
 import { packsNow } from '@gradhub/proto';
 import { nodeByteCodec } from '@gradhub/proto/node';
 import type { WorkerConn } from './membership.js';
 import { ParamsEncoder, type ParamsPartFrame } from './protocol.js';
+import type { RemoteAudits } from './remote-audit.js';
 
 export class ParamDistribution {
   private readonly encoder: ParamsEncoder;
@@ -41,6 +43,8 @@ export class ParamDistribution {
   private readonly queued = new Map<number, Promise<void>>();
   /** Per worker: the versions it was resent on request (at most the last two: only two are held). */
   private readonly resent = new Map<number, number[]>();
+  /** Who keeps a version for audits (Keep after its last part); null: nobody. */
+  keeper: Pick<RemoteAudits, 'wantsKeep' | 'keeping' | 'keepFrame'> | null = null;
 
   /** `linkRate(w)`: the measured bandwidth to `w`, bytes/s, or null when not measured yet. */
   constructor(private readonly parts: readonly FlatRange[], private readonly linkRate: (w: WorkerConn) => number | null = () => null) {
@@ -145,9 +149,13 @@ export class ParamDistribution {
    */
   private sendPart(w: WorkerConn, f: ParamsPartFrame, raw = false): { sent: Promise<boolean>; bytes: Promise<number> } | null {
     let rec = this.sentParts.get(w.id);
+    let keep: number | null = null;
     if (!rec || rec.version !== f.version) {
-      // A new version for this worker: the version it holds whole now is the base of packed parts.
-      const base = rec && !raw && w.paramsVersion >= 0 && w.paramsVersion === rec.version ? rec.version : null;
+      // A new version for this worker: the version it holds whole now is the base of packed parts,
+      // and the one it keeps for audits when the keeper wants it to (a Keep goes ahead of this part).
+      const whole = rec && w.paramsVersion >= 0 && w.paramsVersion === rec.version ? rec.version : null;
+      const base = raw ? null : whole;
+      if (whole !== null && this.keeper?.wantsKeep(w)) keep = whole;
       if (!rec) {
         rec = { version: f.version, sent: new Uint8Array(this.parts.length), count: 0, base };
         this.sentParts.set(w.id, rec);
@@ -163,6 +171,14 @@ export class ParamDistribution {
     rec.count++;
     if (rec.count === this.parts.length) w.paramsVersion = f.version;
     else if (w.paramsVersion !== f.version) w.paramsVersion = -1; // it holds a mix while parts arrive
+    const sendFrame = (parts: readonly Uint8Array[]): Promise<boolean> => {
+      if (keep !== null && this.keeper) {
+        // Ahead of the new version's first part: the worker copies the old one before it is overwritten.
+        void w.send(this.keeper.keepFrame(keep));
+        this.keeper.keeping(w, keep);
+      }
+      return w.send(parts);
+    };
     const pack = !raw && rec.base !== null && this.packs(w);
     const ahead = this.queued.get(w.id);
     f.snapshot.sends++;
@@ -170,7 +186,7 @@ export class ParamDistribution {
       f.snapshot.sends--;
     };
     if (!pack && !ahead) {
-      const sent = w.send(f.parts);
+      const sent = sendFrame(f.parts);
       void sent.finally(release);
       return { sent, bytes: Promise.resolve(f.byteLength) };
     }
@@ -181,7 +197,7 @@ export class ParamDistribution {
     void handed.then(() => {
       if (this.queued.get(w.id) === handed) this.queued.delete(w.id);
     });
-    const sent = turn.then((fr) => w.send(fr.parts), () => w.send(f.parts));
+    const sent = turn.then((fr) => sendFrame(fr.parts), () => sendFrame(f.parts));
     void sent.finally(release);
     return { sent, bytes: Promise.all([turn.catch(() => f), sent]).then(([fr]) => fr.byteLength) };
   }

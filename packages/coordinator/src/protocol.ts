@@ -234,7 +234,11 @@ const MODES = { train: gradhub.Mode.TRAIN, eval: gradhub.Mode.EVAL, round: gradh
  * views of the batch's `pixels` [batch x CIFAR_PIXELS] and `labels` [batch]; nodes contiguous with
  * the previous one widen the same view, so a contiguous range is not copied before encoding).
  */
-export function encodeWork(h: WorkHeader, nodes: readonly TreeNode[], pixels: Uint8Array, labels: Uint8Array): { frame: Uint8Array; nodes: TreeNode[]; samples: number } {
+export function encodeWork(
+  h: WorkHeader, nodes: readonly TreeNode[], pixels: Uint8Array, labels: Uint8Array,
+  /** Audit Work (Work.audit, remote-audit.ts): the slices of the node's gradient to hash. */
+  audit?: readonly { readonly offset: number; readonly length: number }[],
+): { frame: Uint8Array; nodes: TreeNode[]; samples: number } {
   const sorted = [...nodes].sort((x, y) => x.lo - y.lo);
   const wire: gradhub.IWorkNode[] = [];
   const pix: Uint8Array[] = [];
@@ -272,6 +276,7 @@ export function encodeWork(h: WorkHeader, nodes: readonly TreeNode[], pixels: Ui
         localSteps: r.localSteps, lr: r.sgd.lr, momentum: r.sgd.momentum, dampening: r.sgd.dampening, weightDecay: r.sgd.weightDecay,
         nesterov: r.sgd.nesterov, maximize: r.sgd.maximize ?? false, innerBatches: inner,
       } : null,
+      ...(audit ? { audit: true, auditParts: audit.map(({ offset, length }) => ({ offset, length })) } : {}),
     },
   });
   return { frame, nodes: sorted, samples: total };

@@ -303,7 +303,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
       const frozen = params.slice(); // the parameters the answers were computed on, until their audits are decided
       for (const b of untrusted) {
         audits.submit({
-          step, mode: 'eval', params: frozen, batch: b.n, nodes: b.contributions,
+          step, mode: 'eval', params: frozen, version: step + versionShift, batch: b.n, nodes: b.contributions,
           pixels: o.test.pixels.slice(b.start * CIFAR10_IMAGE_BYTES, (b.start + b.n) * CIFAR10_IMAGE_BYTES), labels: o.test.labels.slice(b.start, b.start + b.n),
         });
       }
@@ -436,7 +436,7 @@ export async function runTraining(o: TrainOptions): Promise<TrainResult> {
     // Untrusted results of this step and the steps before go to the auditor.
     if (audits && snap && sums.contributions && sums.contributions.some((c) => !c.trusted)) {
       audits.submit({
-        step: step + 1, mode: rounds ? 'round' : 'train', params: snap.params,
+        step: step + 1, mode: rounds ? 'round' : 'train', params: snap.params, version,
         pixels: pixels.slice(0, n * CIFAR10_IMAGE_BYTES), labels: labels.slice(0, n), batch: n,
         round: input.round ? { ...input.round, innerBatches: innerBatches.slice(), offsets: offsets.slice() } : undefined,
         nodes: sums.contributions,

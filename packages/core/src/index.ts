@@ -50,7 +50,7 @@ export {
   paramsToSafetensors,
   safetensorsToParams,
 } from './safetensors.js';
-export { bytesEqual, xxh64, xxh64Hex, xxh64Reference, xxh64UsesWasm } from './hash.js';
+export { bytesEqual, bytesToHex, xxh64, xxh64Hex, xxh64Reference, xxh64UsesWasm } from './hash.js';
 export { createOracleBackend } from './kernels/oracle.js';
 export { createWasmBackend, wasmSimdSupported } from './kernels/wasm.js';
 export {

@@ -28,6 +28,12 @@
  *   has moved past (a Work with a higher seq arrived) are skipped.
  * - Params and Work are handled strictly in arrival order (one queue), so parameters never change
  *   under a node being computed.
+ * - Audits (asked of trusted workers only; docs/design.md "Audits and exact rollback"): Keep{version}
+ *   copies the parameters of that version, held whole at that point of the queue, aside (one copy);
+ *   Work with `audit` recomputes its one node against the version held or the copy kept (swapped
+ *   into the engine for the node and back) and answers one AuditResult: the node's sums and the
+ *   xxh64 of each asked slice of its gradient; `held: false` when it has neither. Its seq is its
+ *   own: it neither skips nor makes skip the nodes of requests.
  * - Heartbeat: one every `heartbeat_interval_ms` from Welcome; the coordinator answers each. A
  *   coordinator silent past `heartbeat_timeout_ms` (not counting time spent computing) ends the
  *   session ('timeout').
@@ -38,7 +44,7 @@
  *   its samples, sums and the engine's compute time, which the browser shows), end.
  */
 import { gradhub, packFloatsAsync, packsNow, unpackFloats, type ByteCodec } from '@gradhub/proto';
-import { CIFAR_PIXELS, bytesEqual, createReplicaRunner, xxh64, type Engine, type NodeSums, type ReplicaRunner } from '@gradhub/core';
+import { CIFAR_PIXELS, bytesEqual, createReplicaRunner, xxh64, type Engine, type NodeSums, type ReplicaRunner, type TreeNode } from '@gradhub/core';
 import {
   ProtocolError, SMALL_FRAME_BYTES, WireCode, closeCodeFor, decodeMessage, encode, frameLimits, paramCountOf, resultHeader, wireCodeName,
   type BodyOf, type DecodedMessage,
@@ -234,6 +240,8 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
   /** The version whose parts are arriving: the floats covered so far, and the parts (offset -> length). */
   let incoming: { version: number; covered: number; parts: Map<number, HeldPart>; base: number } | null = null;
   let queue: Promise<void> = Promise.resolve();
+  /** The parameters copied aside on Keep, for audit Work of that version (-1: none). */
+  const kept = { version: -1, data: null as Float32Array | null };
   let resolveEnded!: (e: SessionEnd) => void;
   const endedPromise = new Promise<SessionEnd>((r) => {
     resolveEnded = r;
@@ -338,9 +346,17 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     },
     work: (m) => {
       if (!welcome) throw new ProtocolError(WireCode.UNEXPECTED_MESSAGE, 'Work before Welcome');
+      if (m.audit) {
+        enqueue(() => runAudit(m));
+        return;
+      }
       const seq = m.seq ?? 0;
       if (seq > latestSeq) latestSeq = seq;
       enqueue(() => runWork(m));
+    },
+    keep: (m) => {
+      if (!welcome) throw new ProtocolError(WireCode.UNEXPECTED_MESSAGE, 'Keep before Welcome');
+      enqueue(() => keepVersion(m.version ?? 0));
     },
     heartbeat: () => {},
     error: (m) => {
@@ -481,11 +497,8 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     }
   }
 
-  async function runWork(m: BodyOf<'work'>): Promise<void> {
-    const e = engine ?? (await enginePromise!);
-    const seq = m.seq ?? 0;
-    const step = m.step ?? 0;
-    const version = m.version ?? 0;
+  /** Work's fields, checked (malformed: ProtocolError). */
+  function checkedWork(m: BodyOf<'work'>): { nodes: gradhub.IWorkNode[]; pixels: Uint8Array; labels: Uint8Array; mode: gradhub.Mode; round: RoundSpec | null } {
     const nodes = m.nodes ?? [];
     const pixels = m.pixels ?? new Uint8Array(0);
     const labels = m.labels ?? new Uint8Array(0);
@@ -503,6 +516,82 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
     if (nodes.length === 0 || pixels.byteLength !== total * CIFAR_PIXELS || labels.byteLength !== total) {
       throw new ProtocolError(WireCode.MALFORMED_FRAME, `Work with ${nodes.length} nodes of ${total} samples, ${pixels.byteLength} pixel bytes and ${labels.byteLength} labels`);
     }
+    return { nodes, pixels, labels, mode, round };
+  }
+
+  /** Keep{version}: copy the parameters aside when that version is held whole here and now; else keep none. */
+  async function keepVersion(version: number): Promise<void> {
+    const e = engine ?? (await enginePromise!);
+    if (memory.version !== version || incoming !== null) {
+      kept.version = -1;
+      return;
+    }
+    kept.data ??= new Float32Array(e.params.length);
+    kept.data.set(e.params);
+    kept.version = version;
+  }
+
+  /** Swap the engine's parameters with the kept copy (twice: back as they were). */
+  function swapKept(e: Engine): void {
+    const a = e.params;
+    const b = kept.data!;
+    for (let i = 0; i < a.length; i++) {
+      const t = a[i];
+      a[i] = b[i];
+      b[i] = t;
+    }
+  }
+
+  /**
+   * Audit Work: its one node recomputed against the version it names (held, or kept on Keep) and
+   * answered with one AuditResult (sums, and the xxh64 of each asked slice of the gradient).
+   */
+  async function runAudit(m: BodyOf<'work'>): Promise<void> {
+    const e = engine ?? (await enginePromise!);
+    const { nodes, pixels, labels, mode, round } = checkedWork(m);
+    const paramCount = e.params.length;
+    const asked = (m.auditParts ?? []).map((p) => ({ offset: p.offset ?? 0, length: p.length ?? 0 }));
+    if (nodes.length !== 1 || asked.some((p) => p.length < 1 || p.offset + p.length > paramCount) || (mode === gradhub.Mode.EVAL) !== (asked.length === 0)) {
+      throw new ProtocolError(WireCode.MALFORMED_FRAME, `audit Work with ${nodes.length} nodes and ${asked.length} parts to hash`);
+    }
+    const seq = m.seq ?? 0;
+    const version = m.version ?? 0;
+    const node: TreeNode = { lo: nodes[0].lo ?? 0, hi: nodes[0].hi ?? 0 };
+    const current = memory.version === version && incoming === null;
+    const swap = !current && kept.version === version && kept.data !== null;
+    if (!current && !swap) {
+      log.info({ version, held: memory.version, kept: kept.version }, 'audit of parameters neither held nor kept');
+      await send([encode({ auditResult: { seq, node, held: false } })]);
+      return;
+    }
+    const n = nodes[0].sampleCount ?? 0;
+    let sums: NodeSums | null;
+    let grad: Float32Array;
+    if (swap) swapKept(e);
+    try {
+      if (round) {
+        const runner = await runnerOf(e);
+        sums = await runner.run(node, { ...round, pixels, labels }, { between: () => sleep(0), cancelled: () => ended });
+        grad = runner.delta;
+      } else {
+        sums = mode === gradhub.Mode.TRAIN ? await e.computeSumsAsync(pixels, labels, n, true) : e.computeSums(pixels, labels, n, false);
+        grad = e.grads;
+      }
+    } finally {
+      if (swap) swapKept(e);
+    }
+    busyUntil = Date.now();
+    if (!sums) return; // the session ended
+    const digests = asked.map((p) => xxh64(grad.subarray(p.offset, p.offset + p.length)));
+    await send([encode({ auditResult: { seq, node, held: true, lossSum: sums.lossSum, denomSum: sums.denomSum, correct: sums.correct, digests } })]);
+  }
+
+  async function runWork(m: BodyOf<'work'>): Promise<void> {
+    const e = engine ?? (await enginePromise!);
+    const seq = m.seq ?? 0;
+    const step = m.step ?? 0;
+    const version = m.version ?? 0;
+    const { nodes, pixels, labels, mode, round } = checkedWork(m);
     if (seq < latestSeq) return; // the coordinator has moved on
     if (version !== memory.version) {
       log.info({ version, held: memory.version }, 'work for parameters not held: requesting them');
@@ -671,7 +760,7 @@ export function createWorkerClient(opts: WorkerClientOptions): WorkerClient {
           runtime: opts.runtime === 'browser' ? gradhub.Runtime.BROWSER : gradhub.Runtime.NODE,
           capabilities: {
             threads: caps.threads, simd: caps.simd, maxBatch: caps.maxBatch ?? 0, backend: caps.backend,
-            encodings: opts.codec ? [gradhub.TensorEncoding.PLANES_DEFLATE] : [],
+            encodings: opts.codec ? [gradhub.TensorEncoding.PLANES_DEFLATE] : [], audits: true,
           },
           modelSizes: [...(opts.modelSizes ?? [])],
           name: opts.name ?? '',

@@ -496,6 +496,88 @@ describe('worker client', () => {
   });
 });
 
+describe('worker client as an auditor (Keep, audit Work)', () => {
+  const PARTS = streamParts(SPEC).map(({ offset, length }) => ({ offset, length }));
+  /** Audit Work: one TRAIN (or EVAL) node [lo, hi) of the batch, against `version`; hash `parts`. */
+  function auditWork(seq: number, version: number, lo: number, hi: number, mode = gradhub.Mode.TRAIN, parts = mode === gradhub.Mode.EVAL ? [] : PARTS): Uint8Array {
+    const { pixels, labels } = samples(lo * CHUNK, (hi - lo) * CHUNK);
+    return frame({ work: { seq, step: 1, version, mode, nodes: [{ lo, hi, sampleStart: lo * CHUNK, sampleCount: (hi - lo) * CHUNK }], pixels, labels, batch: BATCH, audit: true, auditParts: parts } });
+  }
+  /** What an honest engine holding `version` computes for node [lo, hi): its sums and the xxh64 of each part of its gradient. */
+  function expected(version: number, lo: number, hi: number, train = true) {
+    const e = createEngine({ spec: SPEC, backend: createOracleBackend(), maxBatch: BATCH, chunk: CHUNK, normalize: false });
+    e.params.set(paramsOf(version));
+    const { pixels, labels } = samples(lo * CHUNK, (hi - lo) * CHUNK);
+    const s = e.computeSums(pixels, labels, (hi - lo) * CHUNK, train);
+    return { lossSum: s.lossSum, denomSum: s.denomSum, correct: s.correct, digests: train ? PARTS.map((p) => Buffer.from(xxh64(e.grads.subarray(p.offset, p.offset + p.length)))) : [] };
+  }
+  const audits = (h: ReturnType<typeof harness>) => h.of('auditResult').map((e) => e.auditResult!);
+  const asPlain = (r: gradhub.IAuditResult) => ({ lossSum: r.lossSum, denomSum: r.denomSum, correct: r.correct, digests: (r.digests ?? []).map((d) => Buffer.from(d)) });
+
+  it('offers audits in Hello', () => {
+    const h = harness();
+    h.client.start();
+    expect(h.of('hello')[0].hello!.capabilities!.audits).toBe(true);
+  });
+
+  it('recomputes a node against the version it holds, and against the one it kept before the next arrived; the engine ends holding the newest', async () => {
+    const h = harness();
+    await joined(h);
+    for (const f of layerFrames(2)) h.client.receive(f);
+    h.client.receive(auditWork(7, 2, 1, 3));
+    await h.until(() => audits(h).length === 1);
+    expect(audits(h)[0]).toMatchObject({ seq: 7, node: { lo: 1, hi: 3 }, held: true });
+    expect(asPlain(audits(h)[0])).toEqual(expected(2, 1, 3));
+    // Keep v2, then v3 arrives part by part: an audit of v2 is computed on the kept copy, one of v3 on the engine's.
+    h.client.receive(frame({ keep: { version: 2 } }));
+    for (const f of layerFrames(3)) h.client.receive(f);
+    h.client.receive(auditWork(8, 2, 0, 1));
+    h.client.receive(auditWork(9, 3, 0, 1));
+    h.client.receive(auditWork(10, 2, 0, 2, gradhub.Mode.EVAL));
+    await h.until(() => audits(h).length === 4);
+    const [, a8, a9, a10] = audits(h);
+    expect(asPlain(a8)).toEqual(expected(2, 0, 1));
+    expect(asPlain(a9)).toEqual(expected(3, 0, 1));
+    expect(asPlain(a10)).toEqual(expected(2, 0, 2, false));
+    expect(a10.digests ?? []).toEqual([]);
+    expect(Buffer.from(h.engines[0].params.buffer, h.engines[0].params.byteOffset, h.engines[0].params.byteLength).equals(Buffer.from(paramsOf(3).buffer))).toBe(true);
+    // Audits neither are Results nor count as the request's: a Work of request 1 after audit 10 still runs.
+    h.client.receive(work(1, 3, [{ lo: 0, hi: 1 }]));
+    await h.until(() => h.finished().length === 1);
+    expect(h.of('result').every((e) => e.result!.seq === 1)).toBe(true);
+  });
+
+  it('answers held: false for a version neither held nor kept, and keeps nothing when told to keep one it does not hold', async () => {
+    const h = harness();
+    await joined(h);
+    h.client.receive(paramsFrame(2));
+    h.client.receive(frame({ keep: { version: 1 } }));
+    h.client.receive(paramsFrame(3));
+    h.client.receive(auditWork(1, 2, 0, 1));
+    h.client.receive(auditWork(2, 1, 0, 1));
+    await h.until(() => audits(h).length === 2);
+    expect(audits(h).map((a) => [a.seq, a.held ?? false])).toEqual([[1, false], [2, false]]);
+    expect(h.of('paramsRequest')).toEqual([]);
+  });
+
+  it('refuses audit Work with several nodes, parts outside the model, or parts to hash in EVAL (MALFORMED_FRAME)', async () => {
+    const { pixels, labels } = samples(0, 2 * CHUNK);
+    const bad: gradhub.IWork[] = [
+      { nodes: [{ lo: 0, hi: 1, sampleStart: 0, sampleCount: CHUNK }, { lo: 1, hi: 2, sampleStart: CHUNK, sampleCount: CHUNK }], mode: gradhub.Mode.TRAIN, auditParts: PARTS },
+      { nodes: [{ lo: 0, hi: 2, sampleStart: 0, sampleCount: 2 * CHUNK }], mode: gradhub.Mode.TRAIN, auditParts: [{ offset: SPEC.paramCount - 1, length: 2 }] },
+      { nodes: [{ lo: 0, hi: 2, sampleStart: 0, sampleCount: 2 * CHUNK }], mode: gradhub.Mode.EVAL, auditParts: PARTS },
+      { nodes: [{ lo: 0, hi: 2, sampleStart: 0, sampleCount: 2 * CHUNK }], mode: gradhub.Mode.TRAIN, auditParts: [] },
+    ];
+    for (const w of bad) {
+      const h = harness();
+      await joined(h);
+      h.client.receive(paramsFrame(2));
+      h.client.receive(frame({ work: { seq: 1, step: 1, version: 2, pixels, labels, batch: BATCH, audit: true, ...w } }));
+      expect(await h.client.ended, JSON.stringify(w.auditParts)).toMatchObject({ kind: 'error', code: gradhub.ErrorCode.MALFORMED_FRAME });
+    }
+  });
+});
+
 describe('worker client in rounds mode', () => {
   const H = 2;
   const SGD = { lr: 0.05, momentum: 0.9, dampening: 0, weightDecay: 0, nesterov: false, maximize: false };
